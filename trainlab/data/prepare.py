@@ -1,0 +1,182 @@
+"""From a study's ``[data]`` table to model-ready arrays: load, split, scale, record.
+
+Images become float32 in [0, 1] laid out N, C, H, W (Keras' ``x / 255``); tabular features
+are standardized with the training part's mean and std only, so nothing about validation or
+test examples leaks into training. Labels are int64 classes or float32 regression targets.
+``Prepared.split`` records what was done, JSON-able, for the store to keep with each trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trainlab.data import splits
+from trainlab.data.datasets import DATASETS, USER_NPZ, DataInfo, Raw
+from trainlab.data.loader import load_raw
+from trainlab.errors import SpecError
+
+_KEYS = ("name", "path", "split", "train_limit", "test_limit", "test_fraction")
+DEFAULT_TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """Model-ready arrays of one data set, split into train / validation / test."""
+
+    info: DataInfo
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    split: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Request:
+    name: str
+    path: str | None
+    split: splits.SplitSpec
+    train_limit: int | None
+    test_limit: int | None
+    test_fraction: float | int | None
+
+
+def prepare(data: Mapping[str, Any]) -> Prepared:
+    """Load the data set ``data`` names, split it as ``data["split"]`` says, and scale it.
+
+    ``data`` is the study's resolved ``[data]`` table, e.g.
+    ``{"name": "mnist", "split": {"kind": "first", "validation": 5000, "seed": 0}}``;
+    optional ``path`` (for ``name = "npz"``), ``test_fraction`` (default 0.2; used only by
+    data sets without an official test split, ignored otherwise), ``train_limit`` and
+    ``test_limit`` (keep the first N, after splitting; for smoke runs). Raises SpecError for
+    an invalid table, DataError when the data cannot be found or verified.
+    """
+    request = _parse(data)
+    raw = load_raw(request.name, path=request.path)
+    record: dict[str, Any] = {"dataset": request.name, **request.split.as_dict()}
+
+    if raw.has_test:
+        pool = np.arange(len(raw.x_train), dtype=np.int64)
+        x_pool, y_pool = raw.x_train, raw.y_train
+        x_test, y_test = raw.x_test, raw.y_test
+        record["test"] = {"kind": "official"}
+    else:
+        fraction = DEFAULT_TEST_FRACTION if request.test_fraction is None else request.test_fraction
+        pool, test_idx = splits.carve_test(len(raw.x_train), fraction, request.split.seed)
+        x_pool, y_pool = raw.x_train[pool], raw.y_train[pool]
+        x_test, y_test = raw.x_train[test_idx], raw.y_train[test_idx]
+        record["test"] = {
+            "kind": "random",
+            "fraction": fraction,
+            "index_sha256": splits.index_sha256(test_idx),
+        }
+
+    train_idx, val_idx = splits.split_indices(request.split, len(x_pool), y_pool)
+    record["val_index_sha256"] = splits.index_sha256(pool[val_idx])
+    if request.train_limit is not None:
+        train_idx = train_idx[: request.train_limit]
+    if request.test_limit is not None:
+        x_test, y_test = x_test[: request.test_limit], y_test[: request.test_limit]
+
+    x_train = _inputs(raw, x_pool, train_idx)
+    x_val = _inputs(raw, x_pool, val_idx)
+    x_te = _inputs(raw, x_test, None)
+    if raw.layout == "NF":
+        mean = x_train.mean(axis=0, dtype=np.float64)
+        std = x_train.std(axis=0, dtype=np.float64)
+        std[std == 0] = 1.0
+        for x in (x_train, x_val, x_te):
+            x -= mean.astype(np.float32)
+            x /= std.astype(np.float32)
+        record["standardize"] = {"mean": mean.tolist(), "std": std.tolist()}
+
+    record.update(
+        sizes={"train": len(train_idx), "validation": len(val_idx), "test": len(x_te)},
+        train_limit=request.train_limit,
+        test_limit=request.test_limit,
+        data_sha256=raw.sha256,
+        source=raw.source,
+    )
+    if request.name == USER_NPZ:
+        record["path"] = raw.origin
+    return Prepared(
+        info=raw.info,
+        x_train=x_train,
+        y_train=_targets(raw, y_pool[train_idx]),
+        x_val=x_val,
+        y_val=_targets(raw, y_pool[val_idx]),
+        x_test=x_te,
+        y_test=_targets(raw, y_test),
+        split=record,
+    )
+
+
+def _inputs(raw: Raw, x: np.ndarray, index: np.ndarray | None) -> np.ndarray:
+    """Select rows, lay them out N, C, H, W, and convert to float32 (pixels scaled to [0, 1])."""
+    chosen = x if index is None else x[index]
+    if raw.layout == "NHW":
+        chosen = chosen[:, None, :, :]
+    elif raw.layout == "NHWC":
+        chosen = chosen.transpose(0, 3, 1, 2)
+    out = np.array(chosen, dtype=np.float32, order="C", copy=True)
+    if x.dtype == np.uint8:
+        out /= 255.0
+    return out
+
+
+def _targets(raw: Raw, y: np.ndarray) -> np.ndarray:
+    dtype = np.int64 if raw.info.task == "classification" else np.float32
+    return np.array(y, dtype=dtype, copy=True)
+
+
+def _parse(data: Mapping[str, Any]) -> _Request:
+    if not isinstance(data, Mapping):
+        raise SpecError("must be a table with at least name and split", path="data", got=data)
+    unknown = [k for k in data if k not in _KEYS]
+    if unknown:
+        raise SpecError(
+            f"unknown key {unknown[0]!r}", path=f"data.{unknown[0]}", allowed=_KEYS, got=str(unknown[0])
+        )
+    name = data.get("name")
+    names = (*DATASETS, USER_NPZ)
+    if name not in names:
+        raise SpecError(f"unknown data set {name!r}", path="data.name", allowed=names, got=name)
+    path = data.get("path")
+    if name == USER_NPZ:
+        if not isinstance(path, str) or not path:
+            raise SpecError('the npz data set needs path = "/path/to/file.npz"', path="data.path", got=path)
+    elif path is not None:
+        raise SpecError(f'path applies only to name = "npz", not to {name}', path="data.path", got=path)
+    if "split" not in data:
+        raise SpecError(
+            'is required, e.g. {kind = "random", validation = 0.2, seed = 0}',
+            path="data.split",
+            allowed=splits.KINDS,
+        )
+    split = splits.parse_split(data["split"])
+    limits = {}
+    for key in ("train_limit", "test_limit"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise SpecError(f"must be an int >= 1, got {value!r}", path=f"data.{key}", got=value)
+        limits[key] = value
+    fraction = data.get("test_fraction")
+    if fraction is not None:
+        bad_type = isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+        if (
+            bad_type
+            or (isinstance(fraction, float) and not 0 < fraction < 1)
+            or (isinstance(fraction, int) and fraction < 1)
+        ):
+            raise SpecError(
+                f"must be a fraction in (0, 1) or a count >= 1, got {fraction!r}",
+                path="data.test_fraction",
+                got=fraction,
+            )
+    return _Request(name, path, split, limits["train_limit"], limits["test_limit"], fraction)

@@ -66,10 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     _store_arg(status)
 
     report = sub.add_parser("report", help="one row per variant: validation and test metrics over seeds",
-                            description="Print the results of STUDY (a study name, or its file) from the store. "
-                                        "Each row is a variant: n finished seeds, validation accuracy and loss at each "
-                                        "trial's chosen epoch (mean ± std), that epoch, the test metric of the chosen "
-                                        "weights, epochs run and seconds per epoch. JSON is documented in docs/REPORT-JSON.md.")
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Print the results of STUDY (a study name, or its file) from the store.\n"
+                                        "Each row is a variant: n finished seeds, validation accuracy and loss at each\n"
+                                        "trial's chosen epoch (mean ± std), that epoch, the test metric of the chosen\n"
+                                        "weights, epochs run and seconds per epoch.\n"
+                                        "The JSON format is stable and documented in docs/REPORT-JSON.md.")
     report.add_argument("study", metavar="STUDY", help="study name or study file")
     _store_arg(report)
     report.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")

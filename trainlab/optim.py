@@ -684,7 +684,7 @@ def clip_gradients(grads: list[Tensor], hp: Mapping[str, Tensor], opts: Mapping[
     finite, as in Keras); ``clipvalue``: ``clip(g, -c, c)``. In a population, norms are per member.
     """
     population = hp["learning_rate"].dim() > 0
-    if opts["clipnorm"] and False:
+    if opts["clipnorm"]:
         c = hp["clipnorm"]
         out = []
         for g, ci in zip(grads, _listed(_spread(c, grads), len(grads))):

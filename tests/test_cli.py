@@ -1,0 +1,90 @@
+"""The ``trainlab`` command run as a user runs it: a subprocess on a tiny study."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def trainlab(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TRAINLAB_OFFLINE": "1", "TRAINLAB_DATA": str(cwd / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "trainlab.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"trainlab {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_run_resume_status_and_report(tiny_study: Path) -> None:
+    cwd = tiny_study.parent
+    first = trainlab("run", tiny_study.name, cwd=cwd)
+    assert "this run: 4 done" in first.stdout
+    assert "trial 1/4: sgd seed 0" in first.stdout and "epoch 4/4" in first.stdout
+    assert "│ adam" in first.stdout and "val accuracy" in first.stdout
+    assert (cwd / "trainlab.db").exists()
+
+    again = trainlab("run", tiny_study.name, cwd=cwd)
+    assert "this run: nothing to run; already finished before: 4" in again.stdout
+    assert "epoch 1/4" not in again.stdout
+
+    status = trainlab("status", cwd=cwd).stdout.splitlines()
+    assert status[0].split() == ["study", "trials", "pending", "running", "done", "failed", "diverged", "pruned"]
+    assert status[1].split() == ["tiny", "4", "0", "0", "4", "0", "0", "0"]
+
+    report = json.loads(trainlab("report", "tiny", "--format", "json", cwd=cwd).stdout)
+    assert report["format"] == "trainlab-report/1"
+    assert [v["label"] for v in report["variants"]] == ["sgd", "adam"]
+    adam = report["variants"][1]
+    assert adam["n"] == 2 and adam["seeds"] == [0, 1]
+    assert len(adam["val_accuracy"]["values"]) == 2 and adam["val_accuracy"]["std"] is not None
+    assert 1 <= adam["best_epoch"]["mean"] <= 4
+    assert 0 <= adam["test_accuracy"]["mean"] <= 1
+    assert all(t["status"] == "done" for t in adam["trials"])
+
+    rows = list(csv.DictReader(io.StringIO(trainlab("report", "tiny.toml", "--format", "csv", cwd=cwd).stdout)))
+    assert [r["variant"] for r in rows] == ["sgd", "adam"]
+    assert float(rows[1]["val_accuracy_mean"]) == pytest.approx(adam["val_accuracy"]["mean"])
+
+    md = trainlab("report", "tiny", "--format", "markdown", "--out", "r.md", cwd=cwd)
+    assert md.stdout == ""
+    assert (cwd / "r.md").read_text().startswith("| variant | n | val accuracy |")
+
+
+def test_user_mistakes_exit_2_with_a_message_and_no_traceback(tiny_study: Path) -> None:
+    cwd = tiny_study.parent
+    bad = tiny_study.read_text().replace('optimizer = "adam"', 'optimizer = "adamm"')
+    (cwd / "bad.toml").write_text(bad)
+    proc = trainlab("run", "bad.toml", cwd=cwd, check=False)
+    assert proc.returncode == 2
+    assert "bad.toml: optimizer" in proc.stderr and "did you mean 'adam'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (cwd / "trainlab.db").exists(), "nothing may be written for an invalid study"
+
+    proc = trainlab("report", "nope", cwd=cwd, check=False)
+    assert proc.returncode == 2 and "no store" in proc.stderr
+
+    big = tiny_study.read_text().replace("batch_size = 16", "batch_size = 100000")
+    (cwd / "big.toml").write_text(big)
+    proc = trainlab("run", "big.toml", cwd=cwd, check=False)
+    assert proc.returncode == 2 and "larger than the training split" in proc.stderr
+
+
+def test_check_lists_trials_without_training(tiny_study: Path) -> None:
+    out = trainlab("check", tiny_study.name, cwd=tiny_study.parent).stdout
+    assert "2 variants x 2 seeds = 4 trials" in out
+    assert not (tiny_study.parent / "trainlab.db").exists()
+
+
+def test_help_teaches() -> None:
+    out = subprocess.run([sys.executable, "-m", "trainlab.cli", "--help"], capture_output=True, text=True).stdout
+    for word in ("run", "status", "report", "data", "examples:"):
+        assert word in out
+    out = subprocess.run([sys.executable, "-m", "trainlab.cli", "report", "--help"], capture_output=True, text=True).stdout
+    assert "--format" in out and "REPORT-JSON" in out

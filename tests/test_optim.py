@@ -7,6 +7,7 @@ Keras' own tests publish; never from trainlab's functions.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,7 +37,7 @@ def keras_reference(config: Mapping[str, Any], params: Vectors, grads_seq: Seque
     name = config["name"].lower()
     c = {**COMMON, **KERAS_DEFAULTS[name], **config}
     p = [list(t) for t in params]
-    zeros = lambda: [[0.0] * len(t) for t in p]  # noqa: E731
+    zeros = lambda: [[0.0] * len(t) for t in p]
     s: dict[str, Any] = {k: zeros() for k in ("m", "v", "vhat", "avg", "acc_d")}
     s["acc"] = [[c.get("initial_accumulator_value", 0.0)] * len(t) for t in p]
     u_product = 1.0
@@ -147,7 +148,7 @@ def assert_matches(got: list[Vectors], expected: list[Vectors], rtol: float = 2e
         for g, e in zip(g_step, e_step, strict=True):
             torch.testing.assert_close(
                 torch.tensor(g, dtype=torch.float64), torch.tensor(e, dtype=torch.float64),
-                rtol=rtol, atol=atol, msg=lambda m: f"update {step + 1}: {m}",
+                rtol=rtol, atol=atol, msg=lambda m, step=step: f"update {step + 1}: {m}",
             )
 
 
@@ -198,7 +199,7 @@ def test_two_updates_match_keras_formulas(case: str) -> None:
     # from a fresh optimizer's first update from the same point.
     if config["name"] != "sgd" or config.get("momentum") or config.get("decay"):
         fresh = keras_reference(config, expected[0], [G2])[0]
-        flat = lambda vs: [x for t in vs for x in t]  # noqa: E731
+        flat = lambda vs: [x for t in vs for x in t]
         assert flat(fresh) != pytest.approx(flat(expected[1]), rel=1e-4, abs=1e-5)
 
 
@@ -457,6 +458,13 @@ def test_resolve_fills_keras_defaults_exactly(name: str) -> None:
     assert optim.resolve(name) == expected
     assert optim.resolve({"name": name}) == expected
     assert list(optim.resolve(name)) == ["name", *KERAS_DEFAULTS[name], *(k for k in COMMON if k not in KERAS_DEFAULTS[name])]
+
+
+@pytest.mark.parametrize("case", TABLE)
+def test_resolve_is_idempotent_and_json_able(case: str) -> None:
+    resolved = optim.resolve(TABLE[case])
+    assert optim.resolve(resolved) == resolved
+    assert json.loads(json.dumps(resolved)) == resolved
 
 
 def test_keras_defaults_table_covers_every_optimizer() -> None:

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     _store_arg(run)
     run.add_argument("--retry-failed", action="store_true", help="run failed and diverged trials again from scratch")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--population", type=int, metavar="K", default=None,
+                     help="train at most K trials of one architecture at once (default: as many as measured "
+                          "throughput favours; 1 trains one at a time)")
     run.add_argument("--format", choices=("table", "markdown", "csv", "json", "none"), default="table",
                      help="how to print the results at the end (default: table)")
 
@@ -123,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             study_id, _ = register(study, store)
             store.reset_trials(study_id, ("failed", "diverged"))
         with _progress(args.quiet) as reporter:
-            summary = run_local(study, store, reporter=reporter)
+            summary = run_local(study, store, reporter=reporter, population=args.population)
         ran = ", ".join(f"{n} {status}" for status, n in sorted(summary.ran.items())) or "nothing to run"
         print(f"study {study.name}: {summary.total} trials; this run: {ran}; already finished before: {summary.skipped_done}")
         if summary.busy_elsewhere:
@@ -212,28 +215,35 @@ class _LineReporter:
     def __init__(self) -> None:
         self.index = 0
         self.total = 0
-        self.label = ""
         self.epochs = 0
+        self.population = 1
 
     def study_started(self, total: int, done: int) -> None:
         self.total, self.index = total, done
         print(f"{total} trials, {done} already finished", flush=True)
 
-    def trial_started(self, trial: Any, epochs: int, resumed_at: int) -> None:
-        self.index += 1
-        self.label, self.epochs = f"{trial.label} seed {trial.seed}", epochs
+    def unit_started(self, trials: Sequence[Any], epochs: int, resumed_at: int) -> None:
+        first, self.index = self.index + 1, self.index + len(trials)
+        self.epochs, self.population = epochs, len(trials)
         resumed = f" (resuming after epoch {resumed_at})" if resumed_at else ""
-        print(f"trial {self.index}/{self.total}: {self.label}{resumed}", flush=True)
+        span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
+        together = "" if len(trials) == 1 else f" (a population of {len(trials)}, trained together)"
+        print(f"trial {span}/{self.total}: {', '.join(_label(t) for t in trials)}{together}{resumed}", flush=True)
 
     def batch(self, step: int, steps: int) -> None:
         pass
 
-    def epoch_finished(self, epoch: int, logs: Mapping[str, float]) -> None:
-        print(f"  epoch {epoch + 1}/{self.epochs}  {_logs_text(logs)}", flush=True)
+    def epoch_finished(self, trial: Any, epoch: int, logs: Mapping[str, float]) -> None:
+        who = f"{_label(trial)}  " if self.population > 1 else ""
+        print(f"  {who}epoch {epoch + 1}/{self.epochs}  {_logs_text(logs)}", flush=True)
 
     def trial_finished(self, trial: Any, status: str, result: Mapping[str, Any]) -> None:
         if status != "done":
-            print(f"  {status}: {result.get('error') or result.get('stop_reason', '')}", flush=True)
+            print(f"  {_label(trial)}: {status}: {result.get('error') or result.get('stop_reason', '')}", flush=True)
+
+
+def _label(trial: Any) -> str:
+    return f"{trial.label} seed {trial.seed}"
 
 
 def _logs_text(logs: Mapping[str, float]) -> str:
@@ -251,6 +261,7 @@ class _BarReporter(_LineReporter):
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         self.trials = self.progress.add_task("trials", total=None)
         self.steps = self.progress.add_task("", total=None, visible=False)
+        self.names = ""
         self.last = ""
         self.epoch = 0
 
@@ -258,14 +269,16 @@ class _BarReporter(_LineReporter):
         self.total, self.index = total, done
         self.progress.update(self.trials, total=total, completed=done)
 
-    def trial_started(self, trial: Any, epochs: int, resumed_at: int) -> None:
-        self.index += 1
-        self.label, self.epochs, self.epoch, self.last = f"{trial.label} seed {trial.seed}", epochs, resumed_at, ""
-        self.progress.update(self.trials, description=f"trial {self.index}/{self.total}")
+    def unit_started(self, trials: Sequence[Any], epochs: int, resumed_at: int) -> None:
+        first, self.index = self.index + 1, self.index + len(trials)
+        self.epochs, self.population, self.epoch, self.last = epochs, len(trials), resumed_at, ""
+        self.names = _label(trials[0]) if len(trials) == 1 else f"{len(trials)} together: {', '.join(t.label for t in trials)}"
+        span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
+        self.progress.update(self.trials, description=f"trial {span}/{self.total}")
         self._describe()
 
     def _describe(self) -> None:
-        text = f"  {self.label}  epoch {self.epoch + 1}/{self.epochs}"
+        text = f"  {self.names}  epoch {self.epoch + 1}/{self.epochs}"
         if self.last:
             text += f"  [dim]{self.last}[/dim]"
         self.progress.update(self.steps, description=text, visible=True)
@@ -273,17 +286,17 @@ class _BarReporter(_LineReporter):
     def batch(self, step: int, steps: int) -> None:
         self.progress.update(self.steps, completed=step, total=steps)
 
-    def epoch_finished(self, epoch: int, logs: Mapping[str, float]) -> None:
+    def epoch_finished(self, trial: Any, epoch: int, logs: Mapping[str, float]) -> None:
         self.epoch = epoch + 1
-        self.last = _logs_text(logs)
+        self.last = (f"{trial.label}: " if self.population > 1 else "") + _logs_text(logs)
         self._describe()
 
     def trial_finished(self, trial: Any, status: str, result: Mapping[str, Any]) -> None:
         self.progress.advance(self.trials)
         best = result.get("best", {})
         score = best.get("val_accuracy", best.get("val_loss"))
-        note = f"best {score:.4f}" if isinstance(score, float) else ""
-        self.progress.console.print(f"{self.label}: {status} {note}".rstrip())
+        note = f"best {score:.4f}" if isinstance(score, float) else result.get("error", "")
+        self.progress.console.print(f"{_label(trial)}: {status} {note}".rstrip())
 
 
 class _progress:

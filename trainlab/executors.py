@@ -9,29 +9,30 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
 from trainlab import data as datasets
-from trainlab import models
+from trainlab import models, planner
 from trainlab.engine import Tensors, evaluate, fit, weights_bytes
+from trainlab.engine.population import Member, fit_population
 from trainlab.errors import TrainlabError
 from trainlab.optim import Optimizer
 from trainlab.seeding import derive
 from trainlab.spec import Study, TrainSettings, canonical_json
-from trainlab.store import CHECKPOINT, ClaimLostError, NewTrial, Store, TrialRecord, make_owner
+from trainlab.store import CHECKPOINT, FINISHED_STATUSES, ClaimLostError, NewTrial, Store, TrialRecord, make_owner
 
 
 class Reporter(Protocol):
     """What an executor tells whoever watches it (the CLI's progress bars, or nothing)."""
 
     def study_started(self, total: int, done: int) -> None: ...
-    def trial_started(self, trial: TrialRecord, epochs: int, resumed_at: int) -> None: ...
+    def unit_started(self, trials: Sequence[TrialRecord], epochs: int, resumed_at: int) -> None: ...
     def batch(self, step: int, steps: int) -> None: ...
-    def epoch_finished(self, epoch: int, logs: Mapping[str, float]) -> None: ...
+    def epoch_finished(self, trial: TrialRecord, epoch: int, logs: Mapping[str, float]) -> None: ...
     def trial_finished(self, trial: TrialRecord, status: str, result: Mapping[str, Any]) -> None: ...
 
 
@@ -39,9 +40,9 @@ class Silent:
     """A reporter that shows nothing."""
 
     def study_started(self, total: int, done: int) -> None: pass
-    def trial_started(self, trial: TrialRecord, epochs: int, resumed_at: int) -> None: pass
+    def unit_started(self, trials: Sequence[TrialRecord], epochs: int, resumed_at: int) -> None: pass
     def batch(self, step: int, steps: int) -> None: pass
-    def epoch_finished(self, epoch: int, logs: Mapping[str, float]) -> None: pass
+    def epoch_finished(self, trial: TrialRecord, epoch: int, logs: Mapping[str, float]) -> None: pass
     def trial_finished(self, trial: TrialRecord, status: str, result: Mapping[str, Any]) -> None: pass
 
 
@@ -81,9 +82,11 @@ def register(study: Study, store: Store) -> tuple[int, list[str]]:
 
 
 def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, owner: str | None = None,
-              cache: DataCache | None = None) -> RunSummary:
+              cache: DataCache | None = None, population: int | None = None) -> RunSummary:
     """Train every unfinished trial of ``study`` in this process, recording into ``store``.
 
+    Trials that can share a population (see :mod:`trainlab.planner`) train together, as many
+    at once as measured throughput favours (``population`` caps it; 1 trains one at a time).
     Data is prepared (and verified) for every trial before the first one trains, so that a
     missing or corrupt data set stops the run before any work is done.
     """
@@ -94,14 +97,43 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
     for spec in {canonical_json(v.spec["data"]): v.spec["data"] for v in study.variants}.values():
         _check_batch_size(study, spec, cache)
     wanted = set(hashes)
-    current = [t for t in store.trials(study_id) if t.hash in wanted]
-    summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in ("done", "diverged", "failed", "pruned") for t in current))
+    current = store.trials(study_id, hashes=wanted)
+    summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
     reporter.study_started(len(current), summary.skipped_done)
-    while (trial := store.claim_next(study_id, owner, hashes=wanted)) is not None:
-        status = run_trial(trial, store, owner, cache, reporter)
-        summary.ran[status] = summary.ran.get(status, 0) + 1
-    summary.busy_elsewhere = sum(t.status == "running" for t in store.trials(study_id) if t.hash in wanted)
+    while (leader := store.claim_next(study_id, owner, hashes=wanted)) is not None:
+        unit = [leader, *_mates(leader, store, study_id, wanted, owner, cache, population)]
+        for status in run_unit(unit, store, owner, cache, reporter):
+            summary.ran[status] = summary.ran.get(status, 0) + 1
+    summary.busy_elsewhere = sum(t.status == "running" for t in store.trials(study_id, hashes=wanted))
     return summary
+
+
+def _start_epoch(store: Store, trial: TrialRecord) -> int:
+    saved = store.artifact(trial.id, CHECKPOINT)
+    return saved.epoch + 1 if saved is not None and saved.epoch is not None else 0
+
+
+def _mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], owner: str,
+           cache: DataCache, population: int | None) -> list[TrialRecord]:
+    """Pending trials that can train in one population with ``leader``, claimed for ``owner``."""
+    if population == 1:
+        return []
+    spec = json.loads(leader.spec_json)
+    key = planner.group_key(spec, leader.seed, _start_epoch(store, leader))
+    candidates = [t for t in store.trials(study_id, status="pending", hashes=wanted)
+                  if planner.group_key(json.loads(t.spec_json), t.seed, _start_epoch(store, t)) == key]
+    if not candidates:
+        return []
+    tensors, info, _ = cache.get(spec["data"])
+    limit = min(len(candidates) + 1, population or planner.CANDIDATE_K[-1])
+    k = planner.measure_k(spec, info.input_shape, tensors.x_train, tensors.y_train, limit=limit)
+    mates = []
+    for trial in candidates:
+        if len(mates) + 1 >= k:
+            break
+        if store.claim(trial.id, owner):
+            mates.append(trial)
+    return mates
 
 
 def _check_batch_size(study: Study, data_spec: Mapping[str, Any], cache: DataCache) -> None:
@@ -116,55 +148,63 @@ def _check_batch_size(study: Study, data_spec: Mapping[str, Any], cache: DataCac
             )
 
 
-def run_trial(trial: TrialRecord, store: Store, owner: str, cache: DataCache, reporter: Reporter) -> str:
-    """Train one claimed trial to its end and record it; returns the final status.
+def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: DataCache, reporter: Reporter) -> list[str]:
+    """Train claimed trials to their end, together if several, and record each; returns their statuses.
 
-    A trial that raises is recorded as ``failed`` with its error text. Ctrl-C gives the trial
-    back (its finished epochs stay) and propagates.
+    A unit that raises records its unfinished trials as ``failed`` with the error text. Ctrl-C
+    gives them back (their finished epochs stay) and propagates.
     """
-    spec = json.loads(trial.spec_json)
-    settings = TrainSettings.of(spec)
+    specs = [json.loads(t.spec_json) for t in trials]
+    finished: dict[int, str] = {}
     try:
-        tensors, info, split = cache.get(spec["data"])
-        net = models.build(spec["model"], info.input_shape, derive(trial.seed, "init"))
-        optimizer = Optimizer([p for p in net.parameters() if p.requires_grad], spec["optimizer"])
-        saved = store.artifact(trial.id, CHECKPOINT)
-        resume = saved.data if saved is not None else None
-        reporter.trial_started(trial, settings.epochs, saved.epoch + 1 if saved and saved.epoch is not None else 0)
+        tensors, info, split = cache.get(specs[0]["data"])
+        nets = [models.build(spec["model"], info.input_shape, derive(t.seed, "init")) for t, spec in zip(trials, specs)]
+        saved = [store.artifact(t.id, CHECKPOINT) for t in trials]
+        resumes = [a.data if a is not None else None for a in saved]
+        reporter.unit_started(trials, specs[0]["train"]["epochs"], _start_epoch(store, trials[0]))
 
-        def on_epoch(epoch: int, logs: dict[str, float], make_checkpoint: Any) -> None:
-            store.record_epoch(trial.id, owner, epoch, logs, make_checkpoint(), checkpoint_format="safetensors")
-            reporter.epoch_finished(epoch, logs)
+        def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Any) -> None:
+            store.record_epoch(trials[i].id, owner, epoch, logs, make_checkpoint(), checkpoint_format="safetensors")
+            reporter.epoch_finished(trials[i], epoch, logs)
 
-        result = fit(net, optimizer, tensors, settings, info.task, seed=trial.seed,
-                     resume=resume, on_epoch=on_epoch, on_batch=reporter.batch)
-        net.load_state_dict(result.weights)
-        test = evaluate(net, tensors.x_test, tensors.y_test, info.task, settings.loss)
-        outcome = {
-            "best_epoch": result.best_epoch,
-            "best": result.best,
-            "epochs": result.epochs,
-            "stop_reason": result.stop_reason,
-            "test": test,
-            "split": split,
-            "seconds_per_epoch": sum(h["seconds"] for h in result.history) / max(len(result.history), 1),
-        }
-        weights = weights_bytes(result.weights, {"trial": trial.hash, "spec": spec, "input_shape": list(info.input_shape)})
-        store.finish_trial(trial.id, owner, result.status, result=outcome, weights=weights, weights_format="safetensors")
-        reporter.trial_finished(trial, result.status, outcome)
-        return result.status
+        if len(trials) == 1:
+            optimizer = Optimizer([p for p in nets[0].parameters() if p.requires_grad], specs[0]["optimizer"])
+            results = [fit(nets[0], optimizer, tensors, TrainSettings.of(specs[0]), info.task, seed=trials[0].seed,
+                           resume=resumes[0], on_epoch=lambda e, logs, ck: on_epoch(0, e, logs, ck), on_batch=reporter.batch)]
+        else:
+            members = [Member(net, spec["optimizer"], TrainSettings.of(spec), resume) for net, spec, resume in zip(nets, specs, resumes)]
+            results = fit_population(members, tensors, info.task, seed=trials[0].seed, on_epoch=on_epoch, on_batch=reporter.batch)
+        for i, (trial, spec, net, result) in enumerate(zip(trials, specs, nets, results)):
+            net.load_state_dict(result.weights)
+            test = evaluate(net, tensors.x_test, tensors.y_test, info.task, spec["train"]["loss"])
+            outcome = {
+                "best_epoch": result.best_epoch,
+                "best": result.best,
+                "epochs": result.epochs,
+                "stop_reason": result.stop_reason,
+                "test": test,
+                "split": split,
+                "population": len(trials),
+                "seconds_per_epoch": sum(h["seconds"] for h in result.history) / max(len(result.history), 1),
+            }
+            weights = weights_bytes(result.weights, {"trial": trial.hash, "spec": spec, "input_shape": list(info.input_shape)})
+            store.finish_trial(trial.id, owner, result.status, result=outcome, weights=weights, weights_format="safetensors")
+            finished[i] = result.status
+            reporter.trial_finished(trial, result.status, outcome)
+        return [finished[i] for i in range(len(trials))]
     except KeyboardInterrupt:
-        store.release(trial.id, owner)
+        for i, trial in enumerate(trials):
+            if i not in finished:
+                store.release(trial.id, owner)
         raise
     except ClaimLostError:
-        # Another process holds the trial now (this one was presumed dead): its result is theirs.
-        return "lost"
-    except TrainlabError as exc:
-        store.finish_trial(trial.id, owner, "failed", error=str(exc))
-        reporter.trial_finished(trial, "failed", {"error": str(exc)})
-        return "failed"
-    except Exception:
-        text = traceback.format_exc()
-        store.finish_trial(trial.id, owner, "failed", error=text)
-        reporter.trial_finished(trial, "failed", {"error": text.strip().splitlines()[-1]})
-        return "failed"
+        # Another process holds these trials now (this one was presumed dead): their results are theirs.
+        return [finished.get(i, "lost") for i in range(len(trials))]
+    except Exception as exc:
+        text = str(exc) if isinstance(exc, TrainlabError) else traceback.format_exc()
+        for i, trial in enumerate(trials):
+            if i not in finished:
+                store.finish_trial(trial.id, owner, "failed", error=text)
+                finished[i] = "failed"
+                reporter.trial_finished(trial, "failed", {"error": text.strip().splitlines()[-1]})
+        return [finished[i] for i in range(len(trials))]

@@ -233,11 +233,12 @@ class Net(nn.Module):
     that training can use the stable cross-entropy on logits.
     """
 
-    def __init__(self, body: nn.Sequential, output_activation: nn.Module, penalties: list[tuple[nn.Parameter, float, float]]) -> None:
+    def __init__(self, body: nn.Sequential, output_activation: nn.Module, penalties: list[tuple[str, float, float]]) -> None:
         super().__init__()
         self.body = body
         self.output_activation = output_activation
-        self._penalties = penalties
+        self.penalties = penalties
+        """(parameter name, l1, l2) of every regularized kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -247,12 +248,21 @@ class Net(nn.Module):
         """Class probabilities (softmax output) or regression values, in eval mode."""
         return self.output_activation(self.body(x))
 
-    def penalty(self) -> torch.Tensor | None:
-        """Kernel L1/L2 regularization added to the training loss, as Keras adds it; None if none."""
-        total: torch.Tensor | None = None
-        for weight, l1, l2 in self._penalties:
-            term = (l1 * weight.abs().sum() if l1 else 0) + (l2 * weight.square().sum() if l2 else 0)
-            total = term if total is None else total + term
+    def penalty(self, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
+        """Kernel L1/L2 regularization added to the training loss, as Keras adds it; None if none.
+
+        ``params`` gives the weights by name (a population's per-member slice); default: this model's.
+        """
+        if not self.penalties:
+            return None
+        weights = dict(self.named_parameters()) if params is None else params
+        total = torch.zeros(())
+        for name, l1, l2 in self.penalties:
+            w = weights[name]
+            if l1:
+                total = total + l1 * w.abs().sum()
+            if l2:
+                total = total + l2 * w.square().sum()
         return total
 
 
@@ -260,7 +270,7 @@ def build(model: Mapping[str, Any], input_shape: Shape, seed: int) -> Net:
     """The torch module for a resolved model, initialized from ``seed`` alone."""
     generator = torch.Generator().manual_seed(seed)
     modules: list[nn.Module] = []
-    penalties: list[tuple[nn.Parameter, float, float]] = []
+    penalties: list[tuple[str, float, float]] = []
     shape = tuple(input_shape)
     layers = list(model["layers"])
     output_activation: nn.Module = nn.Identity()
@@ -270,6 +280,7 @@ def build(model: Mapping[str, Any], input_shape: Shape, seed: int) -> Net:
             core: nn.Module = nn.Linear(shape[0], layer["units"], bias=layer["use_bias"])
             _init(core, layer, "dense", generator)
             modules.append(core)
+            core_index = len(modules) - 1
         elif kind == "Conv2D":
             k, s = _pair(layer["kernel_size"]), _pair(layer["strides"])
             pads = [(0, 0), (0, 0)]
@@ -284,6 +295,7 @@ def build(model: Mapping[str, Any], input_shape: Shape, seed: int) -> Net:
             )
             _init(core, layer, "conv2d", generator)
             modules.append(core)
+            core_index = len(modules) - 1
         elif kind == "MaxPooling2D":
             k = _pair(layer["pool_size"])
             s = _pair(layer["strides"] or layer["pool_size"])
@@ -313,7 +325,7 @@ def build(model: Mapping[str, Any], input_shape: Shape, seed: int) -> Net:
                 modules.append(ACTIVATIONS.build(act))
         if kind in WEIGHTED and layer.get("kernel_regularizer"):
             reg = layer["kernel_regularizer"]
-            penalties.append((core.weight, reg["l1"], reg["l2"]))
+            penalties.append((f"body.{core_index}.weight", reg["l1"], reg["l2"]))
         shape = out
     return Net(nn.Sequential(*modules), output_activation, penalties)
 
@@ -323,7 +335,9 @@ def _init(core: nn.Linear | nn.Conv2d, layer: Mapping[str, Any], layout: str, ge
         fan_in, fan_out = initializers.fans(tuple(core.weight.shape), layout)
         initializers.initialize_(core.weight, layer["kernel_initializer"], fan_in=fan_in, fan_out=fan_out, generator=generator)
         if core.bias is not None:
-            initializers.initialize_(core.bias, layer["bias_initializer"], fan_in=fan_in, fan_out=fan_out, generator=generator)
+            # Keras computes a bias's fans from its own shape (n,): (n, n).
+            b_in, b_out = initializers.fans(tuple(core.bias.shape), "keras")
+            initializers.initialize_(core.bias, layer["bias_initializer"], fan_in=b_in, fan_out=b_out, generator=generator)
 
 
 def check_output(model: Mapping[str, Any], input_shape: Shape, task: str, loss: str, num_classes: int, path: str = "model") -> None:

@@ -46,6 +46,8 @@ __all__ = [
     "OptimizerDef",
     "PopulationOptimizer",
     "apply_gradients",
+    "clip_gradients",
+    "decayed_learning_rate",
     "hyperparameters",
     "merge_options",
     "options",
@@ -60,10 +62,14 @@ Hyper: TypeAlias = Tensor | list[Tensor]
 
 
 class InitFn(Protocol):
-    def __call__(self, params: list[Tensor], hp: Mapping[str, Tensor], options: Mapping[str, bool]) -> State: ...
+    """Creates an optimizer's slots for ``params`` (zeros, or Adagrad's initial accumulator)."""
+
+    def __call__(self, params: list[Tensor], hp: Mapping[str, Tensor], opts: Mapping[str, bool]) -> State: ...
 
 
 class UpdateFn(Protocol):
+    """One optimizer's rule: updates ``params`` and ``state`` in place; ``step`` counts updates already applied."""
+
     def __call__(
         self,
         params: list[Tensor],
@@ -71,7 +77,7 @@ class UpdateFn(Protocol):
         state: State,
         hp: Mapping[str, Tensor],
         step: Tensor,
-        options: Mapping[str, bool],
+        opts: Mapping[str, bool],
     ) -> None: ...
 
 
@@ -107,9 +113,9 @@ def _float_step(step: Tensor, like: Tensor) -> Tensor:
 # changes results only by rounding.
 
 
-def sgd_init(params: list[Tensor], hp: Mapping[str, Tensor], options: Mapping[str, bool]) -> State:
+def sgd_init(params: list[Tensor], hp: Mapping[str, Tensor], opts: Mapping[str, bool]) -> State:
     """Keras SGD keeps a velocity slot only when momentum is non-zero."""
-    return {"momentum": _zeros(params)} if options["momentum"] else {}
+    return {"momentum": _zeros(params)} if opts["momentum"] else {}
 
 
 def sgd_update(
@@ -118,7 +124,7 @@ def sgd_update(
     state: State,
     hp: Mapping[str, Tensor],
     step: Tensor,
-    options: Mapping[str, bool],
+    opts: Mapping[str, bool],
 ) -> None:
     """``keras.optimizers.SGD``.
 
@@ -135,19 +141,19 @@ def sgd_update(
     momentum = _spread(hp["momentum"], params)
     torch._foreach_mul_(m, momentum)
     torch._foreach_addcmul_(m, grads, lr, value=-1.0)
-    if options["nesterov"]:
+    if opts["nesterov"]:
         torch._foreach_addcmul_(params, m, _listed(momentum, n), value=1.0)
         torch._foreach_addcmul_(params, grads, lr, value=-1.0)
     else:
         torch._foreach_add_(params, m)
 
 
-def rmsprop_init(params: list[Tensor], hp: Mapping[str, Tensor], options: Mapping[str, bool]) -> State:
+def rmsprop_init(params: list[Tensor], hp: Mapping[str, Tensor], opts: Mapping[str, bool]) -> State:
     """Velocities always; momentums if momentum > 0; average gradients if centered."""
     state: State = {"velocity": _zeros(params)}
-    if options["momentum"]:
+    if opts["momentum"]:
         state["momentum"] = _zeros(params)
-    if options["centered"]:
+    if opts["centered"]:
         state["average_gradient"] = _zeros(params)
     return state
 
@@ -158,7 +164,7 @@ def rmsprop_update(
     state: State,
     hp: Mapping[str, Tensor],
     step: Tensor,
-    options: Mapping[str, bool],
+    opts: Mapping[str, bool],
 ) -> None:
     """``keras.optimizers.RMSprop``.
 
@@ -189,10 +195,10 @@ def rmsprop_update(
         torch._foreach_addcdiv_(params, grads, denominator, value=-1.0)
 
 
-def adam_init(params: list[Tensor], hp: Mapping[str, Tensor], options: Mapping[str, bool]) -> State:
+def adam_init(params: list[Tensor], hp: Mapping[str, Tensor], opts: Mapping[str, bool]) -> State:
     """First and second moments, and the running maximum of the second moment for AMSGrad."""
     state: State = {"momentum": _zeros(params), "velocity": _zeros(params)}
-    if options["amsgrad"]:
+    if opts["amsgrad"]:
         state["velocity_hat"] = _zeros(params)
     return state
 
@@ -203,7 +209,7 @@ def adam_update(
     state: State,
     hp: Mapping[str, Tensor],
     step: Tensor,
-    options: Mapping[str, bool],
+    opts: Mapping[str, bool],
 ) -> None:
     """``keras.optimizers.Adam`` (and AdamW, which is Adam with weight decay on by default).
 
@@ -227,7 +233,7 @@ def adam_update(
     torch._foreach_addcdiv_(params, m, denominator, value=-1.0)
 
 
-def adagrad_init(params: list[Tensor], hp: Mapping[str, Tensor], options: Mapping[str, bool]) -> State:
+def adagrad_init(params: list[Tensor], hp: Mapping[str, Tensor], opts: Mapping[str, bool]) -> State:
     """Accumulators start at ``initial_accumulator_value``, as Keras' Constant initializer sets them."""
     initial = _spread(hp["initial_accumulator_value"], params)
     accumulators = _zeros(params)
@@ -241,7 +247,7 @@ def adagrad_update(
     state: State,
     hp: Mapping[str, Tensor],
     step: Tensor,
-    options: Mapping[str, bool],
+    opts: Mapping[str, bool],
 ) -> None:
     """``keras.optimizers.Adagrad``: ``acc += g^2``; ``p -= lr g / sqrt(acc + eps)``."""
     acc = state["accumulator"]
@@ -252,7 +258,7 @@ def adagrad_update(
     torch._foreach_addcdiv_(params, grads, denominator, value=-1.0)
 
 
-def adamax_init(params: list[Tensor], hp: Mapping[str, Tensor], options: Mapping[str, bool]) -> State:
+def adamax_init(params: list[Tensor], hp: Mapping[str, Tensor], opts: Mapping[str, bool]) -> State:
     """First moment and exponentially weighted infinity norm."""
     return {"momentum": _zeros(params), "norm": _zeros(params)}
 
@@ -263,7 +269,7 @@ def adamax_update(
     state: State,
     hp: Mapping[str, Tensor],
     step: Tensor,
-    options: Mapping[str, bool],
+    opts: Mapping[str, bool],
 ) -> None:
     """``keras.optimizers.Adamax``.
 
@@ -282,7 +288,7 @@ def adamax_update(
     torch._foreach_addcdiv_(params, m, denominator, value=-1.0)
 
 
-def nadam_init(params: list[Tensor], hp: Mapping[str, Tensor], options: Mapping[str, bool]) -> State:
+def nadam_init(params: list[Tensor], hp: Mapping[str, Tensor], opts: Mapping[str, bool]) -> State:
     """Moments, and the running product of the momentum schedule (1.0, one per member)."""
     u_product = torch.ones_like(hp["learning_rate"])
     return {"momentum": _zeros(params), "velocity": _zeros(params), "u_product": [u_product]}
@@ -294,7 +300,7 @@ def nadam_update(
     state: State,
     hp: Mapping[str, Tensor],
     step: Tensor,
-    options: Mapping[str, bool],
+    opts: Mapping[str, bool],
 ) -> None:
     """``keras.optimizers.Nadam`` (Dozat's momentum schedule, as Keras 3 implements it).
 
@@ -311,21 +317,23 @@ def nadam_update(
     u_next = b1 * (1.0 - 0.5 * torch.pow(0.96, t + 1))
     u_product = state["u_product"][0]
     u_product.mul_(u_t)
-    momentum_coef = u_next / (1 - u_product * u_next)
-    gradient_coef = (1 - u_t) / (1 - u_product)
+    # lr m_hat / (sqrt(v / c) + eps) == (lr sqrt(c) m_hat) / (sqrt(v) + eps sqrt(c)), c = 1 - b2^t:
+    # folding the scalars into m_hat's coefficients saves two passes over the parameters.
+    root_c = torch.sqrt(1 - torch.pow(b2, t))
+    scale = lr * root_c
+    momentum_coef = scale * u_next / (1 - u_product * u_next)
+    gradient_coef = scale * (1 - u_t) / (1 - u_product)
     m, v = state["momentum"], state["velocity"]
     torch._foreach_lerp_(m, grads, _listed(_spread(1 - b1, params), n))
     torch._foreach_lerp_(v, torch._foreach_mul(grads, grads), _listed(_spread(1 - b2, params), n))
-    m_hat = torch._foreach_mul(m, _spread(momentum_coef, params))
-    torch._foreach_addcmul_(m_hat, grads, _listed(_spread(gradient_coef, params), n), value=1.0)
-    denominator = torch._foreach_div(v, _spread(1 - torch.pow(b2, t), params))
-    torch._foreach_sqrt_(denominator)
-    torch._foreach_add_(denominator, _spread(hp["epsilon"], params))
-    torch._foreach_div_(denominator, _spread(lr, params))
-    torch._foreach_addcdiv_(params, m_hat, denominator, value=-1.0)
+    step_ = torch._foreach_mul(m, _spread(momentum_coef, params))
+    torch._foreach_addcmul_(step_, grads, _listed(_spread(gradient_coef, params), n), value=1.0)
+    denominator = torch._foreach_sqrt(v)
+    torch._foreach_add_(denominator, _spread(hp["epsilon"] * root_c, params))
+    torch._foreach_addcdiv_(params, step_, denominator, value=-1.0)
 
 
-def adadelta_init(params: list[Tensor], hp: Mapping[str, Tensor], options: Mapping[str, bool]) -> State:
+def adadelta_init(params: list[Tensor], hp: Mapping[str, Tensor], opts: Mapping[str, bool]) -> State:
     """Running averages of squared gradients and of squared updates."""
     return {"accumulated_grad": _zeros(params), "accumulated_delta_var": _zeros(params)}
 
@@ -336,7 +344,7 @@ def adadelta_update(
     state: State,
     hp: Mapping[str, Tensor],
     step: Tensor,
-    options: Mapping[str, bool],
+    opts: Mapping[str, bool],
 ) -> None:
     """``keras.optimizers.Adadelta``.
 
@@ -349,12 +357,11 @@ def adadelta_update(
     one_minus_rho = _listed(_spread(1 - hp["rho"], params), n)
     acc_g, acc_d = state["accumulated_grad"], state["accumulated_delta_var"]
     torch._foreach_lerp_(acc_g, torch._foreach_mul(grads, grads), one_minus_rho)
+    # sqrt(a) / sqrt(b) as sqrt(a / b): one square root instead of two.
     delta = torch._foreach_add(acc_d, eps)
+    torch._foreach_div_(delta, torch._foreach_add(acc_g, eps))
     torch._foreach_sqrt_(delta)
     torch._foreach_mul_(delta, grads)
-    rms_g = torch._foreach_add(acc_g, eps)
-    torch._foreach_sqrt_(rms_g)
-    torch._foreach_div_(delta, rms_g)
     torch._foreach_lerp_(acc_d, torch._foreach_mul(delta, delta), one_minus_rho)
     torch._foreach_addcmul_(params, delta, _listed(_spread(hp["learning_rate"], params), n), value=-1.0)
 

@@ -26,7 +26,7 @@ from trainlab import models, optim
 from trainlab.data.datasets import DATASETS, USER_NPZ, DataInfo, definitions
 from trainlab.errors import DataError, SpecError
 from trainlab.losses import CLASSIFICATION_LOSSES, DEFAULT_LOSS, LOSSES, METRICS, mode_for
-from trainlab.registry import Param, check_params, check_value, fraction, join, non_negative, one_of, param, positive
+from trainlab.registry import Param, check_params, check_value, join, non_negative, one_of, param
 
 FORMAT_VERSION = 1
 """Part of every trial hash: bump it when a change alters what a resolved spec trains."""

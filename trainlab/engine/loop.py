@@ -9,17 +9,16 @@ uninterrupted run would.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from trainlab.engine import checkpoint
-from trainlab.engine.callbacks import EarlyStopping, ReduceLROnPlateau
-from trainlab.losses import LOSSES, METRICS, mode_for
+from trainlab.engine.tracker import FitResult, Tracker
+from trainlab.losses import LOSSES, METRICS
 from trainlab.models import Net
 from trainlab.optim import Optimizer
 from trainlab.seeding import derive
@@ -38,20 +37,6 @@ class Tensors:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-
-
-@dataclass
-class FitResult:
-    """What training produced: how it ended, the chosen epoch and the chosen weights."""
-
-    status: str
-    """``done`` or ``diverged``."""
-    epochs: int
-    best_epoch: int
-    best: dict[str, float]
-    weights: dict[str, torch.Tensor]
-    stop_reason: str
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 OnEpoch = Callable[[int, dict[str, float], Callable[[], bytes]], None]
@@ -93,6 +78,21 @@ def _extra_metrics(out: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, t
     return {"mse": err.square().mean(), "mae": err.abs().mean()}
 
 
+def epoch_batches(data: Tensors, settings: TrainSettings, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """The epoch's training inputs and targets in batch order, the batch size and the number of steps.
+
+    Also seeds the noise stream (dropout, RReLU) of the epoch. Everything depends only on the
+    trial seed and the epoch, so a resumed or population-trained trial sees the same batches.
+    """
+    torch.manual_seed(derive(seed, "noise", epoch))
+    n = len(data.x_train)
+    batch = n if settings.batch_size == "full" else min(int(settings.batch_size), n)
+    if settings.shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(derive(seed, "shuffle", epoch)))
+        return data.x_train.index_select(0, order), data.y_train.index_select(0, order), batch, -(-n // batch)
+    return data.x_train, data.y_train, batch, -(-n // batch)
+
+
 def fit(
     net: Net,
     optimizer: Optimizer,
@@ -108,45 +108,18 @@ def fit(
     """Train ``net`` for ``settings.epochs`` epochs (fewer if early stopping or divergence ends it)."""
     loss_fn = LOSSES.build({"name": settings.loss})
     params = [p for p in net.parameters() if p.requires_grad]
-    early = EarlyStopping.of(settings.early_stopping) if settings.early_stopping else None
-    plateau = ReduceLROnPlateau.of(settings.reduce_lr_on_plateau) if settings.reduce_lr_on_plateau else None
-    monitor, better = settings.monitor, mode_for(settings.monitor)
-    best_value = math.inf if better == "min" else -math.inf
-    best_epoch, best_logs = -1, {}
-    best_weights = _copy(net.state_dict())
-    es_weights: dict[str, torch.Tensor] | None = None
-    history: list[dict[str, float]] = []
-    start = 0
-
+    tracker = Tracker(settings, _copy(net.state_dict()))
     if resume is not None:
         groups, meta = checkpoint.unpack(resume)
         net.load_state_dict(groups["model"])
         optimizer.load_state_dict(groups["optimizer"])
-        best_weights = groups["best"]
-        es_weights = groups.get("es_best")
-        start, best_epoch, best_value, best_logs = meta["epoch"] + 1, meta["best_epoch"], meta["best_value"], meta["best_logs"]
-        history = meta["history"]
-        if early:
-            early.load(meta["early_stopping"])
-        if plateau:
-            plateau.load(meta["reduce_lr_on_plateau"])
-        if meta.get("stopped"):
-            return _finish(net, meta["status"], history, best_epoch, best_logs, best_weights, es_weights, early, settings, meta["stop_reason"])
+        tracker.restore(meta, groups)
 
-    n = len(data.x_train)
-    batch = n if settings.batch_size == "full" else min(int(settings.batch_size), n)
-    steps = -(-n // batch)
-    report_every = max(1, steps // 50)
-    status, stop_reason = "done", f"ran all {settings.epochs} epochs"
-
-    for epoch in range(start, settings.epochs):
+    while not tracker.finished:
+        epoch = tracker.next_epoch
         began = time.perf_counter()
-        torch.manual_seed(derive(seed, "noise", epoch))
-        if settings.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(derive(seed, "shuffle", epoch)))
-            xs, ys = data.x_train.index_select(0, order), data.y_train.index_select(0, order)
-        else:
-            xs, ys = data.x_train, data.y_train
+        xs, ys, batch, steps = epoch_batches(data, settings, seed, epoch)
+        report_every = max(1, steps // 50)
         lr_used = optimizer.current_lr()
         net.train()
         sums = {name: torch.zeros((), dtype=torch.float64) for name in METRICS[task]}
@@ -164,70 +137,18 @@ def fit(
                     sums[name].add_(value, alpha=len(yb))
             if on_batch is not None and (step + 1) % report_every == 0:
                 on_batch(step + 1, steps)
-        logs = {name: float(s) / n for name, s in sums.items()}
+        logs = {name: float(s) / len(xs) for name, s in sums.items()}
         for name, value in evaluate(net, data.x_val, data.y_val, task, settings.loss).items():
             logs[f"val_{name}"] = value
         logs["learning_rate"] = lr_used
         logs["seconds"] = time.perf_counter() - began
-        history.append(logs)
-
-        stopped = False
-        if not all(math.isfinite(logs[k]) for k in ("loss", "val_loss")):
-            status, stop_reason, stopped = "diverged", f"loss became {logs['loss']} at epoch {epoch + 1}", True
-        else:
-            value = logs[monitor]
-            if (value < best_value) if better == "min" else (value > best_value):
-                best_value, best_epoch, best_logs = value, epoch, dict(logs)
-                best_weights = _copy(net.state_dict())
-            if early is not None:
-                improved, stop = early.update(epoch, logs)
-                if improved and early.restore_best_weights:
-                    es_weights = _copy(net.state_dict())
-                if stop:
-                    stopped, stop_reason = True, f"early stopping: {early.monitor} did not improve for {early.patience} epochs"
-            if plateau is not None:
-                optimizer.learning_rate = plateau.update(logs, optimizer.learning_rate)
+        new_lr = tracker.end_epoch(logs, lambda: _copy(net.state_dict()), optimizer.learning_rate)
+        if new_lr != optimizer.learning_rate:
+            optimizer.learning_rate = new_lr
         if on_epoch is not None:
-            meta = {
-                "epoch": epoch, "best_epoch": best_epoch, "best_value": best_value, "best_logs": best_logs,
-                "history": history, "stopped": stopped, "status": status, "stop_reason": stop_reason,
-                "early_stopping": early.state() if early else None,
-                "reduce_lr_on_plateau": plateau.state() if plateau else None,
-            }
-            groups = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "best": best_weights}
-            if es_weights is not None:
-                groups["es_best"] = es_weights
-            on_epoch(epoch, logs, lambda: checkpoint.pack(groups, meta))
-        if stopped:
-            break
-    return _finish(net, status, history, best_epoch, best_logs, best_weights, es_weights, early, settings, stop_reason)
-
-
-def _finish(
-    net: Net,
-    status: str,
-    history: list[dict[str, float]],
-    best_epoch: int,
-    best_logs: Mapping[str, float],
-    best_weights: dict[str, torch.Tensor],
-    es_weights: dict[str, torch.Tensor] | None,
-    early: EarlyStopping | None,
-    settings: TrainSettings,
-    stop_reason: str,
-) -> FitResult:
-    """The chosen weights: the best epoch's by ``train.monitor`` (``keep = "best"``), or the last
-    ones, which early stopping's ``restore_best_weights`` replaces by its own best, as in Keras."""
-    if settings.keep == "best" and best_epoch >= 0:
-        weights = best_weights
-    elif es_weights is not None and early is not None and early.restore_best_weights:
-        weights = es_weights
-        best_epoch = early.best_epoch
-        best_logs = history[best_epoch]
-    else:
-        weights = _copy(net.state_dict())
-        best_epoch = len(history) - 1
-        best_logs = history[-1] if history else {}
-    return FitResult(status, len(history), best_epoch, dict(best_logs), weights, stop_reason, history)
+            groups = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), **tracker.snapshots()}
+            on_epoch(epoch, logs, lambda: checkpoint.pack(groups, tracker.meta()))
+    return tracker.result(_copy(net.state_dict()))
 
 
 def _copy(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

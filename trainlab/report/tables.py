@@ -1,9 +1,15 @@
 """The results table of a study, read from the store alone: one row per variant.
 
 Each row aggregates the finished trials (one per seed) of a variant: the validation metrics at
-each trial's chosen epoch, that epoch, the test metrics of the chosen weights, the epochs run
-and the seconds per epoch, as mean and sample standard deviation over seeds. Epochs are
-counted from 1, as Keras prints them.
+each trial's chosen epoch, that epoch, the test metrics of the chosen weights, the epochs run,
+the seconds per epoch and the training time, as mean, sample standard deviation and 95%
+Student-t confidence interval over seeds. Epochs are counted from 1, as Keras prints them.
+
+The variant with the best mean of the selection metric (``train.monitor``, validation
+accuracy or loss) is the **chosen** one. Every other variant is compared with it by Welch's
+t-test; the human formats mark the variants not distinguishable from it at 5%, and show
+test metrics only for the chosen variant (all of them only when asked, labelled so), because
+a test score read for every variant turns the test set into a second validation set.
 
 The JSON form is stable (``"format": "trainlab-report/1"``) and documented in
 ``docs/REPORT-JSON.md``; the other formats render the same rows.
@@ -15,11 +21,12 @@ import csv
 import io
 import json
 import math
-import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from trainlab.errors import TrainlabError
+from trainlab.report import stats
 from trainlab.store import Store, TrialRecord
 
 FORMAT = "trainlab-report/1"
@@ -27,12 +34,27 @@ FORMATS = ("table", "markdown", "csv", "json")
 FINISHED_OK = ("done",)
 
 
+@dataclass(frozen=True)
+class Options:
+    """What a report shows beyond the defaults.
+
+    ``all_test``: test metrics of every variant, not only the chosen one. ``target``: a value
+    of ``target_metric`` (default ``val_accuracy``, or ``val_loss`` for regression) whose first
+    reaching, in epochs and seconds, is reported per variant.
+    """
+
+    all_test: bool = False
+    target: float | None = None
+    target_metric: str | None = None
+
+
 def _stat(values: Sequence[float | None]) -> dict[str, Any]:
-    """Mean, sample standard deviation (None below two values) and the values themselves."""
-    present = [v for v in values if v is not None and math.isfinite(v)]
+    """Mean, sample standard deviation (None below two values), 95% CI and the values themselves."""
+    summary = stats.summarize(values)
     return {
-        "mean": statistics.fmean(present) if present else None,
-        "std": statistics.stdev(present) if len(present) >= 2 else None,
+        "mean": summary.mean,
+        "std": summary.std,
+        "ci95": None if summary.ci_low is None else [summary.ci_low, summary.ci_high],
         "values": list(values),
     }
 
@@ -42,26 +64,63 @@ def metric_names(task: str) -> list[str]:
     return ["accuracy", "loss"] if task == "classification" else ["mse", "mae", "loss"]
 
 
-def study_report(store: Store, name: str) -> dict[str, Any]:
+def _mode(metric: str) -> str:
+    from trainlab.losses import mode_for
+
+    return mode_for(metric)
+
+
+def study_report(store: Store, name: str, options: Options | None = None) -> dict[str, Any]:
     """The report of study ``name`` as plain data (the JSON format)."""
+    options = options or Options()
     record = store.study(name)
     if record is None:
         known = ", ".join(s.name for s in store.studies()) or "none yet"
         raise TrainlabError(f"no study named {name!r} in this store (studies: {known}); run it first with `trainlab run`")
     spec = json.loads(record.spec_json)
-    trials = store.trials(record.id)
-    task = json.loads(trials[0].spec_json)["task"] if trials else "classification"
-    current = _current_hashes(spec)
-    variants: dict[str, list[TrialRecord]] = {}
+    trials = current_trials(store, name)
+    first_spec = json.loads(trials[0].spec_json) if trials else {}
+    task = first_spec.get("task", "classification")
+    monitor = first_spec.get("train", {}).get("monitor") or ("val_accuracy" if task == "classification" else "val_loss")
+    groups: dict[str, list[TrialRecord]] = {}
     for trial in trials:
-        if current is None or trial.hash in current:
-            variants.setdefault(trial.label, []).append(trial)
-    return {
+        groups.setdefault(trial.label, []).append(trial)
+    target = _target(options, task, store, groups)
+    variants = [_variant(label, group, task, target, monitor) for label, group in groups.items()]
+    chosen = choose(variants, monitor)
+    _compare(variants, chosen, monitor)
+    for v in variants:
+        v["chosen"] = chosen is not None and v["label"] == chosen["label"]
+    report: dict[str, Any] = {
         "format": FORMAT,
-        "study": {"name": record.name, "source": record.source, "spec_hash": record.spec_hash, "task": task},
+        "study": {
+            "name": record.name, "source": record.source, "spec_hash": record.spec_hash, "task": task,
+            "description": spec.get("study", {}).get("description", ""),
+        },
         "metrics": metric_names(task),
-        "variants": [_variant(label, group, task) for label, group in variants.items()],
+        "selection": {
+            "metric": monitor,
+            "mode": _mode(monitor),
+            "chosen": chosen["label"] if chosen else None,
+            "chosen_trial": best_trial_row(chosen, monitor)["hash"] if chosen else None,
+            "test_shown": "all" if options.all_test else "chosen",
+            "confidence": stats.CONFIDENCE,
+            "alpha": stats.ALPHA,
+        },
+        "variants": variants,
     }
+    if target is not None:
+        report["target"] = {"metric": target[0], "threshold": target[1], "mode": _mode(target[0])}
+    return report
+
+
+def current_trials(store: Store, name: str) -> list[TrialRecord]:
+    """The trials of study ``name`` that its stored spec describes now, in insertion order."""
+    record = store.study(name)
+    if record is None:
+        return []
+    current = _current_hashes(json.loads(record.spec_json))
+    return [t for t in store.trials(record.id) if current is None or t.hash in current]
 
 
 def _current_hashes(spec: Mapping[str, Any]) -> set[str] | None:
@@ -75,12 +134,32 @@ def _current_hashes(spec: Mapping[str, Any]) -> set[str] | None:
     return {t.hash for t in study.trials()}
 
 
-def _variant(label: str, trials: list[TrialRecord], task: str) -> dict[str, Any]:
+def _target(options: Options, task: str, store: Store, groups: Mapping[str, list[TrialRecord]]) -> tuple[str, float, dict[int, stats.Reached]] | None:
+    """(metric, threshold, when each done trial first reached it), or None without a target."""
+    if options.target is None:
+        return None
+    metric = options.target_metric or ("val_accuracy" if task == "classification" else "val_loss")
+    from trainlab.spec import monitorable
+
+    if metric not in monitorable(task):
+        raise TrainlabError(f"cannot use {metric!r} as target metric for a {task} study; choose one of: {', '.join(monitorable(task))}")
+    mode = _mode(metric)
+    reached = {}
+    for group in groups.values():
+        for t in group:
+            if t.status in FINISHED_OK:
+                history = [e.metrics for e in store.epochs(t.id)]
+                reached[t.id] = stats.first_reaching(history, metric, options.target, mode)
+    return metric, options.target, reached
+
+
+def _variant(label: str, trials: list[TrialRecord], task: str,
+             target: tuple[str, float, dict[int, stats.Reached]] | None, monitor: str) -> dict[str, Any]:
     done = [t for t in trials if t.status in FINISHED_OK and t.result]
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.status] = counts.get(t.status, 0) + 1
-    rows = [_trial(t, task) for t in trials]
+    rows = [_trial(t, task, target, monitor) for t in trials]
     ok = [r for r, t in zip(rows, trials) if t in done]
     out: dict[str, Any] = {
         "label": label,
@@ -92,13 +171,24 @@ def _variant(label: str, trials: list[TrialRecord], task: str) -> dict[str, Any]
     for name in metric_names(task):
         out[f"val_{name}"] = _stat([r[f"val_{name}"] for r in ok])
         out[f"test_{name}"] = _stat([r[f"test_{name}"] for r in ok])
-    for name in ("best_epoch", "epochs", "seconds_per_epoch"):
+    for name in ("best_epoch", "epochs", "seconds_per_epoch", "seconds"):
         out[name] = _stat([r[name] for r in ok])
+    if monitor not in out:
+        out[monitor] = _stat([r[monitor] for r in ok])
+    if target is not None:
+        hit = [r for r in ok if r["epochs_to_target"] is not None]
+        out["time_to_target"] = {
+            "reached": len(hit),
+            "fraction": len(hit) / len(ok) if ok else None,
+            "epochs": _stat([r["epochs_to_target"] for r in hit]),
+            "seconds": _stat([r["seconds_to_target"] for r in hit]),
+        }
     out["trials"] = rows
     return out
 
 
-def _trial(trial: TrialRecord, task: str) -> dict[str, Any]:
+def _trial(trial: TrialRecord, task: str, target: tuple[str, float, dict[int, stats.Reached]] | None,
+           monitor: str) -> dict[str, Any]:
     result = trial.result or {}
     best, test = result.get("best", {}), result.get("test", {})
     row: dict[str, Any] = {"hash": trial.hash, "seed": trial.seed, "status": trial.status}
@@ -108,20 +198,84 @@ def _trial(trial: TrialRecord, task: str) -> dict[str, Any]:
     row["best_epoch"] = result["best_epoch"] + 1 if "best_epoch" in result else None
     row["epochs"] = result.get("epochs")
     row["seconds_per_epoch"] = result.get("seconds_per_epoch")
+    spe, epochs = result.get("seconds_per_epoch"), result.get("epochs")
+    row["seconds"] = spe * epochs if spe is not None and epochs is not None else None
     row["stop_reason"] = result.get("stop_reason")
     row["error"] = trial.error
+    if monitor not in row:
+        row[monitor] = best.get(monitor)
+    if target is not None:
+        reached = target[2].get(trial.id, stats.Reached(None, None))
+        row["epochs_to_target"], row["seconds_to_target"] = reached.epoch, reached.seconds
     return row
 
 
-def _columns(task: str) -> list[tuple[str, str, int]]:
-    """(header, key, decimals) of the human-readable table."""
-    cols = []
-    for name in metric_names(task):
-        cols.append((f"val {name}", f"val_{name}", 4))
-    cols += [("best epoch", "best_epoch", 1)]
-    cols += [(f"test {name}", f"test_{name}", 4) for name in metric_names(task)[:1]]
-    cols += [("epochs", "epochs", 1), ("s/epoch", "seconds_per_epoch", 2)]
-    return cols
+def _tie_break(metric: str) -> str:
+    return "val_loss" if metric != "val_loss" else "val_accuracy"
+
+
+def choose(variants: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, Any] | None:
+    """The variant with the best mean of ``metric`` (ties: the better validation loss, or
+    accuracy when choosing by loss, then the earlier variant); None if none has finished."""
+    mode, other = _mode(metric), _tie_break(metric)
+    candidates = [v for v in variants if v.get(metric, {}).get("mean") is not None]
+    if not candidates:
+        return None
+
+    def key(item: tuple[int, Mapping[str, Any]]) -> tuple[float, float, int]:
+        i, v = item
+        sign = -1.0 if mode == "max" else 1.0
+        second = v.get(other, {}).get("mean")
+        second_sign = -1.0 if _mode(other) == "max" else 1.0
+        return sign * v[metric]["mean"], second_sign * second if second is not None else math.inf, i
+
+    return min(enumerate(candidates), key=key)[1]
+
+
+def best_trial_row(variant: Mapping[str, Any], metric: str) -> Mapping[str, Any]:
+    """The variant's done trial with the best ``metric`` (ties as in :func:`choose`, then seed order)."""
+    mode, other = _mode(metric), _tie_break(metric)
+    rows = [r for r in variant["trials"] if r["status"] in FINISHED_OK and r.get(metric) is not None]
+    if not rows:
+        raise TrainlabError(f"variant {variant['label']!r} has no finished trial")
+
+    def key(item: tuple[int, Mapping[str, Any]]) -> tuple[float, float, int]:
+        i, r = item
+        sign = -1.0 if mode == "max" else 1.0
+        second = r.get(other)
+        second_sign = -1.0 if _mode(other) == "max" else 1.0
+        return sign * r[metric], second_sign * second if second is not None else math.inf, i
+
+    return min(enumerate(rows), key=key)[1]
+
+
+def _compare(variants: list[dict[str, Any]], chosen: Mapping[str, Any] | None, metric: str) -> None:
+    """Add ``vs_best`` to each variant: Welch's t-test on ``metric`` against the chosen variant."""
+    for v in variants:
+        if chosen is None or v["n"] == 0:
+            v["vs_best"] = {"metric": metric, "best": chosen["label"] if chosen else None, "t": None, "df": None,
+                            "p": None, "distinguishable": None, "note": "no finished seed"}
+        elif v["label"] == chosen["label"]:
+            note = "best (1 seed)" if v["n"] == 1 else "best"
+            v["vs_best"] = {"metric": metric, "best": v["label"], "t": None, "df": None, "p": None,
+                            "distinguishable": False, "note": note}
+        else:
+            test = stats.welch(v[metric]["values"], chosen[metric]["values"])
+            v["vs_best"] = {"metric": metric, "best": chosen["label"], **test.as_dict()}
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the human-readable table: header, cell text, and the CSV fields it yields."""
+
+    header: str
+    cell: Callable[[Mapping[str, Any]], str]
+    key: str | None = None
+    """The statistic behind the column, if any: CSV writes its mean, std and CI."""
+    decimals: int = 4
 
 
 def _cell(stat: Mapping[str, Any], decimals: int) -> str:
@@ -133,53 +287,179 @@ def _cell(stat: Mapping[str, Any], decimals: int) -> str:
     return text
 
 
+def _ci_cell(stat: Mapping[str, Any], n: int, decimals: int) -> str:
+    if n == 0 or stat["mean"] is None:
+        return "-"
+    if stat.get("ci95") is None:
+        return "1 seed" if n == 1 else "-"
+    low, high = stat["ci95"]
+    return f"[{low:.{decimals}f}, {high:.{decimals}f}]"
+
+
+def vs_best_text(v: Mapping[str, Any]) -> str:
+    """Short text for the comparison with the best: ``best``, ``≈ best (p=0.43)``, ``worse (p=0.003)``."""
+    cmp = v["vs_best"]
+    if cmp["p"] is None:
+        note = cmp["note"]
+        if note.startswith("1 seed") or note.startswith("no finished"):
+            return note.split(" (")[0]
+        if note == "identical values":
+            return "≈ best (identical)"
+        return note.split(":")[0]
+    p = cmp["p"]
+    ptext = f"p={p:.3f}" if p >= 0.001 else "p<0.001"
+    return f"≈ best ({ptext})" if not cmp["distinguishable"] else f"worse ({ptext})"
+
+
+def _short(metric: str) -> str:
+    return metric.replace("val_", "val ").replace("test_", "test ").replace("_", " ")
+
+
+def _columns(report: Mapping[str, Any]) -> list[Column]:
+    task = report["study"]["task"]
+    selection = report["selection"]
+    metric = selection["metric"]
+    cols: list[Column] = []
+
+    def stat_col(header: str, key: str, decimals: int) -> Column:
+        return Column(header, lambda v: _cell(v[key], decimals), key, decimals)
+
+    names = metric_names(task)
+    val_keys = [f"val_{n}" for n in names]
+    for key in val_keys:
+        cols.append(stat_col(_short(key), key, 4))
+        if key == metric:
+            cols.append(Column("95% CI", lambda v, k=key: _ci_cell(v[k], v["n"], 4)))
+            cols.append(Column("vs best", vs_best_text))
+    if metric not in val_keys:
+        cols.append(stat_col(_short(metric), metric, 4))
+        cols.append(Column("95% CI", lambda v: _ci_cell(v[metric], v["n"], 4)))
+        cols.append(Column("vs best", vs_best_text))
+    cols.append(stat_col("best epoch", "best_epoch", 1))
+    show_all = selection["test_shown"] == "all"
+    for name in names[:1]:
+        key = f"test_{name}"
+
+        def test_cell(v: Mapping[str, Any], key: str = key) -> str:
+            return _cell(v[key], 4) if show_all or v.get("chosen") else "·"
+
+        cols.append(Column(_short(key), test_cell, key, 4))
+    target = report.get("target")
+    if target is not None:
+        th = f"{target['threshold']:g}"
+        cols.append(Column(f"reached {th}", lambda v: f"{v['time_to_target']['reached']}/{v['n']}"))
+        cols.append(Column(f"epochs to {th}", lambda v: _cell(v["time_to_target"]["epochs"], 1)))
+        cols.append(Column(f"s to {th}", lambda v: _cell(v["time_to_target"]["seconds"], 1)))
+    cols.append(stat_col("epochs", "epochs", 1))
+    cols.append(stat_col("s/epoch", "seconds_per_epoch", 2))
+    cols.append(stat_col("time (s)", "seconds", 1))
+    return cols
+
+
 def _status_note(counts: Mapping[str, int]) -> str:
     others = {k: v for k, v in counts.items() if k != "done"}
     return ", ".join(f"{v} {k}" for k, v in sorted(others.items()))
+
+
+def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and body of the human-readable table (shared by the terminal, Markdown and HTML)."""
+    cols = _columns(report)
+    header = ["variant", "n", *[c.header for c in cols], "not done"]
+    body = [[v["label"], str(v["n"]), *[c.cell(v) for c in cols], _status_note(v["status"])] for v in report["variants"]]
+    return header, body
+
+
+def notes(report: Mapping[str, Any]) -> list[str]:
+    """The sentences a reader needs to read the table right: what the CI, the test and the
+    test-set columns mean, in this report's terms."""
+    sel = report["selection"]
+    metric = _short(sel["metric"])
+    out = [
+        f"Mean ± standard deviation over seeds; 95% CI: Student t over seeds of {metric}.",
+    ]
+    if sel["chosen"] is None:
+        out.append("No variant has a finished trial yet.")
+        return out
+    direction = "highest" if sel["mode"] == "max" else "lowest"
+    out.append(
+        f"Chosen on validation: {sel['chosen']} ({direction} mean {metric}). "
+        f"vs best: Welch's t-test on {metric} against {sel['chosen']}; "
+        f"≈ best = not distinguishable from it at {sel['alpha']:.0%}."
+    )
+    test = _short("test_" + report["metrics"][0])
+    if sel["test_shown"] == "all":
+        out.append(f"{test}: every variant shown on request (--all-test); choosing by it would make the test set a validation set.")
+    else:
+        out.append(f"{test}: only for the variant chosen on validation ({sel['chosen']}); · = withheld, --all-test shows all.")
+    if any(v["n"] == 1 for v in report["variants"]):
+        out.append("1 seed: a single run has no spread to estimate, so no interval and no test; run more seeds.")
+    target = report.get("target")
+    if target is not None:
+        rel = "≥" if target["mode"] == "max" else "≤"
+        out.append(f"reached / epochs to / s to: first epoch with {_short(target['metric'])} {rel} {target['threshold']:g}, "
+                   "over the seeds that reached it; seconds are training time up to the end of that epoch.")
+    return out
 
 
 def render(report: Mapping[str, Any], fmt: str) -> str:
     """The report in one of :data:`FORMATS` (``table`` is for a terminal, via Rich)."""
     if fmt == "json":
         return json.dumps(_finite(report), indent=2, allow_nan=False)
-    cols = _columns(report["study"]["task"])
-    header = ["variant", "n", *[c[0] for c in cols], "not done"]
-    body = [
-        [v["label"], str(v["n"]), *[_cell(v[key], d) for _, key, d in cols], _status_note(v["status"])]
-        for v in report["variants"]
-    ]
+    header, body = table_rows(report)
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|"]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
+        lines += [""] + [f"- {line}" for line in notes(report)]
         return "\n".join(lines)
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        flat_header = ["variant", "n"]
-        for _, key, _ in cols:
-            flat_header += [f"{key}_mean", f"{key}_std"]
-        writer.writerow(flat_header + ["status"])
-        for v in report["variants"]:
-            row: list[Any] = [v["label"], v["n"]]
-            for _, key, _ in cols:
-                row += [_num(v[key]["mean"]), _num(v[key]["std"])]
-            writer.writerow(row + [json.dumps(v["status"], sort_keys=True)])
-        return buf.getvalue()
+        return _csv(report)
     if fmt == "table":
-        return _rich_table(report["study"]["name"], header, body)
+        return _rich_table(report["study"]["name"], header, body, notes(report))
     raise TrainlabError(f"unknown report format {fmt!r}; allowed: {', '.join(FORMATS)}")
 
 
-def _rich_table(title: str, header: list[str], body: list[list[str]]) -> str:
+def _csv(report: Mapping[str, Any]) -> str:
+    cols = [c for c in _columns(report) if c.key is not None]
+    show_all = report["selection"]["test_shown"] == "all"
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    header = ["variant", "n"]
+    for c in cols:
+        header += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_ci_low", f"{c.key}_ci_high"]
+    header += ["status", "chosen", "vs_best", "p_vs_best"]
+    target = report.get("target")
+    if target is not None:
+        header += ["target_reached", "epochs_to_target_mean", "epochs_to_target_std", "seconds_to_target_mean", "seconds_to_target_std"]
+    writer.writerow(header)
+    for v in report["variants"]:
+        row: list[Any] = [v["label"], v["n"]]
+        for c in cols:
+            assert c.key is not None
+            stat = v[c.key]
+            if c.key.startswith("test_") and not (show_all or v.get("chosen")):
+                row += ["", "", "", ""]
+                continue
+            ci = stat.get("ci95") or [None, None]
+            row += [_num(stat["mean"]), _num(stat["std"]), _num(ci[0]), _num(ci[1])]
+        row += [json.dumps(v["status"], sort_keys=True), str(bool(v.get("chosen"))).lower(), vs_best_text(v), _num(v["vs_best"]["p"])]
+        if target is not None:
+            ttt = v["time_to_target"]
+            row += [ttt["reached"], _num(ttt["epochs"]["mean"]), _num(ttt["epochs"]["std"]),
+                    _num(ttt["seconds"]["mean"]), _num(ttt["seconds"]["std"])]
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def _rich_table(title: str, header: list[str], body: list[list[str]], caption: list[str]) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"study {title}", title_justify="left")
+    table = Table(title=f"study {title}", title_justify="left", caption="\n".join(caption), caption_justify="left")
     for i, name in enumerate(header):
         table.add_column(name, justify="left" if i in (0, len(header) - 1) else "right")
     for row in body:
         table.add_row(*row)
-    console = Console(width=200, record=True, file=io.StringIO(), force_terminal=False)
+    console = Console(width=220, record=True, file=io.StringIO(), force_terminal=False)
     console.print(table)
     return console.export_text().rstrip("\n")
 

@@ -1,0 +1,144 @@
+"""Population training gives each trial the results it gets alone, and members end independently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from conftest import make_npz
+from trainlab import planner, spec
+from trainlab.engine.checkpoint import unpack
+from trainlab.executors import DataCache, run_local
+from trainlab.store import WEIGHTS, Store
+
+STUDY = """
+[study]
+name = "pop"
+seeds = [0, 1]
+
+[data]
+name = "npz"
+path = "tiny.npz"
+split = {{ kind = "stratified", validation = 0.25 }}
+
+[model]
+layers = [
+  {{ type = "Flatten" }},
+  {{ type = "Dense", units = 16, activation = "relu", kernel_regularizer = {{ l2 = 0.001 }} }},
+  {{ type = "Dropout", rate = 0.2 }},
+  {{ type = "BatchNormalization" }},
+  {{ type = "Dense", units = 3, activation = "softmax" }},
+]
+
+[optimizer]
+name = "{optimizer}"
+
+[train]
+epochs = 6
+batch_size = 16
+
+[[compare]]
+label = "a"
+"optimizer.learning_rate" = 0.001
+
+[[compare]]
+label = "b"
+"optimizer.learning_rate" = 0.003
+train = {{ early_stopping = {{ monitor = "val_loss", patience = 0, min_delta = 0.5 }} }}
+
+[[compare]]
+label = "c"
+"optimizer.learning_rate" = 0.01
+train = {{ reduce_lr_on_plateau = {{ monitor = "loss", patience = 0, factor = 0.5, min_delta = 10.0 }} }}
+{extra}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _population_always_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The throughput probe would pick K = 1 for so small a model; these tests need populations."""
+    monkeypatch.setattr(planner, "measure_k", lambda *a, limit, **k: limit)
+
+
+def run(tmp_path: Path, name: str, population: int, optimizer: str = "adam", extra: str = "") -> dict[str, Any]:
+    if not (tmp_path / "tiny.npz").exists():
+        make_npz(tmp_path / "tiny.npz")
+    path = tmp_path / "pop.toml"
+    path.write_text(STUDY.format(optimizer=optimizer, extra=extra))
+    study = spec.load(path)
+    out = {}
+    with Store.open(tmp_path / f"{name}.db") as store:
+        run_local(study, store, population=population, cache=DataCache())
+        record = store.study("pop")
+        assert record is not None
+        for trial in store.trials(record.id):
+            epochs = [{k: v for k, v in e.metrics.items() if k != "seconds"} for e in store.epochs(trial.id)]
+            weights = unpack(store.artifact(trial.id, WEIGHTS).data)[0]["model"]  # type: ignore[union-attr]
+            out[trial.hash] = {"status": trial.status, "epochs": epochs, "weights": weights, "result": trial.result,
+                               "label": trial.label}
+    return out
+
+
+def assert_same(a: dict[str, Any], b: dict[str, Any], tol: float = 2e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        x, y = a[key], b[key]
+        assert x["status"] == y["status"]
+        assert len(x["epochs"]) == len(y["epochs"])
+        for ex, ey in zip(x["epochs"], y["epochs"]):
+            assert ex.keys() == ey.keys()
+            for m in ex:
+                assert ex[m] == pytest.approx(ey[m], rel=tol, abs=tol), (x["result"], m)
+        for name, w in x["weights"].items():
+            assert torch.allclose(w.double(), y["weights"][name].double(), atol=1e-4), name
+        assert x["result"]["population"] != y["result"]["population"]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_population_equals_one_at_a_time(tmp_path: Path, optimizer: str) -> None:
+    together = run(tmp_path, "together", population=3, optimizer=optimizer)
+    alone = run(tmp_path, "alone", population=1, optimizer=optimizer)
+    assert_same(together, alone)
+    results = {v["result"]["population"] for v in together.values()}
+    assert results == {3}
+    lengths = sorted(len(v["epochs"]) for v in together.values())
+    assert lengths[0] < 6 and lengths[-1] == 6, "early stopping must end member b alone"
+    lrs = [e["learning_rate"] for v in together.values() for e in v["epochs"]]
+    assert min(lrs) < 0.01 * 0.5 + 1e-9, "ReduceLROnPlateau must act on member c"
+
+
+def test_one_diverging_member_stops_alone(tmp_path: Path) -> None:
+    extra = '\n[[compare]]\nlabel = "boom"\n"optimizer.learning_rate" = 1e30\n'
+    out = run(tmp_path, "div", population=4, optimizer="sgd", extra=extra)
+    assert {v["label"]: v["status"] for v in out.values()} == {"a": "done", "b": "done", "c": "done", "boom": "diverged"}
+    assert all(len(v["epochs"]) == 6 for v in out.values() if v["label"] in ("a", "c"))
+    assert all(v["result"]["population"] == 4 for v in out.values())
+
+
+def test_a_population_checkpoint_resumes_one_trial_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = run(tmp_path, "reference", population=3)
+    from trainlab.store.sqlite import SQLiteStore
+
+    original = SQLiteStore.record_epoch
+    calls = {"n": 0}
+
+    def interrupt(self: SQLiteStore, *args: Any, **kw: Any) -> None:
+        original(self, *args, **kw)
+        calls["n"] += 1
+        if calls["n"] == 7:  # in epoch 3 of the first population
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(SQLiteStore, "record_epoch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "resumed", population=3)
+    monkeypatch.setattr(SQLiteStore, "record_epoch", original)
+    resumed = run(tmp_path, "resumed", population=1)
+    for key, ref in reference.items():
+        got = resumed[key]
+        assert [len(e) for e in got["epochs"]] == [len(e) for e in ref["epochs"]]
+        for ex, ey in zip(got["epochs"], ref["epochs"]):
+            for m in ex:
+                assert ex[m] == pytest.approx(ey[m], rel=2e-5, abs=2e-5)

@@ -1,0 +1,244 @@
+"""Population training: K models of one architecture trained at once on the same batches.
+
+The members' weights are stacked (``torch.func.stack_module_state``) and one step computes
+every member's gradients with ``vmap(grad(...))``; one :class:`~trainlab.optim.PopulationOptimizer`
+applies each member's own hyper-parameters, held in tensors. Members share the trial seed
+(the planner groups them so), hence the batch order and the dropout noise, which makes each
+member's run the same as training it alone, up to float rounding.
+
+Members end independently: each has its own :class:`~trainlab.engine.tracker.Tracker`
+(early stopping, ReduceLROnPlateau, divergence); a member that stops is taken out of the
+stacked tensors, so it stops costing work. Every member's epochs and checkpoints are reported
+in exactly the form single-model training produces, so either can resume the other's trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.func import functional_call, grad, stack_module_state, vmap
+
+from trainlab.engine import checkpoint
+from trainlab.engine.loop import EVAL_BATCH, OnBatch, Tensors, epoch_batches
+from trainlab.engine.tracker import FitResult, Tracker, Weights
+from trainlab.losses import LOSSES, METRICS
+from trainlab.models import Net
+from trainlab.optim import Optimizer, PopulationOptimizer, resolve
+from trainlab.spec import TrainSettings
+
+OnMemberEpoch = Callable[[int, int, dict[str, float], Callable[[], bytes]], None]
+"""Called with (member index, epoch, metrics, checkpoint maker) after each member's epoch."""
+
+
+@dataclass
+class Member:
+    """One trial in a population: its freshly built model, optimizer config, settings, and
+    the checkpoint to resume from (all members of a population resume at the same epoch)."""
+
+    net: Net
+    optimizer: Mapping[str, Any]
+    settings: TrainSettings
+    resume: bytes | None = None
+
+
+class _Stack:
+    """The live members' weights, stacked, with their optimizer; rebuilt when members leave."""
+
+    def __init__(self, nets: Sequence[Net], configs: Sequence[Mapping[str, Any]], opt_states: Sequence[Mapping[str, torch.Tensor]] | None) -> None:
+        params, buffers = stack_module_state(list(nets))
+        self.params = {k: v.detach() for k, v in params.items()}
+        self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
+        self.names = list(self.params)
+        self.optimizer = PopulationOptimizer([self.params[n] for n in self.names], configs)
+        if opt_states is not None:
+            self.optimizer.load_state_dict(_stack_states(opt_states, self.optimizer))
+
+    def member_weights(self, i: int) -> Weights:
+        return {**{k: v[i].clone() for k, v in self.params.items()}, **{k: v[i].clone() for k, v in self.buffers.items()}}
+
+
+def _single_keys(net: Net, config: Mapping[str, Any]) -> dict[str, torch.Size]:
+    """The state-dict keys and shapes a single-model optimizer of ``config`` has for ``net``."""
+    probe = Optimizer([torch.zeros_like(p) for p in net.parameters() if p.requires_grad], config)
+    return {k: v.shape for k, v in probe.state_dict().items()}
+
+
+def _stack_states(states: Sequence[Mapping[str, torch.Tensor]], target: PopulationOptimizer) -> dict[str, torch.Tensor]:
+    """Single-model optimizer states stacked into the population's layout (missing slots are zeros)."""
+    out = {}
+    for key, tensor in target.state_dict().items():
+        if key == "iterations":
+            out[key] = states[0][key]
+            continue
+        out[key] = torch.stack([s[key] if key in s else torch.zeros_like(tensor[0]) for s in states])
+    return out
+
+
+def _member_optimizer_state(pop: PopulationOptimizer, i: int, keys: Mapping[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """Member ``i``'s slice of the population optimizer, in the single-model layout."""
+    state = pop.state_dict()
+    return {k: state[k] if k == "iterations" else state[k][i].clone() for k in keys}
+
+
+def fit_population(
+    members: Sequence[Member],
+    data: Tensors,
+    task: str,
+    *,
+    seed: int,
+    on_epoch: OnMemberEpoch | None = None,
+    on_batch: OnBatch | None = None,
+) -> list[FitResult]:
+    """Train every member to its end; results in member order."""
+    if not members:
+        return []
+    settings0 = members[0].settings
+    loss_fn = LOSSES.build({"name": settings0.loss})
+    configs = [resolve(m.optimizer) for m in members]
+    single_keys = [_single_keys(m.net, c) for m, c in zip(members, configs)]
+    trackers = [Tracker(m.settings, {k: v.detach().clone() for k, v in m.net.state_dict().items()}) for m in members]
+    opt_states = None
+    if any(m.resume is not None for m in members):
+        opt_states = []
+        for member, tracker in zip(members, trackers):
+            assert member.resume is not None, "a population resumes all its members or none"
+            groups, meta = checkpoint.unpack(member.resume)
+            member.net.load_state_dict(groups["model"])
+            tracker.restore(meta, groups)
+            opt_states.append(groups["optimizer"])
+    if len({t.next_epoch for t in trackers}) != 1:
+        raise ValueError("the members of a population must be at the same epoch")
+
+    base = copy.deepcopy(members[0].net).to("meta")
+    step_fn, forward = _functions(base, loss_fn)
+
+    alive = [i for i, t in enumerate(trackers) if not t.finished]
+    stack = _Stack([members[i].net for i in alive], [configs[i] for i in alive],
+                   [opt_states[i] for i in alive] if opt_states else None) if alive else None
+
+    while stack is not None and alive:
+        epoch = trackers[alive[0]].next_epoch
+        began = time.perf_counter()
+        xs, ys, batch, steps = epoch_batches(data, settings0, seed, epoch)
+        report_every = max(1, steps // 50)
+        lrs_used = stack.optimizer.current_lrs()
+        base.train()
+        k = len(alive)
+        sums = {name: torch.zeros(k, dtype=torch.float64) for name in METRICS[task]}
+        for step in range(steps):
+            xb, yb = xs[step * batch : (step + 1) * batch], ys[step * batch : (step + 1) * batch]
+            grads, (total, out) = step_fn(stack.params, stack.buffers, xb, yb)
+            stack.optimizer.step([grads[n] for n in stack.names])
+            sums["loss"].add_(total, alpha=len(yb))
+            for name, value in _member_metrics(out, yb, task).items():
+                sums[name].add_(value, alpha=len(yb))
+            if on_batch is not None and (step + 1) % report_every == 0:
+                on_batch(step + 1, steps)
+        train_logs = [{name: float(s[j]) / len(xs) for name, s in sums.items()} for j in range(k)]
+        val = _evaluate(forward, base, stack, data.x_val, data.y_val, task, loss_fn)
+        seconds = (time.perf_counter() - began) / k
+        leaving = []
+        for j, i in enumerate(alive):
+            logs = {**train_logs[j], **{f"val_{n}": v[j] for n, v in val.items()}, "learning_rate": lrs_used[j], "seconds": seconds}
+            tracker = trackers[i]
+            new_lr = tracker.end_epoch(logs, lambda j=j: stack.member_weights(j), stack.optimizer.learning_rates[j])
+            if new_lr != stack.optimizer.learning_rates[j]:
+                stack.optimizer.set_learning_rate(j, new_lr)
+            if on_epoch is not None:
+                groups = {"model": stack.member_weights(j), "optimizer": _member_optimizer_state(stack.optimizer, j, single_keys[i]),
+                          **tracker.snapshots()}
+                on_epoch(i, epoch, logs, lambda g=groups, t=tracker: checkpoint.pack(g, t.meta()))
+            if tracker.finished:
+                leaving.append(j)
+        if leaving:
+            stack = _shrink(stack, members, alive, leaving, configs, single_keys)
+            alive = [i for j, i in enumerate(alive) if j not in leaving]
+    # Every member left the stack through _shrink, which put its final weights back in its net.
+    return [t.result({k: v.detach().clone() for k, v in m.net.state_dict().items()}) for m, t in zip(members, trackers)]
+
+
+def _functions(base: Net, loss_fn: Callable[..., torch.Tensor]) -> tuple[Callable[..., Any], Callable[..., torch.Tensor]]:
+    """The population's gradient step and forward pass over stacked weights.
+
+    ``randomness="same"`` gives every member the noise a single model with the shared seed
+    would draw, which is what makes population and single training agree.
+    """
+
+    def loss_of(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        out = functional_call(base, (params, buffers), (x,), strict=True)
+        total = loss_fn(out, y)
+        penalty = base.penalty(params)
+        if penalty is not None:
+            total = total + penalty
+        return total, (total.detach(), out.detach())
+
+    step_fn = vmap(grad(loss_of, has_aux=True), in_dims=(0, 0, None, None), randomness="same")
+    forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, None), randomness="same")
+    return step_fn, forward
+
+
+def step_rate(members: Sequence[Member], x: torch.Tensor, y: torch.Tensor, loss: str, *, seconds: float) -> float:
+    """Population training steps per second on one batch (x, y), timed for about ``seconds``."""
+    base = copy.deepcopy(members[0].net).to("meta")
+    step_fn, _ = _functions(base, LOSSES.build({"name": loss}))
+    stack = _Stack([m.net for m in members], [resolve(m.optimizer) for m in members], None)
+    base.train()
+
+    def one() -> None:
+        grads, _ = step_fn(stack.params, stack.buffers, x, y)
+        stack.optimizer.step([grads[n] for n in stack.names])
+
+    one()
+    steps, began = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - began) < seconds or steps < 3:
+        one()
+        steps += 1
+    return steps / elapsed
+
+
+def _shrink(stack: _Stack, members: Sequence[Member], alive: list[int], leaving: list[int],
+            configs: Sequence[Mapping[str, Any]], single_keys: Sequence[Mapping[str, torch.Size]]) -> _Stack | None:
+    """The stack without the members at positions ``leaving``; their final weights go back to their nets."""
+    for j in leaving:
+        members[alive[j]].net.load_state_dict(stack.member_weights(j))
+    keep = [j for j in range(len(alive)) if j not in leaving]
+    if not keep:
+        return None
+    for j in keep:
+        members[alive[j]].net.load_state_dict(stack.member_weights(j))
+    states = [_member_optimizer_state(stack.optimizer, j, single_keys[alive[j]]) for j in keep]
+    return _Stack([members[alive[j]].net for j in keep], [configs[alive[j]] for j in keep], states)
+
+
+def _member_metrics(out: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, torch.Tensor]:
+    """Per-member batch means of the task's metrics other than the loss; ``out`` is (K, B, ...)."""
+    if task == "classification":
+        return {"accuracy": (out.argmax(-1) == y).float().mean(-1)}
+    err = out.reshape(out.shape[0], -1) - y
+    return {"mse": err.square().mean(-1), "mae": err.abs().mean(-1)}
+
+
+def _evaluate(forward: Callable[..., torch.Tensor], base: Net, stack: _Stack,
+              x: torch.Tensor, y: torch.Tensor, task: str, loss_fn: Callable[..., torch.Tensor]) -> dict[str, list[float]]:
+    """Every live member's loss and metrics on (x, y), in eval mode."""
+    base.eval()
+    k = next(iter(stack.params.values())).shape[0]
+    totals = {name: torch.zeros(k, dtype=torch.float64) for name in METRICS[task]}
+    with torch.no_grad():
+        for i in range(0, len(x), EVAL_BATCH):
+            xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
+            out = forward(stack.params, stack.buffers, xb)
+            losses = torch.stack([loss_fn(out[j], yb) for j in range(k)])
+            totals["loss"].add_(losses, alpha=len(yb))
+            for name, value in _member_metrics(out, yb, task).items():
+                totals[name].add_(value, alpha=len(yb))
+        if base.penalties:
+            penalties = torch.stack([base.penalty({n: p[j] for n, p in stack.params.items()}) for j in range(k)])  # type: ignore[misc]
+            totals["loss"].add_(penalties.double(), alpha=len(x))
+    base.train()
+    return {name: (t / max(len(x), 1)).tolist() for name, t in totals.items()}

@@ -1,0 +1,71 @@
+"""Which trials can train together, and how many at once pays.
+
+Trials share a population when they would see exactly the same batches and differ only in
+what lives in tensors: same architecture, data and split, batch size, shuffling, loss and seed
+(the seed fixes the batch order and the dropout noise), same optimizer and code path, and the
+same epoch to start from. Their learning rates, momenta, betas, decays, initializers,
+epoch budgets and callbacks may differ.
+
+How many members one population should hold is measured, not assumed: :func:`measure_k`
+times a few steps of the real model on the real batch size at growing K and keeps the K with
+the best throughput per member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from trainlab import models, optim
+from trainlab.spec import canonical_json
+
+CANDIDATE_K = (1, 2, 4, 8, 16)
+
+
+def group_key(spec: Mapping[str, Any], seed: int, start_epoch: int) -> str:
+    """Trials with equal keys can train as one population."""
+    opts = optim.options(spec["optimizer"])
+    structural = {k: v for k, v in opts.items() if k not in ("momentum", "decay", "weight_decay")}
+    train = spec["train"]
+    return canonical_json({
+        "model": spec["model"], "data": spec["data"], "task": spec["task"], "seed": seed, "start": start_epoch,
+        "batch_size": train["batch_size"], "shuffle": train["shuffle"], "loss": train["loss"],
+        "optimizer": spec["optimizer"]["name"], "options": structural,
+    })
+
+
+_measured: dict[str, int] = {}
+
+
+def measure_k(spec: Mapping[str, Any], input_shape: Sequence[int], x: torch.Tensor, y: torch.Tensor,
+              *, limit: int, budget_seconds: float = 2.0) -> int:
+    """The population size with the best measured member-steps per second, at most ``limit``.
+
+    Times a few training steps of this architecture at this batch size for each K in
+    :data:`CANDIDATE_K`; stops growing K once a larger K gains less than 10%. The answer is
+    remembered per architecture and batch size for the life of the process.
+    """
+    if limit <= 1:
+        return 1
+    from trainlab.engine.population import Member, step_rate
+
+    batch = spec["train"]["batch_size"]
+    key = canonical_json({"model": spec["model"], "batch": batch, "shape": list(input_shape), "limit": limit})
+    if key in _measured:
+        return _measured[key]
+    n = len(x) if batch == "full" else min(int(batch), len(x))
+    xb, yb = x[:n], y[:n]
+    best_k, best_rate = 1, 0.0
+    per_k = budget_seconds / len(CANDIDATE_K)
+    for k in CANDIDATE_K:
+        if k > limit:
+            break
+        members = [Member(models.build(spec["model"], input_shape, i), spec["optimizer"], None) for i in range(k)]  # type: ignore[arg-type]
+        rate = step_rate(members, xb, yb, spec["train"]["loss"], seconds=per_k) * k
+        if rate < best_rate * 1.1:
+            break
+        best_k, best_rate = k, rate
+    _measured[key] = best_k
+    return best_k

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from trainlab.errors import SpecError
+from trainlab.registry import split_name
 
 __all__ = ["INITIALIZERS", "InitializerDef", "fans", "initialize_", "resolve"]
 
@@ -100,19 +101,7 @@ def resolve(config: str | Mapping[str, Any], *, path: str) -> dict[str, Any]:
     aliases ("normal", "uniform", "zero", "one"). Raises ``SpecError`` naming ``path``, the
     allowed names or keys, and the nearest match.
     """
-    if isinstance(config, str):
-        raw: dict[str, Any] = {"name": config}
-    elif isinstance(config, Mapping):
-        raw = dict(config)
-    else:
-        raise SpecError(
-            f"must be an initializer name or a table with a name, got {type(config).__name__}", path=path, got=config
-        )
-    if "name" not in raw:
-        raise SpecError("needs a name", path=f"{path}.name", allowed=INITIALIZERS)
-    name = raw.pop("name")
-    if not isinstance(name, str):
-        raise SpecError(f"must be a string, got {name!r}", path=f"{path}.name", allowed=INITIALIZERS)
+    name, raw = split_name(config, path, "initializer", INITIALIZERS)
     canonical = _BY_KEY.get(_lookup_key(name))
     if canonical is None:
         where = path if isinstance(config, str) else f"{path}.name"

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from trainlab.errors import SpecError
+from trainlab.registry import split_name
 
 __all__ = [
     "OPTIMIZERS",
@@ -531,19 +532,7 @@ def resolve(config: str | Mapping[str, Any], *, path: str = "optimizer") -> dict
     stored as floats (``learning_rate = 1`` -> ``1.0``) so equal settings hash equally.
     Raises ``SpecError`` naming ``path`` (e.g. ``optimizer.beta_1``) and what is allowed.
     """
-    if isinstance(config, str):
-        raw: dict[str, Any] = {"name": config}
-    elif isinstance(config, Mapping):
-        raw = dict(config)
-    else:
-        raise SpecError(
-            f"must be an optimizer name or a table with a name, got {type(config).__name__}", path=path, got=config
-        )
-    if "name" not in raw:
-        raise SpecError("needs a name", path=f"{path}.name", allowed=OPTIMIZERS)
-    name = raw.pop("name")
-    if not isinstance(name, str):
-        raise SpecError(f"must be a string, got {name!r}", path=f"{path}.name", allowed=OPTIMIZERS)
+    name, raw = split_name(config, path, "optimizer", OPTIMIZERS)
     key = name.strip().lower()
     if key not in OPTIMIZERS:
         hint = _NAME_HINTS.get(key)

@@ -9,7 +9,7 @@ parameters and wrongly typed values with the key path, the allowed values and th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,24 @@ class Entry:
     aliases: tuple[str, ...] = ()
 
 
+def split_name(config: Any, path: str, kind: str, allowed: Iterable[str]) -> tuple[str, dict[str, Any]]:
+    """A name, or a table with ``name`` and parameters -> (the name as written, the other keys).
+
+    Refuses anything else with the key path: a number, a table without a name, a name that is
+    not a string.
+    """
+    if isinstance(config, str):
+        return config, {}
+    if not isinstance(config, Mapping):
+        raise SpecError(f"expected a {kind} name or a table with 'name', got {config!r}", path=path)
+    if "name" not in config:
+        raise SpecError(f"needs a name: the {kind} table must say which one, e.g. name = ...", path=join(path, "name"), allowed=allowed)
+    name = config["name"]
+    if not isinstance(name, str):
+        raise SpecError(f"expected a {kind} name, got {name!r}", path=join(path, "name"), allowed=allowed)
+    return name, {k: v for k, v in config.items() if k != "name"}
+
+
 class Registry:
     """A table of named things of one kind (activations, losses, layers...)."""
 
@@ -130,16 +148,8 @@ class Registry:
 
     def resolve(self, config: Any, path: str) -> dict[str, Any]:
         """A complete config ``{"name": ..., **params}`` from a name or a table."""
-        if isinstance(config, str):
-            config = {"name": config}
-        if not isinstance(config, Mapping):
-            raise SpecError(f"expected a {self.kind} name or a table with 'name', got {config!r}", path=path)
-        if "name" not in config:
-            raise SpecError(f"a {self.kind} table needs 'name'", path=path, allowed=self.names())
-        if not isinstance(config["name"], str):
-            raise SpecError(f"expected a name, got {config['name']!r}", path=join(path, "name"))
-        name = self.canonical(config["name"], join(path, "name"))
-        rest = {k: v for k, v in config.items() if k != "name"}
+        written, rest = split_name(config, path, self.kind, self.names())
+        name = self.canonical(written, path if isinstance(config, str) else join(path, "name"))
         return {"name": name, **check_params(rest, self.entries[name].params, path)}
 
     def build(self, config: Mapping[str, Any]) -> Any:

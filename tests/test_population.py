@@ -142,3 +142,23 @@ def test_a_population_checkpoint_resumes_one_trial_at_a_time(tmp_path: Path, mon
         for ex, ey in zip(got["epochs"], ref["epochs"]):
             for m in ex:
                 assert ex[m] == pytest.approx(ey[m], rel=2e-5, abs=2e-5)
+
+
+def test_mixed_optimizers_share_a_population_and_equal_training_alone(tmp_path: Path) -> None:
+    extra = """
+[[compare]]
+label = "nesterov"
+optimizer = { name = "sgd", momentum = 0.9, nesterov = true }
+
+[[compare]]
+label = "rmsprop"
+optimizer = "rmsprop"
+
+[[compare]]
+label = "adagrad"
+optimizer = "adagrad"
+"""
+    together = run(tmp_path, "mixed-together", population=8, extra=extra)
+    alone = run(tmp_path, "mixed-alone", population=1, extra=extra)
+    assert_same(together, alone)
+    assert {v["result"]["population"] for v in together.values()} == {6}

@@ -2,9 +2,8 @@
 
 Trials share a population when they would see exactly the same batches and differ only in
 what lives in tensors: same architecture, data and split, batch size, shuffling, loss and seed
-(the seed fixes the batch order and the dropout noise), same optimizer and code path, and the
-same epoch to start from. Their learning rates, momenta, betas, decays, initializers,
-epoch budgets and callbacks may differ.
+(the seed fixes the batch order and the dropout noise), and the same epoch to start from.
+Their optimizers and hyper-parameters, initializers, epoch budgets and callbacks may differ.
 
 How many members one population should hold is measured, not assumed: :func:`measure_k`
 times a few steps of the real model on the real batch size at growing K and keeps the K with
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from trainlab import models, optim
+from trainlab import models
 from trainlab.spec import canonical_json
 
 CANDIDATE_K = (1, 2, 4, 8, 16)
@@ -26,13 +25,10 @@ CANDIDATE_K = (1, 2, 4, 8, 16)
 
 def group_key(spec: Mapping[str, Any], seed: int, start_epoch: int) -> str:
     """Trials with equal keys can train as one population."""
-    opts = optim.options(spec["optimizer"])
-    structural = {k: v for k, v in opts.items() if k not in ("momentum", "decay", "weight_decay")}
     train = spec["train"]
     return canonical_json({
         "model": spec["model"], "data": spec["data"], "task": spec["task"], "seed": seed, "start": start_epoch,
         "batch_size": train["batch_size"], "shuffle": train["shuffle"], "loss": train["loss"],
-        "optimizer": spec["optimizer"]["name"], "options": structural,
     })
 
 

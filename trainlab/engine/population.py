@@ -28,8 +28,8 @@ from trainlab.engine.loop import EVAL_BATCH, OnBatch, Tensors, epoch_batches
 from trainlab.engine.tracker import FitResult, Tracker, Weights
 from trainlab.losses import LOSSES, METRICS
 from trainlab.models import Net
-from trainlab.optim import Optimizer, PopulationOptimizer, resolve
-from trainlab.spec import TrainSettings
+from trainlab.optim import Optimizer, PopulationOptimizer, options, resolve
+from trainlab.spec import TrainSettings, canonical_json
 
 OnMemberEpoch = Callable[[int, int, dict[str, float], Callable[[], bytes]], None]
 """Called with (member index, epoch, metrics, checkpoint maker) after each member's epoch."""
@@ -46,20 +46,67 @@ class Member:
     resume: bytes | None = None
 
 
+def optimizer_key(config: Mapping[str, Any]) -> str:
+    """Members with equal keys can share one :class:`PopulationOptimizer` (same rule and code path)."""
+    opts = options(config)
+    return canonical_json({"name": config["name"], **{k: v for k, v in opts.items() if k not in ("momentum", "decay", "weight_decay")}})
+
+
 class _Stack:
-    """The live members' weights, stacked, with their optimizer; rebuilt when members leave."""
+    """The live members' weights, stacked, and one optimizer per run of members sharing an update rule.
+
+    Members arrive sorted by :func:`optimizer_key`, so each optimizer updates a contiguous slice
+    of every stacked tensor, in place, through views.
+    """
 
     def __init__(self, nets: Sequence[Net], configs: Sequence[Mapping[str, Any]], opt_states: Sequence[Mapping[str, torch.Tensor]] | None) -> None:
         params, buffers = stack_module_state(list(nets))
         self.params = {k: v.detach() for k, v in params.items()}
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
         self.names = list(self.params)
-        self.optimizer = PopulationOptimizer([self.params[n] for n in self.names], configs)
-        if opt_states is not None:
-            self.optimizer.load_state_dict(_stack_states(opt_states, self.optimizer))
+        self.groups: list[tuple[int, int, PopulationOptimizer]] = []
+        keys = [optimizer_key(c) for c in configs]
+        a = 0
+        while a < len(keys):
+            b = a + 1
+            while b < len(keys) and keys[b] == keys[a]:
+                b += 1
+            group = PopulationOptimizer([self.params[n][a:b] for n in self.names], configs[a:b])
+            if opt_states is not None:
+                group.load_state_dict(_stack_states(opt_states[a:b], group))
+            self.groups.append((a, b, group))
+            a = b
 
-    def member_weights(self, i: int) -> Weights:
-        return {**{k: v[i].clone() for k, v in self.params.items()}, **{k: v[i].clone() for k, v in self.buffers.items()}}
+    def step(self, grads: Mapping[str, torch.Tensor]) -> None:
+        """Each optimizer updates its members' slices."""
+        for a, b, group in self.groups:
+            group.step([grads[n][a:b] for n in self.names])
+
+    def _group(self, j: int) -> tuple[int, PopulationOptimizer]:
+        for a, b, group in self.groups:
+            if a <= j < b:
+                return j - a, group
+        raise IndexError(j)
+
+    def learning_rate(self, j: int) -> float:
+        i, group = self._group(j)
+        return group.learning_rates[i]
+
+    def set_learning_rate(self, j: int, value: float) -> None:
+        i, group = self._group(j)
+        group.set_learning_rate(i, value)
+
+    def current_lrs(self) -> list[float]:
+        return [lr for _, _, group in self.groups for lr in group.current_lrs()]
+
+    def member_optimizer_state(self, j: int, keys: Mapping[str, torch.Size]) -> dict[str, torch.Tensor]:
+        """Member ``j``'s optimizer state in the single-model layout."""
+        i, group = self._group(j)
+        state = group.state_dict()
+        return {k: state[k] if k == "iterations" else state[k][i].clone() for k in keys}
+
+    def member_weights(self, j: int) -> Weights:
+        return {**{k: v[j].clone() for k, v in self.params.items()}, **{k: v[j].clone() for k, v in self.buffers.items()}}
 
 
 def _single_keys(net: Net, config: Mapping[str, Any]) -> dict[str, torch.Size]:
@@ -77,12 +124,6 @@ def _stack_states(states: Sequence[Mapping[str, torch.Tensor]], target: Populati
             continue
         out[key] = torch.stack([s[key] if key in s else torch.zeros_like(tensor[0]) for s in states])
     return out
-
-
-def _member_optimizer_state(pop: PopulationOptimizer, i: int, keys: Mapping[str, torch.Size]) -> dict[str, torch.Tensor]:
-    """Member ``i``'s slice of the population optimizer, in the single-model layout."""
-    state = pop.state_dict()
-    return {k: state[k] if k == "iterations" else state[k][i].clone() for k in keys}
 
 
 def fit_population(
@@ -117,7 +158,7 @@ def fit_population(
     base = copy.deepcopy(members[0].net).to("meta")
     step_fn, forward = _functions(base, loss_fn)
 
-    alive = [i for i, t in enumerate(trackers) if not t.finished]
+    alive = sorted((i for i, t in enumerate(trackers) if not t.finished), key=lambda i: optimizer_key(configs[i]))
     stack = _Stack([members[i].net for i in alive], [configs[i] for i in alive],
                    [opt_states[i] for i in alive] if opt_states else None) if alive else None
 
@@ -126,14 +167,14 @@ def fit_population(
         began = time.perf_counter()
         xs, ys, batch, steps = epoch_batches(data, settings0, seed, epoch)
         report_every = max(1, steps // 50)
-        lrs_used = stack.optimizer.current_lrs()
+        lrs_used = stack.current_lrs()
         base.train()
         k = len(alive)
         sums = {name: torch.zeros(k, dtype=torch.float64) for name in METRICS[task]}
         for step in range(steps):
             xb, yb = xs[step * batch : (step + 1) * batch], ys[step * batch : (step + 1) * batch]
             grads, (total, out) = step_fn(stack.params, stack.buffers, xb, yb)
-            stack.optimizer.step([grads[n] for n in stack.names])
+            stack.step(grads)
             sums["loss"].add_(total, alpha=len(yb))
             for name, value in _member_metrics(out, yb, task).items():
                 sums[name].add_(value, alpha=len(yb))
@@ -146,11 +187,11 @@ def fit_population(
         for j, i in enumerate(alive):
             logs = {**train_logs[j], **{f"val_{n}": v[j] for n, v in val.items()}, "learning_rate": lrs_used[j], "seconds": seconds}
             tracker = trackers[i]
-            new_lr = tracker.end_epoch(logs, lambda j=j: stack.member_weights(j), stack.optimizer.learning_rates[j])
-            if new_lr != stack.optimizer.learning_rates[j]:
-                stack.optimizer.set_learning_rate(j, new_lr)
+            new_lr = tracker.end_epoch(logs, lambda j=j: stack.member_weights(j), stack.learning_rate(j))
+            if new_lr != stack.learning_rate(j):
+                stack.set_learning_rate(j, new_lr)
             if on_epoch is not None:
-                groups = {"model": stack.member_weights(j), "optimizer": _member_optimizer_state(stack.optimizer, j, single_keys[i]),
+                groups = {"model": stack.member_weights(j), "optimizer": stack.member_optimizer_state(j, single_keys[i]),
                           **tracker.snapshots()}
                 on_epoch(i, epoch, logs, lambda g=groups, t=tracker: checkpoint.pack(g, t.meta()))
             if tracker.finished:
@@ -191,7 +232,7 @@ def step_rate(members: Sequence[Member], x: torch.Tensor, y: torch.Tensor, loss:
 
     def one() -> None:
         grads, _ = step_fn(stack.params, stack.buffers, x, y)
-        stack.optimizer.step([grads[n] for n in stack.names])
+        stack.step(grads)
 
     one()
     steps, began = 0, time.perf_counter()
@@ -211,7 +252,7 @@ def _shrink(stack: _Stack, members: Sequence[Member], alive: list[int], leaving:
         return None
     for j in keep:
         members[alive[j]].net.load_state_dict(stack.member_weights(j))
-    states = [_member_optimizer_state(stack.optimizer, j, single_keys[alive[j]]) for j in keep]
+    states = [stack.member_optimizer_state(j, single_keys[alive[j]]) for j in keep]
     return _Stack([members[alive[j]].net for j in keep], [configs[alive[j]] for j in keep], states)
 
 

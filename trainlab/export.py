@@ -1,0 +1,329 @@
+"""Models people can reuse: a finished trial's chosen weights and spec, written to a folder,
+rebuilt from the spec alone, and run on test images or on image files.
+
+An exported model is a folder with two files:
+
+* ``model.json``: ``"format": "trainlab-model/1"``, the resolved model spec (every layer's every
+  parameter), the input shape, the task, class names, the data spec it was trained on, how
+  inputs were scaled, and the metrics recorded for the trial (validation at its chosen epoch,
+  test of its chosen weights);
+* ``model.safetensors``: the weights (the model's ``state_dict``). Safetensors holds tensors
+  and text only: loading it runs no code.
+
+``--torch`` adds ``model.pt``, the same ``state_dict`` written by ``torch.save``; it is read
+back with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain
+containers. No file is ever unpickled as arbitrary objects.
+
+:func:`load_model` rebuilds the network with :func:`trainlab.models.build` from ``model.json``
+and loads the weights, so an exported model predicts exactly what the trial's weights did:
+evaluated on the same test split it scores the test metrics recorded for the trial, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainlab import models
+from trainlab.errors import TrainlabError
+from trainlab.store import WEIGHTS, Store, TrialRecord
+
+MODEL_FORMAT = "trainlab-model/1"
+SPEC_FILE = "model.json"
+WEIGHTS_FILE = "model.safetensors"
+TORCH_FILE = "model.pt"
+
+
+# --- finding a trial ------------------------------------------------------------------------
+
+
+def find_trial(store: Store, study: str, selector: str | None = None) -> TrialRecord:
+    """The finished trial of ``study`` that ``selector`` names.
+
+    ``None``: the trial chosen on validation (the best seed of the chosen variant). A variant
+    label: that variant's best seed. ``LABEL:SEED``: that seed of that variant. Otherwise a
+    trial hash or a unique prefix of one (at least 4 characters), as ``trainlab report`` lists them.
+    """
+    from trainlab.report.tables import best_trial_row, current_trials, study_report
+
+    report = study_report(store, study)
+    trials = current_trials(store, study)
+    by_hash = {t.hash: t for t in trials}
+    metric = report["selection"]["metric"]
+    labels = {v["label"]: v for v in report["variants"]}
+
+    def best_of(variant: Mapping[str, Any]) -> TrialRecord:
+        if variant["n"] == 0:
+            raise TrainlabError(f"variant {variant['label']!r} of study {study!r} has no finished trial; run the study first")
+        return by_hash[best_trial_row(variant, metric)["hash"]]
+
+    if selector is None:
+        chosen = report["selection"]["chosen"]
+        if chosen is None:
+            raise TrainlabError(f"study {study!r} has no finished trial yet; run it first with `trainlab run`")
+        return best_of(labels[chosen])
+    if selector in labels:
+        return best_of(labels[selector])
+    label, sep, seed = selector.rpartition(":")
+    if sep and label in labels:
+        matches = [t for t in trials if t.label == label and str(t.seed) == seed.strip()]
+        if not matches:
+            seeds = ", ".join(str(t.seed) for t in trials if t.label == label)
+            raise TrainlabError(f"variant {label!r} has no seed {seed.strip()!r}; its seeds: {seeds}")
+        return _finished(matches[0])
+    if len(selector) >= 4:
+        matches = [t for t in trials if t.hash.startswith(selector.lower())]
+        if len(matches) == 1:
+            return _finished(matches[0])
+        if len(matches) > 1:
+            raise TrainlabError(f"trial {selector!r} is ambiguous ({len(matches)} trials start so); give more characters")
+    known = ", ".join(repr(v) for v in labels)
+    raise TrainlabError(
+        f"no trial {selector!r} in study {study!r}; give a trial hash (or its first characters, "
+        f"see `trainlab report {study} --format json`), a variant label ({known}), or LABEL:SEED"
+    )
+
+
+def _finished(trial: TrialRecord) -> TrialRecord:
+    if trial.status != "done":
+        raise TrainlabError(f"trial {trial.hash[:10]} ({trial.label}, seed {trial.seed}) is {trial.status}, not done: it has no chosen weights to use")
+    return trial
+
+
+# --- the model of a stored trial ------------------------------------------------------------
+
+
+def trial_state(store: Store, trial: TrialRecord) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The chosen weights of a finished trial and the metadata stored with them."""
+    from trainlab.engine.checkpoint import unpack
+
+    artifact = store.artifact(trial.id, WEIGHTS)
+    if artifact is None:
+        raise TrainlabError(f"trial {trial.hash[:10]} ({trial.label}, seed {trial.seed}) has no stored weights; it is {trial.status}")
+    groups, meta = unpack(artifact.data)
+    return groups["model"], meta
+
+
+def trial_model(store: Store, trial: TrialRecord) -> tuple[models.Net, dict[str, Any]]:
+    """The network of a finished trial with its chosen weights, in eval mode, and its metadata."""
+    state, meta = trial_state(store, trial)
+    spec = meta.get("spec") or json.loads(trial.spec_json)
+    shape = tuple(meta.get("input_shape") or _input_shape(spec))
+    net = rebuild(spec["model"], shape, state)
+    return net, {**meta, "spec": spec, "input_shape": list(shape)}
+
+
+def rebuild(model_spec: Mapping[str, Any], input_shape: Sequence[int], state: Mapping[str, torch.Tensor]) -> models.Net:
+    """A network built from a resolved model spec alone, with ``state`` loaded (strictly), in eval mode."""
+    net = models.build(model_spec, tuple(input_shape), seed=0)
+    try:
+        net.load_state_dict(dict(state), strict=True)
+    except RuntimeError as exc:
+        raise TrainlabError(f"the weights do not fit the model spec: {str(exc).splitlines()[0]}") from None
+    net.eval()
+    return net
+
+
+def _input_shape(spec: Mapping[str, Any]) -> tuple[int, ...]:
+    from trainlab.spec import dataset_info
+
+    return tuple(dataset_info(spec["data"]).input_shape)
+
+
+def _class_names(spec: Mapping[str, Any]) -> list[str]:
+    """The data set's class names; numbers when the data set cannot be asked (an npz file moved)."""
+    if spec["task"] != "classification":
+        return []
+    from trainlab.spec import dataset_info
+
+    try:
+        return list(dataset_info(spec["data"]).class_names)
+    except TrainlabError:
+        return [str(k) for k in range(spec["model"]["layers"][-1]["units"])]
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What :func:`export_trial` wrote."""
+
+    folder: Path
+    files: list[Path]
+    meta: dict[str, Any]
+
+
+def export_trial(store: Store, study: str, selector: str | None, out: str | Path, *, torch_file: bool = False) -> Exported:
+    """Write the chosen weights and the spec of a finished trial to folder ``out``."""
+    from safetensors.torch import save_file
+
+    trial = find_trial(store, study, selector)
+    state, meta = trial_state(store, trial)
+    spec = meta.get("spec") or json.loads(trial.spec_json)
+    result = trial.result or {}
+    split = result.get("split", {})
+    shape = list(meta.get("input_shape") or _input_shape(spec))
+    image = len(shape) == 3
+    info = {
+        "format": MODEL_FORMAT,
+        "study": study,
+        "trial": trial.hash,
+        "label": trial.label,
+        "seed": trial.seed,
+        "task": spec["task"],
+        "input_shape": shape,
+        "class_names": _class_names(spec),
+        "model": spec["model"],
+        "loss": spec["train"]["loss"],
+        "data": spec["data"],
+        "preprocessing": (
+            {"kind": "pixels", "scale": 1 / 255, "layout": "NCHW"} if image else
+            {"kind": "standardize", **split["standardize"]} if "standardize" in split else {"kind": "none"}
+        ),
+        "recorded": {
+            "best_epoch": result["best_epoch"] + 1 if "best_epoch" in result else None,
+            "validation": {k: v for k, v in result.get("best", {}).items() if k.startswith("val_")},
+            "test": result.get("test", {}),
+        },
+        "weights": WEIGHTS_FILE,
+    }
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [folder / SPEC_FILE, folder / WEIGHTS_FILE]
+    rebuild(spec["model"], shape, state)  # refuse to write a model that would not load back
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / WEIGHTS_FILE),
+              metadata={"format": MODEL_FORMAT, "trial": trial.hash})
+    if torch_file:
+        torch.save({k: v.contiguous() for k, v in state.items()}, folder / TORCH_FILE)
+        files.append(folder / TORCH_FILE)
+    (folder / SPEC_FILE).write_text(json.dumps(_finite(info), indent=2) + "\n", encoding="utf-8")
+    return Exported(folder, files, info)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --- loading and predicting -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An exported model rebuilt from its spec: the network (eval mode) and ``model.json``."""
+
+    net: models.Net
+    meta: dict[str, Any]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.meta["input_shape"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.get("class_names") or [])
+
+
+def load_model(path: str | Path, *, prefer: str = "safetensors") -> LoadedModel:
+    """Rebuild an exported model from its folder (or its ``model.json``).
+
+    ``prefer="torch"`` reads ``model.pt`` (``torch.load(weights_only=True)``) instead of the
+    safetensors file; either way only tensors are read.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    if folder.is_file():
+        folder = folder.parent
+    spec_path = folder / SPEC_FILE
+    if not spec_path.is_file():
+        raise TrainlabError(f"{folder}: no {SPEC_FILE} here; export a model first with `trainlab export STUDY --out {folder}`")
+    try:
+        meta = json.loads(spec_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise TrainlabError(f"{spec_path}: not valid JSON ({exc})") from None
+    if meta.get("format") != MODEL_FORMAT:
+        raise TrainlabError(f"{spec_path}: format {meta.get('format')!r} is not {MODEL_FORMAT!r}; re-export the model with this trainlab")
+    if prefer == "torch":
+        file = folder / TORCH_FILE
+        if not file.is_file():
+            raise TrainlabError(f"{folder}: no {TORCH_FILE}; export with --torch to write one")
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError and others for foreign content
+            raise TrainlabError(f"{file}: not a plain state dict of tensors ({str(exc).splitlines()[0]})") from None
+    else:
+        file = folder / meta.get("weights", WEIGHTS_FILE)
+        if not file.is_file():
+            raise TrainlabError(f"{folder}: the weights file {file.name} is missing; export the model again")
+        try:
+            state = load_file(str(file))
+        except Exception as exc:  # safetensors raises several kinds for a damaged file
+            raise TrainlabError(f"{file}: damaged weights file ({exc}); export the model again") from None
+    return LoadedModel(rebuild(meta["model"], meta["input_shape"], state), meta)
+
+
+def load_images(paths: Sequence[str | Path], input_shape: Sequence[int], *, resize: bool = False) -> torch.Tensor:
+    """Image files as a model input batch (N, C, H, W), pixels scaled to [0, 1] as in training.
+
+    One channel reads the file as grayscale, three as RGB. A file of another size is an error
+    naming both sizes, unless ``resize`` lets Pillow resample it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+        raise TrainlabError(f"this model takes inputs of shape {tuple(input_shape)}, not images; use --test to predict on its test set")
+    channels, height, width = input_shape
+    batch = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if channels == 1 else "RGB")
+                if img.size != (width, height):
+                    if not resize:
+                        raise TrainlabError(
+                            f"{path}: image is {img.size[0]}x{img.size[1]}, the model takes {width}x{height} "
+                            f"{'grayscale' if channels == 1 else 'colour'} images; resize it, or pass --resize"
+                        )
+                    img = img.resize((width, height), Image.Resampling.LANCZOS)
+                pixels = np.asarray(img, dtype=np.float32) / 255.0
+        except FileNotFoundError:
+            raise TrainlabError(f"{path}: no such file") from None
+        except UnidentifiedImageError:
+            raise TrainlabError(f"{path}: not an image file Pillow can read (PNG, JPEG, BMP, ...)") from None
+        batch.append(pixels[None] if channels == 1 else pixels.transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(batch)) if batch else torch.zeros((0, *input_shape))
+
+
+def predict(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, classes) or regression values (N, 1) of ``model`` on ``x``."""
+    return model.net.predict(x)
+
+
+def test_split(meta: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split the model was evaluated on, prepared exactly as in training."""
+    from trainlab.executors import DataCache
+
+    tensors, _, _ = DataCache().get(meta["data"])
+    return tensors.x_test, tensors.y_test
+
+
+def evaluate_test(model: LoadedModel) -> dict[str, float]:
+    """The model's loss and metrics on its test split, computed as training computed them."""
+    from trainlab.engine import evaluate
+
+    x, y = test_split(model.meta)
+    return evaluate(model.net, x, y, model.meta["task"], model.meta["loss"])

@@ -1,0 +1,279 @@
+"""A study's figures by name: gathers what each needs from the store (and, for the figures of
+a chosen trial, the test set) and hands it to :mod:`trainlab.report.plots`.
+
+Study figures read the store alone: learning curves, final metrics, time per epoch, learning
+rate. Trial figures run the chosen weights of one trial on its test split: the confusion
+matrix, the grid of test images, predicted vs true, and the t-SNE picture (which runs each
+variant's best seed). The trial is the one chosen on validation unless the user names
+another. A figure that does not apply (a confusion matrix of a regression, a learning-rate
+chart without a schedule, a data set not on this machine) comes back as *skipped*, with the
+reason, so that a report says what is missing instead of failing whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from trainlab.errors import TrainlabError
+from trainlab.report import plots
+from trainlab.report.tables import Options, current_trials, study_report
+from trainlab.store import Store, TrialRecord
+
+FIGURES: dict[str, str] = {
+    "curves": "learning curves: accuracy and loss per epoch, mean over seeds with their range",
+    "final": "final validation metrics per variant: mean, 95% CI and seeds, best first",
+    "time": "seconds per epoch per variant",
+    "lr": "learning rate per epoch, where a schedule acted",
+    "confusion": "confusion matrix of the chosen trial on the test set (classification)",
+    "images": "test images with predicted and true classes, red where wrong (image classification)",
+    "scatter": "predicted vs true values of the chosen trial on the test set (regression)",
+    "tsne": "t-SNE of the last hidden layer's activations on test images, one map per variant",
+}
+"""Every figure ``trainlab plot`` can draw, in report order."""
+STUDY_FIGURES = ("curves", "final", "time", "lr")
+TRIAL_FIGURES = ("confusion", "images", "scatter", "tsne")
+
+
+@dataclass
+class Made:
+    """One figure of a report, or the reason it was not drawn (``figure`` is then ``None``)."""
+
+    name: str
+    stem: str
+    title: str
+    figure: Figure | None = None
+    skipped: str | None = None
+
+
+class StudyFigures:
+    """The figures of one study, drawing each at most once.
+
+    ``trial`` selects the trial of the trial figures as :func:`trainlab.export.find_trial`
+    does (default: the one chosen on validation). ``tsne_samples`` test examples go into
+    each t-SNE map; ``grid_images`` into the image grid.
+    """
+
+    def __init__(self, store: Store, study: str, *, report: Mapping[str, Any] | None = None, trial: str | None = None,
+                 tsne_samples: int = 500, grid_images: int = 32, options: Options | None = None) -> None:
+        from trainlab.executors import DataCache
+
+        self.store = store
+        self.study = study
+        self.report = report if report is not None else study_report(store, study, options)
+        self.selector = trial
+        self.tsne_samples = tsne_samples
+        self.grid_images = grid_images
+        self.cache = DataCache()
+        self.colors = plots.palette([v["label"] for v in self.report["variants"]])
+
+    @property
+    def task(self) -> str:
+        return str(self.report["study"]["task"])
+
+    @cached_property
+    def trials(self) -> dict[str, TrialRecord]:
+        """The study's current trials by hash."""
+        return {t.hash: t for t in current_trials(self.store, self.study)}
+
+    @cached_property
+    def histories(self) -> dict[str, list[list[dict[str, float | None]]]]:
+        """Per variant, the epoch metrics of each finished trial."""
+        out: dict[str, list[list[dict[str, float | None]]]] = {}
+        for v in self.report["variants"]:
+            runs = [[e.metrics for e in self.store.epochs(self.trials[r["hash"]].id)]
+                    for r in v["trials"] if r["status"] == "done"]
+            if runs:
+                out[v["label"]] = runs
+        return out
+
+    @cached_property
+    def chosen_trial(self) -> TrialRecord:
+        from trainlab.export import find_trial
+
+        return find_trial(self.store, self.study, self.selector)
+
+    def trial_title(self, trial: TrialRecord) -> str:
+        chosen = " (chosen on validation)" if trial.hash == self.report["selection"]["chosen_trial"] else ""
+        return f"{trial.label}, seed {trial.seed}, trial {trial.hash[:10]}{chosen}"
+
+    @cached_property
+    def predictions(self) -> Any:
+        from trainlab.report.inspect import test_predictions
+
+        return test_predictions(self.store, self.chosen_trial, self.cache)
+
+    def make(self, name: str) -> Made:
+        """Draw figure ``name`` (one of :data:`FIGURES`)."""
+        if name not in FIGURES:
+            raise TrainlabError(f"unknown figure {name!r}; choose from: {', '.join(FIGURES)}, or all")
+        title = FIGURES[name]
+        stem = f"{self.study}-{name}"
+        if not self.histories:
+            return Made(name, stem, title, skipped="no finished trial yet")
+        try:
+            figure = getattr(self, f"_{name}")()
+        except TrainlabError as exc:
+            return Made(name, stem, title, skipped=str(exc))
+        if isinstance(figure, str):
+            return Made(name, stem, title, skipped=figure)
+        return Made(name, stem, title, figure=figure)
+
+    def make_all(self, names: Sequence[str] = tuple(FIGURES)) -> list[Made]:
+        return [self.make(n) for n in names]
+
+    # --- study figures ---
+
+    def _curves(self) -> Figure:
+        return plots.learning_curves(self.histories, self.task, self.colors, title=f"study {self.study}")
+
+    def _final(self) -> Figure:
+        return plots.final_metrics(self.report, self.colors)
+
+    def _time(self) -> Figure:
+        return plots.seconds_per_epoch(self.report, self.colors)
+
+    def _lr(self) -> Figure | str:
+        fig = plots.learning_rate(self.histories, self.colors)
+        return fig if fig is not None else "the learning rate stayed constant in every trial (no decay or schedule acted)"
+
+    # --- trial figures ---
+
+    def _confusion(self) -> Figure | str:
+        if self.task != "classification":
+            return "a confusion matrix needs a classification study; this one is a regression (see scatter)"
+        p = self.predictions
+        return plots.confusion(p.y_true, p.y_pred, p.class_names, f"Test set: {self.trial_title(p.trial)}")
+
+    def _images(self) -> Figure | str:
+        if self.task != "classification":
+            return "the image grid is for image classification; this study is a regression (see scatter)"
+        p = self.predictions
+        if p.x.ndim != 4:
+            return "the inputs of this study are not images"
+        n = min(self.grid_images, len(p.x))
+        index = np.sort(np.random.default_rng(0).choice(len(p.x), n, replace=False))
+        return plots.prediction_grid(p.x[index], p.y_true[index], p.y_pred[index], p.proba[index], p.class_names,
+                                     f"Test images, {self.trial_title(p.trial)}")
+
+    def _scatter(self) -> Figure | str:
+        if self.task != "regression":
+            return "predicted vs true is for regression; this study is a classification (see confusion)"
+        p = self.predictions
+        return plots.predicted_vs_true(p.y_true, p.y_pred, f"Test set: {self.trial_title(p.trial)}")
+
+    def _tsne(self) -> Figure | str:
+        from trainlab.export import find_trial
+        from trainlab.report.inspect import last_hidden
+
+        if self.task != "classification":
+            return "the t-SNE picture colours test examples by class: it needs a classification study"
+        panels = []
+        names: tuple[str, ...] = ()
+        samples = 0
+        for v in self.report["variants"]:
+            if v["n"] == 0:
+                continue
+            trial = self.chosen_trial if v["label"] == self.chosen_trial.label else find_trial(self.store, self.study, v["label"])
+            hidden = last_hidden(self.store, trial, self.tsne_samples, self.cache)
+            if not names:
+                spec = json.loads(trial.spec_json)
+                names = tuple(self.cache.get(spec["data"])[1].class_names)
+            samples = len(hidden.features)
+            panels.append((f"{v['label']} (seed {trial.seed})", embed(hidden.features), hidden.labels, hidden.layer))
+        if samples < 5:
+            return f"too few test examples ({samples}) for a t-SNE map"
+        return plots.tsne_panels(panels, names, samples)
+
+
+def embed(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A 2-D t-SNE embedding (scikit-learn) of ``features``; wide features are first reduced to
+    50 dimensions by PCA, the usual practice, which keeps t-SNE fast on flattened conv maps."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features, dtype=np.float64)
+    n = len(x)
+    if x.shape[1] > 50 and n > 50:
+        x = PCA(n_components=50, random_state=seed).fit_transform(x)
+    perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed).fit_transform(x)
+
+
+def write(made: Sequence[Made], folder: str | Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    """Save every drawn figure of ``made`` to ``folder``; returns the files written."""
+    paths: list[Path] = []
+    for m in made:
+        if m.figure is not None:
+            paths += plots.save(m.figure, folder, m.stem, formats)
+    return paths
+
+
+# --- the data set at a glance ---------------------------------------------------------------
+
+
+def data_figures(name: str, *, path: str | None = None, per_class: int = 8) -> list[Made]:
+    """Figures of a data set: sample images per class and class counts per split (images), or
+    feature histograms (tabular). ``name`` is a data set name, or a study file whose ``[data]``
+    table (with its split into training, validation and test) is shown."""
+    from trainlab import data as datasets
+
+    if name.endswith(".toml") or Path(name).is_file():
+        from trainlab import spec
+
+        study = spec.load(name)
+        data_spec = study.variants[0].spec["data"]
+        prepared = datasets.prepare(data_spec)
+        info = prepared.info
+        title = f"{info.name} as study {study.name} splits it"
+        stem = f"{study.name}-data"
+        splits = {"train": (prepared.x_train, prepared.y_train), "validation": (prepared.x_val, prepared.y_val),
+                  "test": (prepared.x_test, prepared.y_test)}
+        images = prepared.x_train
+        scaled = True
+    else:
+        raw = datasets.load_raw(name, path=path)
+        info = raw.info
+        title = f"{info.name if name != 'npz' else Path(raw.origin).name}"
+        stem = f"{Path(raw.origin).stem if name == 'npz' else name}-data"
+        splits = {"train": (raw.x_train, raw.y_train)}
+        if raw.has_test:
+            splits["test"] = (raw.x_test, raw.y_test)
+        images = _nchw(raw.x_train, raw.layout)
+        scaled = False
+    made: list[Made] = []
+    x_train, y_train = splits["train"]
+    if info.task == "classification" and len(info.input_shape) == 3:
+        shown = images if scaled else images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+        made.append(Made("samples", f"{stem}-samples", "sample images per class",
+                         figure=plots.sample_grid(shown, np.asarray(y_train), info.class_names,
+                                                  f"{title}: the first {per_class} training images of each class", per_class)))
+    if info.task == "classification":
+        k = len(info.class_names)
+        counts = {split: np.bincount(np.asarray(y, dtype=np.int64), minlength=k)[:k] for split, (_, y) in splits.items()}
+        made.append(Made("counts", f"{stem}-counts", "class counts per split",
+                         figure=plots.class_counts(counts, info.class_names, f"{title}: examples per class and split")))
+    else:
+        features = np.asarray(x_train, dtype=np.float64).reshape(len(x_train), -1)
+        names = list(info.feature_names) or [f"x{i}" for i in range(features.shape[1])]
+        note = "standardized on the training split" if scaled else "as stored"
+        made.append(Made("features", f"{stem}-features", "feature histograms",
+                         figure=plots.feature_histograms(features, np.asarray(y_train, dtype=np.float64), names,
+                                                         f"{title}: training features ({note}) and target")))
+    return made
+
+
+def _nchw(x: np.ndarray, layout: str) -> np.ndarray:
+    """Raw images laid out N, C, H, W."""
+    if layout == "NHW":
+        return x[:, None, :, :]
+    if layout == "NHWC":
+        return x.transpose(0, 3, 1, 2)
+    return x

@@ -1,0 +1,232 @@
+"""The whole report of a study as one self-contained HTML file.
+
+Tables, notes and figures (PNG, base64 inline) are in the file itself; it references nothing
+outside it and its Content-Security-Policy forbids the browser to fetch anything, so it opens
+from disk, offline, and can be mailed or attached as is. The content is the text report's
+(same rows, same notes, same rule on test metrics) plus the figures, the model summaries and
+every trial.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from trainlab import __version__
+from trainlab.report import plots
+from trainlab.report.figures import FIGURES, STUDY_FIGURES, TRIAL_FIGURES, Made, StudyFigures
+from trainlab.report.summary import ModelSummary, shape_text, study_models
+from trainlab.report.tables import Options, notes, study_report, table_rows, vs_best_text
+from trainlab.store import Store
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 2rem auto;
+       max-width: 1400px; padding: 0 1.5rem; color: #1a1a1a; line-height: 1.45; }
+h1 { margin-bottom: .2rem; } h2 { margin-top: 2.4rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+.meta { color: #555; margin: 0 0 1rem 0; } .meta span { margin-right: 1.4rem; }
+table { border-collapse: collapse; margin: .6rem 0; font-size: .92rem; }
+th, td { padding: .28rem .7rem; border-bottom: 1px solid #e4e4e4; text-align: right; white-space: nowrap; }
+th { background: #f4f6f8; border-bottom: 2px solid #ccd; }
+td:first-child, th:first-child { text-align: left; }
+tr.chosen td { background: #fff6d6; font-weight: 600; }
+td.same { color: #1b6e20; } td.worse { color: #a12a1a; } td.withheld { color: #999; }
+ul.notes { color: #333; font-size: .9rem; }
+figure { margin: 1.2rem 0 2rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #555; font-size: .9rem; margin-top: .3rem; }
+p.skipped { color: #8a5a00; background: #fff8e6; padding: .4rem .7rem; border-left: 3px solid #e0a800; }
+pre.summary { background: #f7f7f7; padding: .8rem 1rem; font-size: .85rem; overflow-x: auto; }
+td.left { text-align: left; white-space: normal; max-width: 36rem; }
+.small { font-size: .85rem; color: #555; }
+"""
+
+
+def render_html(store: Store, study: str, *, options: Options | None = None, trial: str | None = None,
+                tsne_samples: int = 500, trial_figures: bool = True) -> str:
+    """The HTML report of ``study``. ``trial`` picks the trial of the test-set figures (default: the
+    one chosen on validation); ``trial_figures=False`` leaves out the figures that need the data set."""
+    report = study_report(store, study, options)
+    figures = StudyFigures(store, study, report=report, trial=trial, tsne_samples=tsne_samples)
+    made = figures.make_all(STUDY_FIGURES)
+    trial_made = figures.make_all([n for n in TRIAL_FIGURES if n != "tsne"]) if trial_figures else []
+    tsne = figures.make("tsne") if trial_figures else None
+    parts = [_head(report), _results(report), _section("Learning curves and time", made)]
+    if trial_figures:
+        parts.append(_trial_section(report, figures, trial_made))
+        if tsne is not None:
+            parts.append(_section("Features: t-SNE of the last hidden layer", [tsne], level=2))
+    else:
+        parts.append("<h2>Chosen trial on the test set</h2><p class=skipped>Not drawn: the report was made without "
+                     "the data set (--no-data).</p>")
+    parts.append(_models(study_models(store, study)))
+    parts.append(_trials(report))
+    parts.append(_foot(report))
+    return _page(f"trainlab report: {report['study']['name']}", "\n".join(parts))
+
+
+def write_html(store: Store, study: str, out: str | Path, **kwargs: Any) -> Path:
+    """Write the report to ``out``: a folder (the file is ``STUDY.html`` in it) or a path ending in ``.html``."""
+    target = Path(out)
+    if target.suffix.lower() not in (".html", ".htm"):
+        target = target / f"{study}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_html(store, study, **kwargs), encoding="utf-8")
+    return target
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def _head(report: Mapping[str, Any]) -> str:
+    study = report["study"]
+    seeds = sorted({s for v in report["variants"] for s in v["seeds"]})
+    status: dict[str, int] = {}
+    for v in report["variants"]:
+        for k, n in v["status"].items():
+            status[k] = status.get(k, 0) + n
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(status.items()))
+    bits = [f"task: {study['task']}", f"{len(report['variants'])} variants", f"seeds: {', '.join(map(str, seeds)) or '-'}",
+            f"trials: {counts or 'none'}", f"source: {study.get('source') or '-'}", f"spec {study['spec_hash'][:12]}"]
+    desc = f"<p>{_e(study['description'])}</p>" if study.get("description") else ""
+    return (f"<h1>Study {_e(study['name'])}</h1>{desc}\n<p class=meta>"
+            + "".join(f"<span>{_e(b)}</span>" for b in bits) + "</p>")
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]], row_classes: Sequence[str] = (),
+           cell_class: Any = None) -> str:
+    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>"
+    rows = []
+    for i, row in enumerate(body):
+        cls = f" class={row_classes[i]}" if i < len(row_classes) and row_classes[i] else ""
+        cells = []
+        for j, cell in enumerate(row):
+            extra = cell_class(header[j], cell) if cell_class else ""
+            cells.append(f"<td{f' class={extra}' if extra else ''}>{_e(cell)}</td>")
+        rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    return "<table>\n<thead>" + head + "</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+
+
+def _results(report: Mapping[str, Any]) -> str:
+    header, body = table_rows(report)
+    classes = ["chosen" if v.get("chosen") else "" for v in report["variants"]]
+
+    def cell_class(column: str, text: str) -> str:
+        if column == "vs best":
+            return "same" if text.startswith("≈") or text.startswith("best") else "worse" if text.startswith("worse") else ""
+        if column.startswith("test ") and text == "·":
+            return "withheld"
+        return ""
+
+    items = "".join(f"<li>{_e(line)}</li>" for line in notes(report))
+    return f"<h2>Results</h2>\n{_table(header, body, classes, cell_class)}\n<ul class=notes>{items}</ul>"
+
+
+def _img(made: Made) -> str:
+    assert made.figure is not None
+    data = base64.b64encode(plots.png_bytes(made.figure)).decode("ascii")
+    return (f"<figure id=\"fig-{_e(made.name)}\"><img alt=\"{_e(made.title)}\" src=\"data:image/png;base64,{data}\">"
+            f"<figcaption>{_e(made.title[0].upper() + made.title[1:])}.</figcaption></figure>")
+
+
+def _figures(made: Sequence[Made]) -> str:
+    out = []
+    for m in made:
+        if m.figure is not None:
+            out.append(_img(m))
+        elif m.name in FIGURES and not _quiet_skip(m):
+            out.append(f"<p class=skipped>{_e(m.title[0].upper() + m.title[1:])}: not drawn: {_e(m.skipped)}.</p>")
+    return "\n".join(out)
+
+
+def _quiet_skip(made: Made) -> bool:
+    """Figures that do not apply to this kind of study at all are left out without a note."""
+    return made.skipped is not None and (
+        "is for regression" in made.skipped or "is a regression" in made.skipped or "needs a classification" in made.skipped
+        or "is for image classification" in made.skipped
+    )
+
+
+def _section(title: str, made: Sequence[Made], level: int = 2) -> str:
+    return f"<h{level}>{_e(title)}</h{level}>\n{_figures(made)}"
+
+
+def _trial_section(report: Mapping[str, Any], figures: StudyFigures, made: Sequence[Made]) -> str:
+    sel = report["selection"]
+    try:
+        trial = figures.chosen_trial
+    except Exception as exc:  # no finished trial, or a trial the user named that does not exist
+        return f"<h2>Chosen trial on the test set</h2><p class=skipped>{_e(exc)}</p>"
+    result = trial.result or {}
+    test = result.get("test", {})
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(test.items()) if isinstance(v, float))
+    chosen = trial.hash == sel["chosen_trial"]
+    why = ("chosen on validation: the best seed of the variant with the best mean "
+           f"{sel['metric'].replace('_', ' ')}" if chosen else "named on the command line (not the one chosen on validation)")
+    intro = (f"<p>Trial <b>{_e(trial.hash[:10])}</b>: variant <b>{_e(trial.label)}</b>, seed {trial.seed}, {_e(why)}. "
+             f"Its chosen weights (epoch {result.get('best_epoch', -1) + 1}) on the test set: <b>{_e(metrics)}</b>, "
+             "evaluated once, after training; nothing was chosen by it.</p>")
+    return f"<h2>Chosen trial on the test set</h2>\n{intro}\n{_figures(made)}"
+
+
+def _models(models: Sequence[ModelSummary]) -> str:
+    out = ["<h2>Models</h2>"]
+    for m in models:
+        header = ["Layer (type)", "Output Shape", "Param #", "Trainable"]
+        body = [[f"{r.name} ({r.type})", shape_text(r.output_shape), f"{r.params:,}", f"{r.trainable:,}"] for r in m.layers]
+        out.append(f"<h3>{_e(', '.join(m.labels))}</h3><p class=small>input {_e(shape_text(m.input_shape))}</p>")
+        out.append(_table(header, body))
+        out.append(f"<p class=small>Total params: <b>{m.total:,}</b> &middot; Trainable params: {m.trainable:,} "
+                   f"&middot; Non-trainable params: {m.non_trainable:,}</p>")
+    if len(out) == 1:
+        out.append("<p class=skipped>No model summary: no trial has finished and the data set's input shape is unknown.</p>")
+    return "\n".join(out)
+
+
+def _trials(report: Mapping[str, Any]) -> str:
+    sel = report["selection"]
+    metric = sel["metric"]
+    show_test = sel["test_shown"] == "all"
+    test_key = f"test_{report['metrics'][0]}"
+    header = ["variant", "seed", "trial", "status", metric.replace("_", " "), "best epoch", "epochs", "s/epoch"]
+    if show_test:
+        header.append(test_key.replace("_", " "))
+    header.append("stop reason / error")
+    body, classes = [], []
+    for v in report["variants"]:
+        for t in v["trials"]:
+            value = t.get(metric)
+            row = [v["label"], str(t["seed"]), t["hash"][:10], t["status"],
+                   f"{value:.4f}" if isinstance(value, float) else "-",
+                   str(t["best_epoch"] or "-"), str(t["epochs"] or "-"),
+                   f"{t['seconds_per_epoch']:.2f}" if isinstance(t["seconds_per_epoch"], float) else "-"]
+            if show_test:
+                tv = t.get(test_key)
+                row.append(f"{tv:.4f}" if isinstance(tv, float) else "-")
+            row.append((t.get("error") or t.get("stop_reason") or "").strip().splitlines()[-1:][0] if (t.get("error") or t.get("stop_reason")) else "")
+            body.append(row)
+            classes.append("chosen" if t["hash"] == sel["chosen_trial"] else "")
+    table = _table(header, body, classes, lambda col, _: "left" if col.startswith("stop") else "")
+    return (f"<h2>Trials</h2><p class=small>Every trial of the study's current variants; the highlighted one is chosen "
+            f"on validation. Export one with <code>trainlab export {_e(report['study']['name'])} --trial HASH --out DIR</code>.</p>\n{table}")
+
+
+def _foot(report: Mapping[str, Any]) -> str:
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    comparisons = [f"{v['label']}: {vs_best_text(v)}" for v in report["variants"]]
+    return (f"<p class=small>Made by trainlab {_e(__version__)} on {_e(when)} from the store alone (the test-set figures also "
+            f"read the test split). Comparisons with the best: {_e('; '.join(comparisons))}.</p>")

@@ -1,0 +1,428 @@
+"""The pictures users used to draw by hand, drawn from plain data with matplotlib.
+
+Every function takes numbers (report dicts, epoch histories, arrays) and returns a
+:class:`matplotlib.figure.Figure`; none reads the store or the data set (``figures`` does
+that). Figures are made with the object API: nothing needs a display, nothing touches
+pyplot's global figure list, and saving renders through Agg (PNG) and matplotlib's SVG writer
+without selecting a backend, so importing this module changes nothing for a notebook that
+uses its own. Conventions kept throughout: one colour per variant, the same in every figure
+of a report; training solid, validation dashed; a band is the range over seeds around their
+mean; every axis says what it shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import rc_context
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+History = Sequence[Mapping[str, float | None]]
+"""One trial's epochs, each a dict of Keras-named metrics."""
+Histories = Mapping[str, Sequence[History]]
+"""Per variant label, the histories of its finished trials (one per seed)."""
+
+WRONG = "#d62728"
+RIGHT = "#1a1a1a"
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "svg.fonttype": "path",
+}
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """The report's matplotlib settings, for the figures made inside the block."""
+    with rc_context(STYLE):
+        yield
+
+
+def palette(labels: Sequence[str]) -> dict[str, str]:
+    """A distinct colour per variant, in study order (tab10, tab20 beyond ten, then a ramp)."""
+    import matplotlib as mpl
+
+    n = len(labels)
+    if n <= 10:
+        colors = [mpl.colormaps["tab10"](i) for i in range(n)]
+    elif n <= 20:
+        colors = [mpl.colormaps["tab20"](i) for i in range(n)]
+    else:
+        colors = [mpl.colormaps["viridis"](i / max(n - 1, 1)) for i in range(n)]
+    return {label: to_hex(c) for label, c in zip(labels, colors)}
+
+
+def save(fig: Figure, folder: str | Path, stem: str, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    """Write ``fig`` as ``folder/stem.<format>`` for each format; returns the paths."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = out / f"{stem}.{fmt}"
+        fig.savefig(path, format=fmt, dpi=110, bbox_inches="tight", facecolor="white")
+        paths.append(path)
+    return paths
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes (for embedding in HTML)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", facecolor="white")
+    return buf.getvalue()
+
+
+def _label(metric: str) -> str:
+    return metric.replace("val_", "validation ").replace("_", " ")
+
+
+# --- curves over epochs ---------------------------------------------------------------------
+
+
+def mean_band(runs: Sequence[Sequence[float | None]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per epoch (from 1): the mean over the runs that have a finite value there, the min, the
+    max, and how many runs contributed. Runs of different lengths (early stopping) are
+    averaged over the runs still going."""
+    length = max((len(r) for r in runs), default=0)
+    epochs = np.arange(1, length + 1)
+    mean, low, high, count = (np.full(length, np.nan) for _ in range(4))
+    for e in range(length):
+        values = [r[e] for r in runs if e < len(r) and r[e] is not None and math.isfinite(r[e])]
+        if values:
+            mean[e], low[e], high[e], count[e] = float(np.mean(values)), min(values), max(values), len(values)
+    return epochs, mean, low, high, count
+
+
+def curve_metrics(task: str) -> list[str]:
+    """The panels of the learning-curve figure: accuracy and loss, or loss and MAE."""
+    return ["accuracy", "loss"] if task == "classification" else ["loss", "mae"]
+
+
+def learning_curves(histories: Histories, task: str, colors: Mapping[str, str], title: str = "") -> Figure:
+    """Accuracy and loss per epoch: one colour per variant, training solid, validation dashed,
+    the mean over seeds with the range over seeds shaded."""
+    metrics = curve_metrics(task)
+    with style():
+        fig = Figure(figsize=(6.2 * len(metrics), 4.6), layout="constrained")
+        axes = fig.subplots(1, len(metrics))
+        for ax, metric in zip(np.atleast_1d(axes), metrics):
+            for label, trials in histories.items():
+                color = colors[label]
+                for key, dash in ((metric, "-"), (f"val_{metric}", "--")):
+                    epochs, mean, low, high, count = mean_band([[h.get(key) for h in t] for t in trials])
+                    if not len(epochs):
+                        continue
+                    ax.plot(epochs, mean, dash, color=color, linewidth=1.8, marker="o" if len(epochs) <= 12 else None, markersize=3)
+                    if len(trials) > 1:
+                        ax.fill_between(epochs, low, high, color=color, alpha=0.15, linewidth=0)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric)
+            ax.set_title(f"{metric.capitalize()} per epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            if metric == "loss" and _spans_decades(ax):
+                ax.set_yscale("log")
+        handles = [Line2D([], [], color=colors[label], linewidth=3, label=label) for label in histories]
+        handles += [Line2D([], [], color="grey", linestyle="-", label="training"),
+                    Line2D([], [], color="grey", linestyle="--", label="validation")]
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6))
+        seeds = {len(t) for t in histories.values()}
+        band = "shaded: range over seeds" if max(seeds, default=0) > 1 else "one seed per variant: no band"
+        fig.suptitle(f"{title + ': ' if title else ''}mean over seeds ({band})")
+    return fig
+
+
+def _spans_decades(ax: Any, ratio: float = 30) -> bool:
+    """Whether the positive data of ``ax`` spans more than ``ratio`` (then a log axis reads better)."""
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()] or [np.array([])])
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    return bool(len(ys)) and ys.max() / ys.min() > ratio
+
+
+def learning_rate(histories: Histories, colors: Mapping[str, str]) -> Figure | None:
+    """The learning rate each trial used per epoch, for the variants whose schedule changed it
+    (decay, ReduceLROnPlateau); ``None`` when no schedule acted anywhere."""
+    moved = {
+        label: trials for label, trials in histories.items()
+        if any(len({h.get("learning_rate") for h in t if h.get("learning_rate") is not None}) > 1 for t in trials)
+    }
+    if not moved:
+        return None
+    with style():
+        fig = Figure(figsize=(8, 4.4), layout="constrained")
+        ax = fig.subplots()
+        for label, trials in moved.items():
+            for i, t in enumerate(trials):
+                ys = [h.get("learning_rate") for h in t]
+                ax.plot(range(1, len(ys) + 1), ys, color=colors[label], linewidth=1.5, alpha=0.85,
+                        label=label if i == 0 else None, marker="o" if len(ys) <= 30 else None, markersize=3)
+        if _spans_decades(ax, 10):
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate (at the epoch's start)")
+        ax.set_title("Learning rate per epoch, where a schedule acted (one line per seed)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(loc="best")
+    return fig
+
+
+# --- final metrics --------------------------------------------------------------------------
+
+
+def _order(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Finished variants, best first by the selection metric."""
+    metric, mode = report["selection"]["metric"], report["selection"]["mode"]
+    done = [v for v in report["variants"] if v[metric]["mean"] is not None]
+    return sorted(done, key=lambda v: -v[metric]["mean"] if mode == "max" else v[metric]["mean"])
+
+
+def final_metrics(report: Mapping[str, Any], colors: Mapping[str, str]) -> Figure:
+    """Validation metrics at each trial's chosen epoch: mean (dot), 95% CI (bar) and each seed
+    (small ring), variants sorted best first by the selection metric."""
+    from trainlab.report.tables import vs_best_text
+
+    task, metric = report["study"]["task"], report["selection"]["metric"]
+    keys = [f"val_{m}" for m in (["accuracy", "loss"] if task == "classification" else ["loss", "mae"])]
+    if metric not in keys:
+        keys.insert(0, metric)
+    variants = _order(report)
+    n = len(variants)
+    with style():
+        fig = Figure(figsize=(5.0 * len(keys) + 1.8, 1.2 + 0.48 * max(n, 2)), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(keys), sharey=True))
+        ys = np.arange(n)[::-1]
+        for ax, key in zip(axes, keys):
+            for y, v in zip(ys, variants):
+                stat, color = v[key], colors[v["label"]]
+                seeds = [x for x in stat["values"] if x is not None and math.isfinite(x)]
+                ax.scatter(seeds, [y] * len(seeds), s=22, facecolors="none", edgecolors=color, alpha=0.7, zorder=2)
+                if stat.get("ci95"):
+                    low, high = stat["ci95"]
+                    ax.errorbar(stat["mean"], y, xerr=[[stat["mean"] - low], [high - stat["mean"]]], fmt="none",
+                                ecolor=color, elinewidth=2.2, capsize=4, zorder=3)
+                ax.scatter([stat["mean"]], [y], s=60, color=color, zorder=4,
+                           marker="D" if v.get("chosen") else "o", edgecolors="black" if v.get("chosen") else color)
+            ax.set_title(_label(key) + (" (selection)" if key == metric else ""))
+            ax.set_xlabel(key)
+            ax.grid(axis="y", visible=False)
+        axes[0].set_yticks(ys, [f"{v['label']}  (n={v['n']})\n{vs_best_text(v)}" for v in variants])
+        fig.suptitle("Final validation metrics: mean (filled; diamond = chosen), 95% CI (bar), seeds (rings); best first")
+    return fig
+
+
+def seconds_per_epoch(report: Mapping[str, Any], colors: Mapping[str, str]) -> Figure:
+    """Seconds per epoch per variant (mean, 95% CI, seeds), fastest first; total time in the labels."""
+    variants = sorted((v for v in report["variants"] if v["seconds_per_epoch"]["mean"] is not None),
+                      key=lambda v: v["seconds_per_epoch"]["mean"])
+    n = len(variants)
+    with style():
+        fig = Figure(figsize=(8.5, 1.2 + 0.45 * max(n, 2)), layout="constrained")
+        ax = fig.subplots()
+        ys = np.arange(n)[::-1]
+        for y, v in zip(ys, variants):
+            stat = v["seconds_per_epoch"]
+            ax.barh(y, stat["mean"], color=colors[v["label"]], alpha=0.85, height=0.6)
+            if stat.get("ci95"):
+                low, high = stat["ci95"]
+                ax.errorbar(stat["mean"], y, xerr=[[stat["mean"] - max(low, 0)], [high - stat["mean"]]],
+                            fmt="none", ecolor="black", capsize=3, elinewidth=1)
+            seeds = [x for x in stat["values"] if x is not None]
+            ax.scatter(seeds, [y] * len(seeds), s=14, color="black", zorder=3)
+        total = [v["seconds"]["mean"] for v in variants]
+        ax.set_yticks(ys, [f"{v['label']}  ({t:.1f} s total)" if t is not None else v["label"] for v, t in zip(variants, total)])
+        ax.set_xlabel("seconds per epoch (training and validation)")
+        ax.set_xlim(left=0)
+        ax.grid(axis="y", visible=False)
+        ax.set_title("Time per epoch: mean, 95% CI and seeds (dots); fastest first")
+    return fig
+
+
+# --- one trial on the test set --------------------------------------------------------------
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], title: str) -> Figure:
+    """The confusion matrix of a classifier on the test set (rows: true class, columns: predicted)."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    k = len(class_names)
+    with style():
+        size = max(4.5, 0.55 * k + 2.5)
+        fig = Figure(figsize=(size + 0.8, size), layout="constrained")
+        ax = fig.subplots()
+        ConfusionMatrixDisplay.from_predictions(
+            y_true, y_pred, labels=list(range(k)), display_labels=list(class_names), ax=ax, colorbar=True,
+            cmap="Blues", xticks_rotation="vertical" if k > 5 and max(len(c) for c in class_names) > 2 else "horizontal",
+        )
+        ax.grid(False)
+        accuracy = float(np.mean(y_true == y_pred)) if len(y_true) else float("nan")
+        ax.set_title(f"{title}\naccuracy {accuracy:.4f} on {len(y_true)} test examples")
+    return fig
+
+
+def _show(ax: Any, image: np.ndarray) -> None:
+    """Draw one (C, H, W) image with values in [0, 1]."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(np.clip(image[:3].transpose(1, 2, 0), 0, 1), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def prediction_grid(x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
+                    class_names: Sequence[str], title: str, columns: int = 8) -> Figure:
+    """Test images with the predicted class, its probability and the true class; red where wrong."""
+    n = len(x)
+    rows = max(1, -(-n // columns))
+    wrong = int(np.sum(y_true != y_pred))
+    with style():
+        fig = Figure(figsize=(1.55 * columns, 1.85 * rows + 0.6), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+        for i, ax in enumerate(axes):
+            if i >= n:
+                ax.set_visible(False)
+                continue
+            _show(ax, x[i])
+            ok = y_true[i] == y_pred[i]
+            ax.set_title(f"{class_names[y_pred[i]]} {proba[i, y_pred[i]]:.2f}\ntrue: {class_names[y_true[i]]}",
+                         fontsize=8, color=RIGHT if ok else WRONG)
+            if not ok:
+                for spine in ax.spines.values():
+                    spine.set_visible(True)
+                    spine.set_color(WRONG)
+                    spine.set_linewidth(2)
+        fig.suptitle(f"{title}: predicted class and probability, true class below; {wrong} of {n} wrong (red)")
+    return fig
+
+
+def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, title: str, target: str = "target") -> Figure:
+    """Regression on the test set: predicted against true values, with the identity line."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    with style():
+        fig = Figure(figsize=(5.6, 5.4), layout="constrained")
+        ax = fig.subplots()
+        ax.scatter(y_true, y_pred, s=8, alpha=0.35, color="#1f77b4", linewidths=0)
+        low = float(min(np.min(y_true), np.min(y_pred)))
+        high = float(max(np.max(y_true), np.max(y_pred)))
+        ax.plot([low, high], [low, high], color="black", linewidth=1, linestyle="--", label="predicted = true")
+        ax.set_xlabel(f"true {target}")
+        ax.set_ylabel(f"predicted {target}")
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.legend(loc="upper left")
+        ax.set_title(f"{title}\nMSE {mean_squared_error(y_true, y_pred):.4f}, MAE {mean_absolute_error(y_true, y_pred):.4f}, "
+                     f"R² {r2_score(y_true, y_pred):.3f} on {len(y_true)} test examples")
+    return fig
+
+
+def class_colors(k: int) -> list[str]:
+    """A colour per class (tab10 up to ten classes, tab20 up to twenty)."""
+    import matplotlib as mpl
+
+    cmap = mpl.colormaps["tab10" if k <= 10 else "tab20"]
+    return [to_hex(cmap(i % cmap.N)) for i in range(k)]
+
+
+def tsne_panels(panels: Sequence[tuple[str, np.ndarray, np.ndarray, str]], class_names: Sequence[str], samples: int) -> Figure:
+    """One t-SNE map per (title, 2-D points, labels, layer description), coloured by class."""
+    n = len(panels)
+    columns = min(n, 3)
+    rows = -(-n // columns)
+    colors = class_colors(max(len(class_names), 1))
+    with style():
+        fig = Figure(figsize=(4.6 * columns, 4.4 * rows + 0.8), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+        for ax, (name, points, labels, layer) in zip(axes, panels):
+            for k, cname in enumerate(class_names):
+                mask = labels == k
+                ax.scatter(points[mask, 0], points[mask, 1], s=9, color=colors[k], alpha=0.8, linewidths=0, label=cname)
+            ax.set_title(f"{name}\n{layer}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            for spine in ax.spines.values():
+                spine.set_color("#cccccc")
+                spine.set_visible(True)
+        for ax in axes[n:]:
+            ax.set_visible(False)
+        handles = [Line2D([], [], marker="o", linestyle="", color=colors[k], label=c) for k, c in enumerate(class_names)]
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 10))
+        fig.suptitle(f"t-SNE of the last hidden layer's activations on {samples} test examples, coloured by true class")
+    return fig
+
+
+# --- the data set ---------------------------------------------------------------------------
+
+
+def sample_grid(x: np.ndarray, y: np.ndarray, class_names: Sequence[str], title: str, per_class: int = 8) -> Figure:
+    """The first ``per_class`` images of each class, one row per class, named on the left."""
+    k = len(class_names)
+    with style():
+        fig = Figure(figsize=(1.1 * per_class + 1.6, 1.1 * k + 0.6), layout="constrained")
+        axes = np.atleast_2d(fig.subplots(k, per_class))
+        for c in range(k):
+            idx = np.flatnonzero(y == c)[:per_class]
+            for j in range(per_class):
+                ax = axes[c, j]
+                if j < len(idx):
+                    _show(ax, x[idx[j]])
+                else:
+                    ax.set_visible(False)
+            axes[c, 0].set_ylabel(class_names[c], rotation=0, ha="right", va="center", fontsize=10)
+        fig.suptitle(title)
+    return fig
+
+
+def class_counts(counts: Mapping[str, np.ndarray], class_names: Sequence[str], title: str) -> Figure:
+    """Examples per class in each split, side by side."""
+    k = len(class_names)
+    splits = list(counts)
+    width = 0.8 / max(len(splits), 1)
+    with style():
+        fig = Figure(figsize=(max(6.0, 0.7 * k + 2), 4.2), layout="constrained")
+        ax = fig.subplots()
+        xs = np.arange(k)
+        for i, split in enumerate(splits):
+            ax.bar(xs + (i - (len(splits) - 1) / 2) * width, counts[split], width=width * 0.95,
+                   label=f"{split} ({int(np.sum(counts[split]))})")
+        ax.set_xticks(xs, list(class_names), rotation=30 if max(len(c) for c in class_names) > 4 else 0, ha="right" if k > 5 else "center")
+        ax.set_ylabel("examples")
+        ax.grid(axis="x", visible=False)
+        ax.legend()
+        ax.set_title(title)
+    return fig
+
+
+def feature_histograms(x: np.ndarray, y: np.ndarray, feature_names: Sequence[str], title: str, target: str = "target") -> Figure:
+    """A histogram of each feature and of the target (tabular data)."""
+    columns = list(feature_names) + [target]
+    data = [x[:, i] for i in range(x.shape[1])] + [y]
+    ncols = 3
+    nrows = -(-len(columns) // ncols)
+    with style():
+        fig = Figure(figsize=(4.0 * ncols, 2.6 * nrows + 0.5), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+        for ax, name, values in zip(axes, columns, data):
+            ax.hist(values, bins=50, color="#ff7f0e" if name == target else "#1f77b4", alpha=0.85)
+            ax.set_title(name)
+            ax.grid(axis="x", visible=False)
+        for ax in axes[len(columns):]:
+            ax.set_visible(False)
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,96 @@
+"""Model summaries as Keras users know them: each layer with its output shape and parameter
+count, then the totals, trainable and not. Read from the store: the resolved model spec of
+each variant's trials and the input shape stored with their weights."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from trainlab.models import LayerSummary, summary
+from trainlab.report.tables import current_trials
+from trainlab.store import WEIGHTS, Store
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """The summary of one model, shared by the variants in ``labels`` (same layers, same input)."""
+
+    labels: list[str]
+    input_shape: tuple[int, ...]
+    layers: list[LayerSummary]
+
+    @property
+    def total(self) -> int:
+        return sum(r.params for r in self.layers)
+
+    @property
+    def trainable(self) -> int:
+        return sum(r.trainable for r in self.layers)
+
+    @property
+    def non_trainable(self) -> int:
+        return self.total - self.trainable
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """Keras' notation: the batch dimension as None, ``(None, 28, 28, 1)`` style but channels first."""
+    return "(" + ", ".join(["None", *map(str, shape)]) + ")"
+
+
+def study_models(store: Store, study: str) -> list[ModelSummary]:
+    """One summary per distinct model of the study's variants, in variant order."""
+    from trainlab.spec import canonical_json
+
+    found: dict[str, ModelSummary] = {}
+    seen_labels: set[str] = set()
+    for trial in current_trials(store, study):
+        if trial.label in seen_labels:
+            continue
+        spec = json.loads(trial.spec_json)
+        shape = _input_shape(store, trial.id, spec)
+        if shape is None:
+            continue
+        seen_labels.add(trial.label)
+        key = canonical_json({"model": spec["model"], "shape": list(shape)})
+        if key in found:
+            found[key].labels.append(trial.label)
+        else:
+            found[key] = ModelSummary([trial.label], shape, summary(spec["model"], shape))
+    return list(found.values())
+
+
+def _input_shape(store: Store, trial_id: int, spec: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The input shape stored with the trial's weights; else the data set's, if it can be known."""
+    artifact = store.artifact(trial_id, WEIGHTS)
+    if artifact is not None:
+        from trainlab.engine.checkpoint import unpack
+
+        _, meta = unpack(artifact.data)
+        if meta.get("input_shape"):
+            return tuple(meta["input_shape"])
+    from trainlab.errors import TrainlabError
+    from trainlab.spec import dataset_info
+
+    try:
+        return tuple(dataset_info(spec["data"]).input_shape)
+    except TrainlabError:
+        return None
+
+
+def text(model: ModelSummary) -> str:
+    """The summary as ``model.summary()`` prints it."""
+    rows = [("Layer (type)", "Output Shape", "Param #")]
+    rows += [(f"{r.name} ({r.type})", shape_text(r.output_shape), f"{r.params:,}") for r in model.layers]
+    widths = [max(len(row[i]) for row in rows) + 3 for i in range(3)]
+    rule = "─" * sum(widths)
+    lines = [f'Model: {", ".join(model.labels)}  (input {shape_text(model.input_shape)})', rule]
+    lines.append("".join(cell.ljust(w) for cell, w in zip(rows[0], widths)).rstrip())
+    lines.append(rule)
+    lines += ["".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows[1:]]
+    lines.append(rule)
+    lines += [f"Total params: {model.total:,}", f"Trainable params: {model.trainable:,}",
+              f"Non-trainable params: {model.non_trainable:,}"]
+    return "\n".join(lines)

@@ -162,3 +162,29 @@ optimizer = "adagrad"
     alone = run(tmp_path, "mixed-alone", population=1, extra=extra)
     assert_same(together, alone)
     assert {v["result"]["population"] for v in together.values()} == {6}
+
+
+def test_a_compiled_population_step_equals_the_eager_one(tmp_path: Path) -> None:
+    from trainlab import models
+    from trainlab.engine.population import Member, fit_population
+    from trainlab.seeding import derive
+    from trainlab.spec import TrainSettings
+
+    make_npz(tmp_path / "tiny.npz")
+    (tmp_path / "pop.toml").write_text(STUDY.format(optimizer="sgd", extra=""))
+    variants = spec.load(tmp_path / "pop.toml").variants
+    tensors, info, _ = DataCache().get(variants[0].spec["data"])
+
+    def members() -> list[Member]:
+        return [Member(models.build(v.spec["model"], info.input_shape, derive(0, "init")), v.spec["optimizer"],
+                       TrainSettings.of(v.spec)) for v in variants]
+
+    eager = fit_population(members(), tensors, info.task, seed=0, compile=False)
+    compiled = fit_population(members(), tensors, info.task, seed=0, compile=True)
+    for a, b in zip(eager, compiled):
+        assert len(a.history) == len(b.history)
+        for ha, hb in zip(a.history, b.history):
+            assert ha["loss"] == pytest.approx(hb["loss"], rel=1e-4)
+            assert ha["val_accuracy"] == pytest.approx(hb["val_accuracy"], abs=1e-3)
+        for name, w in a.weights.items():
+            assert torch.allclose(w, b.weights[name], atol=1e-4), name

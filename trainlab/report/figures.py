@@ -44,13 +44,26 @@ TRIAL_FIGURES = ("confusion", "images", "scatter", "tsne")
 
 @dataclass
 class Made:
-    """One figure of a report, or the reason it was not drawn (``figure`` is then ``None``)."""
+    """One figure of a report, or the reason it was not drawn (``figure`` is then ``None``).
+
+    ``applies`` is False for a figure that makes no sense for this kind of study (a confusion
+    matrix of a regression): a report leaves those out silently, and notes the others.
+    """
 
     name: str
     stem: str
     title: str
     figure: Figure | None = None
     skipped: str | None = None
+    applies: bool = True
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Why a figure builder drew nothing; see :attr:`Made.applies`."""
+
+    reason: str
+    applies: bool = True
 
 
 class StudyFigures:
@@ -122,8 +135,8 @@ class StudyFigures:
             figure = getattr(self, f"_{name}")()
         except TrainlabError as exc:
             return Made(name, stem, title, skipped=str(exc))
-        if isinstance(figure, str):
-            return Made(name, stem, title, skipped=figure)
+        if isinstance(figure, Skip):
+            return Made(name, stem, title, skipped=figure.reason, applies=figure.applies)
         return Made(name, stem, title, figure=figure)
 
     def make_all(self, names: Sequence[str] = tuple(FIGURES)) -> list[Made]:
@@ -140,41 +153,41 @@ class StudyFigures:
     def _time(self) -> Figure:
         return plots.seconds_per_epoch(self.report, self.colors)
 
-    def _lr(self) -> Figure | str:
+    def _lr(self) -> Figure | Skip:
         fig = plots.learning_rate(self.histories, self.colors)
-        return fig if fig is not None else "the learning rate stayed constant in every trial (no decay or schedule acted)"
+        return fig if fig is not None else Skip("the learning rate stayed constant in every trial (no decay or schedule acted)")
 
     # --- trial figures ---
 
-    def _confusion(self) -> Figure | str:
+    def _confusion(self) -> Figure | Skip:
         if self.task != "classification":
-            return "a confusion matrix needs a classification study; this one is a regression (see scatter)"
+            return Skip("a confusion matrix needs a classification study; this one is a regression (see scatter)", applies=False)
         p = self.predictions
         return plots.confusion(p.y_true, p.y_pred, p.class_names, f"Test set: {self.trial_title(p.trial)}")
 
-    def _images(self) -> Figure | str:
+    def _images(self) -> Figure | Skip:
         if self.task != "classification":
-            return "the image grid is for image classification; this study is a regression (see scatter)"
+            return Skip("the image grid is for image classification; this study is a regression (see scatter)", applies=False)
         p = self.predictions
         if p.x.ndim != 4:
-            return "the inputs of this study are not images"
+            return Skip("the inputs of this study are not images", applies=False)
         n = min(self.grid_images, len(p.x))
         index = np.sort(np.random.default_rng(0).choice(len(p.x), n, replace=False))
         return plots.prediction_grid(p.x[index], p.y_true[index], p.y_pred[index], p.proba[index], p.class_names,
                                      f"Test images, {self.trial_title(p.trial)}")
 
-    def _scatter(self) -> Figure | str:
+    def _scatter(self) -> Figure | Skip:
         if self.task != "regression":
-            return "predicted vs true is for regression; this study is a classification (see confusion)"
+            return Skip("predicted vs true is for regression; this study is a classification (see confusion)", applies=False)
         p = self.predictions
         return plots.predicted_vs_true(p.y_true, p.y_pred, f"Test set: {self.trial_title(p.trial)}")
 
-    def _tsne(self) -> Figure | str:
+    def _tsne(self) -> Figure | Skip:
         from trainlab.export import find_trial
         from trainlab.report.inspect import last_hidden
 
         if self.task != "classification":
-            return "the t-SNE picture colours test examples by class: it needs a classification study"
+            return Skip("the t-SNE picture colours test examples by class: it needs a classification study", applies=False)
         panels = []
         names: tuple[str, ...] = ()
         samples = 0
@@ -189,7 +202,7 @@ class StudyFigures:
             samples = len(hidden.features)
             panels.append((f"{v['label']} (seed {trial.seed})", embed(hidden.features), hidden.labels, hidden.layer))
         if samples < 5:
-            return f"too few test examples ({samples}) for a t-SNE map"
+            return Skip(f"too few test examples ({samples}) for a t-SNE map")
         return plots.tsne_panels(panels, names, samples)
 
 

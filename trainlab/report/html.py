@@ -18,7 +18,7 @@ from typing import Any
 
 from trainlab import __version__
 from trainlab.report import plots
-from trainlab.report.figures import FIGURES, STUDY_FIGURES, TRIAL_FIGURES, Made, StudyFigures
+from trainlab.report.figures import STUDY_FIGURES, TRIAL_FIGURES, Made, StudyFigures
 from trainlab.report.summary import ModelSummary, shape_text, study_models
 from trainlab.report.tables import Options, notes, study_report, table_rows, vs_best_text
 from trainlab.store import Store
@@ -148,17 +148,9 @@ def _figures(made: Sequence[Made]) -> str:
     for m in made:
         if m.figure is not None:
             out.append(_img(m))
-        elif m.name in FIGURES and not _quiet_skip(m):
+        elif m.applies:
             out.append(f"<p class=skipped>{_e(m.title[0].upper() + m.title[1:])}: not drawn: {_e(m.skipped)}.</p>")
     return "\n".join(out)
-
-
-def _quiet_skip(made: Made) -> bool:
-    """Figures that do not apply to this kind of study at all are left out without a note."""
-    return made.skipped is not None and (
-        "is for regression" in made.skipped or "is a regression" in made.skipped or "needs a classification" in made.skipped
-        or "is for image classification" in made.skipped
-    )
 
 
 def _section(title: str, made: Sequence[Made], level: int = 2) -> str:
@@ -217,7 +209,8 @@ def _trials(report: Mapping[str, Any]) -> str:
             if show_test:
                 tv = t.get(test_key)
                 row.append(f"{tv:.4f}" if isinstance(tv, float) else "-")
-            row.append((t.get("error") or t.get("stop_reason") or "").strip().splitlines()[-1:][0] if (t.get("error") or t.get("stop_reason")) else "")
+            lines = (t.get("error") or t.get("stop_reason") or "").strip().splitlines()
+            row.append(lines[-1] if lines else "")
             body.append(row)
             classes.append("chosen" if t["hash"] == sel["chosen_trial"] else "")
     table = _table(header, body, classes, lambda col, _: "left" if col.startswith("stop") else "")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import make_npz
-from trainlab import planner, spec
+from trainlab import spec
 from trainlab.engine.checkpoint import unpack
 from trainlab.executors import DataCache, run_local
 from trainlab.store import WEIGHTS, Store
@@ -55,12 +55,6 @@ label = "c"
 train = {{ reduce_lr_on_plateau = {{ monitor = "loss", patience = 0, factor = 0.5, min_delta = 10.0 }} }}
 {extra}
 """
-
-
-@pytest.fixture(autouse=True)
-def _population_always_pays(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The throughput probe would pick K = 1 for so small a model; these tests need populations."""
-    monkeypatch.setattr(planner, "measure_k", lambda *a, limit, **k: limit)
 
 
 def run(tmp_path: Path, name: str, population: int, optimizer: str = "adam", extra: str = "") -> dict[str, Any]:

@@ -32,7 +32,12 @@ examples:
   trainlab run studies/quickstart.toml             train (or resume) and print the table
   trainlab status                                  studies in ./trainlab.db and their trials
   trainlab report quickstart --format markdown     the table for a README or notebook
+  trainlab report quickstart --format html --out reports/   tables and figures in one HTML file
+  trainlab plot quickstart curves final --out figs/          individual figures (PNG and SVG)
+  trainlab export quickstart --out model/          the chosen model's weights and spec
+  trainlab predict model/ digit.png                run an exported model on image files
   trainlab data list                               which data sets are available locally
+  trainlab data show fashion_mnist --out figs/     sample images and class counts
 """
 
 
@@ -56,9 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     _store_arg(run)
     run.add_argument("--retry-failed", action="store_true", help="run failed and diverged trials again from scratch")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--workers", metavar="N", default="auto",
+                     help="worker processes sharing the cores (default auto: one per core, at most one per group "
+                          "of trials that cannot train as one population)")
     run.add_argument("--population", type=int, metavar="K", default=None,
-                     help="train at most K trials of one architecture at once (default: as many as measured "
-                          "throughput favours; 1 trains one at a time)")
+                     help="train K trials that can share a population at once (default: as many as "
+                          "measured throughput favours; 1 trains one at a time)")
     run.add_argument("--format", choices=("table", "markdown", "csv", "json", "none"), default="table",
                      help="how to print the results at the end (default: table)")
 
@@ -77,8 +85,62 @@ def build_parser() -> argparse.ArgumentParser:
                                         "The JSON format is stable and documented in docs/REPORT-JSON.md.")
     report.add_argument("study", metavar="STUDY", help="study name or study file")
     _store_arg(report)
-    report.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
-    report.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    report.add_argument("--format", choices=("table", "markdown", "csv", "json", "html"), default="table",
+                        help="table (terminal), markdown, csv, json, or html: one self-contained file with "
+                             "tables and figures (see docs/REPORTS.md)")
+    report.add_argument("--out", metavar="PATH", help="write to FILE instead of standard output; for html a folder "
+                                                      "(the file is STUDY.html in it, default: the current folder) or a .html path")
+    report.add_argument("--all-test", action="store_true",
+                        help="show the test metric of every variant, not only of the one chosen on validation")
+    report.add_argument("--target", type=float, metavar="VALUE",
+                        help="report epochs and seconds until the validation metric first reaches VALUE, "
+                             "and the fraction of seeds that did")
+    report.add_argument("--target-metric", metavar="NAME",
+                        help="the metric --target applies to (default: val_accuracy, or val_loss for regression)")
+    report.add_argument("--summary", action="store_true", help="also print each model's Keras-style summary")
+    report.add_argument("--trial", metavar="ID", help="html: the trial of the test-set figures (hash prefix, "
+                                                      "variant label or LABEL:SEED; default: the one chosen on validation)")
+    report.add_argument("--no-data", action="store_true",
+                        help="html: leave out the figures that need the data set (confusion matrix, images, t-SNE)")
+    report.add_argument("--tsne-samples", type=int, default=500, metavar="N",
+                        help="html: test examples in each t-SNE map (default: 500)")
+
+    plot = sub.add_parser("plot", help="draw individual figures of a study (PNG and SVG)",
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          description="Draw figures of STUDY from the store (and, for the test-set figures, the data set).\n"
+                                      "figures:\n" + "\n".join(f"  {n:<10} {d}" for n, d in _figure_names().items())
+                                      + "\n  all        every figure that applies (default)")
+    plot.add_argument("study", metavar="STUDY", help="study name or study file")
+    plot.add_argument("figures", nargs="*", metavar="FIGURE", default=["all"], help="figures to draw (default: all)")
+    _store_arg(plot)
+    plot.add_argument("--out", default=".", metavar="DIR", help="folder for the files (default: the current folder)")
+    plot.add_argument("--formats", default="png,svg", metavar="LIST", help="comma-separated: png, svg, pdf (default: png,svg)")
+    plot.add_argument("--trial", metavar="ID", help="trial of the test-set figures (default: the one chosen on validation)")
+    plot.add_argument("--tsne-samples", type=int, default=500, metavar="N", help="test examples in each t-SNE map (default: 500)")
+
+    export = sub.add_parser("export", help="write a finished trial's weights and model spec to a folder",
+                            description="Write the chosen weights (safetensors) and the model spec (model.json) of a "
+                                        "finished trial, so that the model can be rebuilt from the spec alone and used "
+                                        "with `trainlab predict`.")
+    export.add_argument("study", metavar="STUDY", help="study name or study file")
+    _store_arg(export)
+    export.add_argument("--trial", metavar="ID", help="trial hash (or its first characters), variant label (its best seed) "
+                                                      "or LABEL:SEED; default: the trial chosen on validation")
+    export.add_argument("--out", required=True, metavar="DIR", help="folder to write model.json and model.safetensors to")
+    export.add_argument("--torch", action="store_true", help="also write model.pt (a torch.save state dict)")
+
+    predict = sub.add_parser("predict", help="run an exported model on image files or on its test set",
+                             description="Rebuild the model exported to MODEL (a folder) from its spec and run it: on "
+                                         "IMAGE files (28x28 grayscale or 32x32 colour, as the model takes them), or on "
+                                         "the first N test examples with --test N. --evaluate scores the whole test set "
+                                         "and compares with the metrics recorded for the trial (exit 1 if they differ).")
+    predict.add_argument("model", metavar="MODEL", help="folder written by `trainlab export`")
+    predict.add_argument("images", nargs="*", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    predict.add_argument("--test", type=int, metavar="N", help="predict the first N examples of the model's test set")
+    predict.add_argument("--evaluate", action="store_true", help="score the whole test set and compare with the recorded metrics")
+    predict.add_argument("--top", type=int, default=1, metavar="K", help="show the K most probable classes (default: 1)")
+    predict.add_argument("--resize", action="store_true", help="resize images of another size instead of refusing them")
+    predict.add_argument("--torch", action="store_true", help="load model.pt (written with export --torch) instead of the safetensors file")
 
     data = sub.add_parser("data", help="data sets available locally, and their integrity checks")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
@@ -88,7 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     add = dsub.add_parser("add", help="add a data set from a local file, e.g. `trainlab data add cifar10 cifar-10-python.tar.gz`")
     add.add_argument("name", metavar="NAME")
     add.add_argument("path", metavar="PATH")
+    show = dsub.add_parser("show", help="draw sample images with class names and class counts per split "
+                                        "(feature histograms for tabular data)")
+    show.add_argument("name", metavar="NAME", help="a data set name, or a study file (shows its train/validation/test split)")
+    show.add_argument("--path", metavar="FILE", help="for NAME npz: the .npz file")
+    show.add_argument("--out", default=".", metavar="DIR", help="folder for the files (default: the current folder)")
+    show.add_argument("--formats", default="png,svg", metavar="LIST", help="comma-separated: png, svg, pdf (default: png,svg)")
     return parser
+
+
+def _figure_names() -> dict[str, str]:
+    from trainlab.report.figures import FIGURES
+
+    return FIGURES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,7 +191,7 @@ def _open_store(path: str, *, create: bool) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from trainlab import spec
-    from trainlab.executors import register, run_local
+    from trainlab.executors import register, run_local, run_pool
     from trainlab.report import render, study_report
 
     study = spec.load(args.study)
@@ -125,8 +199,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.retry_failed:
             study_id, _ = register(study, store)
             store.reset_trials(study_id, ("failed", "diverged"))
+        workers = _workers(args.workers, study, store)
         with _progress(args.quiet) as reporter:
-            summary = run_local(study, store, reporter=reporter, population=args.population)
+            if workers > 1:
+                if not args.quiet:
+                    print(f"{workers} worker processes share the work; progress shows this one's trials")
+                summary = run_pool(study, args.store, workers, reporter=reporter, population=args.population)
+            else:
+                summary = run_local(study, store, reporter=reporter, population=args.population)
         ran = ", ".join(f"{n} {status}" for status, n in sorted(summary.ran.items())) or "nothing to run"
         print(f"study {study.name}: {summary.total} trials; this run: {ran}; already finished before: {summary.skipped_done}")
         if summary.busy_elsewhere:
@@ -134,6 +214,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.format != "none":
             print(render(study_report(store, study.name), args.format))
         return 0
+
+
+def _workers(value: str, study: Any, store: Any) -> int:
+    from trainlab.executors import auto_workers
+
+    if value == "auto":
+        return auto_workers(study, store)
+    if not value.isdigit() or int(value) < 1:
+        raise TrainlabError(f"--workers takes a positive number or 'auto', got {value!r}")
+    return int(value)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -168,16 +258,45 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from trainlab.report import render, study_report
-
-    name = args.study
-    if name.endswith(".toml") or Path(name).is_file():
+def _study_name(arg: str) -> str:
+    """A study name, or the name of the study in the file ``arg``."""
+    if arg.endswith(".toml") or Path(arg).is_file():
         from trainlab import spec
 
-        name = spec.load(name).name
+        return spec.load(arg).name
+    return arg
+
+
+def _formats(text: str) -> list[str]:
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("png", "svg", "pdf")]
+    if bad or not formats:
+        raise TrainlabError(f"--formats: {', '.join(bad) or 'nothing'} not allowed; give a comma-separated list of png, svg, pdf")
+    return formats
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from trainlab.report import render, study_report
+    from trainlab.report.tables import Options
+
+    name = _study_name(args.study)
+    options = Options(all_test=args.all_test, target=args.target, target_metric=args.target_metric)
+    if args.target_metric and args.target is None:
+        raise TrainlabError("--target-metric needs --target VALUE, the value to reach")
     with _open_store(args.store, create=False) as store:
-        text = render(study_report(store, name), args.format)
+        if args.format == "html":
+            from trainlab.report.html import write_html
+
+            path = write_html(store, name, args.out or ".", options=options, trial=args.trial,
+                              tsne_samples=args.tsne_samples, trial_figures=not args.no_data)
+            print(f"wrote {path}")
+            return 0
+        text = render(study_report(store, name, options), args.format)
+        if args.summary:
+            from trainlab.report.summary import study_models
+            from trainlab.report.summary import text as summary_text
+
+            text += "\n\n" + "\n\n".join(summary_text(m) for m in study_models(store, name))
     if args.out:
         Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
     else:
@@ -203,10 +322,71 @@ def cmd_data(args: argparse.Namespace) -> int:
         path = data.add_local(args.name, args.path)
         print(f"{args.name}: verified and stored in {path}")
         return 0
+    if args.data_command == "show":
+        from trainlab.report.figures import data_figures, write
+
+        if args.name == "npz" and not args.path:
+            raise TrainlabError("data show npz needs the file: pass --path FILE.npz")
+
+        for path in write(data_figures(args.name, path=args.path), args.out, _formats(args.formats)):
+            print(f"wrote {path}")
+        return 0
     return EXIT_USER_ERROR
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "report": cmd_report, "data": cmd_data}
+def cmd_plot(args: argparse.Namespace) -> int:
+    from trainlab.report.figures import FIGURES, StudyFigures, write
+
+    names = list(FIGURES) if "all" in args.figures else args.figures
+    formats = _formats(args.formats)
+    for name in names:
+        if name not in FIGURES:
+            raise TrainlabError(f"unknown figure {name!r}; choose from: {', '.join(FIGURES)}, all")
+    with _open_store(args.store, create=False) as store:
+        figures = StudyFigures(store, _study_name(args.study), trial=args.trial, tsne_samples=args.tsne_samples)
+        made = figures.make_all(names)
+        for path in write(made, args.out, formats):
+            print(f"wrote {path}")
+    named = "all" not in args.figures
+    missing = [m for m in made if m.figure is None and (named or m.applies)]
+    for m in missing:
+        print(f"{m.name}: not drawn: {m.skipped}", file=sys.stderr if named else sys.stdout)
+    return EXIT_USER_ERROR if named and missing else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from trainlab.export import export_trial
+
+    with _open_store(args.store, create=False) as store:
+        exported = export_trial(store, _study_name(args.study), args.trial, args.out, torch_file=args.torch)
+    meta = exported.meta
+    test = ", ".join(f"{k} {v:.4f}" for k, v in sorted(meta["recorded"]["test"].items()) if isinstance(v, (int, float)))
+    print(f"exported trial {meta['trial'][:10]} ({meta['label']}, seed {meta['seed']}; test: {test or '-'})")
+    for path in exported.files:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from trainlab import export
+
+    model = export.load_model(args.model, prefer="torch" if args.torch else "safetensors")
+    if not args.images and args.test is None and not args.evaluate:
+        raise TrainlabError("nothing to predict: give IMAGE files, --test N (the first N test examples) or --evaluate")
+    if args.images:
+        x = export.load_images(args.images, model.input_shape, resize=args.resize)
+        print("\n".join(export.prediction_lines(model, args.images, export.predict(model, x), args.top)))
+    if args.test is not None:
+        print("\n".join(export.test_lines(model, args.test)))
+    if args.evaluate:
+        lines, same = export.evaluation_lines(model)
+        print("\n".join(lines))
+        return 0 if same else 1
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "report": cmd_report, "data": cmd_data,
+            "plot": cmd_plot, "export": cmd_export, "predict": cmd_predict}
 
 
 class _LineReporter:

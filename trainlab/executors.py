@@ -8,6 +8,8 @@ epoch in flight; a trial that fails is recorded with its error text and the stud
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,8 +87,8 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
               cache: DataCache | None = None, population: int | None = None) -> RunSummary:
     """Train every unfinished trial of ``study`` in this process, recording into ``store``.
 
-    Trials that can share a population (see :mod:`trainlab.planner`) train together, as many
-    at once as measured throughput favours (``population`` caps it; 1 trains one at a time).
+    Trials that can share a population (see :mod:`trainlab.planner`) train together: as many
+    at once as measured throughput favours, or ``population`` of them (1: one at a time).
     Data is prepared (and verified) for every trial before the first one trains, so that a
     missing or corrupt data set stops the run before any work is done.
     """
@@ -124,9 +126,12 @@ def _mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], o
                   if planner.group_key(json.loads(t.spec_json), t.seed, _start_epoch(store, t)) == key]
     if not candidates:
         return []
-    tensors, info, _ = cache.get(spec["data"])
-    limit = min(len(candidates) + 1, population or planner.CANDIDATE_K[-1])
-    k = planner.measure_k(spec, info.input_shape, tensors.x_train, tensors.y_train, limit=limit)
+    if population is not None:
+        k = population
+    else:
+        tensors, info, _ = cache.get(spec["data"])
+        k = planner.measure_k(spec, info.input_shape, tensors.x_train, tensors.y_train,
+                              limit=min(len(candidates) + 1, planner.CANDIDATE_K[-1]))
     mates = []
     for trial in candidates:
         if len(mates) + 1 >= k:
@@ -208,3 +213,60 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
                 finished[i] = "failed"
                 reporter.trial_finished(trial, "failed", {"error": text.strip().splitlines()[-1]})
         return [finished[i] for i in range(len(trials))]
+
+
+def independent_units(study: Study, store: Store) -> int:
+    """How many groups of unfinished trials cannot share a population (an upper bound on useful workers)."""
+    study_id, hashes = register(study, store)
+    keys = {planner.group_key(json.loads(t.spec_json), t.seed, _start_epoch(store, t))
+            for t in store.trials(study_id, hashes=set(hashes)) if t.status not in FINISHED_STATUSES}
+    return len(keys)
+
+
+def auto_workers(study: Study, store: Store) -> int:
+    """Worker processes for a study: one per core, but no more than there are independent groups."""
+    return max(1, min(os.cpu_count() or 1, independent_units(study, store)))
+
+
+def _worker(study: Study, store_path: str, threads: int, population: int | None) -> None:
+    """A pool process: claims and trains trials until none is left, quietly."""
+    torch.set_num_threads(threads)
+    try:
+        with Store.open(store_path) as store:
+            run_local(study, store, population=population)
+    except KeyboardInterrupt:
+        pass
+
+
+def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter | None = None,
+             population: int | None = None) -> RunSummary:
+    """Train ``study`` with ``workers`` processes sharing the machine's cores and one store.
+
+    This process is one of the workers (its progress is the one shown); the others claim trials
+    from the same store, so each trial still runs once. Results do not depend on the number of
+    workers: every trial's randomness comes from its own seed.
+    """
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_worker, args=(study, store_path, threads, population), daemon=True)
+                for _ in range(workers - 1)]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    with Store.open(store_path) as store:
+        study_id, hashes = register(study, store)
+        before = store.status_counts(study_id, hashes=set(hashes))
+        for child in children:
+            child.start()
+        try:
+            summary = run_local(study, store, reporter=reporter, population=population)
+            for child in children:
+                child.join()
+        finally:
+            torch.set_num_threads(previous)
+            for child in children:
+                if child.is_alive():
+                    child.join(timeout=30)
+        after = store.status_counts(study_id, hashes=set(hashes))
+    summary.ran = {s: after[s] - before.get(s, 0) for s in FINISHED_STATUSES if after.get(s, 0) > before.get(s, 0)}
+    summary.busy_elsewhere = after.get("running", 0)
+    return summary

@@ -327,3 +327,57 @@ def evaluate_test(model: LoadedModel) -> dict[str, float]:
 
     x, y = test_split(model.meta)
     return evaluate(model.net, x, y, model.meta["task"], model.meta["loss"])
+
+
+# --- what `trainlab predict` prints ---------------------------------------------------------
+
+
+def _class(model: LoadedModel, k: int) -> str:
+    names = model.class_names
+    return names[k] if k < len(names) else str(k)
+
+
+def prediction_lines(model: LoadedModel, names: Sequence[str], out: torch.Tensor, top: int = 1) -> list[str]:
+    """One line per input: its name, then the ``top`` classes with their probabilities (or the value)."""
+    width = max([len(n) for n in names] + [5])
+    if model.meta["task"] != "classification":
+        return [f"{'input'.ljust(width)}  prediction"] + [f"{n.ljust(width)}  {float(v):.6g}" for n, v in zip(names, out.reshape(-1))]
+    lines = [f"{'input'.ljust(width)}  class (probability)"]
+    k = min(top, out.shape[1])
+    values, index = out.topk(k, dim=1)
+    for n, vs, ix in zip(names, values, index):
+        lines.append(f"{n.ljust(width)}  " + ", ".join(f"{_class(model, int(i))} ({float(v):.4f})" for v, i in zip(vs, ix)))
+    return lines
+
+
+def test_lines(model: LoadedModel, count: int) -> list[str]:
+    """The first ``count`` test examples: true class, predicted class and its probability, and
+    whether it is right (or true and predicted values, for regression)."""
+    x, y = test_split(model.meta)
+    x, y = x[:count], y[:count]
+    out = predict(model, x)
+    if model.meta["task"] != "classification":
+        lines = ["test #  true        predicted"]
+        lines += [f"{i:<6}  {float(t):<10.6g}  {float(p):.6g}" for i, (t, p) in enumerate(zip(y, out.reshape(-1)))]
+        return lines
+    width = max([len(c) for c in model.class_names] + [9])
+    lines = [f"test #  {'true'.ljust(width)}  {'predicted'.ljust(width)}  probability"]
+    for i, (t, probs) in enumerate(zip(y, out)):
+        k = int(probs.argmax())
+        mark = "" if k == int(t) else "  wrong"
+        lines.append(f"{i:<6}  {_class(model, int(t)).ljust(width)}  {_class(model, k).ljust(width)}  {float(probs[k]):.4f}{mark}")
+    return lines
+
+
+def evaluation_lines(model: LoadedModel) -> tuple[list[str], bool]:
+    """The test metrics recomputed with the exported model next to those recorded for its trial,
+    and whether they are identical (bit for bit)."""
+    scores = evaluate_test(model)
+    recorded = model.meta.get("recorded", {}).get("test", {})
+    x, _ = test_split(model.meta)
+    same = bool(recorded) and all(recorded.get(k) == v for k, v in scores.items())
+    text = ", ".join(f"{k} {v:.6f}" for k, v in sorted(scores.items()))
+    was = ", ".join(f"{k} {v:.6f}" for k, v in sorted(recorded.items()) if isinstance(v, (int, float)))
+    verdict = "identical" if same else "DIFFERENT: the model does not reproduce its trial"
+    return [f"test set ({len(x)} examples): {text}",
+            f"recorded for trial {str(model.meta.get('trial', ''))[:10]}: {was or 'nothing'}: {verdict}"], same

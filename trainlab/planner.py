@@ -55,9 +55,7 @@ def measure_k(spec: Mapping[str, Any], input_shape: Sequence[int], x: torch.Tens
     xb, yb = x[:n], y[:n]
     best_k, best_rate = 1, 0.0
     per_k = budget_seconds / len(CANDIDATE_K)
-    for k in CANDIDATE_K:
-        if k > limit:
-            break
+    for k in sorted({k for k in CANDIDATE_K if k < limit} | {limit}):
         members = [Member(models.build(spec["model"], input_shape, i), spec["optimizer"], None) for i in range(k)]  # type: ignore[arg-type]
         rate = step_rate(members, xb, yb, spec["train"]["loss"], seconds=per_k) * k
         if rate < best_rate * 1.1:

@@ -43,6 +43,7 @@ p.skipped { color: #8a5a00; background: #fff8e6; padding: .4rem .7rem; border-le
 pre.summary { background: #f7f7f7; padding: .8rem 1rem; font-size: .85rem; overflow-x: auto; }
 td.left { text-align: left; white-space: normal; max-width: 36rem; }
 .small { font-size: .85rem; color: #555; }
+div.scroll { overflow-x: auto; }
 """
 
 
@@ -118,7 +119,8 @@ def _table(header: Sequence[str], body: Sequence[Sequence[str]], row_classes: Se
             extra = cell_class(header[j], cell) if cell_class else ""
             cells.append(f"<td{f' class={extra}' if extra else ''}>{_e(cell)}</td>")
         rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-    return "<table>\n<thead>" + head + "</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    return ("<div class=scroll><table>\n<thead>" + head + "</thead>\n<tbody>\n" + "\n".join(rows)
+            + "\n</tbody>\n</table></div>")
 
 
 def _results(report: Mapping[str, Any]) -> str:

@@ -1,0 +1,328 @@
+"""trainlab against its peers on the same work, in one run: medians and ratios.
+
+    .venv/bin/python bench/run.py              # all three benchmarks (about 10 minutes on 2 cores)
+    .venv/bin/python bench/run.py --only 1     # one of them
+
+1. MLP 784-128-64-10 on MNIST (report A split: 55000 train, 5000 validation), SGD at batch 32
+   and 128: seconds per trial-epoch for trainlab one model at a time, trainlab population (K=8,
+   compiled), a plain PyTorch loop, Keras 3 ``fit`` on TensorFlow and on JAX; and the floor, the
+   epoch's FLOPs over this machine's measured matmul peak.
+2. Report A section 3 (six optimizers at Keras defaults) x 3 seeds x 5 epochs: wall time of
+   ``trainlab run`` vs the same 18 ``model.fit`` calls on Keras/TensorFlow, and their final
+   validation accuracies side by side.
+3. The CNN (conv32-pool-conv64-pool-dense): seconds per epoch, trainlab (NCHW and channels_last)
+   vs Keras on TensorFlow.
+
+Every epoch includes the validation pass, for every framework. Epochs that include a compile
+(Keras' tracing, trainlab's ``torch.compile``) are left out of the medians and reported apart.
+Results are printed and written to ``bench/results/DATE.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from trainlab import data as datasets  # noqa: E402
+from trainlab import models, spec  # noqa: E402
+from trainlab.engine import Tensors, fit  # noqa: E402
+from trainlab.engine.population import Member, fit_population  # noqa: E402
+from trainlab.optim import Optimizer  # noqa: E402
+from trainlab.spec import TrainSettings  # noqa: E402
+
+MLP = [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
+       {"type": "Dense", "units": 64, "activation": "relu"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
+CNN = [{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"}, {"type": "MaxPooling2D"},
+       {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"}, {"type": "MaxPooling2D"},
+       {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
+SPLIT = {"name": "mnist", "split": {"kind": "first", "validation": 5000, "seed": 0}}
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def matmul_peak() -> float:
+    """Measured float32 matmul throughput of this machine, GFLOP/s: the best rate over square
+    products of several sizes, each repeated for about half a second."""
+    best = 0.0
+    for n in (256, 512, 1024, 2048):
+        a, b = torch.rand(n, n), torch.rand(n, n)
+        a @ b
+        reps = max(3, int(1e10 / (2 * n**3)))
+        for _ in range(5):
+            began = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            best = max(best, reps * 2 * n**3 / (time.perf_counter() - began) / 1e9)
+    return best
+
+
+MACS = 784 * 128 + 128 * 64 + 64 * 10
+
+
+def mlp_flops(n: int, exact: bool = False) -> float:
+    """FLOPs of one MLP training epoch over ``n`` examples.
+
+    Convention (as DESIGN.md counts it): 3 x the forward pass (forward, gradient of the inputs,
+    gradient of the weights). ``exact``: the first layer's input gradient is not computed, so
+    2 x MACs (forward) + 2 x MACs (weights) + 2 x (MACs - 784 x 128) (inputs).
+    """
+    if exact:
+        return 2 * (3 * MACS - 784 * 128) * n
+    return 3 * 2 * MACS * n
+
+
+def tensors() -> tuple[Tensors, Any]:
+    prepared = datasets.prepare(SPLIT)
+    t = Tensors(*(torch.from_numpy(getattr(prepared, k)) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")))
+    return t, prepared
+
+
+def trial_spec(layers: list[dict[str, Any]], optimizer: Any, batch: int, epochs: int) -> dict[str, Any]:
+    study = spec.from_dict({"data": SPLIT, "model": {"layers": layers}, "optimizer": optimizer,
+                            "train": {"epochs": epochs, "batch_size": batch, "keep": "last"}, "study": {"seeds": [0]}})
+    return study.variants[0].spec
+
+
+def trainlab_single(t: Tensors, layers: list[dict[str, Any]], batch: int, epochs: int, channels_last: bool = False) -> list[float]:
+    s = trial_spec(layers, "sgd", batch, epochs)
+    net = models.build(s["model"], (1, 28, 28), 0)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        t = Tensors(*(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in
+                      (t.x_train, t.y_train, t.x_val, t.y_val, t.x_test, t.y_test)))
+    opt = Optimizer([p for p in net.parameters() if p.requires_grad], s["optimizer"])
+    result = fit(net, opt, t, TrainSettings.of(s), "classification", seed=0)
+    return [h["seconds"] for h in result.history]
+
+
+def trainlab_population(t: Tensors, batch: int, epochs: int, k: int = 8) -> list[float]:
+    """Per-member share of each epoch's seconds, K members with different learning rates."""
+    lrs = [0.01 * 2 ** (i / 2 - 2) for i in range(k)]
+    specs = [trial_spec(MLP, {"name": "sgd", "learning_rate": lr}, batch, epochs) for lr in lrs]
+    members = [Member(models.build(s["model"], (1, 28, 28), 0), s["optimizer"], TrainSettings.of(s)) for s in specs]
+    results = fit_population(members, t, "classification", seed=0, compile=True)
+    return [h["seconds"] for h in results[0].history]
+
+
+def plain_pytorch(t: Tensors, batch: int, epochs: int) -> list[float]:
+    """The loop a PyTorch user writes: nn.Sequential, torch.optim.SGD, pre-shuffled tensor slices."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    seconds = []
+    for _ in range(epochs):
+        began = time.perf_counter()
+        order = torch.randperm(len(t.x_train))
+        xs, ys = t.x_train[order], t.y_train[order]
+        net.train()
+        for i in range(0, len(xs), batch):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(xs[i : i + batch]), ys[i : i + batch]).backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            (net(t.x_val).argmax(1) == t.y_val).float().mean().item()
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+def keras(backend: str, data_file: Path, **kw: Any) -> dict[str, Any]:
+    args = [sys.executable, str(ROOT / "bench" / "keras_peer.py"), "--data", str(data_file)]
+    for key, value in kw.items():
+        args += [f"--{key}", str(value)]
+    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}
+    began = time.perf_counter()
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"keras on {backend} failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["process_seconds"] = time.perf_counter() - began
+    return out
+
+
+def export_arrays(prepared: Any, folder: Path) -> Path:
+    path = folder / "mnist.npz"
+    np.savez(path, x_train=prepared.x_train, y_train=prepared.y_train, x_val=prepared.x_val, y_val=prepared.y_val)
+    return path
+
+
+def bench1(t: Tensors, data_file: Path, epochs: int) -> dict[str, Any]:
+    peak = matmul_peak()
+    print(f"matmul peak {peak:.0f} GFLOP/s; an MLP epoch is {mlp_flops(len(t.x_train)) / 1e9:.1f} GFLOP "
+          f"(3 x forward; exactly {mlp_flops(len(t.x_train), exact=True) / 1e9:.1f})")
+    out: dict[str, Any] = {"matmul_peak_gflops": peak, "batches": {}}
+    for batch in (32, 128):
+        row: dict[str, Any] = {"floor": mlp_flops(len(t.x_train)) / (peak * 1e9),
+                               "floor (exact FLOPs)": mlp_flops(len(t.x_train), exact=True) / (peak * 1e9)}
+        row["trainlab single"] = median(trainlab_single(t, MLP, batch, epochs))
+        pop = trainlab_population(t, batch, epochs + 1)
+        row["trainlab population K=8"] = median(pop[1:])
+        row["compile seconds (population, once)"] = (pop[0] - median(pop[1:])) * 8
+        row["plain PyTorch"] = median(plain_pytorch(t, batch, epochs))
+        for backend in ("tensorflow", "jax"):
+            run = keras(backend, data_file, model="mlp", batch=batch, epochs=epochs + 1)
+            row[f"Keras/{backend}"] = median(run["runs"][0]["epoch_seconds"][1:])
+        out["batches"][str(batch)] = row
+        print_bench1(batch, row)
+    return out
+
+
+def print_bench1(batch: int, row: dict[str, Any]) -> None:
+    base = row["trainlab population K=8"]
+    print(f"\nbenchmark 1: MLP 784-128-64-10, MNIST 55000, SGD, batch {batch}: seconds per trial-epoch (median)")
+    for name, value in row.items():
+        if name.startswith("compile"):
+            print(f"  {name:<36} {value:7.1f}")
+            continue
+        print(f"  {name:<36} {value:7.3f}   {value / base:6.2f}x the population")
+    print(f"  population / floor: {base / row['floor']:.2f}x (exact FLOPs: {base / row['floor (exact FLOPs)']:.2f}x); "
+          f"Keras/TF / population: {row['Keras/tensorflow'] / base:.1f}x; "
+          f"Keras/JAX / population: {row['Keras/jax'] / base:.1f}x")
+
+
+SIX = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
+SIX_STUDY = """
+[study]
+name = "six-optimizers"
+seeds = [0, 1, 2]
+
+[data]
+name = "mnist"
+split = { kind = "first", validation = 5000 }
+
+[model]
+layers = [
+  { type = "Flatten" },
+  { type = "Dense", units = 128, activation = "relu" },
+  { type = "Dense", units = 64, activation = "relu" },
+  { type = "Dense", units = 10, activation = "softmax" },
+]
+
+[train]
+epochs = 5
+batch_size = 32
+keep = "last"
+
+[[compare]]
+label = "sgd"
+optimizer = "sgd"
+[[compare]]
+label = "momentum"
+optimizer = { name = "sgd", momentum = 0.9 }
+[[compare]]
+label = "nesterov"
+optimizer = { name = "sgd", momentum = 0.9, nesterov = true }
+[[compare]]
+label = "adagrad"
+optimizer = "adagrad"
+[[compare]]
+label = "rmsprop"
+optimizer = "rmsprop"
+[[compare]]
+label = "adam"
+optimizer = "adam"
+"""
+
+
+def bench2(data_file: Path, folder: Path) -> dict[str, Any]:
+    from trainlab.store import Store
+
+    study = folder / "six.toml"
+    study.write_text(SIX_STUDY)
+    store = folder / "six.db"
+    began = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "trainlab.cli", "run", str(study), "--store", str(store), "--quiet", "--format", "none"],
+                          capture_output=True, text=True, timeout=3600, env={**os.environ, "TRAINLAB_OFFLINE": "1"})
+    ours_seconds = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    ours: dict[str, list[float]] = {name: [] for name in SIX}
+    populations = []
+    with Store.open(store) as db:
+        record = db.study("six-optimizers")
+        assert record is not None
+        for trial in db.trials(record.id):
+            ours[trial.label].append(db.epochs(trial.id)[-1].metrics["val_accuracy"])  # type: ignore[arg-type]
+            populations.append((trial.result or {}).get("population"))
+    peer = keras("tensorflow", data_file, model="mlp", batch=32, epochs=5, optimizers=",".join(SIX), seeds="0,1,2")
+    theirs: dict[str, list[float]] = {name: [] for name in SIX}
+    for run in peer["runs"]:
+        theirs[run["optimizer"]].append(run["val_accuracy"][-1])
+    out = {"trainlab_seconds": ours_seconds, "keras_tensorflow_seconds": peer["process_seconds"],
+           "speedup": peer["process_seconds"] / ours_seconds, "population_sizes": populations,
+           "val_accuracy": {name: {"trainlab": ours[name], "keras": theirs[name]} for name in SIX}}
+    print("\nbenchmark 2: six optimizers at Keras defaults x 3 seeds x 5 epochs, MLP on MNIST, batch 32")
+    print(f"  trainlab run (end to end)      {ours_seconds:7.1f} s   (population sizes {sorted(set(populations))})")
+    print(f"  Keras/TensorFlow loop           {peer['process_seconds']:7.1f} s")
+    print(f"  ratio                           {out['speedup']:7.2f}x")
+    print("  final validation accuracy, mean ± sd over 3 seeds:")
+    for name in SIX:
+        a, b = ours[name], theirs[name]
+        spread = max(statistics.stdev(a), statistics.stdev(b), 1e-9)
+        diff = statistics.fmean(a) - statistics.fmean(b)
+        print(f"    {name:<9} trainlab {statistics.fmean(a):.4f} ± {statistics.stdev(a):.4f}   "
+              f"keras {statistics.fmean(b):.4f} ± {statistics.stdev(b):.4f}   diff {diff:+.4f} ({abs(diff) / spread:.1f} sd)")
+    return out
+
+
+def bench3(t: Tensors, data_file: Path, epochs: int) -> dict[str, Any]:
+    row = {
+        "trainlab single (NCHW)": median(trainlab_single(t, CNN, 32, epochs)),
+        "trainlab single (channels_last)": median(trainlab_single(t, CNN, 32, epochs, channels_last=True)),
+    }
+    run = keras("tensorflow", data_file, model="cnn", batch=32, epochs=epochs + 1)
+    row["Keras/tensorflow"] = median(run["runs"][0]["epoch_seconds"][1:])
+    print("\nbenchmark 3: CNN conv32-pool-conv64-pool-dense, MNIST 55000, SGD, batch 32: seconds per epoch (median)")
+    for name, value in row.items():
+        print(f"  {name:<34} {value:7.2f}   Keras/TF is {row['Keras/tensorflow'] / value:4.2f}x this")
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="1,2,3", help="which benchmarks, e.g. 1,3")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per measurement in benchmarks 1 and 3")
+    args = parser.parse_args()
+    which = {int(x) for x in args.only.split(",")}
+    t, prepared = tensors()
+    results: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        data_file = export_arrays(prepared, folder)
+        if 1 in which:
+            results["benchmark 1"] = bench1(t, data_file, args.epochs)
+        if 2 in which:
+            results["benchmark 2"] = bench2(data_file, folder)
+        if 3 in which:
+            results["benchmark 3"] = bench3(t, data_file, max(2, args.epochs // 2))
+    out = ROOT / "bench" / "results" / f"{results['date']}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-slow test-ci clean
+.PHONY: setup run test test-slow test-ci bench clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,11 @@ test-slow: setup
 
 test-ci: test
 	$(BIN)/pytest -q -m slow tests/test_ci_slow.py
+
+# The benchmarks against plain PyTorch and Keras (TensorFlow, JAX): the peers are an optional extra.
+bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

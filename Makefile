@@ -24,6 +24,15 @@ $(STAMP): pyproject.toml Makefile
 	else \
 		echo "note: apt-get (as root) unavailable: Fashion-MNIST needs 'apt-get install dataset-fashion-mnist' or its IDX files in \$$TRAINLAB_DATA"; \
 	fi
+	@# Headless Chromium renders the HTML report in its test (skipped where Chromium is absent).
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "chromium: installed"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null \
+			|| echo "warning: could not install chromium; the HTML report's browser test will be skipped"; \
+	else \
+		echo "note: apt-get (as root) unavailable: the HTML report's browser test needs 'apt-get install chromium'"; \
+	fi
 	touch $(STAMP)
 
 run: setup

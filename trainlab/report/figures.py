@@ -208,16 +208,23 @@ class StudyFigures:
 
 def embed(features: np.ndarray, seed: int = 0) -> np.ndarray:
     """A 2-D t-SNE embedding (scikit-learn) of ``features``; wide features are first reduced to
-    50 dimensions by PCA, the usual practice, which keeps t-SNE fast on flattened conv maps."""
+    50 dimensions by PCA, the usual practice, which keeps t-SNE fast on flattened conv maps.
+
+    t-SNE runs on one OpenMP thread: with torch's OpenMP runtime loaded beside scikit-learn's,
+    their thread pools contend on a busy machine and a map that takes 0.4 s alone took 7 s.
+    """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     x = np.asarray(features, dtype=np.float64)
     n = len(x)
-    if x.shape[1] > 50 and n > 50:
-        x = PCA(n_components=50, random_state=seed).fit_transform(x)
-    perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed).fit_transform(x)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        if x.shape[1] > 50 and n > 50:
+            x = PCA(n_components=50, random_state=seed).fit_transform(x)
+        perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
+        tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+        return tsne.fit_transform(x)
 
 
 def write(made: Sequence[Made], folder: str | Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:

@@ -1,0 +1,165 @@
+"""Export and predict: a finished trial's model, rebuilt from its exported spec alone, predicts
+exactly what the trial's stored weights predict, scores exactly the test metrics recorded for
+the trial, and reads image files into the same inputs training used. Nothing is unpickled."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trained_study import trained_store
+from trainlab import export
+from trainlab.cli import main
+from trainlab.errors import TrainlabError
+from trainlab.report import study_report
+from trainlab.store import Store
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_store(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def exported(small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model")
+    assert main(["export", "small", "--store", str(small), "--out", str(out), "--torch"]) == 0
+    return out
+
+
+def test_export_writes_spec_and_weights(small: Path, exported: Path) -> None:
+    assert sorted(p.name for p in exported.iterdir()) == ["model.json", "model.pt", "model.safetensors"]
+    meta = json.loads((exported / "model.json").read_text())
+    with Store.open(small) as store:
+        chosen = export.find_trial(store, "small")
+    assert meta["format"] == "trainlab-model/1"
+    assert (meta["trial"], meta["label"], meta["seed"]) == (chosen.hash, chosen.label, chosen.seed)
+    assert meta["input_shape"] == [1, 8, 8] and meta["task"] == "classification"
+    assert meta["class_names"] == ["top", "upper", "lower", "bottom"]
+    assert meta["model"] == json.loads(chosen.spec_json)["model"], "the resolved spec: every layer parameter explicit"
+    assert meta["recorded"]["test"] == chosen.result["test"]
+    assert meta["preprocessing"] == {"kind": "pixels", "scale": 1 / 255, "layout": "NCHW"}
+
+
+def test_exported_model_scores_exactly_the_recorded_test_metrics(small: Path, exported: Path) -> None:
+    model = export.load_model(exported)
+    scores = export.evaluate_test(model)
+    assert scores == model.meta["recorded"]["test"], "bit for bit, not approximately"
+    with Store.open(small) as store:
+        trial = export.find_trial(store, "small")
+        net, _ = export.trial_model(store, trial)
+    x, _ = export.test_split(model.meta)
+    assert torch.equal(export.predict(model, x), net.predict(x))
+    assert torch.equal(export.predict(export.load_model(exported, prefer="torch"), x), net.predict(x))
+
+
+def test_predict_command_evaluates_and_lists_test_predictions(exported: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", str(exported), "--test", "4", "--evaluate"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["test", "#", "true", "predicted", "probability"]
+    assert len(out) == 1 + 4 + 2
+    assert out[-1].endswith(": identical") and out[-2].startswith("test set (120 examples): accuracy ")
+
+
+def test_predict_detects_weights_that_do_not_reproduce_the_trial(exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "model"
+    copy.mkdir()
+    (copy / "model.json").write_text((exported / "model.json").read_text())
+    state = load_file(str(exported / "model.safetensors"))
+    state["body.1.bias"] = state["body.1.bias"] + 0.5
+    save_file(state, str(copy / "model.safetensors"))
+    assert main(["predict", str(copy), "--evaluate"]) == 1
+    assert "DIFFERENT" in capsys.readouterr().out
+
+
+def _write_png(path: Path, pixels: np.ndarray, mode: str = "L") -> Path:
+    Image.fromarray(pixels, mode=mode).save(path)
+    return path
+
+
+def test_image_files_give_the_predictions_of_the_test_images(small: Path, exported: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    raw = np.load(small.parent / "small.npz")
+    files = [_write_png(tmp_path / f"test{i}.png", raw["x_test"][i]) for i in range(5)]
+    rgb = _write_png(tmp_path / "rgb.png", np.repeat(raw["x_test"][0][:, :, None], 3, axis=2), mode="RGB")
+    model = export.load_model(exported)
+    inputs = export.load_images([*files, rgb], model.input_shape)
+    x, _ = export.test_split(model.meta)
+    assert torch.equal(inputs[:5], x[:5]), "a PNG of a test image is the same input as the test image"
+    assert torch.equal(inputs[5], x[0]), "an RGB file of a gray image reads as that gray image"
+    from_tensors = export.predict(model, x[:5])
+    assert torch.equal(export.predict(model, inputs[:5]), from_tensors)
+
+    assert main(["predict", str(exported), *map(str, files[:2]), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = model.class_names
+    best = from_tensors[0].topk(2)
+    expected = f"{names[int(best.indices[0])]} ({float(best.values[0]):.4f}), {names[int(best.indices[1])]} ({float(best.values[1]):.4f})"
+    assert lines[1].split(None, 1) == [str(files[0]), expected]
+
+
+def test_image_of_the_wrong_size_is_refused_unless_resized(exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    big = _write_png(tmp_path / "big.png", np.zeros((28, 28), np.uint8))
+    assert main(["predict", str(exported), str(big)]) == 2
+    err = capsys.readouterr().err
+    assert "big.png: image is 28x28, the model takes 8x8 grayscale images; resize it, or pass --resize" in err
+    assert main(["predict", str(exported), str(big), "--resize"]) == 0
+    (tmp_path / "notes.png").write_text("not an image")
+    assert main(["predict", str(exported), str(tmp_path / "notes.png")]) == 2
+    assert "not an image file" in capsys.readouterr().err
+    assert main(["predict", str(exported)]) == 2
+    assert "nothing to predict" in capsys.readouterr().err
+
+
+class Payload:
+    """An object whose unpickling would run code: must never be loaded."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("unpickled!",))
+
+
+def test_torch_file_with_arbitrary_objects_is_refused(exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "model.json").write_text((exported / "model.json").read_text())
+    with open(folder / "model.pt", "wb") as f:
+        pickle.dump({"body.1.weight": Payload()}, f, protocol=2)
+    with pytest.raises(TrainlabError, match="not a plain state dict of tensors"):
+        export.load_model(folder, prefer="torch")
+    assert "unpickled!" not in capsys.readouterr().out
+
+
+def test_trial_selectors(small: Path, tmp_path: Path) -> None:
+    with Store.open(small) as store:
+        chosen = export.find_trial(store, "small")
+        trials = {(t.label, t.seed): t for t in store.trials(store.study("small").id)}
+        selection = study_report(store, "small")["selection"]
+        assert (chosen.label, chosen.hash) == (selection["chosen"], selection["chosen_trial"])
+        cnn_best = export.find_trial(store, "small", "cnn")
+        assert cnn_best.label == "cnn"
+        assert export.find_trial(store, "small", "cnn:1").hash == trials[("cnn", 1)].hash
+        assert export.find_trial(store, "small", trials[("mlp sgd", 0)].hash[:6]).hash == trials[("mlp sgd", 0)].hash
+        with pytest.raises(TrainlabError, match="variant 'cnn' has no seed '7'; its seeds: 0, 1"):
+            export.find_trial(store, "small", "cnn:7")
+        with pytest.raises(TrainlabError, match="no trial 'rnn' in study 'small'.*'mlp sgd', 'mlp adam', 'cnn'"):
+            export.find_trial(store, "small", "rnn")
+        with pytest.raises(TrainlabError, match="no study named 'big'"):
+            export.find_trial(store, "big")
+    assert main(["export", "small", "--store", str(small), "--trial", "mlp sgd:1", "--out", str(tmp_path / "m")]) == 0
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["seed"] == 1
+
+
+def test_model_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(TrainlabError, match="no model.json here"):
+        export.load_model(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"format": "other/9"}))
+    with pytest.raises(TrainlabError, match="is not 'trainlab-model/1'"):
+        export.load_model(tmp_path)

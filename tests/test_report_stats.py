@@ -1,0 +1,231 @@
+"""Statistics over seeds, checked against values computed by hand, and the report rows built
+on them: confidence intervals, Welch's test against the best variant, the one-seed case,
+time-to-target and the rule that test metrics are shown only for the variant chosen on
+validation. The store here is filled directly (no training), so every number is known."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from trainlab.report import render, stats, study_report
+from trainlab.report.tables import Options
+from trainlab.store import NewTrial, Store
+
+T_975_2 = 4.302653  # Student t quantile t_{0.975, 2}, from a printed table
+
+
+def p_two_sided_df2(t: float) -> float:
+    """Closed form for 2 degrees of freedom: P(|T| > |t|) = 1 - |t| / sqrt(2 + t^2)."""
+    return 1 - abs(t) / math.sqrt(2 + t * t)
+
+
+def p_two_sided_df4(t: float) -> float:
+    """Closed form for 4 degrees of freedom: with s = |t| / sqrt(t^2 + 4), P(|T| > |t|) = 1 - s (3 - s^2) / 2."""
+    s = abs(t) / math.sqrt(t * t + 4)
+    return 1 - s * (3 - s * s) / 2
+
+
+# --- summaries ---------------------------------------------------------------------------------
+
+
+def test_summary_of_three_values_by_hand() -> None:
+    s = stats.summarize([0.90, 0.92, 0.94])
+    # mean 0.92; deviations -0.02, 0, 0.02 -> s^2 = 0.0008 / 2 -> s = 0.02
+    half = T_975_2 * 0.02 / math.sqrt(3)  # = 0.0496827
+    assert s.n == 3
+    assert s.mean == pytest.approx(0.92, abs=1e-12)
+    assert s.std == pytest.approx(0.02, abs=1e-12)
+    assert s.ci_low == pytest.approx(0.92 - half, abs=1e-6)
+    assert s.ci_high == pytest.approx(0.92 + half, abs=1e-6)
+    assert s.half_width == pytest.approx(0.0496827, abs=1e-6)
+
+
+def test_summary_of_one_value_has_no_spread_and_no_interval() -> None:
+    s = stats.summarize([0.9])
+    assert (s.n, s.mean, s.std, s.ci_low, s.ci_high, s.half_width) == (1, 0.9, None, None, None, None)
+    assert stats.summarize([]).mean is None
+
+
+def test_summary_ignores_missing_and_non_finite_values() -> None:
+    s = stats.summarize([1.0, None, float("nan"), 3.0, float("inf")])
+    assert (s.n, s.mean) == (2, 2.0)
+    assert s.std == pytest.approx(math.sqrt(2))
+
+
+# --- Welch's t-test ----------------------------------------------------------------------------
+
+
+def test_welch_equal_sizes_two_each_by_hand() -> None:
+    # means 2 and 5, variances 2 and 2: se = sqrt(2/2 + 2/2) = sqrt 2, t = -3 / sqrt 2;
+    # Welch-Satterthwaite df = (1 + 1)^2 / (1/1 + 1/1) = 2
+    c = stats.welch([1.0, 3.0], [4.0, 6.0])
+    t = -3 / math.sqrt(2)
+    assert c.t == pytest.approx(t, abs=1e-12)
+    assert c.df == pytest.approx(2.0, abs=1e-12)
+    assert c.p == pytest.approx(p_two_sided_df2(t), abs=1e-9)
+    assert c.p == pytest.approx(0.1679497, abs=1e-7)
+    assert c.distinguishable is False and "not distinguishable" in c.note
+
+
+def test_welch_distinguishable_by_hand() -> None:
+    # means 0.92 and 0.82, both variances 0.0004: t = 0.1 / sqrt(0.0004/3 * 2) = 6.1237, df = 4
+    c = stats.welch([0.90, 0.92, 0.94], [0.80, 0.82, 0.84])
+    t = 0.1 / math.sqrt(0.0004 * 2 / 3)
+    assert c.t == pytest.approx(t, rel=1e-9)
+    assert c.df == pytest.approx(4.0, rel=1e-9)
+    assert c.p == pytest.approx(p_two_sided_df4(t), abs=1e-9)
+    assert c.p == pytest.approx(0.0036022, abs=1e-7)
+    assert c.distinguishable is True
+
+
+def test_welch_unequal_sizes_and_variances_df_by_hand() -> None:
+    # a: mean 0.82, var 0.0004, n 3; b: mean 0.76, var 0.008/3, n 4
+    # se^2 = 0.0004/3 + 0.0026667/4 = 0.0008; t = 0.06 / sqrt(0.0008) = 2.1213
+    # df = 0.0008^2 / ((0.0004/3)^2 / 2 + (0.0026667/4)^2 / 3) = 4.0755
+    c = stats.welch([0.80, 0.82, 0.84], [0.70, 0.74, 0.78, 0.82])
+    va, vb = 0.0004 / 3, (0.008 / 3) / 4
+    assert c.t == pytest.approx(0.06 / math.sqrt(va + vb), rel=1e-9)
+    assert c.df == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 3), rel=1e-9)
+    assert c.df == pytest.approx(4.0755, abs=1e-4)
+    # df is barely above 4, so p is barely below the closed-form p at df 4 (0.10119)
+    assert p_two_sided_df4(c.t) - 0.002 < c.p < p_two_sided_df4(c.t)
+
+
+def test_welch_one_seed_says_so() -> None:
+    c = stats.welch([0.9], [0.8, 0.82])
+    assert (c.t, c.p, c.distinguishable) == (None, None, None)
+    assert c.note.startswith("1 seed") and "this variant" in c.note
+    assert stats.welch([0.8, 0.82], [0.9]).note.startswith("1 seed (the best)")
+
+
+def test_welch_without_spread() -> None:
+    same = stats.welch([1.0, 1.0], [1.0, 1.0])
+    assert (same.p, same.distinguishable, same.note) == (None, False, "identical values")
+    apart = stats.welch([0.9, 0.9], [1.0, 1.0])
+    assert apart.p is None and apart.distinguishable is None and "no spread" in apart.note
+
+
+# --- time to target ----------------------------------------------------------------------------
+
+
+def test_first_reaching_counts_epochs_from_one_and_sums_seconds() -> None:
+    history = [{"val_accuracy": a, "val_loss": l, "seconds": s}
+               for a, l, s in [(0.5, 1.0, 1.0), (float("nan"), 0.7, 2.0), (0.95, 0.4, 3.0), (0.97, 0.3, 4.0)]]
+    assert stats.first_reaching(history, "val_accuracy", 0.9, "max") == stats.Reached(3, 6.0)
+    assert stats.first_reaching(history, "val_loss", 0.7, "min") == stats.Reached(2, 3.0)
+    assert stats.first_reaching(history, "val_accuracy", 0.99, "max") == stats.Reached(None, None)
+
+
+# --- the report built on a store filled by hand ------------------------------------------------
+
+TRIAL_SPEC = {"task": "classification", "train": {"monitor": "val_accuracy"}}
+VALUES = {  # label -> [(seed, val_accuracy, val_loss, test_accuracy, val_accuracy per epoch)]
+    "a": [(0, 0.90, 0.30, 0.89, [0.5, 0.90]), (1, 0.92, 0.28, 0.91, [0.6, 0.92]), (2, 0.94, 0.25, 0.93, [0.91, 0.94])],
+    "b": [(0, 0.80, 0.50, 0.79, [0.7, 0.80]), (1, 0.82, 0.45, 0.81, [0.7, 0.82]), (2, 0.84, 0.40, 0.83, [0.75, 0.84])],
+    "solo": [(0, 0.85, 0.40, 0.84, [0.85, 0.85])],
+}
+
+
+def _filled_store(path: Path) -> Store:
+    store = Store.open(path)
+    study_id = store.ensure_study("hand", json.dumps({"study": {"name": "hand"}}), "h", None)
+    spec_json = json.dumps(TRIAL_SPEC)
+    store.add_trials(study_id, [NewTrial(f"{label}{seed}", label, {}, seed, spec_json)
+                                for label, rows in VALUES.items() for seed, *_ in rows])
+    ids = {t.hash: t.id for t in store.trials(study_id)}
+    for label, rows in VALUES.items():
+        for seed, val, loss, test, curve in rows:
+            trial_id = ids[f"{label}{seed}"]
+            assert store.claim(trial_id, "me")
+            for epoch, acc in enumerate(curve):
+                store.record_epoch(trial_id, "me", epoch, {"val_accuracy": acc, "seconds": 1.5})
+            result = {"best_epoch": 1, "best": {"val_accuracy": val, "val_loss": loss},
+                      "test": {"accuracy": test, "loss": 0.0}, "epochs": 2, "seconds_per_epoch": 1.5, "stop_reason": "ran all 2 epochs"}
+            store.finish_trial(trial_id, "me", "done", result=result)
+    return store
+
+
+@pytest.fixture
+def hand_store(tmp_path: Path) -> Store:
+    store = _filled_store(tmp_path / "hand.db")
+    yield store
+    store.close()
+
+
+def test_report_statistics_match_hand_values(hand_store: Store) -> None:
+    report = study_report(hand_store, "hand", Options(target=0.9))
+    by = {v["label"]: v for v in report["variants"]}
+    assert report["selection"]["chosen"] == "a"
+    assert report["selection"]["chosen_trial"] == "a2"
+    a = by["a"]
+    half = T_975_2 * 0.02 / math.sqrt(3)
+    assert a["val_accuracy"]["ci95"] == pytest.approx([0.92 - half, 0.92 + half], abs=1e-6)
+    assert a["chosen"] is True and a["vs_best"]["note"] == "best"
+    assert a["seconds"]["mean"] == pytest.approx(3.0)
+
+    b = by["b"]["vs_best"]
+    t = 0.1 / math.sqrt(0.0004 * 2 / 3)
+    assert b["best"] == "a" and b["t"] == pytest.approx(-t) and b["df"] == pytest.approx(4.0)
+    assert b["p"] == pytest.approx(p_two_sided_df4(t), abs=1e-9) and b["distinguishable"] is True
+
+    solo = by["solo"]
+    assert solo["n"] == 1 and solo["val_accuracy"]["std"] is None and solo["val_accuracy"]["ci95"] is None
+    assert solo["vs_best"]["p"] is None and solo["vs_best"]["note"].startswith("1 seed")
+
+    # time to 0.9: a reaches it at epochs 2, 2, 1 (1.5 s each); b and solo never do
+    ttt = a["time_to_target"]
+    assert ttt["reached"] == 3 and ttt["fraction"] == 1.0
+    assert ttt["epochs"]["mean"] == pytest.approx(5 / 3) and ttt["seconds"]["mean"] == pytest.approx(2.5)
+    assert by["b"]["time_to_target"]["reached"] == 0 and by["b"]["time_to_target"]["epochs"]["mean"] is None
+    assert [r["epochs_to_target"] for r in a["trials"]] == [2, 2, 1]
+    assert report["target"] == {"metric": "val_accuracy", "threshold": 0.9, "mode": "max"}
+
+
+def test_tables_mark_one_seed_best_and_distinguishable(hand_store: Store) -> None:
+    report = study_report(hand_store, "hand")
+    text = render(report, "markdown")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "| best |" in rows["a"]
+    assert "worse (p=0.004)" in rows["b"]
+    assert rows["solo"].count("1 seed") == 2  # the CI column and the vs-best column
+    assert "1 seed: a single run has no spread" in text
+    table = render(report, "table")
+    assert "1 seed" in table and "Welch" in table
+
+
+def test_test_metric_only_for_the_chosen_variant_unless_asked(hand_store: Store) -> None:
+    default = study_report(hand_store, "hand")
+    md = render(default, "markdown")
+    header = md.splitlines()[0].split(" | ")
+    col = header.index("test accuracy")
+    cells = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[col] for line in md.splitlines()[2:] if line.startswith("| ")}
+    assert cells == {"a": "0.9100 ± 0.0200", "b": "·", "solo": "·"}
+    assert "only for the variant chosen on validation (a)" in md
+
+    rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(render(default, "csv")))}
+    assert rows["a"]["test_accuracy_mean"] != "" and rows["b"]["test_accuracy_mean"] == ""
+    assert rows["a"]["chosen"] == "true" and rows["b"]["chosen"] == "false"
+    assert float(rows["b"]["p_vs_best"]) == pytest.approx(0.0036022, abs=1e-7)
+
+    everything = study_report(hand_store, "hand", Options(all_test=True))
+    md_all = render(everything, "markdown")
+    assert "0.8100 ± 0.0200" in md_all and "every variant shown on request" in md_all
+    assert everything["selection"]["test_shown"] == "all"
+
+    data = json.loads(render(default, "json"))  # tools get every value, with the selection to respect
+    assert data["format"] == "trainlab-report/1"
+    assert data["selection"]["test_shown"] == "chosen"
+    assert data["variants"][1]["test_accuracy"]["values"] == [0.79, 0.81, 0.83]
+
+
+def test_target_metric_must_exist(hand_store: Store) -> None:
+    from trainlab.errors import TrainlabError
+
+    with pytest.raises(TrainlabError, match="cannot use 'val_mse' as target metric"):
+        study_report(hand_store, "hand", Options(target=0.5, target_metric="val_mse"))

@@ -80,9 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             description="Print the results of STUDY (a study name, or its file) from the store.\n"
                                         "Each row is a variant: n finished seeds, validation accuracy and loss at each\n"
-                                        "trial's chosen epoch (mean ± std), that epoch, the test metric of the chosen\n"
-                                        "weights, epochs run and seconds per epoch.\n"
-                                        "The JSON format is stable and documented in docs/REPORT-JSON.md.")
+                                        "trial's chosen epoch (mean ± std), the 95% Student-t CI of the selection metric,\n"
+                                        "Welch's t-test against the best variant ('≈ best': not distinguishable at 5%),\n"
+                                        "that epoch, the test metric (only for the variant chosen on validation, unless\n"
+                                        "--all-test), epochs run, seconds per epoch and training time.\n"
+                                        "--format html writes one self-contained file with the figures too.\n"
+                                        "See docs/REPORTS.md; the JSON format is stable and documented in docs/REPORT-JSON.md.")
     report.add_argument("study", metavar="STUDY", help="study name or study file")
     _store_arg(report)
     report.add_argument("--format", choices=("table", "markdown", "csv", "json", "html"), default="table",
@@ -160,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _figure_names() -> dict[str, str]:
-    from trainlab.report.figures import FIGURES
+    from trainlab.report.catalog import FIGURES
 
     return FIGURES
 
@@ -335,7 +338,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from trainlab.report.figures import FIGURES, StudyFigures, write
+    from trainlab.report.catalog import FIGURES
+    from trainlab.report.figures import StudyFigures, write
 
     names = list(FIGURES) if "all" in args.figures else args.figures
     formats = _formats(args.formats)

@@ -290,16 +290,16 @@ def load_images(paths: Sequence[str | Path], input_shape: Sequence[int], *, resi
     batch = []
     for path in paths:
         try:
-            with Image.open(path) as img:
-                img = img.convert("L" if channels == 1 else "RGB")
-                if img.size != (width, height):
-                    if not resize:
-                        raise TrainlabError(
-                            f"{path}: image is {img.size[0]}x{img.size[1]}, the model takes {width}x{height} "
-                            f"{'grayscale' if channels == 1 else 'colour'} images; resize it, or pass --resize"
-                        )
-                    img = img.resize((width, height), Image.Resampling.LANCZOS)
-                pixels = np.asarray(img, dtype=np.float32) / 255.0
+            with Image.open(path) as file:
+                img = file.convert("L" if channels == 1 else "RGB")
+            if img.size != (width, height):
+                if not resize:
+                    raise TrainlabError(
+                        f"{path}: image is {img.size[0]}x{img.size[1]}, the model takes {width}x{height} "
+                        f"{'grayscale' if channels == 1 else 'colour'} images; resize it, or pass --resize"
+                    )
+                img = img.resize((width, height), Image.Resampling.LANCZOS)
+            pixels = np.asarray(img, dtype=np.float32) / 255.0
         except FileNotFoundError:
             raise TrainlabError(f"{path}: no such file") from None
         except UnidentifiedImageError:

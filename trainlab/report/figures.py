@@ -24,22 +24,10 @@ from matplotlib.figure import Figure
 
 from trainlab.errors import TrainlabError
 from trainlab.report import plots
+from trainlab.report.catalog import FIGURES, STUDY_FIGURES, TRIAL_FIGURES
 from trainlab.report.tables import Options, current_trials, study_report
 from trainlab.store import Store, TrialRecord
 
-FIGURES: dict[str, str] = {
-    "curves": "learning curves: accuracy and loss per epoch, mean over seeds with their range",
-    "final": "final validation metrics per variant: mean, 95% CI and seeds, best first",
-    "time": "seconds per epoch per variant",
-    "lr": "learning rate per epoch, where a schedule acted",
-    "confusion": "confusion matrix of the chosen trial on the test set (classification)",
-    "images": "test images with predicted and true classes, red where wrong (image classification)",
-    "scatter": "predicted vs true values of the chosen trial on the test set (regression)",
-    "tsne": "t-SNE of the last hidden layer's activations on test images, one map per variant",
-}
-"""Every figure ``trainlab plot`` can draw, in report order."""
-STUDY_FIGURES = ("curves", "final", "time", "lr")
-TRIAL_FIGURES = ("confusion", "images", "scatter", "tsne")
 
 
 @dataclass

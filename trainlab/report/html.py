@@ -18,7 +18,8 @@ from typing import Any
 
 from trainlab import __version__
 from trainlab.report import plots
-from trainlab.report.figures import STUDY_FIGURES, TRIAL_FIGURES, Made, StudyFigures
+from trainlab.report.catalog import STUDY_FIGURES, TRIAL_FIGURES
+from trainlab.report.figures import Made, StudyFigures
 from trainlab.report.summary import ModelSummary, shape_text, study_models
 from trainlab.report.tables import Options, notes, study_report, table_rows, vs_best_text
 from trainlab.store import Store

@@ -16,13 +16,14 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from matplotlib import rc_context
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 History = Sequence[Mapping[str, float | None]]
 """One trial's epochs, each a dict of Keras-named metrics."""
@@ -31,7 +32,7 @@ Histories = Mapping[str, Sequence[History]]
 
 WRONG = "#d62728"
 RIGHT = "#1a1a1a"
-STYLE = {
+STYLE: dict[str, Any] = {
     "font.size": 10,
     "axes.titlesize": 11,
     "axes.labelsize": 10,
@@ -47,7 +48,7 @@ STYLE = {
 @contextmanager
 def style() -> Iterator[None]:
     """The report's matplotlib settings, for the figures made inside the block."""
-    with rc_context(STYLE):
+    with rc_context(cast(Any, STYLE)):
         yield
 
 
@@ -101,7 +102,7 @@ def mean_band(runs: Sequence[Sequence[float | None]]) -> tuple[np.ndarray, np.nd
     epochs = np.arange(1, length + 1)
     mean, low, high, count = (np.full(length, np.nan) for _ in range(4))
     for e in range(length):
-        values = [r[e] for r in runs if e < len(r) and r[e] is not None and math.isfinite(r[e])]
+        values = [float(v) for r in runs if e < len(r) and (v := r[e]) is not None and math.isfinite(v)]
         if values:
             mean[e], low[e], high[e], count[e] = float(np.mean(values)), min(values), max(values), len(values)
     return epochs, mean, low, high, count
@@ -132,7 +133,7 @@ def learning_curves(histories: Histories, task: str, colors: Mapping[str, str], 
             ax.set_xlabel("epoch")
             ax.set_ylabel(metric)
             ax.set_title(f"{metric.capitalize()} per epoch")
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if metric == "loss" and _spans_decades(ax):
                 ax.set_yscale("log")
         handles = [Line2D([], [], color=colors[label], linewidth=3, label=label) for label in histories]
@@ -166,7 +167,7 @@ def learning_rate(histories: Histories, colors: Mapping[str, str]) -> Figure | N
         ax = fig.subplots()
         for label, trials in moved.items():
             for i, t in enumerate(trials):
-                ys = [h.get("learning_rate") for h in t]
+                ys = [float("nan") if (lr := h.get("learning_rate")) is None else lr for h in t]
                 ax.plot(range(1, len(ys) + 1), ys, color=colors[label], linewidth=1.5, alpha=0.85,
                         label=label if i == 0 else None, marker="o" if len(ys) <= 30 else None, markersize=3)
         if _spans_decades(ax, 10):
@@ -174,7 +175,7 @@ def learning_rate(histories: Histories, colors: Mapping[str, str]) -> Figure | N
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate (at the epoch's start)")
         ax.set_title("Learning rate per epoch, where a schedule acted (one line per seed)")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(loc="best")
     return fig
 

@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats as sps
-
 CONFIDENCE = 0.95
 """Level of every confidence interval in the report."""
 ALPHA = 0.05
@@ -58,6 +56,8 @@ def summarize(values: Sequence[float | None], confidence: float = CONFIDENCE) ->
     mean = statistics.fmean(xs)
     if n == 1:
         return Summary(1, mean, None, None, None)
+    from scipy import stats as sps
+
     std = statistics.stdev(xs)
     half = float(sps.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
     return Summary(n, mean, std, mean - half, mean + half)
@@ -101,6 +101,8 @@ def welch(a: Sequence[float | None], b: Sequence[float | None], alpha: float = A
         if statistics.fmean(xa) == statistics.fmean(xb):
             return Comparison(None, None, None, False, "identical values")
         return Comparison(None, None, None, None, "no spread within either variant: no test")
+    from scipy import stats as sps
+
     result = sps.ttest_ind(xa, xb, equal_var=False)
     p = float(result.pvalue)
     distinguishable = p < alpha

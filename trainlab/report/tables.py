@@ -324,17 +324,17 @@ def _columns(report: Mapping[str, Any]) -> list[Column]:
     def stat_col(header: str, key: str, decimals: int) -> Column:
         return Column(header, lambda v: _cell(v[key], decimals), key, decimals)
 
+    def ci_col(key: str) -> Column:
+        return Column("95% CI", lambda v: _ci_cell(v[key], v["n"], 4))
+
     names = metric_names(task)
     val_keys = [f"val_{n}" for n in names]
     for key in val_keys:
         cols.append(stat_col(_short(key), key, 4))
         if key == metric:
-            cols.append(Column("95% CI", lambda v, k=key: _ci_cell(v[k], v["n"], 4)))
-            cols.append(Column("vs best", vs_best_text))
+            cols += [ci_col(key), Column("vs best", vs_best_text)]
     if metric not in val_keys:
-        cols.append(stat_col(_short(metric), metric, 4))
-        cols.append(Column("95% CI", lambda v: _ci_cell(v[metric], v["n"], 4)))
-        cols.append(Column("vs best", vs_best_text))
+        cols += [stat_col(_short(metric), metric, 4), ci_col(metric), Column("vs best", vs_best_text)]
     cols.append(stat_col("best epoch", "best_epoch", 1))
     show_all = selection["test_shown"] == "all"
     for name in names[:1]:

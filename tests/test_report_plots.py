@@ -171,7 +171,8 @@ def test_regression_study_gets_scatter_and_feature_histograms(tmp_path: Path, ca
     np.savez(tmp_path / "reg.npz", x_train=x, y_train=y, feature_names=np.array(["rooms", "age", "income"]))
     (tmp_path / "reg.toml").write_text(REGRESSION)
     store = str(tmp_path / "r.db")
-    assert main(["run", str(tmp_path / "reg.toml"), "--store", store, "--quiet", "--format", "none"]) == 0
+    assert main(["run", str(tmp_path / "reg.toml"), "--store", store, "--quiet", "--format", "none",
+                 "--workers", "1", "--population", "1"]) == 0
     assert main(["plot", "reg", "--store", store, "--out", str(tmp_path / "f")]) == 0
     written = sorted(p.name for p in (tmp_path / "f").glob("*.png"))
     assert written == ["reg-curves.png", "reg-final.png", "reg-scatter.png", "reg-time.png"]

@@ -78,7 +78,11 @@ _TRAINED: dict[str, Path] = {}
 
 def trained_store(base: Path) -> Path:
     """The store of the small study, trained in this process on first use under ``base``
-    (a directory that outlives the tests using it); later calls return the same store."""
+    (a directory that outlives the tests using it); later calls return the same store.
+
+    The reports read what any executor records; these tests are about the reports, so the
+    trials train one at a time rather than as populations.
+    """
     if "store" not in _TRAINED:
         from trainlab import spec
         from trainlab.executors import run_local
@@ -90,6 +94,6 @@ def trained_store(base: Path) -> Path:
         (folder / "small.toml").write_text(STUDY)
         study = spec.load(folder / "small.toml")
         with Store.open(folder / "small.db") as store:
-            run_local(study, store)
+            run_local(study, store, population=1)  # one trial at a time: the quickest way for six tiny trials
         _TRAINED["store"] = folder / "small.db"
     return _TRAINED["store"]

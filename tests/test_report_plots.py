@@ -168,6 +168,7 @@ def test_regression_study_gets_scatter_and_feature_histograms(tmp_path: Path, ca
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3)).astype(np.float32)
     y = (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=200)).astype(np.float32)
+    x[0, 0] = 1000.0  # one extreme value: its histogram shows the central 99%
     np.savez(tmp_path / "reg.npz", x_train=x, y_train=y, feature_names=np.array(["rooms", "age", "income"]))
     (tmp_path / "reg.toml").write_text(REGRESSION)
     store = str(tmp_path / "r.db")
@@ -182,8 +183,10 @@ def test_regression_study_gets_scatter_and_feature_histograms(tmp_path: Path, ca
 
     made = data_figures(str(tmp_path / "reg.toml"))
     assert [m.name for m in made] == ["features"]
-    titles = [ax.get_title() for ax in made[0].figure.axes if ax.get_visible()]
-    assert titles == ["rooms", "age", "income", "target"]
+    assert made[0].figure.get_suptitle() == "reg.npz as study reg splits it: training features (standardized on the training split) and target"
+    raw = data_figures("npz", path=str(tmp_path / "reg.npz"))[0].figure
+    titles = [ax.get_title() for ax in raw.axes if ax.get_visible()]
+    assert titles == ["rooms (central 99%)", "age", "income", "target"]
 
 
 def test_every_figure_has_a_description() -> None:

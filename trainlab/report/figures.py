@@ -240,7 +240,8 @@ def data_figures(name: str, *, path: str | None = None, per_class: int = 8) -> l
         data_spec = study.variants[0].spec["data"]
         prepared = datasets.prepare(data_spec)
         info = prepared.info
-        title = f"{info.name} as study {study.name} splits it"
+        shown_name = Path(data_spec["path"]).name if data_spec.get("path") else info.name
+        title = f"{shown_name} as study {study.name} splits it"
         stem = f"{study.name}-data"
         splits = {"train": (prepared.x_train, prepared.y_train), "validation": (prepared.x_val, prepared.y_val),
                   "test": (prepared.x_test, prepared.y_test)}

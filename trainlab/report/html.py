@@ -139,11 +139,16 @@ def _results(report: Mapping[str, Any]) -> str:
     return f"<h2>Results</h2>\n{_table(header, body, classes, cell_class)}\n<ul class=notes>{items}</ul>"
 
 
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter, unless it starts with a name spelled in lower case (t-SNE)."""
+    return text if text.startswith("t-SNE") else text[0].upper() + text[1:]
+
+
 def _img(made: Made) -> str:
     assert made.figure is not None
     data = base64.b64encode(plots.png_bytes(made.figure)).decode("ascii")
     return (f"<figure id=\"fig-{_e(made.name)}\"><img alt=\"{_e(made.title)}\" src=\"data:image/png;base64,{data}\">"
-            f"<figcaption>{_e(made.title[0].upper() + made.title[1:])}.</figcaption></figure>")
+            f"<figcaption>{_e(_sentence(made.title))}.</figcaption></figure>")
 
 
 def _figures(made: Sequence[Made]) -> str:
@@ -152,7 +157,7 @@ def _figures(made: Sequence[Made]) -> str:
         if m.figure is not None:
             out.append(_img(m))
         elif m.applies:
-            out.append(f"<p class=skipped>{_e(m.title[0].upper() + m.title[1:])}: not drawn: {_e(m.skipped)}.</p>")
+            out.append(f"<p class=skipped>{_e(_sentence(m.title))}: not drawn: {_e(m.skipped)}.</p>")
     return "\n".join(out)
 
 

@@ -411,7 +411,8 @@ def class_counts(counts: Mapping[str, np.ndarray], class_names: Sequence[str], t
 
 
 def feature_histograms(x: np.ndarray, y: np.ndarray, feature_names: Sequence[str], title: str, target: str = "target") -> Figure:
-    """A histogram of each feature and of the target (tabular data)."""
+    """A histogram of each feature and of the target (tabular data); a long-tailed one shows its
+    central 99% (0.5th to 99.5th percentile), and says so."""
     columns = list(feature_names) + [target]
     data = [x[:, i] for i in range(x.shape[1])] + [y]
     ncols = 3
@@ -420,8 +421,14 @@ def feature_histograms(x: np.ndarray, y: np.ndarray, feature_names: Sequence[str
         fig = Figure(figsize=(4.0 * ncols, 2.6 * nrows + 0.5), layout="constrained")
         axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
         for ax, name, values in zip(axes, columns, data):
-            ax.hist(values, bins=50, color="#ff7f0e" if name == target else "#1f77b4", alpha=0.85)
-            ax.set_title(name)
+            values = np.asarray(values, dtype=np.float64)
+            values = values[np.isfinite(values)]
+            low, high = np.percentile(values, [0.5, 99.5]) if len(values) else (0.0, 1.0)
+            # A few extreme values (AveOccup in California housing reaches 1243) squash the rest into one bar.
+            clipped = len(values) and values.max() - values.min() > 3 * (high - low) > 0
+            ax.hist(values, bins=50, range=(low, high) if clipped else None,
+                    color="#ff7f0e" if name == target else "#1f77b4", alpha=0.85)
+            ax.set_title(f"{name} (central 99%)" if clipped else name)
             ax.grid(axis="x", visible=False)
         for ax in axes[len(columns):]:
             ax.set_visible(False)

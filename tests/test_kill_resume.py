@@ -44,7 +44,8 @@ def outcome(store: Path) -> dict[str, tuple[list[dict[str, float]], dict]]:
             epochs = db.epochs(trial.id)
             assert [e.epoch for e in epochs] == list(range(len(epochs)))
             metrics = [{k: v for k, v in e.metrics.items() if k != "seconds"} for e in epochs]
-            result = {k: v for k, v in (trial.result or {}).items() if k != "seconds_per_epoch"}
+            # Timings and how the trial was scheduled (alone or in a population) are not results.
+            result = {k: v for k, v in (trial.result or {}).items() if k not in ("seconds_per_epoch", "population")}
             result["best"] = {k: v for k, v in result["best"].items() if k != "seconds"}
             out[trial.hash] = (metrics, json.loads(json.dumps(result)))
     return out

@@ -32,34 +32,33 @@ def group_key(spec: Mapping[str, Any], seed: int, start_epoch: int) -> str:
     })
 
 
-_measured: dict[str, int] = {}
+_rates: dict[str, dict[int, float]] = {}
 
 
 def measure_k(spec: Mapping[str, Any], input_shape: Sequence[int], x: torch.Tensor, y: torch.Tensor,
-              *, limit: int, budget_seconds: float = 2.0) -> int:
+              *, limit: int, budget_seconds: float = 0.8) -> int:
     """The population size with the best measured member-steps per second, at most ``limit``.
 
-    Times a few training steps of this architecture at this batch size for each K in
-    :data:`CANDIDATE_K`; stops growing K once a larger K gains less than 10%. The answer is
-    remembered per architecture and batch size for the life of the process.
+    Times a few training steps of this architecture at this batch size for growing K (the
+    candidates in :data:`CANDIDATE_K` and ``limit``), and stops growing once a larger K gains
+    less than 10%. The rates are remembered per architecture and batch size for the life of
+    the process, so later groups of the same kind choose without measuring.
     """
     if limit <= 1:
         return 1
     from trainlab.engine.population import Member, step_rate
 
     batch = spec["train"]["batch_size"]
-    key = canonical_json({"model": spec["model"], "batch": batch, "shape": list(input_shape), "limit": limit})
-    if key in _measured:
-        return _measured[key]
+    key = canonical_json({"model": spec["model"], "batch": batch, "shape": list(input_shape), "loss": spec["train"]["loss"]})
+    rates = _rates.setdefault(key, {})
     n = len(x) if batch == "full" else min(int(batch), len(x))
-    xb, yb = x[:n], y[:n]
+    candidates = sorted({k for k in CANDIDATE_K if k < limit} | {limit})
     best_k, best_rate = 1, 0.0
-    per_k = budget_seconds / len(CANDIDATE_K)
-    for k in sorted({k for k in CANDIDATE_K if k < limit} | {limit}):
-        members = [Member(models.build(spec["model"], input_shape, i), spec["optimizer"], None) for i in range(k)]  # type: ignore[arg-type]
-        rate = step_rate(members, xb, yb, spec["train"]["loss"], seconds=per_k) * k
-        if rate < best_rate * 1.1:
+    for k in candidates:
+        if k not in rates:
+            members = [Member(models.build(spec["model"], input_shape, i), spec["optimizer"], None) for i in range(k)]  # type: ignore[arg-type]
+            rates[k] = step_rate(members, x[:n], y[:n], spec["train"]["loss"], seconds=budget_seconds / len(candidates)) * k
+        if rates[k] < best_rate * 1.1:
             break
-        best_k, best_rate = k, rate
-    _measured[key] = best_k
+        best_k, best_rate = k, rates[k]
     return best_k

@@ -28,7 +28,7 @@ from trainlab.engine.loop import EVAL_BATCH, OnBatch, Tensors, epoch_batches
 from trainlab.engine.tracker import FitResult, Tracker, Weights
 from trainlab.losses import LOSSES, METRICS
 from trainlab.models import Net
-from trainlab.optim import Optimizer, PopulationOptimizer, options, resolve
+from trainlab.optim import Optimizer, PopulationOptimizer, apply_gradients, options, resolve
 from trainlab.spec import TrainSettings, canonical_json
 
 OnMemberEpoch = Callable[[int, int, dict[str, float], Callable[[], bytes]], None]
@@ -76,6 +76,15 @@ class _Stack:
                 group.load_state_dict(_stack_states(opt_states[a:b], group))
             self.groups.append((a, b, group))
             a = b
+
+    @property
+    def static(self) -> tuple[Any, ...]:
+        """What a compiled step specialises on: each group's slice, update rule and options."""
+        return tuple((a, b, g.definition, tuple(sorted(g.opts.items()))) for a, b, g in self.groups)
+
+    def states(self) -> list[tuple[Any, dict[str, torch.Tensor], torch.Tensor]]:
+        """Each group's mutable tensors (state slots, hyper-parameters, step counter), updated in place."""
+        return [(g.state, g.hp, g._iterations) for _, _, g in self.groups]
 
     def step(self, grads: Mapping[str, torch.Tensor]) -> None:
         """Each optimizer updates its members' slices."""
@@ -190,9 +199,11 @@ def fit_population(
                 ahead = per_step * (steps * (max(t.settings.epochs for t in trackers) - epoch) - PROBE_STEPS)
                 compiled, decided = (_compiled(base, step_fn) if ahead > COMPILE_PAYS_AFTER else None), True
             # A short last batch runs eagerly: compiled programs are specialised to the batch size.
-            fn = compiled if compiled is not None and len(xb) == batch else step_fn
-            grads, (total, out) = fn(stack.params, stack.buffers, xb, yb)
-            stack.step(grads)
+            if compiled is not None and len(xb) == batch:
+                total, out = compiled(stack.params, stack.buffers, stack.static, stack.states(), xb, yb)
+            else:
+                grads, (total, out) = step_fn(stack.params, stack.buffers, xb, yb)
+                stack.step(grads)
             sums["loss"].add_(total, alpha=len(yb))
             for name, value in _member_metrics(out, yb, task).items():
                 sums[name].add_(value, alpha=len(yb))
@@ -226,9 +237,24 @@ _COMPILED: dict[int, Callable[..., Any]] = {}
 
 
 def _compiled(base: Net, step_fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``step_fn`` compiled once per architecture and process (a new K or batch size recompiles)."""
+    """The whole training step (gradients, then every optimizer group's update) compiled once per
+    architecture and process; a new K, batch size or optimizer mix recompiles.
+
+    The optimizers' state, hyper-parameters and step counters are passed in, not captured, so
+    that every population of the architecture reuses the program.
+    """
     if id(base) not in _COMPILED:
-        _COMPILED[id(base)] = torch.compile(step_fn, dynamic=False)
+
+        def train_step(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], groups: tuple[Any, ...],
+                       states: list[Any], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            grads, (total, out) = step_fn(params, buffers, x, y)
+            names = list(params)
+            for (a, b, definition, opts), (state, hp, iterations) in zip(groups, states):
+                apply_gradients(definition, [params[n][a:b] for n in names], [grads[n][a:b] for n in names],
+                                state, hp, iterations, dict(opts))
+            return total, out
+
+        _COMPILED[id(base)] = torch.compile(train_step, dynamic=False)
     return _COMPILED[id(base)]
 
 

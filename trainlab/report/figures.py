@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from trainlab.errors import TrainlabError
 from trainlab.report import plots
-from trainlab.report.catalog import FIGURES, STUDY_FIGURES, TRIAL_FIGURES
+from trainlab.report.catalog import FIGURES
 from trainlab.report.tables import Options, current_trials, study_report
 from trainlab.store import Store, TrialRecord
 

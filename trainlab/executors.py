@@ -65,14 +65,26 @@ class DataCache:
     def __init__(self) -> None:
         self._cache: dict[str, tuple[Tensors, datasets.DataInfo, dict[str, Any]]] = {}
 
-    def get(self, spec: Mapping[str, Any]) -> tuple[Tensors, datasets.DataInfo, dict[str, Any]]:
-        key = canonical_json(spec)
+    def get(self, spec: Mapping[str, Any], *, channels_last: bool = False) -> tuple[Tensors, datasets.DataInfo, dict[str, Any]]:
+        """The tensors of a data spec; ``channels_last`` lays images out N, H, W, C in memory (same shape)."""
+        key = canonical_json({"data": spec, "channels_last": channels_last})
         if key not in self._cache:
-            prepared = datasets.prepare(spec)
-            tensors = Tensors(*(torch.from_numpy(getattr(prepared, name)) for name in (
-                "x_train", "y_train", "x_val", "y_val", "x_test", "y_test")))
-            self._cache[key] = (tensors, prepared.info, prepared.split)
+            if channels_last:
+                plain, info, split = self.get(spec)
+                tensors = Tensors(*(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in (
+                    plain.x_train, plain.y_train, plain.x_val, plain.y_val, plain.x_test, plain.y_test)))
+            else:
+                prepared = datasets.prepare(spec)
+                tensors = Tensors(*(torch.from_numpy(getattr(prepared, name)) for name in (
+                    "x_train", "y_train", "x_val", "y_val", "x_test", "y_test")))
+                info, split = prepared.info, prepared.split
+            self._cache[key] = (tensors, info, split)
         return self._cache[key]
+
+
+def _convolutional(spec: Mapping[str, Any]) -> bool:
+    """Convolutional models train a third faster in channels_last layout here (bench/README.md)."""
+    return any(layer["type"] == "Conv2D" for layer in spec["model"]["layers"])
 
 
 def register(study: Study, store: Store) -> tuple[int, list[str]]:
@@ -173,6 +185,9 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
             reporter.epoch_finished(trials[i], epoch, logs)
 
         if len(trials) == 1:
+            if _convolutional(specs[0]):
+                nets[0] = nets[0].to(memory_format=torch.channels_last)
+                tensors, _, _ = cache.get(specs[0]["data"], channels_last=True)
             optimizer = Optimizer([p for p in nets[0].parameters() if p.requires_grad], specs[0]["optimizer"])
             results = [fit(nets[0], optimizer, tensors, TrainSettings.of(specs[0]), info.task, seed=trials[0].seed,
                            resume=resumes[0], on_epoch=lambda e, logs, ck: on_epoch(0, e, logs, ck), on_batch=reporter.batch)]

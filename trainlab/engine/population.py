@@ -76,15 +76,11 @@ class _Stack:
                 group.load_state_dict(_stack_states(opt_states[a:b], group))
             self.groups.append((a, b, group))
             a = b
-
-    @property
-    def static(self) -> tuple[Any, ...]:
+        self.static = tuple((a, b, g.definition, tuple(sorted(g.opts.items()))) for a, b, g in self.groups)
         """What a compiled step specialises on: each group's slice, update rule and options."""
-        return tuple((a, b, g.definition, tuple(sorted(g.opts.items()))) for a, b, g in self.groups)
-
-    def states(self) -> list[tuple[Any, dict[str, torch.Tensor], torch.Tensor]]:
+        self.states = [(g.state, g.hp, g._iterations) for _, _, g in self.groups]
         """Each group's mutable tensors (state slots, hyper-parameters, step counter), updated in place."""
-        return [(g.state, g.hp, g._iterations) for _, _, g in self.groups]
+
 
     def step(self, grads: Mapping[str, torch.Tensor]) -> None:
         """Each optimizer updates its members' slices."""
@@ -135,9 +131,9 @@ def _stack_states(states: Sequence[Mapping[str, torch.Tensor]], target: Populati
     return out
 
 
-COMPILE_PAYS_AFTER = 60.0
+COMPILE_PAYS_AFTER = 30.0
 """Seconds of eager stepping a population must have ahead of it before compiling its step pays:
-compiling costs 5-20 s here and saves about a third of the step time."""
+compiling costs 1-20 s here (bench/README.md) and saves a third or more of the step time."""
 PROBE_STEPS = 20
 
 
@@ -176,7 +172,7 @@ def fit_population(
         raise ValueError("the members of a population must be at the same epoch")
 
     base, step_fn, forward = _functions(members[0].net, settings0.loss)
-    compiled = _compiled(base, step_fn) if compile else None
+    compiled = _compiled(base, step_fn, task) if compile else None
     decided = compile is not None
 
     alive = sorted((i for i, t in enumerate(trackers) if not t.finished), key=lambda i: optimizer_key(configs[i]))
@@ -197,15 +193,16 @@ def fit_population(
             if not decided and step == PROBE_STEPS:
                 per_step = (time.perf_counter() - began) / PROBE_STEPS
                 ahead = per_step * (steps * (max(t.settings.epochs for t in trackers) - epoch) - PROBE_STEPS)
-                compiled, decided = (_compiled(base, step_fn) if ahead > COMPILE_PAYS_AFTER else None), True
+                compiled, decided = (_compiled(base, step_fn, task) if ahead > COMPILE_PAYS_AFTER else None), True
             # A short last batch runs eagerly: compiled programs are specialised to the batch size.
             if compiled is not None and len(xb) == batch:
-                total, out = compiled(stack.params, stack.buffers, stack.static, stack.states(), xb, yb)
+                total, metrics = compiled(stack.params, stack.buffers, stack.static, stack.states, xb, yb)
             else:
                 grads, (total, out) = step_fn(stack.params, stack.buffers, xb, yb)
                 stack.step(grads)
+                metrics = _member_metrics(out, yb, task)
             sums["loss"].add_(total, alpha=len(yb))
-            for name, value in _member_metrics(out, yb, task).items():
+            for name, value in metrics.items():
                 sums[name].add_(value, alpha=len(yb))
             if on_batch is not None and (step + 1) % report_every == 0:
                 on_batch(step + 1, steps)
@@ -236,7 +233,7 @@ _FUNCTIONS: dict[str, tuple[Net, Callable[..., Any], Callable[..., torch.Tensor]
 _COMPILED: dict[int, Callable[..., Any]] = {}
 
 
-def _compiled(base: Net, step_fn: Callable[..., Any]) -> Callable[..., Any]:
+def _compiled(base: Net, step_fn: Callable[..., Any], task: str) -> Callable[..., Any]:
     """The whole training step (gradients, then every optimizer group's update) compiled once per
     architecture and process; a new K, batch size or optimizer mix recompiles.
 
@@ -246,13 +243,13 @@ def _compiled(base: Net, step_fn: Callable[..., Any]) -> Callable[..., Any]:
     if id(base) not in _COMPILED:
 
         def train_step(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], groups: tuple[Any, ...],
-                       states: list[Any], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       states: list[Any], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             grads, (total, out) = step_fn(params, buffers, x, y)
             names = list(params)
             for (a, b, definition, opts), (state, hp, iterations) in zip(groups, states):
                 apply_gradients(definition, [params[n][a:b] for n in names], [grads[n][a:b] for n in names],
                                 state, hp, iterations, dict(opts))
-            return total, out
+            return total, _member_metrics(out, y, task)
 
         _COMPILED[id(base)] = torch.compile(train_step, dynamic=False)
     return _COMPILED[id(base)]

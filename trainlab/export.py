@@ -22,7 +22,6 @@ evaluated on the same test split it scores the test metrics recorded for the tri
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 
 from trainlab import models
 from trainlab.errors import TrainlabError
+from trainlab.jsonio import finite
 from trainlab.store import WEIGHTS, Store, TrialRecord
 
 MODEL_FORMAT = "trainlab-model/1"
@@ -204,18 +204,8 @@ def export_trial(store: Store, study: str, selector: str | None, out: str | Path
     if torch_file:
         torch.save({k: v.contiguous() for k, v in state.items()}, folder / TORCH_FILE)
         files.append(folder / TORCH_FILE)
-    (folder / SPEC_FILE).write_text(json.dumps(_finite(info), indent=2) + "\n", encoding="utf-8")
+    (folder / SPEC_FILE).write_text(json.dumps(finite(info), indent=2) + "\n", encoding="utf-8")
     return Exported(folder, files, info)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 # --- loading and predicting -----------------------------------------------------------------

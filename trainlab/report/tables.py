@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainlab.errors import TrainlabError
+from trainlab.jsonio import finite
 from trainlab.report import stats
 from trainlab.store import Store, TrialRecord
 
@@ -404,7 +405,7 @@ def notes(report: Mapping[str, Any]) -> list[str]:
 def render(report: Mapping[str, Any], fmt: str) -> str:
     """The report in one of :data:`FORMATS` (``table`` is for a terminal, via Rich)."""
     if fmt == "json":
-        return json.dumps(_finite(report), indent=2, allow_nan=False)
+        return json.dumps(finite(report), indent=2, allow_nan=False)
     header, body = table_rows(report)
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|"]
@@ -466,14 +467,3 @@ def _rich_table(title: str, header: list[str], body: list[list[str]], caption: l
 
 def _num(value: float | None) -> str:
     return "" if value is None else repr(value)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as null: JSON has no spelling for them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

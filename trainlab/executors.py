@@ -134,8 +134,9 @@ def _mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], o
         return []
     spec = json.loads(leader.spec_json)
     key = planner.group_key(spec, leader.seed, _start_epoch(store, leader))
-    candidates = [t for t in store.trials(study_id, status="pending", hashes=wanted)
-                  if planner.group_key(json.loads(t.spec_json), t.seed, _start_epoch(store, t)) == key]
+    # The seed is the cheap part of the key: only same-seed trials need their checkpoint looked up.
+    candidates = [t for t in store.trials(study_id, status="pending", hashes=wanted) if t.seed == leader.seed
+                  and planner.group_key(json.loads(t.spec_json), t.seed, _start_epoch(store, t)) == key]
     if not candidates:
         return []
     if population is not None:

@@ -158,14 +158,26 @@ optimizer = "adagrad"
     assert {v["result"]["population"] for v in together.values()} == {6}
 
 
-def test_a_compiled_population_step_equals_the_eager_one(tmp_path: Path) -> None:
+MIXED = """
+[[compare]]
+label = "adam"
+optimizer = "adam"
+
+[[compare]]
+label = "rmsprop"
+optimizer = "rmsprop"
+"""
+
+
+@pytest.mark.parametrize("extra", ["", MIXED], ids=["one-update-rule", "mixed-optimizers"])
+def test_a_compiled_population_step_equals_the_eager_one(tmp_path: Path, extra: str) -> None:
     from trainlab import models
     from trainlab.engine.population import Member, fit_population
     from trainlab.seeding import derive
     from trainlab.spec import TrainSettings
 
     make_npz(tmp_path / "tiny.npz")
-    (tmp_path / "pop.toml").write_text(STUDY.format(optimizer="sgd", extra=""))
+    (tmp_path / "pop.toml").write_text(STUDY.format(optimizer="sgd", extra=extra))
     variants = spec.load(tmp_path / "pop.toml").variants
     tensors, info, _ = DataCache().get(variants[0].spec["data"])
 

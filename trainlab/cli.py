@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="run failed and diverged trials again from scratch")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--workers", metavar="N", default="auto",
-                     help="worker processes sharing the cores (default auto: one per core, at most one per group "
-                          "of trials that cannot train as one population)")
+                     help="worker processes sharing the cores (default auto: one using every core where trials "
+                          "form populations, else one per core)")
     run.add_argument("--population", type=int, metavar="K", default=None,
                      help="train K trials that can share a population at once (default: as many as "
                           "measured throughput favours; 1 trains one at a time)")

@@ -231,17 +231,29 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
         return [finished[i] for i in range(len(trials))]
 
 
-def independent_units(study: Study, store: Store) -> int:
-    """How many groups of unfinished trials cannot share a population (an upper bound on useful workers)."""
+def _groups(study: Study, store: Store) -> dict[str, int]:
+    """Unfinished trials per group that could train as one population."""
     study_id, hashes = register(study, store)
-    keys = {planner.group_key(json.loads(t.spec_json), t.seed, _start_epoch(store, t))
-            for t in store.trials(study_id, hashes=set(hashes)) if t.status not in FINISHED_STATUSES}
-    return len(keys)
+    groups: dict[str, int] = {}
+    for t in store.trials(study_id, hashes=set(hashes)):
+        if t.status not in FINISHED_STATUSES:
+            key = planner.group_key(json.loads(t.spec_json), t.seed, _start_epoch(store, t))
+            groups[key] = groups.get(key, 0) + 1
+    return groups
 
 
 def auto_workers(study: Study, store: Store) -> int:
-    """Worker processes for a study: one per core, but no more than there are independent groups."""
-    return max(1, min(os.cpu_count() or 1, independent_units(study, store)))
+    """Worker processes for a study.
+
+    Where trials form populations (two or more per group on average), one worker using every
+    core is faster: measured on 2 cores, six optimizers x 3 seeds trained in 69 s with one
+    2-thread worker against 81 s with two 1-thread workers (bench/README.md). Where trials
+    train alone, one worker per core, at most one per group.
+    """
+    groups = _groups(study, store)
+    if not groups or sum(groups.values()) >= 2 * len(groups):
+        return 1
+    return max(1, min(os.cpu_count() or 1, len(groups)))
 
 
 def _worker(study: Study, store_path: str, threads: int, population: int | None) -> None:

@@ -149,8 +149,9 @@ def fit_population(
 ) -> list[FitResult]:
     """Train every member to its end; results in member order.
 
-    ``compile``: compile the gradient step with ``torch.compile`` (True), never (False), or when
-    the first steps, timed, show that the run is long enough to repay it (None).
+    ``compile``: compile the step with ``torch.compile`` (True; see :class:`_Programs` for what
+    is compiled), never (False), or when the first steps, timed, show that the run is long
+    enough to repay it (None).
     """
     if not members:
         return []

@@ -25,7 +25,7 @@ from trainlab.errors import TrainlabError
 from trainlab.optim import Optimizer
 from trainlab.seeding import derive
 from trainlab.spec import Study, TrainSettings, canonical_json
-from trainlab.store import CHECKPOINT, FINISHED_STATUSES, ClaimLostError, NewTrial, Store, TrialRecord, make_owner
+from trainlab.store import CHECKPOINT, FINISHED_STATUSES, ArtifactRecord, ClaimLostError, NewTrial, Store, TrialRecord, make_owner
 
 
 class Reporter(Protocol):
@@ -122,9 +122,13 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
     return summary
 
 
-def _start_epoch(store: Store, trial: TrialRecord) -> int:
-    saved = store.artifact(trial.id, CHECKPOINT)
+def _resumes_at(saved: ArtifactRecord | None) -> int:
+    """The epoch a trial with this checkpoint (or none) starts from."""
     return saved.epoch + 1 if saved is not None and saved.epoch is not None else 0
+
+
+def _start_epoch(store: Store, trial: TrialRecord) -> int:
+    return _resumes_at(store.artifact(trial.id, CHECKPOINT))
 
 
 def _mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], owner: str,
@@ -179,7 +183,7 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
         nets = [models.build(spec["model"], info.input_shape, derive(t.seed, "init")) for t, spec in zip(trials, specs)]
         saved = [store.artifact(t.id, CHECKPOINT) for t in trials]
         resumes = [a.data if a is not None else None for a in saved]
-        reporter.unit_started(trials, specs[0]["train"]["epochs"], _start_epoch(store, trials[0]))
+        reporter.unit_started(trials, specs[0]["train"]["epochs"], _resumes_at(saved[0]))
 
         def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Any) -> None:
             store.record_epoch(trials[i].id, owner, epoch, logs, make_checkpoint(), checkpoint_format="safetensors")

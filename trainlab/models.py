@@ -113,9 +113,8 @@ def resolve(model: Mapping[str, Any], input_shape: Shape | None = None, path: st
             if top["kernel_initializer"] is not None:
                 given.setdefault("kernel_initializer", top["kernel_initializer"])
         cfg = check_params(given, LAYERS.entries[kind].params, where)
-        for key in ("activation",):
-            if key in cfg:
-                cfg[key] = ACTIVATIONS.resolve(cfg[key], join(where, key))
+        if "activation" in cfg:
+            cfg["activation"] = ACTIVATIONS.resolve(cfg["activation"], join(where, "activation"))
         for key in ("kernel_initializer", "bias_initializer"):
             if key in cfg:
                 cfg[key] = initializers.resolve(cfg[key], path=join(where, key))

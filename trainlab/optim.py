@@ -876,6 +876,12 @@ class PopulationOptimizer(_Stateful):
         _check_value("learning_rate", value, 0.0, path="learning_rate", required=True)
         self.hp["learning_rate"][member] = value
 
+    def member_state_dict(self, member: int, keys: Iterable[str]) -> dict[str, Tensor]:
+        """Member ``member``'s slice of the entries ``keys`` (a single-model ``state_dict``'s
+        keys), cloned: the state a single-model ``Optimizer`` of its config would have."""
+        own = self._named_tensors()
+        return {k: own[k].clone() if k == "iterations" else own[k][member].clone() for k in keys}
+
     def current_lrs(self) -> list[float]:
         """Each member's learning rate for the next update, after legacy decay."""
         return decayed_learning_rate(self.hp, self._iterations, self.opts).tolist()

@@ -210,7 +210,7 @@ def from_dict(raw: Mapping[str, Any], *, source: str | None = None, default_name
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise SpecError(f"a grid lists the values to try, e.g. \"{key}\" = [0.1, 0.01]; got {values!r}", path=f"grid.{key}")
-        _check_key_path(key, f"grid.{key}")
+        _parse_path(key, f"grid.{key}")
 
     variants: list[Variant] = []
     labels: dict[str, int] = {}
@@ -272,7 +272,7 @@ def _compare_entry(entry: Any, i: int) -> tuple[str, dict[str, Any]]:
         if head not in TRIAL_KEYS:
             raise SpecError(f"a [[compare]] entry overrides {', '.join(TRIAL_KEYS)} or a key path in them", path=f"{where}.{key}", allowed=TRIAL_KEYS, got=head)
         if "." in key or "[" in key:
-            _check_key_path(key, f"{where}.{key}")
+            _parse_path(key, f"{where}.{key}")
     return label, entry
 
 
@@ -312,10 +312,6 @@ def _parse_path(key: str, where: str) -> list[str | int]:
     if not parts or not isinstance(parts[0], str) or parts[0] not in TRIAL_KEYS:
         raise SpecError(f"a key path starts with one of {', '.join(TRIAL_KEYS)}: {key!r}", path=where, allowed=TRIAL_KEYS, got=str(parts[0]) if parts else key)
     return parts
-
-
-def _check_key_path(key: str, where: str) -> None:
-    _parse_path(key, where)
 
 
 def set_path(tree: dict[str, Any], key: str, value: Any, where: str) -> None:

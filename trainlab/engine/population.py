@@ -107,8 +107,7 @@ class _Stack:
     def member_optimizer_state(self, j: int, keys: Mapping[str, torch.Size]) -> dict[str, torch.Tensor]:
         """Member ``j``'s optimizer state in the single-model layout."""
         i, group = self._group(j)
-        state = group.state_dict()
-        return {k: state[k] if k == "iterations" else state[k][i].clone() for k in keys}
+        return group.member_state_dict(i, keys)
 
     def member_weights(self, j: int) -> Weights:
         return {**{k: v[j].clone() for k, v in self.params.items()}, **{k: v[j].clone() for k, v in self.buffers.items()}}

@@ -119,7 +119,7 @@ def test_invalid_split_tables_name_the_key(table: object, path: str) -> None:
 def test_unknown_kind_lists_allowed_and_suggests() -> None:
     with pytest.raises(SpecError) as info:
         parse_split({"kind": "stratify", "validation": 0.2})
-    assert info.value.allowed == ["first", "random", "stratified"]
+    assert info.value.allowed == ["first", "kfold", "random", "stratified"]
     assert "did you mean 'stratified'" in str(info.value)
 
 

@@ -23,6 +23,7 @@ from trainlab.engine import Tensors, evaluate, fit, weights_bytes
 from trainlab.engine.population import Member, fit_population
 from trainlab.errors import TrainlabError
 from trainlab.optim import Optimizer
+from trainlab.plan import Pruning, UnitPruner
 from trainlab.seeding import derive
 from trainlab.spec import Study, TrainSettings, canonical_json
 from trainlab.store import CHECKPOINT, FINISHED_STATUSES, ArtifactRecord, ClaimLostError, NewTrial, Store, TrialRecord, make_owner
@@ -89,20 +90,21 @@ def _convolutional(spec: Mapping[str, Any]) -> bool:
 
 def register(study: Study, store: Store) -> tuple[int, list[str]]:
     """Record the study and its trials in the store (idempotent); returns its id and trial hashes."""
-    trials = study.trials()
+    trials = list({t.hash: t for t in study.trials()}.values())
     study_id = store.ensure_study(study.name, study.spec_json(), study.hash, study.source)
     store.add_trials(study_id, [NewTrial(t.hash, t.label, t.params, t.seed, t.spec_json()) for t in trials])
-    return study_id, [t.hash for t in trials]
+    return study_id, [t.hash for t in trials]  # one per hash: stages may share a trial
 
 
 def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, owner: str | None = None,
-              cache: DataCache | None = None, population: int | None = None) -> RunSummary:
+              cache: DataCache | None = None, population: int | None = None, pruning: Pruning | None = None) -> RunSummary:
     """Train every unfinished trial of ``study`` in this process, recording into ``store``.
 
     Trials that can share a population (see :mod:`trainlab.planner`) train together: as many
     at once as measured throughput favours, or ``population`` of them (1: one at a time).
     Data is prepared (and verified) for every trial before the first one trains, so that a
-    missing or corrupt data set stops the run before any work is done.
+    missing or corrupt data set stops the run before any work is done. ``pruning`` stops the
+    hopeless trials of a search early (see :mod:`trainlab.plan`).
     """
     reporter = reporter or Silent()
     owner = owner or make_owner()
@@ -116,7 +118,8 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
     reporter.study_started(len(current), summary.skipped_done)
     while (leader := store.claim_next(study_id, owner, hashes=wanted)) is not None:
         unit = [leader, *_mates(leader, store, study_id, wanted, owner, cache, population)]
-        for status in run_unit(unit, store, owner, cache, reporter):
+        pruner = pruning.for_unit(store, study_id, [t.hash for t in unit]) if pruning else None
+        for status in run_unit(unit, store, owner, cache, reporter, pruner):
             summary.ran[status] = summary.ran.get(status, 0) + 1
     summary.busy_elsewhere = sum(t.status == "running" for t in store.trials(study_id, hashes=wanted))
     return summary
@@ -170,7 +173,8 @@ def _check_batch_size(study: Study, data_spec: Mapping[str, Any], cache: DataCac
             )
 
 
-def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: DataCache, reporter: Reporter) -> list[str]:
+def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: DataCache, reporter: Reporter,
+             pruner: UnitPruner | None = None) -> list[str]:
     """Train claimed trials to their end, together if several, and record each; returns their statuses.
 
     A unit that raises records its unfinished trials as ``failed`` with the error text. Ctrl-C
@@ -185,9 +189,10 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
         resumes = [a.data if a is not None else None for a in saved]
         reporter.unit_started(trials, specs[0]["train"]["epochs"], _resumes_at(saved[0]))
 
-        def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Any) -> None:
+        def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Any) -> bool:
             store.record_epoch(trials[i].id, owner, epoch, logs, make_checkpoint(), checkpoint_format="safetensors")
             reporter.epoch_finished(trials[i], epoch, logs)
+            return pruner is not None and pruner.should_prune(trials[i].hash, epoch, logs)
 
         if len(trials) == 1:
             if _convolutional(specs[0]):
@@ -215,6 +220,8 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
             weights = weights_bytes(result.weights, {"trial": trial.hash, "spec": spec, "input_shape": list(info.input_shape)})
             store.finish_trial(trial.id, owner, result.status, result=outcome, weights=weights, weights_format="safetensors")
             finished[i] = result.status
+            if pruner is not None:
+                pruner.finish(trial.hash, result.status, result.best)
             reporter.trial_finished(trial, result.status, outcome)
         return [finished[i] for i in range(len(trials))]
     except KeyboardInterrupt:
@@ -260,18 +267,18 @@ def auto_workers(study: Study, store: Store) -> int:
     return max(1, min(os.cpu_count() or 1, len(groups)))
 
 
-def _worker(study: Study, store_path: str, threads: int, population: int | None) -> None:
+def _worker(study: Study, store_path: str, threads: int, population: int | None, pruning: Pruning | None) -> None:
     """A pool process: claims and trains trials until none is left, quietly."""
     torch.set_num_threads(threads)
     try:
         with Store.open(store_path) as store:
-            run_local(study, store, population=population)
+            run_local(study, store, population=population, pruning=pruning)
     except KeyboardInterrupt:
         pass
 
 
 def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter | None = None,
-             population: int | None = None) -> RunSummary:
+             population: int | None = None, pruning: Pruning | None = None) -> RunSummary:
     """Train ``study`` with ``workers`` processes sharing the machine's cores and one store.
 
     This process is one of the workers (its progress is the one shown); the others claim trials
@@ -280,7 +287,7 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
     """
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_worker, args=(study, store_path, threads, population), daemon=True)
+    children = [context.Process(target=_worker, args=(study, store_path, threads, population, pruning), daemon=True)
                 for _ in range(workers - 1)]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -290,7 +297,7 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
         for child in children:
             child.start()
         try:
-            summary = run_local(study, store, reporter=reporter, population=population)
+            summary = run_local(study, store, reporter=reporter, population=population, pruning=pruning)
             for child in children:
                 child.join()
         finally:

@@ -19,7 +19,7 @@ from trainlab.data.datasets import DATASETS, USER_NPZ, DataInfo, Raw
 from trainlab.data.loader import load_raw
 from trainlab.errors import SpecError
 
-_KEYS = ("name", "path", "split", "train_limit", "test_limit", "test_fraction")
+_KEYS = ("name", "path", "split", "train_limit", "val_limit", "test_limit", "test_fraction")
 DEFAULT_TEST_FRACTION = 0.2
 
 
@@ -45,6 +45,7 @@ class _Request:
     train_limit: int | None
     test_limit: int | None
     test_fraction: float | int | None
+    val_limit: int | None = None
 
 
 def prepare(data: Mapping[str, Any]) -> Prepared:
@@ -53,8 +54,8 @@ def prepare(data: Mapping[str, Any]) -> Prepared:
     ``data`` is the study's resolved ``[data]`` table, e.g.
     ``{"name": "mnist", "split": {"kind": "first", "validation": 5000, "seed": 0}}``;
     optional ``path`` (for ``name = "npz"``), ``test_fraction`` (default 0.2; used only by
-    data sets without an official test split, ignored otherwise), ``train_limit`` and
-    ``test_limit`` (keep the first N, after splitting; for smoke runs). Raises SpecError for
+    data sets without an official test split, ignored otherwise), ``train_limit``,
+    ``val_limit`` and ``test_limit`` (keep the first N, after splitting; for smoke runs). Raises SpecError for
     an invalid table, DataError when the data cannot be found or verified.
     """
     request = _parse(data)
@@ -81,6 +82,8 @@ def prepare(data: Mapping[str, Any]) -> Prepared:
     record["val_index_sha256"] = splits.index_sha256(pool[val_idx])
     if request.train_limit is not None:
         train_idx = train_idx[: request.train_limit]
+    if request.val_limit is not None:
+        val_idx = val_idx[: request.val_limit]
     if request.test_limit is not None:
         x_test, y_test = x_test[: request.test_limit], y_test[: request.test_limit]
 
@@ -100,6 +103,7 @@ def prepare(data: Mapping[str, Any]) -> Prepared:
         sizes={"train": len(train_idx), "validation": len(val_idx), "test": len(x_te)},
         train_limit=request.train_limit,
         test_limit=request.test_limit,
+        **({"val_limit": request.val_limit} if request.val_limit is not None else {}),
         data_sha256=raw.sha256,
         source=raw.source,
     )
@@ -161,7 +165,7 @@ def _parse(data: Mapping[str, Any]) -> _Request:
         )
     split = splits.parse_split(data["split"])
     limits = {}
-    for key in ("train_limit", "test_limit"):
+    for key in ("train_limit", "val_limit", "test_limit"):
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise SpecError(f"must be an int >= 1, got {value!r}", path=f"data.{key}", got=value)
@@ -179,4 +183,4 @@ def _parse(data: Mapping[str, Any]) -> _Request:
                 path="data.test_fraction",
                 got=fraction,
             )
-    return _Request(name, path, split, limits["train_limit"], limits["test_limit"], fraction)
+    return _Request(name, path, split, limits["train_limit"], limits["test_limit"], fraction, limits["val_limit"])

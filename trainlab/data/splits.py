@@ -4,6 +4,8 @@ Kinds:
   ``first``       the first N examples are validation (report A: the first 5000 of MNIST)
   ``random``      a seeded random subset
   ``stratified``  a seeded random subset taking each class in proportion (report E)
+  ``kfold``       fold ``fold`` of ``folds`` seeded folds validates (stratified by class for
+                  classification); a study trains each variant once per fold
 
 ``validation`` is a count (int >= 1) or a fraction in (0, 1). Both parts come back as sorted
 index arrays, so the examples keep their original order and a split is identified by the
@@ -23,8 +25,9 @@ import numpy as np
 from trainlab.errors import SpecError
 from trainlab.seeding import derive
 
-KINDS = ("first", "random", "stratified")
+KINDS = ("first", "random", "stratified", "kfold")
 _KEYS = ("kind", "validation", "seed")
+_KFOLD_KEYS = ("kind", "folds", "fold", "seed")
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,12 @@ class SplitSpec:
     kind: str
     validation: int | float
     seed: int = 0
+    folds: int = 0
+    fold: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        if self.kind == "kfold":
+            return {"kind": self.kind, "folds": self.folds, "fold": self.fold, "seed": self.seed}
         return {"kind": self.kind, "validation": self.validation, "seed": self.seed}
 
 
@@ -45,6 +52,8 @@ def parse_split(table: Any, *, path: str = "data.split") -> SplitSpec:
         raise SpecError(
             'must be a table such as {kind = "random", validation = 0.2, seed = 0}', path=path, got=table
         )
+    if table.get("kind") == "kfold":
+        return _parse_kfold(table, path)
     unknown = [k for k in table if k not in _KEYS]
     if unknown:
         raise SpecError(
@@ -79,6 +88,20 @@ def parse_split(table: Any, *, path: str = "data.split") -> SplitSpec:
     return SplitSpec(kind, validation, seed)
 
 
+def _parse_kfold(table: Mapping[str, Any], path: str) -> SplitSpec:
+    unknown = [k for k in table if k not in _KFOLD_KEYS]
+    if unknown:
+        raise SpecError(f"unknown key {unknown[0]!r}", path=f"{path}.{unknown[0]}", allowed=_KFOLD_KEYS, got=str(unknown[0]))
+    folds, fold, seed = table.get("folds", 5), table.get("fold"), table.get("seed", 0)
+    for key, value, low in (("folds", folds, 2), ("fold", fold, 0), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            hint = " (a study sets it: each variant trains once per fold)" if key == "fold" and value is None else ""
+            raise SpecError(f"must be an integer >= {low}, got {value!r}{hint}", path=f"{path}.{key}", got=value)
+    if fold >= folds:
+        raise SpecError(f"fold {fold} does not exist: folds are 0..{folds - 1}", path=f"{path}.fold", got=fold)
+    return SplitSpec("kfold", 0, seed, folds, fold)
+
+
 def count_of(amount: int | float, n: int, *, path: str, what: str) -> int:
     """The number of examples ``amount`` asks for out of ``n``: a count as is, a fraction
     rounded half up; at least 1 must be taken and at least 1 must remain."""
@@ -101,6 +124,8 @@ def split_indices(
 
     ``labels`` are needed for ``stratified`` (integer classes).
     """
+    if spec.kind == "kfold":
+        return _kfold(spec, n, labels, path=path)
     n_val = count_of(spec.validation, n, path=f"{path}.validation", what="a validation set")
     everything = np.arange(n, dtype=np.int64)
     if spec.kind == "first":
@@ -120,6 +145,22 @@ def split_indices(
     mask = np.ones(n, dtype=bool)
     mask[val] = False
     return everything[mask], val
+
+
+def _kfold(spec: SplitSpec, n: int, labels: np.ndarray | None, *, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``spec.fold`` of scikit-learn's seeded (stratified, for class labels) k-fold split."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if n < spec.folds:
+        raise SpecError(f"{spec.folds} folds need at least {spec.folds} examples, there are {n}", path=f"{path}.folds")
+    seed = derive(spec.seed, "data.split", "kfold") % 2**32
+    classes = labels is not None and labels.dtype.kind in "iu"
+    if classes and np.unique(labels, return_counts=True)[1].min() >= spec.folds:
+        folds = StratifiedKFold(spec.folds, shuffle=True, random_state=seed).split(np.zeros(n), labels)
+    else:
+        folds = KFold(spec.folds, shuffle=True, random_state=seed).split(np.zeros(n))
+    train, val = list(folds)[spec.fold]
+    return np.sort(train).astype(np.int64), np.sort(val).astype(np.int64)
 
 
 def _stratified(labels: np.ndarray, n_val: int, rng: np.random.Generator) -> np.ndarray:

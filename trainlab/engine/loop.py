@@ -39,7 +39,7 @@ class Tensors:
     y_test: torch.Tensor
 
 
-OnEpoch = Callable[[int, dict[str, float], Callable[[], bytes]], None]
+OnEpoch = Callable[[int, dict[str, float], Callable[[], bytes]], "bool | None"]
 """Called after each epoch with its number (0-based), its metrics and a checkpoint maker."""
 OnBatch = Callable[[int, int], None]
 """Called every few steps with (steps done, steps in the epoch), for progress display."""
@@ -147,7 +147,8 @@ def fit(
             optimizer.learning_rate = new_lr
         if on_epoch is not None:
             groups = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), **tracker.snapshots()}
-            on_epoch(epoch, logs, lambda: checkpoint.pack(groups, tracker.meta()))
+            if on_epoch(epoch, logs, lambda: checkpoint.pack(groups, tracker.meta())):
+                tracker.prune()
     return tracker.result(_copy(net.state_dict()))
 
 

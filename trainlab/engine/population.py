@@ -31,7 +31,7 @@ from trainlab.models import Net
 from trainlab.optim import Optimizer, PopulationOptimizer, apply_gradients, options, resolve
 from trainlab.spec import TrainSettings, canonical_json
 
-OnMemberEpoch = Callable[[int, int, dict[str, float], Callable[[], bytes]], None]
+OnMemberEpoch = Callable[[int, int, dict[str, float], Callable[[], bytes]], "bool | None"]
 """Called with (member index, epoch, metrics, checkpoint maker) after each member's epoch."""
 
 
@@ -220,7 +220,8 @@ def fit_population(
             if on_epoch is not None:
                 groups = {"model": stack.member_weights(j), "optimizer": stack.member_optimizer_state(j, single_keys[i]),
                           **tracker.snapshots()}
-                on_epoch(i, epoch, logs, lambda g=groups, t=tracker: checkpoint.pack(g, t.meta()))
+                if on_epoch(i, epoch, logs, lambda g=groups, t=tracker: checkpoint.pack(g, t.meta())):
+                    tracker.prune()
             if tracker.finished:
                 leaving.append(j)
         if leaving:

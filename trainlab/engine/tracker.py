@@ -28,7 +28,7 @@ class FitResult:
     """What training produced: how it ended, the chosen epoch and the chosen weights."""
 
     status: str
-    """``done`` or ``diverged``."""
+    """``done``, ``diverged`` or ``pruned``."""
     epochs: int
     best_epoch: int
     best: dict[str, float]
@@ -92,6 +92,12 @@ class Tracker:
         if self.next_epoch >= self.settings.epochs:
             self.stopped = True
         return lr
+
+    def prune(self) -> None:
+        """End the trial after its last recorded epoch: a search judged it hopeless."""
+        if not self.stopped:
+            self.status, self.stopped = "pruned", True
+            self.stop_reason = f"pruned after epoch {self.next_epoch}: {self.settings.monitor} was behind the other trials of the search"
 
     def snapshots(self) -> dict[str, Weights]:
         """The weight snapshots a checkpoint must carry besides the current model."""

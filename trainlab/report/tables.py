@@ -20,13 +20,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from trainlab.errors import TrainlabError
 from trainlab.jsonio import finite
+from trainlab import selection
 from trainlab.report import stats
 from trainlab.store import Store, TrialRecord
 
@@ -211,43 +211,21 @@ def _trial(trial: TrialRecord, task: str, target: tuple[str, float, dict[int, st
     return row
 
 
-def _tie_break(metric: str) -> str:
-    return "val_loss" if metric != "val_loss" else "val_accuracy"
-
-
 def choose(variants: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, Any] | None:
-    """The variant with the best mean of ``metric`` (ties: the better validation loss, or
-    accuracy when choosing by loss, then the earlier variant); None if none has finished."""
-    mode, other = _mode(metric), _tie_break(metric)
-    candidates = [v for v in variants if v.get(metric, {}).get("mean") is not None]
-    if not candidates:
-        return None
-
-    def key(item: tuple[int, Mapping[str, Any]]) -> tuple[float, float, int]:
-        i, v = item
-        sign = -1.0 if mode == "max" else 1.0
-        second = v.get(other, {}).get("mean")
-        second_sign = -1.0 if _mode(other) == "max" else 1.0
-        return sign * v[metric]["mean"], second_sign * second if second is not None else math.inf, i
-
-    return min(enumerate(candidates), key=key)[1]
+    """The variant with the best mean of ``metric`` (the rule of :mod:`trainlab.selection`);
+    None if none has finished."""
+    other = selection.tie_break(metric)
+    index = selection.choose([(v.get(metric, {}).get("mean"), v.get(other, {}).get("mean")) for v in variants], metric)
+    return None if index is None else variants[index]
 
 
 def best_trial_row(variant: Mapping[str, Any], metric: str) -> Mapping[str, Any]:
     """The variant's done trial with the best ``metric`` (ties as in :func:`choose`, then seed order)."""
-    mode, other = _mode(metric), _tie_break(metric)
+    other = selection.tie_break(metric)
     rows = [r for r in variant["trials"] if r["status"] in FINISHED_OK and r.get(metric) is not None]
     if not rows:
         raise TrainlabError(f"variant {variant['label']!r} has no finished trial")
-
-    def key(item: tuple[int, Mapping[str, Any]]) -> tuple[float, float, int]:
-        i, r = item
-        sign = -1.0 if mode == "max" else 1.0
-        second = r.get(other)
-        second_sign = -1.0 if _mode(other) == "max" else 1.0
-        return sign * r[metric], second_sign * second if second is not None else math.inf, i
-
-    return min(enumerate(rows), key=key)[1]
+    return min(enumerate(rows), key=lambda item: selection.rank(item[1][metric], item[1].get(other), metric, item[0]))[1]
 
 
 def _compare(variants: list[dict[str, Any]], chosen: Mapping[str, Any] | None, metric: str) -> None:

@@ -1,0 +1,277 @@
+"""What a study trains next: its stages and searches resolved against the results in the store.
+
+A plain study's variants are known from its file. A staged study's later stages start from
+the variant an earlier stage chose, and a search samples its variants a round at a time from
+the outcomes of the earlier ones: both depend on results. :func:`resolve` works out, from the
+study file and the store alone, every variant that can be known now; :func:`run` alternates
+resolving and training until every stage is finished, waiting where a stage depends on trials
+another process is still training. Since the store is the only record, a study resumes across
+stages exactly where it stopped, and a report resolves the same plan the run did.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainlab import selection
+from trainlab.errors import TrainlabError
+from trainlab.losses import mode_for
+from trainlab.search import Point, Pruner, propose
+from trainlab.spec import Stage, Study, Variant, base_of, expand, fold_specs, resolve_trial, search_variant, trial_hash
+from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
+
+POLL_SECONDS = 5.0
+
+
+@dataclass
+class StagePlan:
+    """One stage as far as it can be resolved now.
+
+    ``state`` is ``ready`` (its variants are known), ``waiting`` (its source stage has
+    unfinished trials) or ``blocked`` (its source finished without a usable result; ``reason``
+    says why). ``chosen`` is the label of the variant the source stage chose, ``complete`` says
+    whether every variant is known (a search may still have points to sample).
+    """
+
+    stage: Stage
+    seeds: tuple[int, ...]
+    variants: list[Variant] = field(default_factory=list)
+    state: str = "ready"
+    reason: str = ""
+    chosen: str | None = None
+    chosen_value: float | None = None
+    metric: str = ""
+    complete: bool = True
+
+    def hashes(self) -> list[str]:
+        """The trial hashes of the known variants, in order."""
+        return [h for v in self.variants for h in variant_hashes(v, self.seeds)]
+
+    def finished(self, records: Mapping[str, TrialRecord]) -> bool:
+        """Whether every variant is known and every one of its trials has finished."""
+        return self.state == "ready" and self.complete and all(
+            h in records and records[h].status in FINISHED_STATUSES for h in self.hashes())
+
+
+def variant_hashes(variant: Variant, seeds: Sequence[int]) -> list[str]:
+    """The trial hashes of a variant: one per seed (its stage's, else ``seeds``) and fold."""
+    return [trial_hash(spec, seed) for seed in (variant.seeds or seeds) for spec in fold_specs(variant.spec)]
+
+
+def _records(study: Study, store: Store) -> dict[str, TrialRecord]:
+    record = store.study(study.name)
+    return {} if record is None else {t.hash: t for t in store.trials(record.id)}
+
+
+def _results(variant: Variant, study: Study, records: Mapping[str, TrialRecord]) -> list[TrialRecord]:
+    return [records[h] for h in variant_hashes(variant, study.seeds) if h in records]
+
+
+def choose(variants: Sequence[Variant], study: Study, records: Mapping[str, TrialRecord], metric: str) -> tuple[Variant, float] | None:
+    """The variant with the best mean of ``metric`` over its finished trials (the report's rule)."""
+    means = []
+    for v in variants:
+        done = [t for t in _results(v, study, records) if t.status == "done" and t.result]
+        means.append((selection.mean([t.result["best"].get(metric) for t in done]),
+                      selection.mean([t.result["best"].get(selection.tie_break(metric)) for t in done])))
+    index = selection.choose(means, metric)
+    return None if index is None else (variants[index], means[index][0])  # type: ignore[return-value]
+
+
+def resolve(study: Study, store: Store, *, propose_points: bool = False) -> list[StagePlan]:
+    """Every stage of ``study`` as far as the store's results determine it.
+
+    With ``propose_points``, a search whose sampled points have all finished samples its next
+    round (the new variants are returned, not yet recorded: training them records them).
+    """
+    records = _records(study, store)
+    plans: dict[str, StagePlan] = {}
+    for stage in study.stages:
+        plan = StagePlan(stage, stage.seeds or study.seeds)
+        plans[stage.name] = plan
+        if stage.source is None:
+            base = dict(study.base)
+        else:
+            source = plans[stage.source]
+            plan.metric = stage.select or _monitor(source)
+            if not source.finished(records):
+                plan.state = "waiting"
+                plan.reason = f"stage {stage.name!r} waits for stage {stage.source!r} to finish"
+                continue
+            best = choose(source.variants, study, records, plan.metric)
+            if best is None:
+                plan.state = "blocked"
+                plan.reason = (f"stage {stage.name!r} starts from the best variant of stage {stage.source!r}, "
+                               f"but none of its trials finished with a {plan.metric}; see `trainlab status`")
+                continue
+            plan.chosen, plan.chosen_value = best[0].label, best[1]
+            base = base_of(best[0].spec)
+        params = {"from": plan.chosen} if plan.chosen is not None else None
+        if stage.search is None:
+            plan.variants = expand(stage, base, staged=study.staged, params=params)
+        else:
+            _search(plan, study, base, records, propose_points)
+    return list(plans.values())
+
+
+def _monitor(plan: StagePlan) -> str:
+    return plan.variants[0].spec["train"]["monitor"] if plan.variants else "val_loss"
+
+
+def _search(plan: StagePlan, study: Study, base: Mapping[str, Any], records: Mapping[str, TrialRecord], propose_points: bool) -> None:
+    """The points a search stage sampled so far (read back from the store), and, if asked and
+    the last round has finished, the next round's."""
+    stage = plan.stage
+    assert stage.search is not None
+    search = stage.search
+    keys = [d.key for d in search.space]
+    monitor = resolve_trial(base)["train"]["monitor"]
+    plan.metric = monitor
+    found: dict[int, dict[str, Any]] = {}
+    for t in records.values():
+        number = t.params.get("search")
+        if isinstance(number, int) and t.params.get("stage", "") == stage.name and all(k in t.params for k in keys):
+            found.setdefault(number, {k: t.params[k] for k in keys})
+    variants, points = [], []
+    for number in sorted(found):
+        variant = search_variant(stage, base, number, found[number], staged=study.staged)
+        if variant_hashes(variant, study.seeds)[0] not in records:
+            continue  # sampled on another base (an earlier choice): not part of this plan
+        variants.append(variant)
+        points.append(point_of(variant, study, records, monitor))
+    if propose_points and len(points) < search.trials and all(p.state != "running" for p in points):
+        count = min(search.batch, search.trials - len(points))
+        start = max(found, default=-1) + 1
+        direction = "maximize" if mode_for(monitor) == "max" else "minimize"
+        for i, values in enumerate(propose(search, points, count, direction)):
+            variants.append(search_variant(stage, base, start + i, values, staged=study.staged))
+            points.append(Point(values))
+    plan.variants = variants
+    plan.complete = len(points) >= search.trials
+
+
+def point_of(variant: Variant, study: Study, records: Mapping[str, TrialRecord], metric: str) -> Point:
+    """What became of a search point: its objective is the mean of ``metric`` over its trials."""
+    hashes = variant_hashes(variant, study.seeds)
+    trials = [records[h] for h in hashes if h in records]
+    values = {k: v for k, v in variant.params.items() if k not in ("search", "stage", "from")}
+    if len(trials) < len(hashes) or any(t.status not in FINISHED_STATUSES for t in trials):
+        return Point(values)
+    if any(t.status == "pruned" for t in trials):
+        return Point(values, "pruned")
+    done = [t.result["best"].get(metric) for t in trials if t.status == "done" and t.result]
+    value = selection.mean(done)
+    return Point(values, "complete", value) if value is not None else Point(values, "failed")
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """Which trials belong to a pruned search, and how to prune them: plain data, so that
+    worker processes can take it along; :meth:`for_unit` builds the pruners from the store."""
+
+    stages: tuple[tuple[str, str, int, str, tuple[str, ...]], ...]
+    """(stage name, pruner kind, warm-up epochs, metric, trial hashes in sampling order)."""
+
+    @classmethod
+    def of(cls, plans: Sequence[StagePlan]) -> "Pruning | None":
+        stages = tuple((p.stage.name, p.stage.search.prune, p.stage.search.prune_warmup, p.metric, tuple(p.hashes()))
+                       for p in plans if p.stage.search is not None and p.stage.search.prune != "none")
+        return cls(stages) if stages else None
+
+    def for_unit(self, store: Store, study_id: int, hashes: Sequence[str]) -> "UnitPruner | None":
+        """Pruners for the trials of one unit, each primed with its search's recorded history."""
+        wanted = set(hashes)
+        pruners: dict[str, tuple[Pruner, str]] = {}
+        for name, kind, warmup, metric, stage_hashes in self.stages:
+            if not wanted & set(stage_hashes):
+                continue
+            records = {t.hash: t for t in store.trials(study_id, hashes=set(stage_hashes))}
+            history = []
+            for h in stage_hashes:
+                t = records.get(h)
+                if t is None or t.status == "pending" and h not in wanted:
+                    continue
+                curve = {e.epoch: e.metrics[metric] for e in store.epochs(t.id) if e.metrics.get(metric) is not None}
+                state = {"done": "complete", "pruned": "pruned"}.get(t.status, "failed" if t.status in FINISHED_STATUSES else "running")
+                value = t.result["best"].get(metric) if t.status == "done" and t.result else None
+                history.append((h, Point({}, state, value, curve)))
+            pruner = Pruner(kind, warmup, "maximize" if mode_for(metric) == "max" else "minimize", history)
+            for h in wanted & set(stage_hashes):
+                pruners[h] = (pruner, metric)
+        return UnitPruner(pruners) if pruners else None
+
+
+class UnitPruner:
+    """The pruning decisions for the trials of one unit, by trial hash."""
+
+    def __init__(self, pruners: Mapping[str, tuple[Pruner, str]]) -> None:
+        self._pruners = dict(pruners)
+
+    def should_prune(self, trial_hash: str, epoch: int, logs: Mapping[str, float]) -> bool:
+        """Report a finished epoch; True if the trial should stop as pruned."""
+        if trial_hash not in self._pruners:
+            return False
+        pruner, metric = self._pruners[trial_hash]
+        return pruner.should_prune(trial_hash, epoch, float(logs[metric]))
+
+    def finish(self, trial_hash: str, status: str, best: Mapping[str, float] | None) -> None:
+        """A trial of the unit ended; later decisions count it."""
+        if trial_hash in self._pruners:
+            pruner, metric = self._pruners[trial_hash]
+            state = {"done": "complete", "pruned": "pruned"}.get(status, "failed")
+            pruner.finish(trial_hash, state, (best or {}).get(metric))
+
+
+Execute = Callable[[Study, "Pruning | None"], Any]
+
+
+def run(study: Study, store: Store, execute: Execute, *, poll: float = POLL_SECONDS,
+        on_wait: Callable[[str], None] | None = None) -> list[StagePlan]:
+    """Train ``study`` to the end: resolve what can be known, train it with ``execute``, repeat.
+
+    ``execute(round_study, pruning)`` trains the unfinished trials of a study holding every
+    variant known so far (finished ones are skipped by the executor). Where the next stage
+    waits on trials another process is training, this polls the store every ``poll`` seconds
+    (telling ``on_wait`` why). Returns the final plan; raises TrainlabError if a stage cannot
+    start (its source stage has no finished trial).
+    """
+    if not study.dynamic:
+        execute(study, None)
+        return resolve(study, store)
+    said = ""
+    while True:
+        plans = resolve(study, store, propose_points=True)
+        variants = _unique([v for p in plans for v in p.variants])
+        records = _records(study, store)
+        todo = [h for v in variants for h in variant_hashes(v, study.seeds)
+                if h not in records or records[h].status == "pending"]
+        if todo:
+            execute(study.with_variants(variants), Pruning.of(plans))
+            continue
+        records = _records(study, store)
+        if all(p.finished(records) for p in plans):
+            return plans
+        running = [h for v in variants for h in variant_hashes(v, study.seeds) if records.get(h) and records[h].status == "running"]
+        if running:
+            waiting = next((p.reason for p in plans if p.state == "waiting"), "the last trials finish")
+            message = f"{len(running)} trials are running in another process; {waiting}"
+            if on_wait is not None and message != said:
+                on_wait(message)
+            said = message
+            time.sleep(poll)
+            continue
+        blocked = [p.reason for p in plans if p.state == "blocked"]
+        raise TrainlabError(blocked[0] if blocked else "the study cannot go on: no trial is left to train and no stage can start")
+
+
+def _unique(variants: Sequence[Variant]) -> list[Variant]:
+    seen: set[str] = set()
+    out = []
+    for v in variants:
+        if v.label not in seen:
+            seen.add(v.label)
+            out.append(v)
+    return out

@@ -56,8 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train every unfinished trial of a study, then print its table",
                          description="Train every unfinished trial of STUDY, recording each epoch as it ends. "
                                      "Finished trials are skipped; a trial cut off by a crash resumes from its last "
-                                     "finished epoch. Several processes may run one study on one store: each trial runs once.")
+                                     "finished epoch. Several processes may run one study on one store: each trial runs once. "
+                                     "A staged study trains its stages in order, each starting from the variant the "
+                                     "stage it names chose; a search samples its variants round by round.")
     run.add_argument("study", metavar="STUDY", help="the study file (TOML)")
+    run.add_argument("--smoke", action="store_true",
+                     help="a quick run of the whole study: one seed, 1024 training examples, 2 epochs, at most 3 "
+                          "search trials and 2 folds, recorded as NAME-smoke (every code path, little work)")
     _store_arg(run)
     run.add_argument("--retry-failed", action="store_true", help="run failed and diverged trials again from scratch")
     run.add_argument("--quiet", action="store_true", help="no progress display")
@@ -72,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a study file and list its trials without training")
     check.add_argument("study", metavar="STUDY")
+    check.add_argument("--smoke", action="store_true", help="check the study's smoke run (see run --smoke)")
 
     status = sub.add_parser("status", help="studies in the store and how many trials are done, running, failed, diverged")
     _store_arg(status)
@@ -193,27 +199,41 @@ def _open_store(path: str, *, create: bool) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from trainlab import spec
-    from trainlab.executors import register, run_local, run_pool
+    from trainlab import plan, spec
+    from trainlab.executors import RunSummary, register, run_local, run_pool
     from trainlab.report import render, study_report
 
-    study = spec.load(args.study)
+    study = spec.load(args.study, smoke=args.smoke)
     with _open_store(args.store, create=True) as store:
         if args.retry_failed:
             study_id, _ = register(study, store)
             store.reset_trials(study_id, ("failed", "diverged"))
-        workers = _workers(args.workers, study, store)
+        summaries: list[RunSummary] = []
         with _progress(args.quiet) as reporter:
-            if workers > 1:
-                if not args.quiet:
-                    print(f"{workers} worker processes share the work; progress shows this one's trials")
-                summary = run_pool(study, args.store, workers, reporter=reporter, population=args.population)
-            else:
-                summary = run_local(study, store, reporter=reporter, population=args.population)
-        ran = ", ".join(f"{n} {status}" for status, n in sorted(summary.ran.items())) or "nothing to run"
-        print(f"study {study.name}: {summary.total} trials; this run: {ran}; already finished before: {summary.skipped_done}")
-        if summary.busy_elsewhere:
-            print(f"{summary.busy_elsewhere} trials are running in another process; `trainlab status` shows progress")
+
+            def execute(round_study: Any, pruning: Any) -> None:
+                workers = _workers(args.workers, round_study, store)
+                if workers > 1:
+                    if not args.quiet and not summaries:
+                        print(f"{workers} worker processes share the work; progress shows this one's trials")
+                    summaries.append(run_pool(round_study, args.store, workers, reporter=reporter,
+                                              population=args.population, pruning=pruning))
+                else:
+                    summaries.append(run_local(round_study, store, reporter=reporter, population=args.population,
+                                               pruning=pruning))
+
+            plans = plan.run(study, store, execute, on_wait=lambda message: print(f"waiting: {message}"))
+        ran: dict[str, int] = {}
+        for summary in summaries:
+            for status, n in summary.ran.items():
+                ran[status] = ran.get(status, 0) + n
+        total = len({h for p in plans for h in p.hashes()})
+        before = summaries[0].skipped_done if summaries else total
+        text = ", ".join(f"{n} {status}" for status, n in sorted(ran.items())) or "nothing to run"
+        print(f"study {study.name}: {total} trials; this run: {text}; already finished before: {before}")
+        busy = summaries[-1].busy_elsewhere if summaries else 0
+        if busy:
+            print(f"{busy} trials are running in another process; `trainlab status` shows progress")
         if args.format != "none":
             print(render(study_report(store, study.name), args.format))
         return 0
@@ -232,14 +252,35 @@ def _workers(value: str, study: Any, store: Any) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from trainlab import spec
 
-    study = spec.load(args.study)
+    study = spec.load(args.study, smoke=args.smoke)
     trials = study.trials()
-    print(f"study {study.name}: {len(study.variants)} variants x {len(study.seeds)} seeds = {len(trials)} trials")
-    for variant in study.variants:
-        train = variant.spec["train"]
-        print(f"  {variant.label}: optimizer {variant.spec['optimizer']['name']}, "
-              f"{train['epochs']} epochs, batch {train['batch_size']}")
+    if not study.dynamic:
+        print(f"study {study.name}: {len(study.variants)} variants x {len(study.seeds)} seeds = {len(trials)} trials")
+    else:
+        print(f"study {study.name}: {len(study.stages)} stages; later stages and searches are resolved as results come in")
+    for stage in study.stages:
+        if study.staged:
+            source = f" (from the best of {stage.source!r})" if stage.source else ""
+            print(f"stage {stage.name}{source}: {stage.description}".rstrip(": "))
+        if stage.search is not None:
+            s = stage.search
+            print(f"  search: {s.sampler}, {s.trials} variants in rounds of {s.batch}, pruning {s.prune}; "
+                  f"space: {', '.join(d.key for d in s.space)}")
+        elif stage is study.stages[0]:
+            for variant in study.variants:
+                _print_variant(variant)
+        else:
+            labels = [e.label for e in stage.entries] or ["base"]
+            grid = f" x grid over {', '.join(stage.grid)}" if stage.grid else ""
+            print(f"  variants: {', '.join(labels)}{grid}")
     return 0
+
+
+def _print_variant(variant: Any) -> None:
+    train = variant.spec["train"]
+    folds = variant.spec["data"]["split"].get("folds") if variant.spec["data"]["split"]["kind"] == "kfold" else None
+    print(f"  {variant.label}: optimizer {variant.spec['optimizer']['name']}, "
+          f"{train['epochs']} epochs, batch {train['batch_size']}" + (f", {folds} folds" if folds else ""))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from trainlab.errors import TrainlabError
 from trainlab.optim import Optimizer
 from trainlab.plan import Pruning, UnitPruner
 from trainlab.seeding import derive
-from trainlab.spec import Study, TrainSettings, canonical_json
+from trainlab.spec import Study, TrainSettings, canonical_json, fold_specs
 from trainlab.store import CHECKPOINT, FINISHED_STATUSES, ArtifactRecord, ClaimLostError, NewTrial, Store, TrialRecord, make_owner
 
 
@@ -110,8 +110,7 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
     owner = owner or make_owner()
     cache = cache or DataCache()
     study_id, hashes = register(study, store)
-    for spec in {canonical_json(v.spec["data"]): v.spec["data"] for v in study.variants}.values():
-        _check_batch_size(study, spec, cache)
+    _check_batch_sizes(study, cache)
     wanted = set(hashes)
     current = store.trials(study_id, hashes=wanted)
     summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
@@ -161,16 +160,20 @@ def _mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], o
     return mates
 
 
-def _check_batch_size(study: Study, data_spec: Mapping[str, Any], cache: DataCache) -> None:
-    tensors, _, _ = cache.get(data_spec)
-    n = len(tensors.x_train)
+def _check_batch_sizes(study: Study, cache: DataCache) -> None:
+    """Prepare every data set (and fold) the study trains on, and refuse batches larger than it."""
+    sizes: dict[str, int] = {}
     for v in study.variants:
-        size = v.spec["train"]["batch_size"]
-        if v.spec["data"] == data_spec and size != "full" and size > n:
-            raise TrainlabError(
-                f"{study.source or study.name}: train.batch_size (variant {v.label!r}): {size} is larger than "
-                f"the training split ({n} examples); use at most {n}, or \"full\" for full-batch gradient descent"
-            )
+        for spec in fold_specs(v.spec):
+            key = canonical_json(spec["data"])
+            if key not in sizes:
+                sizes[key] = len(cache.get(spec["data"])[0].x_train)
+            size, n = spec["train"]["batch_size"], sizes[key]
+            if size != "full" and size > n:
+                raise TrainlabError(
+                    f"{study.source or study.name}: train.batch_size (variant {v.label!r}): {size} is larger than "
+                    f"the training split ({n} examples); use at most {n}, or \"full\" for full-batch gradient descent"
+                )
 
 
 def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: DataCache, reporter: Reporter,

@@ -397,7 +397,8 @@ def _stage(table: dict[str, Any], where: str, earlier: Sequence[Stage], smoke: b
     for i, label in enumerate(labels):
         if label in labels[:i]:
             raise SpecError(f"the label {label!r} is used twice", path=f"{join(join(where, 'compare'), i)}.label")
-    grid = _table(table.get("grid", {}), join(where, "grid"))
+    # Key order is lost in the store's canonical JSON: sort, so that labels read back the same.
+    grid = dict(sorted(_table(table.get("grid", {}), join(where, "grid")).items()))
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise SpecError(f"a grid lists the values to try, e.g. \"{key}\" = [0.1, 0.01]; got {values!r}", path=join(join(where, "grid"), key))
@@ -417,7 +418,7 @@ def _search(value: Any, where: str) -> SearchSpec:
     if not space:
         raise SpecError("the search space needs at least one key path, e.g. \"optimizer.learning_rate\" = { log_uniform = [1e-4, 1e-1] }",
                         path=join(where, "space"))
-    dims = tuple(_dimension(key, dist, join(join(where, "space"), key)) for key, dist in space.items())
+    dims = tuple(_dimension(key, dist, join(join(where, "space"), key)) for key, dist in sorted(space.items()))
     batch = table["batch"] or (table["trials"] if table["sampler"] == "random" else TPE_BATCH)
     return SearchSpec(table["sampler"], table["trials"], table["seed"], min(batch, table["trials"]), dims,
                       table["prune"], table["prune_warmup"], where)
@@ -696,7 +697,7 @@ def resolve_trial(raw: Mapping[str, Any]) -> dict[str, Any]:
             raise SpecError(f"fold {data['split']['fold']} does not exist: folds are 0..{data['split']['folds'] - 1}", path="data.split.fold")
     else:
         data["split"] = check_params(split, _SPLIT, "data.split")
-    v = data["split"]["validation"]
+    v = data["split"].get("validation")
     if isinstance(v, float) and not 0 < v < 1:
         raise SpecError(f"a validation fraction must be in (0, 1), got {v}", path="data.split.validation")
     if data["val_limit"] is None:

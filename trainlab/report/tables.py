@@ -72,32 +72,48 @@ def _mode(metric: str) -> str:
 
 
 def study_report(store: Store, name: str, options: Options | None = None) -> dict[str, Any]:
-    """The report of study ``name`` as plain data (the JSON format)."""
+    """The report of study ``name`` as plain data (the JSON format).
+
+    A staged study or a search has a section per stage under ``stages`` (each with its own
+    chosen variant and comparisons, and the choice it started from); its top-level
+    ``variants`` are all stages' variants and its ``selection`` is the last stage's.
+    """
     options = options or Options()
     record = store.study(name)
     if record is None:
         known = ", ".join(s.name for s in store.studies()) or "none yet"
         raise TrainlabError(f"no study named {name!r} in this store (studies: {known}); run it first with `trainlab run`")
     spec = json.loads(record.spec_json)
+    study = _study_of(spec)
+    header = {
+        "name": record.name, "source": record.source, "spec_hash": record.spec_hash, "task": "classification",
+        "description": spec.get("study", {}).get("description", ""),
+    }
+    if study is not None and study.dynamic:
+        return _staged_report(store, record.id, study, header, options)
     trials = current_trials(store, name)
-    first_spec = json.loads(trials[0].spec_json) if trials else {}
-    task = first_spec.get("task", "classification")
-    monitor = first_spec.get("train", {}).get("monitor") or ("val_accuracy" if task == "classification" else "val_loss")
     groups: dict[str, list[TrialRecord]] = {}
     for trial in trials:
         groups.setdefault(trial.label, []).append(trial)
+    section = _section(store, groups, options)
+    header["task"] = section.pop("task")
+    return {"format": FORMAT, "study": header, **section}
+
+
+def _section(store: Store, groups: Mapping[str, list[TrialRecord]], options: Options) -> dict[str, Any]:
+    """Rows, chosen variant and comparisons of one set of variants (a study, or a stage)."""
+    first = next((t for g in groups.values() for t in g), None)
+    first_spec = json.loads(first.spec_json) if first is not None else {}
+    task = first_spec.get("task", "classification")
+    monitor = first_spec.get("train", {}).get("monitor") or ("val_accuracy" if task == "classification" else "val_loss")
     target = _target(options, task, store, groups)
     variants = [_variant(label, group, task, target, monitor) for label, group in groups.items()]
     chosen = choose(variants, monitor)
     _compare(variants, chosen, monitor)
     for v in variants:
         v["chosen"] = chosen is not None and v["label"] == chosen["label"]
-    report: dict[str, Any] = {
-        "format": FORMAT,
-        "study": {
-            "name": record.name, "source": record.source, "spec_hash": record.spec_hash, "task": task,
-            "description": spec.get("study", {}).get("description", ""),
-        },
+    section: dict[str, Any] = {
+        "task": task,
         "metrics": metric_names(task),
         "selection": {
             "metric": monitor,
@@ -111,8 +127,52 @@ def study_report(store: Store, name: str, options: Options | None = None) -> dic
         "variants": variants,
     }
     if target is not None:
-        report["target"] = {"metric": target[0], "threshold": target[1], "mode": _mode(target[0])}
+        section["target"] = {"metric": target[0], "threshold": target[1], "mode": _mode(target[0])}
+    return section
+
+
+def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, Any], options: Options) -> dict[str, Any]:
+    from trainlab import plan
+
+    records = {t.hash: t for t in store.trials(study_id)}
+    sections = []
+    for stage_plan in plan.resolve(study, store):
+        groups = {}
+        for v in stage_plan.variants:
+            found = [records[h] for h in plan.variant_hashes(v, stage_plan.seeds) if h in records]
+            if found:
+                groups[v.label] = found
+        section = _section(store, groups, options)
+        stage = stage_plan.stage
+        section.update({
+            "stage": stage.name, "description": stage.description, "from": stage.source,
+            "started_from": stage_plan.chosen, "started_from_value": stage_plan.chosen_value,
+            "selected_by": stage_plan.metric or None, "state": stage_plan.state, "reason": stage_plan.reason,
+            "search": None if stage.search is None else {
+                "sampler": stage.search.sampler, "trials": stage.search.trials, "sampled": len(stage_plan.variants),
+                "prune": stage.search.prune},
+        })
+        sections.append(section)
+    last = next((s for s in reversed(sections) if s["variants"]), sections[-1])
+    header["task"] = last["task"]
+    variants = [v for s in sections for v in s["variants"]]
+    for v in variants:
+        v["chosen"] = bool(v["chosen"]) and any(v is w for w in last["variants"])
+    report = {"format": FORMAT, "study": header, "metrics": last["metrics"], "selection": last["selection"],
+              "variants": variants, "stages": sections}
+    if "target" in last:
+        report["target"] = last["target"]
     return report
+
+
+def _study_of(spec: Mapping[str, Any]) -> Any:
+    """The study a stored spec describes, or None if it no longer validates."""
+    from trainlab.spec import from_dict
+
+    try:
+        return from_dict(spec, default_name=spec.get("study", {}).get("name", "study"))
+    except TrainlabError:
+        return None
 
 
 def current_trials(store: Store, name: str) -> list[TrialRecord]:
@@ -120,19 +180,17 @@ def current_trials(store: Store, name: str) -> list[TrialRecord]:
     record = store.study(name)
     if record is None:
         return []
-    current = _current_hashes(json.loads(record.spec_json))
-    return [t for t in store.trials(record.id) if current is None or t.hash in current]
+    study = _study_of(json.loads(record.spec_json))
+    trials = store.trials(record.id)
+    if study is None:
+        return trials
+    if study.dynamic:
+        from trainlab import plan
 
-
-def _current_hashes(spec: Mapping[str, Any]) -> set[str] | None:
-    """Hashes of the trials the stored study spec describes now (older trials are left out)."""
-    from trainlab.spec import from_dict
-
-    try:
-        study = from_dict(spec, default_name=spec.get("study", {}).get("name", "study"))
-    except TrainlabError:
-        return None
-    return {t.hash for t in study.trials()}
+        current = {h for p in plan.resolve(study, store) for h in p.hashes()}
+    else:
+        current = {t.hash for t in study.trials()}
+    return [t for t in trials if t.hash in current]
 
 
 def _target(options: Options, task: str, store: Store, groups: Mapping[str, list[TrialRecord]]) -> tuple[str, float, dict[int, stats.Reached]] | None:
@@ -381,9 +439,23 @@ def notes(report: Mapping[str, Any]) -> list[str]:
 
 
 def render(report: Mapping[str, Any], fmt: str) -> str:
-    """The report in one of :data:`FORMATS` (``table`` is for a terminal, via Rich)."""
+    """The report in one of :data:`FORMATS` (``table`` is for a terminal, via Rich).
+
+    A staged report renders one table per stage, each headed by the choice it started from
+    (CSV: one table with a ``stage`` column)."""
     if fmt == "json":
         return json.dumps(finite(report), indent=2, allow_nan=False)
+    if report.get("stages") and fmt != "csv":
+        parts = []
+        for section in report["stages"]:
+            heading = stage_heading(section)
+            if not section["variants"]:
+                parts.append(f"{'### ' if fmt == 'markdown' else ''}{heading}\n{section['reason'] or 'no finished trial yet'}")
+                continue
+            sub = {**report, **section, "stages": None,
+                   "study": {**report["study"], "name": f"{report['study']['name']} / {section['stage']}"}}
+            parts.append((f"### {heading}\n\n" if fmt == "markdown" else f"{heading}\n") + render(sub, fmt))
+        return "\n\n".join(parts)
     header, body = table_rows(report)
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|"]
@@ -397,7 +469,32 @@ def render(report: Mapping[str, Any], fmt: str) -> str:
     raise TrainlabError(f"unknown report format {fmt!r}; allowed: {', '.join(FORMATS)}")
 
 
+def stage_heading(section: Mapping[str, Any]) -> str:
+    """One line saying what a stage is and which choice it started from."""
+    text = f"stage {section['stage']}"
+    if section.get("description"):
+        text += f": {section['description']}"
+    if section.get("from"):
+        if section.get("started_from"):
+            value = section.get("started_from_value")
+            shown = f", {_short(section['selected_by'])} {value:.4f}" if value is not None else ""
+            text += f" (from stage {section['from']}'s best: {section['started_from']}{shown})"
+        else:
+            text += f" ({section['state']}: starts from stage {section['from']}'s best)"
+    search = section.get("search")
+    if search:
+        text += f" [{search['sampler']} search, {search['sampled']}/{search['trials']} sampled, pruning {search['prune']}]"
+    return text
+
+
 def _csv(report: Mapping[str, Any]) -> str:
+    if report.get("stages"):
+        out = []
+        for i, section in enumerate(s for s in report["stages"] if s["variants"]):
+            lines = _csv({**report, **section, "stages": None}).splitlines()
+            head, rows = lines[0], lines[1:]
+            out += ([f"stage,{head}"] if i == 0 else []) + [f"{_csv_cell(section['stage'])},{row}" for row in rows]
+        return "\n".join(out) + "\n"
     cols = [c for c in _columns(report) if c.key is not None]
     show_all = report["selection"]["test_shown"] == "all"
     buf = io.StringIO()
@@ -441,6 +538,12 @@ def _rich_table(title: str, header: list[str], body: list[list[str]], caption: l
     console = Console(width=220, record=True, file=io.StringIO(), force_terminal=False)
     console.print(table)
     return console.export_text().rstrip("\n")
+
+
+def _csv_cell(text: str) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([text])
+    return buf.getvalue()
 
 
 def _num(value: float | None) -> str:

@@ -1,0 +1,332 @@
+"""Staged studies, stage edits, searches, k-fold splits and smoke runs, end to end on tiny data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import make_npz
+from trainlab import edits, plan, spec
+from trainlab.errors import SpecError, TrainlabError
+from trainlab.executors import run_local
+from trainlab.report import render, study_report
+from trainlab.search import Point, Pruner, propose
+from trainlab.store import Store
+
+BASE = """
+[study]
+name = "staged"
+seeds = [0, 1]
+
+[data]
+name = "npz"
+path = "tiny.npz"
+split = { kind = "stratified", validation = 0.25 }
+
+[model]
+layers = [
+  { type = "Flatten" },
+  { type = "Dense", units = 16, activation = "relu" },
+  { type = "Dense", units = 8, activation = "relu" },
+  { type = "Dense", units = 3, activation = "softmax" },
+]
+
+[optimizer]
+name = "sgd"
+learning_rate = 0.05
+
+[train]
+epochs = 3
+batch_size = 16
+"""
+
+STAGES = BASE + """
+[[stage]]
+name = "first"
+[[stage.compare]]
+label = "narrow"
+edit = { widths = [4, 4] }
+[[stage.compare]]
+label = "wide"
+
+[[stage]]
+name = "second"
+from = "first"
+description = "sigmoid with batch norm, lr x5"
+[[stage.compare]]
+label = "as chosen"
+[[stage.compare]]
+label = "bn sigmoid x5"
+edit = { activation = "sigmoid", batch_norm = true, scale_lr = 5 }
+
+[[stage]]
+name = "third"
+from = "second"
+[[stage.compare]]
+label = "adam"
+optimizer = "adam"
+[[stage.compare]]
+label = "conv first"
+edit = { insert = { at = 0, layers = [{ type = "Conv2D", filters = 2, kernel_size = 3, padding = "same" }, { type = "MaxPooling2D" }] } }
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
+    if not (tmp_path / "tiny.npz").exists():
+        make_npz(tmp_path / "tiny.npz")
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def hidden_types(layers: list[dict]) -> list[str]:
+    return [layer["type"] for layer in layers]
+
+
+def test_edits_apply_to_hidden_layers_only(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, BASE))
+    base = study.variants[0].spec
+    out = spec.resolve_trial(edits.apply(base, {"activation": "sigmoid", "batch_norm": True, "scale_lr": 5}, "edit"))
+    layers = out["model"]["layers"]
+    assert hidden_types(layers) == ["Flatten", "Dense", "BatchNormalization", "Dense", "BatchNormalization", "Dense"]
+    assert [layers[i]["activation"]["name"] for i in (1, 3, 5)] == ["sigmoid", "sigmoid", "softmax"]
+    assert out["optimizer"]["learning_rate"] == pytest.approx(0.25)
+    before = spec.resolve_trial(edits.apply(base, {"batch_norm": "before_activation"}, "edit"))["model"]["layers"]
+    assert hidden_types(before) == ["Flatten", "Dense", "BatchNormalization", "Activation", "Dense", "BatchNormalization",
+                                    "Activation", "Dense"]
+    assert before[1]["activation"]["name"] == "linear" and before[3]["activation"] == {"name": "relu"}
+    widths = spec.resolve_trial(edits.apply(base, {"scale_widths": 0.5}, "edit"))["model"]["layers"]
+    assert [widths[1]["units"], widths[2]["units"], widths[3]["units"]] == [8, 4, 3]
+
+
+def test_edit_errors_name_the_key_path(tmp_path: Path) -> None:
+    bad = STAGES.replace("edit = { widths = [4, 4] }", "edit = { widths = [4] }")
+    with pytest.raises(SpecError, match=r"stage\[0\].compare\[0\].edit.widths.*2 hidden"):
+        spec.load(write(tmp_path, bad))
+    with pytest.raises(SpecError, match=r"unknown edit 'batchnorm'") as info:
+        spec.load(write(tmp_path, STAGES.replace("batch_norm = true", "batchnorm = true")))
+    assert "batch_norm" in str(info.value)
+    with pytest.raises(SpecError, match=r"stage\[1\].from.*earlier stage"):
+        spec.load(write(tmp_path, STAGES.replace('from = "first"', 'from = "third"')))
+    with pytest.raises(SpecError, match=r"inside the stages"):
+        spec.load(write(tmp_path, STAGES + '\n[grid]\n"train.batch_size" = [8]\n'))
+
+
+def test_later_stage_mistake_is_found_before_training(tmp_path: Path) -> None:
+    bad = STAGES.replace('optimizer = "adam"', 'optimizer = "adamm"')
+    with pytest.raises(SpecError, match="adamm") as info:
+        spec.load(write(tmp_path, bad))
+    assert "stage[2]" in str(info.value) or "third" in str(info.value)
+
+
+def test_staged_study_runs_stage_by_stage_and_records_choices(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, STAGES))
+    assert [v.label for v in study.variants] == ["first: narrow", "first: wide"]
+    with Store.open(tmp_path / "s.db") as store:
+        waiting = plan.resolve(study, store)
+        assert [p.state for p in waiting] == ["ready", "waiting", "waiting"]
+        rounds: list[list[str]] = []
+
+        def execute(round_study: spec.Study, pruning: plan.Pruning | None) -> None:
+            rounds.append([v.label for v in round_study.variants])
+            run_local(round_study, store, population=1)
+
+        plans = plan.run(study, store, execute)
+        assert [p.state for p in plans] == ["ready", "ready", "ready"]
+        assert len(rounds) == 3 and rounds[0] == ["first: narrow", "first: wide"]
+        first_choice, second_choice = plans[1].chosen, plans[2].chosen
+        assert first_choice in ("first: narrow", "first: wide")
+        # The second stage's "as chosen" variant is the first stage's choice, so its trials are shared.
+        chosen_first = next(v for v in plans[0].variants if v.label == first_choice)
+        assert plan.variant_hashes(chosen_first, study.seeds) == plan.variant_hashes(plans[1].variants[0], study.seeds)
+        edited = plans[1].variants[1].spec
+        assert [layer["type"] for layer in edited["model"]["layers"]].count("BatchNormalization") == 2
+        assert edited["optimizer"]["learning_rate"] == pytest.approx(0.25)
+        conv = plans[2].variants[1].spec["model"]["layers"]
+        assert [layer["type"] for layer in conv[:3]] == ["Conv2D", "MaxPooling2D", "Flatten"]
+        # The choice is recorded with every trial of the later stage.
+        trials = store.trials(store.study("staged").id)
+        assert {t.params.get("from") for t in trials if t.params.get("stage") == "third"} == {second_choice}
+        assert all(t.status == "done" for t in trials) and len(trials) == 2 * 2 + 1 * 2 + 2 * 2
+
+        report = study_report(store, "staged")
+        assert [s["stage"] for s in report["stages"]] == ["first", "second", "third"]
+        assert report["stages"][1]["started_from"] == first_choice
+        assert report["stages"][2]["started_from"] == second_choice
+        assert [v["label"] for v in report["stages"][1]["variants"]] == ["second: as chosen", "second: bn sigmoid x5"]
+        assert report["stages"][1]["variants"][0]["n"] == 2
+        assert report["selection"]["chosen"] in ("third: adam", "third: conv first")
+        text = render(report, "markdown")
+        assert f"from stage first's best: {first_choice}" in text and text.count("| variant |") == 3
+        csv = render(report, "csv").splitlines()
+        assert csv[0].startswith("stage,variant") and len(csv) == 1 + 6
+
+
+def test_a_later_stage_waits_while_another_process_trains_its_source(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, STAGES))
+    with Store.open(tmp_path / "s.db") as store:
+        from trainlab.executors import register
+
+        study_id, hashes = register(study, store)
+        other = store.claim_next(study_id, "other-host:1")
+        assert other is not None
+        waits: list[str] = []
+
+        def execute(round_study: spec.Study, pruning: plan.Pruning | None) -> None:
+            run_local(round_study, store, population=1)
+
+        def on_wait(message: str) -> None:
+            waits.append(message)
+            # The other process finishes its trial while this one waits.
+            store.release(other.id, "other-host:1")
+
+        plans = plan.run(study, store, execute, poll=0.01, on_wait=on_wait)
+        assert waits and "waits for stage 'first'" in waits[0]
+        assert all(p.state == "ready" for p in plans)
+
+
+def test_a_stage_whose_source_failed_is_blocked_with_a_reason(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, STAGES))
+    with Store.open(tmp_path / "s.db") as store:
+        from trainlab.executors import register
+
+        study_id, _ = register(study, store)
+        while (t := store.claim_next(study_id, "me")) is not None:
+            store.finish_trial(t.id, "me", "failed", error="boom")
+        with pytest.raises(TrainlabError, match="none of its trials finished"):
+            plan.run(study, store, lambda s, p: None)
+
+
+def search_study(sampler: str, trials: int, extra: str = "") -> str:
+    return BASE.replace("seeds = [0, 1]", "seeds = 1") + f"""
+[search]
+sampler = "{sampler}"
+trials = {trials}
+seed = 3
+{extra}
+[search.space]
+"optimizer.learning_rate" = {{ log_uniform = [0.001, 0.3] }}
+"model.layers[1].units" = {{ int = [4, 32], step = 4 }}
+"model.layers[2].activation" = {{ choice = ["relu", {{ name = "leaky_relu", alpha = 0.2 }}] }}
+"""
+
+
+def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, search_study("tpe", 5, "batch = 2")))
+    search = study.stages[0].search
+    assert search is not None and search.batch == 2
+    first = propose(search, [], 3, "maximize")
+    assert first == propose(search, [], 3, "maximize")
+    assert all(0.001 <= p["optimizer.learning_rate"] <= 0.3 and p["model.layers[1].units"] % 4 == 0 for p in first)
+    history = [Point(p, "complete", 0.5 + i / 10) for i, p in enumerate(first)]
+    assert propose(search, history, 2, "maximize") == propose(search, history, 2, "maximize")
+
+    def run_all(db: Path, stop_after: int | None) -> list[tuple[str, str]]:
+        with Store.open(db) as store:
+            calls = 0
+
+            def execute(round_study: spec.Study, pruning: plan.Pruning | None) -> None:
+                nonlocal calls
+                calls += 1
+                if stop_after is not None and calls > stop_after:
+                    raise KeyboardInterrupt
+                run_local(round_study, store, population=1)
+
+            try:
+                plan.run(study, store, execute)
+            except KeyboardInterrupt:
+                pass
+            return sorted((t.hash, t.label) for t in store.trials(store.study("staged").id))
+
+    interrupted = run_all(tmp_path / "a.db", stop_after=1)
+    assert len(interrupted) == 2
+    resumed = run_all(tmp_path / "a.db", stop_after=None)
+    straight = run_all(tmp_path / "b.db", stop_after=None)
+    assert resumed == straight and len(straight) == 5
+    with Store.open(tmp_path / "b.db") as store:
+        report = study_report(store, "staged")
+        assert report["stages"][0]["search"] == {"sampler": "tpe", "trials": 5, "sampled": 5, "prune": "none"}
+        assert len(report["variants"]) == 5 and report["variants"][0]["label"].startswith("#01 units=")
+
+
+def test_random_search_samples_its_whole_budget_in_one_round(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, search_study("random", 4)))
+    with Store.open(tmp_path / "s.db") as store:
+        plans = plan.resolve(study, store, propose_points=True)
+        assert len(plans[0].variants) == 4 and plans[0].complete
+        assert plan.resolve(study, store)[0].variants == []  # nothing recorded until trained
+
+
+def test_pruner_stops_a_trial_behind_the_median() -> None:
+    history = [(f"t{i}", Point({}, "complete", 0.9, {0: 0.5, 1: 0.7, 2: 0.9})) for i in range(6)]
+    pruner = Pruner("median", 1, "maximize", history)
+    assert not pruner.should_prune("good", 0, 0.1)  # warm-up epoch
+    assert not pruner.should_prune("good", 1, 0.8)
+    assert pruner.should_prune("bad", 1, 0.2)
+    halving = Pruner("successive_halving", 1, "maximize", history)
+    assert halving.should_prune("bad", 1, 0.1)
+
+
+def test_pruned_trials_are_recorded_with_their_epochs(tmp_path: Path) -> None:
+    text = search_study("random", 12, 'prune = "median"\nprune_warmup = 1').replace("epochs = 3", "epochs = 4")
+    study = spec.load(write(tmp_path, text))
+    with Store.open(tmp_path / "s.db") as store:
+        plan.run(study, store, lambda s, p: run_local(s, store, population=1, pruning=p))
+        trials = store.trials(store.study("staged").id)
+        statuses = [t.status for t in trials]
+        assert len(trials) == 12 and "pruned" in statuses, statuses
+        for t in trials:
+            epochs = store.epochs(t.id)
+            if t.status == "pruned":
+                assert 2 <= len(epochs) < 4 and t.result["epochs"] == len(epochs)
+                assert "pruned" in t.result["stop_reason"]
+        report = study_report(store, "staged")
+        assert sum(v["status"].get("pruned", 0) for v in report["variants"]) == statuses.count("pruned")
+
+
+KFOLD = BASE.replace('split = { kind = "stratified", validation = 0.25 }', 'split = { kind = "kfold", folds = 3 }').replace(
+    "seeds = [0, 1]", "seeds = 1") + """
+[[compare]]
+label = "sgd"
+[[compare]]
+label = "adam"
+optimizer = "adam"
+"""
+
+
+def test_kfold_trains_each_variant_once_per_fold_and_reports_their_spread(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, KFOLD))
+    trials = study.trials()
+    assert len(trials) == 6 and [t.spec["data"]["split"]["fold"] for t in trials[:3]] == [0, 1, 2]
+    from trainlab import data
+
+    folds = [data.prepare(t.spec["data"]) for t in trials[:3]]
+    sizes = [len(f.x_val) for f in folds]
+    assert sum(sizes) == 240 and max(sizes) - min(sizes) <= 1
+    seen = {f.split["val_index_sha256"] for f in folds}
+    assert len(seen) == 3
+    with Store.open(tmp_path / "s.db") as store:
+        run_local(study, store, population=1)
+        report = study_report(store, "staged")
+        sgd = report["variants"][0]
+        assert sgd["n"] == 3 and sgd["val_accuracy"]["std"] is not None and len(sgd["val_accuracy"]["values"]) == 3
+
+
+def test_kfold_fold_out_of_range_is_refused(tmp_path: Path) -> None:
+    bad = KFOLD.replace('folds = 3 }', 'folds = 3, fold = 3 }')
+    with pytest.raises(SpecError, match=r"data.split.fold.*folds are 0..2"):
+        spec.load(write(tmp_path, bad))
+
+
+def test_smoke_run_shrinks_every_variant_and_keeps_its_own_name(tmp_path: Path) -> None:
+    path = write(tmp_path, STAGES.replace("epochs = 3", "epochs = 50"))
+    study = spec.load(path, smoke=True)
+    assert study.name == "staged-smoke" and study.seeds == (0,)
+    v = study.variants[0].spec
+    assert v["train"]["epochs"] == 2 and v["data"]["train_limit"] == 1024 and v["data"]["val_limit"] == 512
+    again = spec.from_dict(study.raw, default_name="x")
+    assert again.name == "staged-smoke" and [x.spec for x in again.variants] == [x.spec for x in study.variants]
+    full = spec.load(path)
+    assert full.variants[0].spec["train"]["epochs"] == 50 and "val_limit" not in full.variants[0].spec["data"]

@@ -649,3 +649,19 @@ class TestSQLiteFile:
         path.touch()
         with SQLiteStore.open(path) as store:
             assert store.studies() == []
+
+
+def test_a_second_connection_in_one_process_never_reads_the_file_behind_sqlite(tmp_path, monkeypatch) -> None:
+    """Closing a plain descriptor of the file would drop the POSIX locks of the open connection."""
+    from trainlab.store import sqlite as backend
+
+    path = tmp_path / "s.db"
+    with Store.open(path) as first:
+        calls: list[object] = []
+        monkeypatch.setattr(backend, "_check_header", lambda p: calls.append(p))
+        with Store.open(path) as second:
+            second.ensure_study("a", "{}", "h", None)
+        assert calls == []
+        assert first.study("a") is not None
+    with Store.open(path):
+        assert calls == [path]

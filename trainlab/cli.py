@@ -217,7 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     if not args.quiet and not summaries:
                         print(f"{workers} worker processes share the work; progress shows this one's trials")
                     summaries.append(run_pool(round_study, args.store, workers, reporter=reporter,
-                                              population=args.population, pruning=pruning))
+                                              population=args.population, pruning=pruning, store=store))
                 else:
                     summaries.append(run_local(round_study, store, reporter=reporter, population=args.population,
                                                pruning=pruning))

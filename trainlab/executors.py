@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import traceback
+from contextlib import nullcontext
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -281,11 +282,12 @@ def _worker(study: Study, store_path: str, threads: int, population: int | None,
 
 
 def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter | None = None,
-             population: int | None = None, pruning: Pruning | None = None) -> RunSummary:
+             population: int | None = None, pruning: Pruning | None = None, store: Store | None = None) -> RunSummary:
     """Train ``study`` with ``workers`` processes sharing the machine's cores and one store.
 
     This process is one of the workers (its progress is the one shown); the others claim trials
-    from the same store, so each trial still runs once. Results do not depend on the number of
+    from the same store, so each trial still runs once. ``store``: this process's open
+    connection to ``store_path``, if it has one. Results do not depend on the number of
     workers: every trial's randomness comes from its own seed.
     """
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -294,7 +296,7 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
                 for _ in range(workers - 1)]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    with Store.open(store_path) as store:
+    with nullcontext(store) if store is not None else Store.open(store_path) as store:
         study_id, hashes = register(study, store)
         before = store.status_counts(study_id, hashes=set(hashes))
         for child in children:

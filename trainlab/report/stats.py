@@ -10,6 +10,8 @@ saying so instead of printing a number that pretends.
 
 from __future__ import annotations
 
+import warnings
+
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -103,7 +105,10 @@ def welch(a: Sequence[float | None], b: Sequence[float | None], alpha: float = A
         return Comparison(None, None, None, None, "no spread within either variant: no test")
     from scipy import stats as sps
 
-    result = sps.ttest_ind(xa, xb, equal_var=False)
+    with warnings.catch_warnings():
+        # Nearly equal samples make SciPy warn about precision; the result is still what is reported.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = sps.ttest_ind(xa, xb, equal_var=False)
     p = float(result.pvalue)
     distinguishable = p < alpha
     note = f"differs at {alpha:.0%}" if distinguishable else f"not distinguishable at {alpha:.0%}"

@@ -176,7 +176,11 @@ class SQLiteStore(Store):
         never modified.
         """
         path = Path(path)
-        _check_header(path)
+        key = os.path.realpath(path)
+        if not _OPEN_HERE.get(key):
+            # Reading the file through a second descriptor and closing it would drop the POSIX
+            # locks this process's open connections hold on it (see SQLite's "How To Corrupt").
+            _check_header(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -192,6 +196,7 @@ class SQLiteStore(Store):
             if isinstance(exc, sqlite3.Error):
                 raise _open_error(path, exc) from exc
             raise
+        _OPEN_HERE[key] = _OPEN_HERE.get(key, 0) + 1
         return cls(conn, path, lease=lease, clock=clock)
 
     @property
@@ -204,6 +209,8 @@ class SQLiteStore(Store):
         if self._conn is not None:
             if self._pid == os.getpid():
                 self._conn.close()
+                key = os.path.realpath(self._path)
+                _OPEN_HERE[key] = max(0, _OPEN_HERE.get(key, 0) - 1)
             self._conn = None
 
     def __repr__(self) -> str:
@@ -536,6 +543,10 @@ class SQLiteStore(Store):
 
 
 # --- opening ----------------------------------------------------------------------------------
+
+
+_OPEN_HERE: dict[str, int] = {}
+"""Connections this process holds open, by the store file's real path."""
 
 
 def _check_header(path: Path) -> None:

@@ -330,3 +330,31 @@ def test_smoke_run_shrinks_every_variant_and_keeps_its_own_name(tmp_path: Path) 
     assert again.name == "staged-smoke" and [x.spec for x in again.variants] == [x.spec for x in study.variants]
     full = spec.load(path)
     assert full.variants[0].spec["train"]["epochs"] == 50 and "val_limit" not in full.variants[0].spec["data"]
+
+
+def test_hidden_and_dropout_edits_rebuild_the_dense_stack(tmp_path: Path) -> None:
+    text = BASE.replace('{ type = "Dense", units = 16, activation = "relu" },',
+                        '{ type = "Dense", units = 16, activation = "relu" },\n  { type = "Dropout", rate = 0.2 },') + """
+[[compare]]
+label = "384-256-128"
+edit = { hidden = [384, 256, 128] }
+[[compare]]
+label = "256"
+edit = { hidden = [256] }
+[grid]
+"edit.dropout" = [0.25, 0.3]
+"""
+    study = spec.load(write(tmp_path, text))
+    assert [v.label for v in study.variants] == ["384-256-128 dropout=0.25", "384-256-128 dropout=0.3",
+                                                 "256 dropout=0.25", "256 dropout=0.3"]
+    layers = study.variants[1].spec["model"]["layers"]
+    assert [(x["type"], x.get("units"), x.get("rate")) for x in layers] == [
+        ("Flatten", None, None), ("Dense", 384, None), ("Dropout", None, 0.3), ("Dense", 256, None), ("Dropout", None, 0.3),
+        ("Dense", 128, None), ("Dropout", None, 0.3), ("Dense", 3, None)]
+    assert [x["type"] for x in study.variants[2].spec["model"]["layers"]] == ["Flatten", "Dense", "Dropout", "Dense"]
+    bare = spec.resolve_trial(edits.apply(study.variants[0].spec, {"hidden": []}, "edit"))["model"]["layers"]
+    assert [(x["type"], x.get("units")) for x in bare] == [("Flatten", None), ("Dense", 3)]
+    with pytest.raises(SpecError, match="no Dropout layer"):
+        edits.apply(spec.resolve_trial(edits.apply(study.variants[0].spec, {"hidden": []}, "edit")), {"dropout": 0.2}, "edit")
+    with pytest.raises(SpecError, match="unknown edit 'dropuot'"):
+        spec.load(write(tmp_path, text.replace("edit.dropout", "edit.dropuot")))

@@ -19,7 +19,7 @@ from typing import Any
 from trainlab.errors import SpecError
 from trainlab.registry import join
 
-KEYS = ("activation", "batch_norm", "scale_lr", "insert", "widths", "scale_widths")
+KEYS = ("insert", "hidden", "activation", "widths", "scale_widths", "dropout", "batch_norm", "scale_lr")
 WEIGHT_LAYERS = ("Dense", "Conv2D")
 BATCH_NORM = (True, False, "after", "before_activation")
 
@@ -41,9 +41,12 @@ def check(edit: Any, where: str) -> dict[str, Any]:
         if key in ("scale_lr", "scale_widths") and (
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0):
             raise SpecError(f"a positive factor, got {value!r}", path=path)
-        if key == "widths" and (not isinstance(value, list) or not value or not all(
-                isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)):
-            raise SpecError(f"a list of positive integers, one per hidden Dense or Conv2D layer, got {value!r}", path=path)
+        if key in ("widths", "hidden") and (not isinstance(value, list) or not all(
+                isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value) or (key == "widths" and not value)):
+            what = "one per hidden Dense or Conv2D layer" if key == "widths" else "the hidden Dense layers' widths ([] for none)"
+            raise SpecError(f"a list of positive integers, {what}, got {value!r}", path=path)
+        if key == "dropout" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
+            raise SpecError(f"a dropout rate in [0, 1), got {value!r}", path=path)
         if key == "insert":
             for i, item in enumerate(value if isinstance(value, list) else [value]):
                 _check_insert(item, join(path, i) if isinstance(value, list) else path)
@@ -69,8 +72,8 @@ def hidden(layers: list[Mapping[str, Any]]) -> list[int]:
 def apply(spec: Mapping[str, Any], edit: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The trial tables of ``spec`` with ``edit`` applied, in the order of :data:`KEYS`.
 
-    Inserting comes before the other edits, so that inserted Conv2D layers count as hidden ones
-    (and get batch normalization when both are asked for).
+    Inserting and rebuilding the hidden Dense layers come before the other edits, so that the
+    new layers count as hidden ones (and get batch normalization when both are asked for).
     """
     out = {key: copy.deepcopy(value) for key, value in spec.items() if key != "task"}
     layers: list[dict[str, Any]] = out["model"]["layers"]
@@ -82,6 +85,8 @@ def apply(spec: Mapping[str, Any], edit: Mapping[str, Any], where: str) -> dict[
                 raise SpecError(f"position {at} is outside the model's {len(layers)} layers", path=join(where, "insert.at"))
             at = at if at >= 0 else len(layers) + at
             layers[at:at] = [dict(layer) for layer in item["layers"]]
+    if "hidden" in edit:
+        layers[:] = _rebuild_dense(layers, edit["hidden"], join(where, "hidden"))
     inner = hidden(layers)
     if not inner and any(k in edit for k in ("activation", "batch_norm", "widths", "scale_widths")):
         raise SpecError("the model has no hidden Dense or Conv2D layer to edit", path=where)
@@ -100,6 +105,12 @@ def apply(spec: Mapping[str, Any], edit: Mapping[str, Any], where: str) -> dict[
         for i in inner:
             key = _width_key(layers[i])
             layers[i][key] = max(1, round(layers[i][key] * edit["scale_widths"]))
+    if "dropout" in edit:
+        dropouts = [layer for layer in layers if layer.get("type") == "Dropout"]
+        if not dropouts:
+            raise SpecError("the model has no Dropout layer to set", path=join(where, "dropout"))
+        for layer in dropouts:
+            layer["rate"] = edit["dropout"]
     if edit.get("batch_norm"):
         for i in reversed(inner):
             added: list[dict[str, Any]] = [{"type": "BatchNormalization"}]
@@ -113,6 +124,25 @@ def apply(spec: Mapping[str, Any], edit: Mapping[str, Any], where: str) -> dict[
             raise SpecError("scale_lr needs the optimizer's learning_rate", path=join(where, "scale_lr"))
         optimizer["learning_rate"] = optimizer["learning_rate"] * edit["scale_lr"]
     return out
+
+
+def _rebuild_dense(layers: list[dict[str, Any]], widths: list[int], where: str) -> list[dict[str, Any]]:
+    """The model with its hidden Dense layers replaced by ``widths``: each new layer is a copy of
+    the first hidden Dense layer together with the layers that follow it (a Dropout, say)."""
+    dense = [i for i, layer in enumerate(layers) if layer.get("type") == "Dense"]
+    if not dense:
+        raise SpecError("the model has no Dense output layer", path=where)
+    output = dense[-1]
+    first = dense[0] if len(dense) > 1 else output
+    if any(layer.get("type") in WEIGHT_LAYERS for layer in layers[first:output] if layer.get("type") != "Dense"):
+        raise SpecError("hidden Dense layers must come after the convolutional part", path=where)
+    template = layers[first:dense[1]] if len(dense) > 1 else [{"type": "Dense", "units": 1}]
+    block: list[dict[str, Any]] = []
+    for width in widths:
+        copies = [copy.deepcopy(layer) for layer in template]
+        copies[0]["units"] = width
+        block += copies
+    return layers[:first] + block + layers[output:]
 
 
 def _width_key(layer: Mapping[str, Any]) -> str:
@@ -130,8 +160,18 @@ def describe(edit: Mapping[str, Any]) -> str:
         parts.append(f"activation {act if isinstance(act, str) else act.get('name')}")
     if "widths" in edit:
         parts.append(f"widths {edit['widths']}")
+    if "hidden" in edit:
+        parts.append(f"hidden {edit['hidden']}")
+    if "dropout" in edit:
+        parts.append(f"dropout {edit['dropout']:g}")
     if "scale_widths" in edit:
         parts.append(f"widths x{edit['scale_widths']:g}")
+    if "dropout" in edit:
+        dropouts = [layer for layer in layers if layer.get("type") == "Dropout"]
+        if not dropouts:
+            raise SpecError("the model has no Dropout layer to set", path=join(where, "dropout"))
+        for layer in dropouts:
+            layer["rate"] = edit["dropout"]
     if edit.get("batch_norm"):
         parts.append("batch norm" + (" before activation" if edit["batch_norm"] == "before_activation" else ""))
     if "scale_lr" in edit:

@@ -402,7 +402,7 @@ def _stage(table: dict[str, Any], where: str, earlier: Sequence[Stage], smoke: b
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise SpecError(f"a grid lists the values to try, e.g. \"{key}\" = [0.1, 0.01]; got {values!r}", path=join(join(where, "grid"), key))
-        _parse_path(key, join(join(where, "grid"), key))
+        _point_key(key, join(join(where, "grid"), key))
     search = _search(table["search"], join(where, "search")) if "search" in table else None
     if smoke and search is not None:
         search = replace(search, trials=min(search.trials, SMOKE["search_trials"]), batch=min(search.batch, SMOKE["search_trials"]))
@@ -427,8 +427,17 @@ def _search(value: Any, where: str) -> SearchSpec:
 _DISTRIBUTIONS = ("choice", "uniform", "log_uniform", "int")
 
 
-def _dimension(key: str, dist: Any, where: str) -> Dimension:
+def _point_key(key: str, where: str) -> None:
+    """A grid or search key: a key path into the trial tables, or ``edit.NAME`` (an edit's value)."""
+    if key.startswith("edit."):
+        if key[5:] not in edits.KEYS:
+            raise SpecError(f"unknown edit {key[5:]!r}", path=where, allowed=edits.KEYS, got=key[5:])
+        return
     _parse_path(key, where)
+
+
+def _dimension(key: str, dist: Any, where: str) -> Dimension:
+    _point_key(key, where)
     if not isinstance(dist, Mapping) or len([k for k in dist if k in _DISTRIBUTIONS]) != 1:
         raise SpecError("a distribution is one of { choice = [...] }, { uniform = [low, high] }, "
                         "{ log_uniform = [low, high] } or { int = [low, high], step = 1, log = false }",
@@ -484,7 +493,11 @@ def build(stage: Stage, base: Mapping[str, Any], override: Mapping[str, Any], po
     try:
         trial_raw = merge(base, override, where)
         for key, value in point.items():
-            set_path(trial_raw, key, value, join(join(stage.where, "grid"), key))
+            if not key.startswith("edit."):
+                set_path(trial_raw, key, value, join(join(stage.where, "grid"), key))
+        edit = {**edit, **{key[5:]: value for key, value in point.items() if key.startswith("edit.")}}
+        if edit:
+            edit = edits.check(edit, join(where, "edit"))
         spec = resolve_trial(trial_raw)
         for at, change in ((join(stage.where, "edit"), stage.edit), (join(where, "edit"), edit)):
             if change:

@@ -1,0 +1,99 @@
+"""Every example study in ``studies/`` runs end to end as a smoke run (``trainlab run --smoke``).
+
+A smoke run keeps every stage, variant, search, fold and callback of the study but trains one
+seed on 1024 examples for two epochs, so all of them together take a few minutes. The studies
+use the real data sets (CIFAR-10, absent here, is replaced by a small tarball in the official
+layout), hence the ``slow`` marker; CI runs these on purpose (``make test-ci``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_data_formats import write_cifar_tarball
+
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+FILES = sorted(p.name for p in STUDIES.glob("*.toml"))
+NEEDS_CIFAR = {"report_b2_cifar_mlp.toml"}
+
+
+def check_report(report: dict, study: str) -> None:
+    """Every stage resolved and every one of its trials finished."""
+    sections = report.get("stages") or [report]
+    for section in sections:
+        where = f"{study}: stage {section.get('stage', '')}"
+        assert section.get("state", "ready") == "ready", where
+        assert section["variants"], where
+        for variant in section["variants"]:
+            counts = variant["status"]
+            assert set(counts) <= {"done", "pruned"}, f"{where}: {variant['label']}: {counts}"
+            assert variant["n"] + counts.get("pruned", 0) >= 1, where
+
+
+def test_every_study_file_has_a_smoke_test() -> None:
+    assert len(FILES) >= 8 and "report_a_mnist.toml" in FILES and "report_e_fashion.toml" in FILES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [f for f in FILES if f not in NEEDS_CIFAR])
+def test_study_smoke_run(name: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", "run", str(STUDIES / name), "--smoke", "--store", str(tmp_path / "s.db"),
+         "--quiet", "--format", "json"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert report["study"]["name"].endswith("-smoke")
+    check_report(report, name)
+
+
+@pytest.mark.slow
+def test_cifar_study_smoke_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainlab import cli
+    from trainlab.data import datasets
+    from trainlab.data.datasets import Facts
+
+    tarball = tmp_path / "cifar-10-python.tar.gz"
+    write_cifar_tarball(tarball, per_class_train=121, per_class_test=2)
+    facts = Facts((6050, 3, 32, 32), (20, 3, 32, 32), "uint8", "uint8", (605,) * 10, (2,) * 10, None)
+    md5 = hashlib.md5(tarball.read_bytes()).hexdigest()
+    real = datasets.cifar10_definition
+    monkeypatch.setattr(datasets, "cifar10_definition", lambda *a, **k: real(facts, md5=md5))
+    monkeypatch.setenv("TRAINLAB_CIFAR10", str(tarball))
+    monkeypatch.setenv("TRAINLAB_DATA", str(tmp_path / "cache"))
+    code = cli.main(["run", str(STUDIES / "report_b2_cifar_mlp.toml"), "--smoke", "--store", str(tmp_path / "s.db"),
+                     "--quiet", "--format", "json", "--workers", "1"])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, captured.err[-2000:]
+    report = json.loads(out[out.index("{"):])
+    check_report(report, "report_b2_cifar_mlp.toml")
+    search = report["stages"][1]
+    assert search["search"]["sampled"] == 3 and len(search["variants"]) == 3
+    first = report["stages"][0]["variants"][0]["trials"][0]
+    assert first["status"] == "done"
+
+
+def test_cifar_study_without_the_data_stops_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAINLAB_DATA", str(tmp_path / "cache"))
+    monkeypatch.delenv("TRAINLAB_CIFAR10", raising=False)
+    env = {**__import__("os").environ, "TRAINLAB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", "run", str(STUDIES / "report_b2_cifar_mlp.toml"), "--smoke",
+         "--store", str(tmp_path / "s.db"), "--quiet"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "trainlab data add cifar10" in proc.stderr
+    from trainlab.store import Store
+
+    with Store.open(tmp_path / "s.db") as store:
+        record = store.study("report-b2-smoke")
+        assert record is None or all(not store.epochs(t.id) for t in store.trials(record.id))

@@ -46,7 +46,7 @@ test-slow: setup
 	$(BIN)/pytest -q -m slow
 
 test-ci: test
-	$(BIN)/pytest -q -m slow tests/test_ci_slow.py
+	$(BIN)/pytest -q -m slow tests/test_ci_slow.py tests/test_studies_smoke.py
 
 # The benchmarks against plain PyTorch and Keras (TensorFlow, JAX): the peers are an optional extra.
 bench: setup

@@ -147,33 +147,3 @@ def _rebuild_dense(layers: list[dict[str, Any]], widths: list[int], where: str) 
 
 def _width_key(layer: Mapping[str, Any]) -> str:
     return "units" if layer["type"] == "Dense" else "filters"
-
-
-def describe(edit: Mapping[str, Any]) -> str:
-    """A short human description of an edit, for labels and reports."""
-    parts = []
-    if "insert" in edit:
-        items = edit["insert"] if isinstance(edit["insert"], list) else [edit["insert"]]
-        parts.append("insert " + ", ".join("+".join(str(x.get("type")) for x in item["layers"]) + f"@{item['at']}" for item in items))
-    if "activation" in edit:
-        act = edit["activation"]
-        parts.append(f"activation {act if isinstance(act, str) else act.get('name')}")
-    if "widths" in edit:
-        parts.append(f"widths {edit['widths']}")
-    if "hidden" in edit:
-        parts.append(f"hidden {edit['hidden']}")
-    if "dropout" in edit:
-        parts.append(f"dropout {edit['dropout']:g}")
-    if "scale_widths" in edit:
-        parts.append(f"widths x{edit['scale_widths']:g}")
-    if "dropout" in edit:
-        dropouts = [layer for layer in layers if layer.get("type") == "Dropout"]
-        if not dropouts:
-            raise SpecError("the model has no Dropout layer to set", path=join(where, "dropout"))
-        for layer in dropouts:
-            layer["rate"] = edit["dropout"]
-    if edit.get("batch_norm"):
-        parts.append("batch norm" + (" before activation" if edit["batch_norm"] == "before_activation" else ""))
-    if "scale_lr" in edit:
-        parts.append(f"lr x{edit['scale_lr']:g}")
-    return ", ".join(parts)

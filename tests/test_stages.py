@@ -357,3 +357,29 @@ edit = { hidden = [256] }
         edits.apply(spec.resolve_trial(edits.apply(study.variants[0].spec, {"hidden": []}, "edit")), {"dropout": 0.2}, "edit")
     with pytest.raises(SpecError, match="unknown edit 'dropuot'"):
         spec.load(write(tmp_path, text.replace("edit.dropout", "edit.dropuot")))
+
+
+def test_a_staged_study_resumes_across_stages_with_the_same_results(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, STAGES))
+
+    def run_all(db: Path, stop_after: int | None) -> dict[str, tuple[str, dict]]:
+        with Store.open(db) as store:
+            calls = 0
+
+            def execute(round_study: spec.Study, pruning: plan.Pruning | None) -> None:
+                nonlocal calls
+                calls += 1
+                if stop_after is not None and calls > stop_after:
+                    raise KeyboardInterrupt
+                run_local(round_study, store, population=1)
+
+            try:
+                plan.run(study, store, execute)
+            except KeyboardInterrupt:
+                pass
+            return {t.hash: (t.status, t.result["best"] if t.result else {})
+                    for t in store.trials(store.study("staged").id)}
+
+    assert len(run_all(tmp_path / "a.db", stop_after=1)) == 4
+    assert len(run_all(tmp_path / "a.db", stop_after=1)) == 6  # the next stage, then stopped again
+    assert run_all(tmp_path / "a.db", stop_after=None) == run_all(tmp_path / "b.db", stop_after=None)

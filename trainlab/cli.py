@@ -518,7 +518,7 @@ class _BarReporter(_LineReporter):
     def _describe(self) -> None:
         # With several units in flight (the Ray executor), no one unit's name says what trains.
         names = self.names if len(self.epochs) <= self.unit_size else f"{len(self.epochs)} trials training at once"
-        text = f"  {names}  epoch {self.epoch + 1}/{self.budget}"
+        text = f"  {names}  epoch {min(self.epoch + 1, self.budget)}/{self.budget}"
         if self.last:
             text += f"  [dim]{self.last}[/dim]"
         self.progress.update(self.steps, description=text, visible=True)

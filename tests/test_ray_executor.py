@@ -312,13 +312,20 @@ def test_ctrl_c_cancels_the_tasks_and_gives_the_trials_back(cluster: str, tmp_pa
             if self.epochs == 5:
                 raise KeyboardInterrupt
 
+    def lingers(job: UnitJob) -> Iterator[Any]:
+        """Holds its CPU long after training, unless cancelled."""
+        from trainlab.cluster import unit_events
+
+        yield from unit_events(job)
+        time.sleep(600)
+
     with Store.open(tmp_path / "ray.db") as store, pytest.raises(KeyboardInterrupt):
-        run_ray(spec.load(study_path), store, reporter=Interrupts(), population=1)
+        run_ray(spec.load(study_path), store, reporter=Interrupts(), population=1, worker=lingers)
     got = results(tmp_path / "ray.db")
     assert all(g["status"] == "pending" for g in got.values()), "unfinished trials are given back"
     assert sum(len(g["epochs"]) for g in got.values()) >= 4, "finished epochs stay"
     # The cancelled tasks give their CPUs back.
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 30
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ray.available_resources().get("CPU", 0) == 2

@@ -23,6 +23,7 @@ import pytest
 from conftest import STUDY, make_npz
 from trainlab import cli, spec
 from trainlab.executors import EpochEnded, RunSummary, Silent, TrialEnded, UnitJob, run_local, unit_job
+from trainlab.report import render, study_report
 from trainlab.store import Store
 
 # A third variant that stops early (after its second epoch) while its population trains on: a
@@ -165,8 +166,10 @@ def test_cli_ray_gives_what_local_gives(cluster: str, tiny_study: Path) -> None:
     # Scheduled alike (the same populations), trained alike: equal to the last bit.
     assert got == want
 
-    reports = {name: json.loads(trainlab("report", "tiny", "--store", f"{name}.db", "--format", "json", cwd=cwd).stdout)
-               for name in ("ray", "local")}
+    reports = {}
+    for name in ("ray", "local"):
+        with Store.open(cwd / f"{name}.db") as store:
+            reports[name] = json.loads(render(study_report(store, "tiny"), "json"))
     ray_report, local_report = reports["ray"], reports["local"]
     assert ray_report.keys() == local_report.keys()
     assert ray_report["selection"]["chosen"] == local_report["selection"]["chosen"]

@@ -74,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "measured throughput favours; 1 trains one at a time)")
     run.add_argument("--format", choices=("table", "markdown", "csv", "json", "none"), default="table",
                      help="how to print the results at the end (default: table)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local: train on this machine (default); ray: train on a Ray cluster, this process "
+                          "recording the results (docs/CLUSTER.md; needs pip install 'trainlab[ray]')")
+    run.add_argument("--address", metavar="ADDR", default=None,
+                     help="ray: the cluster to use, 'auto' (the one `ray start` runs on this machine) or HOST:PORT "
+                          "of its head (default: start Ray on this machine for the run)")
+    run.add_argument("--max-retries", type=int, metavar="N", default=None,
+                     help="ray: hand a trial out again at most N times after the task training it died, "
+                          "resuming from its last recorded epoch (default: 2)")
+    run.add_argument("--cpus-per-task", type=int, metavar="N", default=None,
+                     help="ray: CPUs each task holds and torch threads it uses (default: 1); tasks in flight = "
+                          "cluster CPUs / N")
 
     check = sub.add_parser("check", help="validate a study file and list its trials without training")
     check.add_argument("study", metavar="STUDY")
@@ -204,10 +216,11 @@ def _open_store(path: str, *, create: bool) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from trainlab import plan, spec
-    from trainlab.executors import RunSummary, register, run_local, run_pool
+    from trainlab.executors import RunSummary, register
     from trainlab.report import render, study_report
 
     study = spec.load(args.study, smoke=args.smoke)
+    _check_executor_options(args)
     with _open_store(args.store, create=True) as store:
         if args.retry_failed:
             study_id, _ = register(study, store)
@@ -216,15 +229,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         with _progress(args.quiet) as reporter:
 
             def execute(round_study: Any, pruning: Any) -> None:
-                workers = _workers(args.workers, round_study, store)
-                if workers > 1:
-                    if not args.quiet and not summaries:
-                        print(f"{workers} worker processes share the work; progress shows this one's trials")
-                    summaries.append(run_pool(round_study, args.store, workers, reporter=reporter,
-                                              population=args.population, pruning=pruning, store=store))
+                if args.executor == "ray":
+                    summaries.append(_run_ray(args, round_study, store, reporter, first=not summaries))
                 else:
-                    summaries.append(run_local(round_study, store, reporter=reporter, population=args.population,
-                                               pruning=pruning))
+                    summaries.append(_run_local(args, round_study, store, reporter, pruning, first=not summaries))
 
             plans = plan.run(study, store, execute, on_wait=lambda message: print(f"waiting: {message}"))
         ran: dict[str, int] = {}
@@ -241,6 +249,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.format != "none":
             print(render(study_report(store, study.name), args.format))
         return 0
+
+
+def _check_executor_options(args: argparse.Namespace) -> None:
+    """Options that belong to the other executor, and a missing Ray, stop the run before the store is touched."""
+    if args.executor == "ray":
+        from trainlab.cluster import import_ray
+
+        if args.workers != "auto":
+            raise TrainlabError("--workers is an option of the local executor; with --executor ray the cluster's CPUs "
+                                "decide how many trials train at once (see --cpus-per-task)")
+        import_ray()
+        return
+    for option in ("address", "max_retries", "cpus_per_task"):
+        if getattr(args, option) is not None:
+            raise TrainlabError(f"--{option.replace('_', '-')} is an option of --executor ray")
+
+
+def _run_local(args: argparse.Namespace, study: Any, store: Any, reporter: Any, pruning: Any, *, first: bool) -> Any:
+    from trainlab.executors import run_local, run_pool
+
+    workers = _workers(args.workers, study, store)
+    if workers > 1:
+        if not args.quiet and first:
+            print(f"{workers} worker processes share the work; progress shows this one's trials")
+        return run_pool(study, args.store, workers, reporter=reporter, population=args.population, pruning=pruning,
+                        store=store)
+    return run_local(study, store, reporter=reporter, population=args.population, pruning=pruning)
+
+
+def _run_ray(args: argparse.Namespace, study: Any, store: Any, reporter: Any, *, first: bool) -> Any:
+    """One round on Ray. Searches are not pruned there: workers cannot ask the store how others did."""
+    from trainlab.cluster import DEFAULT_MAX_RETRIES, run_ray
+
+    return run_ray(study, store, address=args.address, reporter=reporter, population=args.population,
+                   max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
+                   cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task,
+                   announce=None if args.quiet or not first else print)
 
 
 def _workers(value: str, study: Any, store: Any) -> int:
@@ -444,8 +489,8 @@ class _LineReporter:
     def __init__(self) -> None:
         self.index = 0
         self.total = 0
-        self.epochs = 0
-        self.population = 1
+        self.epochs: dict[int, int] = {}
+        """Epoch budget of each trial in training, by trial id (the Ray executor trains several units at once)."""
 
     def study_started(self, total: int, done: int) -> None:
         self.total, self.index = total, done
@@ -453,7 +498,7 @@ class _LineReporter:
 
     def unit_started(self, trials: Sequence[Any], epochs: int, resumed_at: int) -> None:
         first, self.index = self.index + 1, self.index + len(trials)
-        self.epochs, self.population = epochs, len(trials)
+        self.epochs.update((t.id, epochs) for t in trials)
         resumed = f" (resuming after epoch {resumed_at})" if resumed_at else ""
         span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
         together = "" if len(trials) == 1 else f" (a population of {len(trials)}, trained together)"
@@ -463,12 +508,18 @@ class _LineReporter:
         pass
 
     def epoch_finished(self, trial: Any, epoch: int, logs: Mapping[str, float]) -> None:
-        who = f"{_label(trial)}  " if self.population > 1 else ""
-        print(f"  {who}epoch {epoch + 1}/{self.epochs}  {_logs_text(logs)}", flush=True)
+        who = f"{_label(trial)}  " if len(self.epochs) > 1 else ""
+        print(f"  {who}epoch {epoch + 1}/{self.epochs.get(trial.id, 0)}  {_logs_text(logs)}", flush=True)
 
     def trial_finished(self, trial: Any, status: str, result: Mapping[str, Any]) -> None:
+        self.epochs.pop(trial.id, None)
         if status != "done":
             print(f"  {_label(trial)}: {status}: {result.get('error') or result.get('stop_reason', '')}", flush=True)
+
+    def unit_retried(self, trials: Sequence[Any], resumed_at: int, reason: str) -> None:
+        after = f"after epoch {resumed_at}" if resumed_at else "from the start"
+        print(f"  {', '.join(_label(t) for t in trials)}: the task died ({reason}); handed out again, resuming {after}",
+              flush=True)
 
 
 def _label(trial: Any) -> str:
@@ -493,6 +544,8 @@ class _BarReporter(_LineReporter):
         self.names = ""
         self.last = ""
         self.epoch = 0
+        self.budget = 0
+        self.unit_size = 1
 
     def study_started(self, total: int, done: int) -> None:
         self.total, self.index = total, done
@@ -500,14 +553,17 @@ class _BarReporter(_LineReporter):
 
     def unit_started(self, trials: Sequence[Any], epochs: int, resumed_at: int) -> None:
         first, self.index = self.index + 1, self.index + len(trials)
-        self.epochs, self.population, self.epoch, self.last = epochs, len(trials), resumed_at, ""
+        self.epochs.update((t.id, epochs) for t in trials)
+        self.epoch, self.last, self.budget, self.unit_size = resumed_at, "", epochs, len(trials)
         self.names = _label(trials[0]) if len(trials) == 1 else f"{len(trials)} together: {', '.join(t.label for t in trials)}"
         span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
         self.progress.update(self.trials, description=f"trial {span}/{self.total}")
         self._describe()
 
     def _describe(self) -> None:
-        text = f"  {self.names}  epoch {self.epoch + 1}/{self.epochs}"
+        # With several units in flight (the Ray executor), no one unit's name says what trains.
+        names = self.names if len(self.epochs) <= self.unit_size else f"{len(self.epochs)} trials training at once"
+        text = f"  {names}  epoch {min(self.epoch + 1, self.budget)}/{self.budget}"
         if self.last:
             text += f"  [dim]{self.last}[/dim]"
         self.progress.update(self.steps, description=text, visible=True)
@@ -516,11 +572,12 @@ class _BarReporter(_LineReporter):
         self.progress.update(self.steps, completed=step, total=steps)
 
     def epoch_finished(self, trial: Any, epoch: int, logs: Mapping[str, float]) -> None:
-        self.epoch = epoch + 1
-        self.last = (f"{trial.label}: " if self.population > 1 else "") + _logs_text(logs)
+        self.epoch, self.budget = epoch + 1, self.epochs.get(trial.id, self.budget)
+        self.last = (f"{trial.label}: " if len(self.epochs) > 1 else "") + _logs_text(logs)
         self._describe()
 
     def trial_finished(self, trial: Any, status: str, result: Mapping[str, Any]) -> None:
+        self.epochs.pop(trial.id, None)
         self.progress.advance(self.trials)
         best = result.get("best", {})
         score = best.get("val_accuracy", best.get("val_loss"))

@@ -3,6 +3,11 @@
 The local executor trains in this process. Every finished epoch goes to the store in one
 transaction together with the state to resume from, so killing the process loses at most the
 epoch in flight; a trial that fails is recorded with its error text and the study goes on.
+
+Every executor shares two halves: :func:`train_unit` turns a :class:`UnitJob` (specs, seeds,
+checkpoints; no store) into :data:`Event` s, and a :class:`Recorder` writes those events to the
+store. Here both run in one process; the Ray executor (:mod:`trainlab.cluster`) runs the first
+on the cluster and the second on the driver.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ import json
 import multiprocessing
 import os
 import traceback
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +26,7 @@ import torch
 from trainlab import data as datasets
 from trainlab import models, planner
 from trainlab.engine import Tensors, evaluate, fit, weights_bytes
+from trainlab.engine.loop import OnBatch
 from trainlab.engine.population import Member, fit_population
 from trainlab.errors import TrainlabError
 from trainlab.optim import Optimizer
@@ -38,6 +44,7 @@ class Reporter(Protocol):
     def batch(self, step: int, steps: int) -> None: ...
     def epoch_finished(self, trial: TrialRecord, epoch: int, logs: Mapping[str, float]) -> None: ...
     def trial_finished(self, trial: TrialRecord, status: str, result: Mapping[str, Any]) -> None: ...
+    def unit_retried(self, trials: Sequence[TrialRecord], resumed_at: int, reason: str) -> None: ...
 
 
 class Silent:
@@ -48,6 +55,7 @@ class Silent:
     def batch(self, step: int, steps: int) -> None: pass
     def epoch_finished(self, trial: TrialRecord, epoch: int, logs: Mapping[str, float]) -> None: pass
     def trial_finished(self, trial: TrialRecord, status: str, result: Mapping[str, Any]) -> None: pass
+    def unit_retried(self, trials: Sequence[TrialRecord], resumed_at: int, reason: str) -> None: pass
 
 
 @dataclass
@@ -91,10 +99,10 @@ def _convolutional(spec: Mapping[str, Any]) -> bool:
 
 def register(study: Study, store: Store) -> tuple[int, list[str]]:
     """Record the study and its trials in the store (idempotent); returns its id and trial hashes."""
-    trials = list({t.hash: t for t in study.trials()}.values())
+    trials = list({t.hash: t for t in study.trials()}.values())  # stages may share a trial
     study_id = store.ensure_study(study.name, study.spec_json(), study.hash, study.source)
     store.add_trials(study_id, [NewTrial(t.hash, t.label, t.params, t.seed, t.spec_json()) for t in trials])
-    return study_id, [t.hash for t in trials]  # one per hash: stages may share a trial
+    return study_id, [t.hash for t in trials]
 
 
 def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, owner: str | None = None,
@@ -177,73 +185,195 @@ def _check_batch_sizes(study: Study, cache: DataCache) -> None:
                 )
 
 
+@dataclass(frozen=True)
+class UnitJob:
+    """Everything needed to train one unit, and nothing that points at the store.
+
+    ``specs`` are the trials' resolved specs (JSON text), ``resumes`` their checkpoints (bytes
+    from the store, ``None`` to start afresh). A job can be pickled and sent to another
+    machine: the trainer prepares the data itself from the data spec. ``attempt`` counts how
+    often the unit was handed out before (0 the first time).
+    """
+
+    hashes: tuple[str, ...]
+    seeds: tuple[int, ...]
+    specs: tuple[str, ...]
+    resumes: tuple[bytes | None, ...]
+    start: int = 0
+    """The epoch training starts from (all the unit's trials start from the same one)."""
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class EpochEnded:
+    """Trial ``index`` of the unit finished ``epoch``; ``checkpoint`` is the state to resume after it."""
+
+    index: int
+    epoch: int
+    logs: dict[str, float]
+    checkpoint: bytes
+
+
+@dataclass(frozen=True)
+class TrialEnded:
+    """Trial ``index`` of the unit ended with ``status``, its ``outcome`` and chosen ``weights``."""
+
+    index: int
+    status: str
+    outcome: dict[str, Any]
+    weights: bytes
+
+
+@dataclass(frozen=True)
+class UnitFailed:
+    """Training raised: every trial of the unit without a :class:`TrialEnded` fails with ``error``."""
+
+    error: str
+
+
+Event = EpochEnded | TrialEnded | UnitFailed
+"""What training a unit produces, in order: epochs as they end, then each trial's end."""
+
+
+def unit_job(trials: Sequence[TrialRecord], store: Store, attempt: int = 0) -> UnitJob:
+    """The job of claimed ``trials``, each resuming from its last recorded checkpoint."""
+    saved = [store.artifact(t.id, CHECKPOINT) for t in trials]
+    return UnitJob(tuple(t.hash for t in trials), tuple(t.seed for t in trials), tuple(t.spec_json for t in trials),
+                   tuple(a.data if a is not None else None for a in saved), _resumes_at(saved[0]), attempt)
+
+
+def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on_batch: OnBatch | None = None,
+               prune: Callable[[int, int, dict[str, float]], bool] | None = None) -> None:
+    """Train a unit's trials to their end, together if several, telling ``emit`` each :data:`Event`.
+
+    The one training path of every executor: it knows nothing of the store, only the job.
+    Exceptions propagate (the caller decides what a failure means); nothing else is emitted
+    after one. ``prune(index, epoch, logs)``, asked after each emitted epoch, ends a trial there
+    as ``pruned`` when it returns True.
+    """
+    specs = [json.loads(s) for s in job.specs]
+    tensors, info, split = cache.get(specs[0]["data"])
+    nets = [models.build(spec["model"], info.input_shape, derive(seed, "init")) for seed, spec in zip(job.seeds, specs)]
+
+    def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Callable[[], bytes]) -> bool:
+        emit(EpochEnded(i, epoch, logs, make_checkpoint()))
+        return prune is not None and prune(i, epoch, logs)
+
+    if len(nets) == 1:
+        if _convolutional(specs[0]):
+            nets[0] = nets[0].to(memory_format=torch.channels_last)
+            tensors, _, _ = cache.get(specs[0]["data"], channels_last=True)
+        optimizer = Optimizer([p for p in nets[0].parameters() if p.requires_grad], specs[0]["optimizer"])
+        results = [fit(nets[0], optimizer, tensors, TrainSettings.of(specs[0]), info.task, seed=job.seeds[0],
+                       resume=job.resumes[0], on_epoch=lambda e, logs, ck: on_epoch(0, e, logs, ck), on_batch=on_batch)]
+    else:
+        members = [Member(net, spec["optimizer"], TrainSettings.of(spec), resume) for net, spec, resume in zip(nets, specs, job.resumes)]
+        results = fit_population(members, tensors, info.task, seed=job.seeds[0], on_epoch=on_epoch, on_batch=on_batch)
+    for i, (trial_hash, spec, net, result) in enumerate(zip(job.hashes, specs, nets, results)):
+        net.load_state_dict(result.weights)
+        test = evaluate(net, tensors.x_test, tensors.y_test, info.task, spec["train"]["loss"])
+        outcome = {
+            "best_epoch": result.best_epoch,
+            "best": result.best,
+            "epochs": result.epochs,
+            "stop_reason": result.stop_reason,
+            "test": test,
+            "split": split,
+            "population": len(nets),
+            "seconds_per_epoch": sum(h["seconds"] for h in result.history) / max(len(result.history), 1),
+        }
+        weights = weights_bytes(result.weights, {"trial": trial_hash, "spec": spec, "input_shape": list(info.input_shape)})
+        emit(TrialEnded(i, result.status, outcome, weights))
+
+
+def error_text(exc: BaseException) -> str:
+    """What a failed trial records: a user's mistake as its message, anything else as the traceback."""
+    return str(exc) if isinstance(exc, TrainlabError) else "".join(traceback.format_exception(exc))
+
+
+class Recorder:
+    """Writes one unit's events to the store, in the order they come, and tells the reporter.
+
+    The one recording path of every executor: the local one feeds it as training runs, the Ray
+    driver as events arrive from the cluster. Store writes name ``owner`` and raise
+    :class:`ClaimLostError` if another process took the trial meanwhile.
+    """
+
+    def __init__(self, trials: Sequence[TrialRecord], store: Store, owner: str, reporter: Reporter) -> None:
+        self.trials = list(trials)
+        self.store = store
+        self.owner = owner
+        self.reporter = reporter
+        self.finished: dict[int, str] = {}
+        """Status by index of each trial the unit finished."""
+
+    def record(self, event: Event) -> None:
+        if isinstance(event, EpochEnded):
+            trial = self.trials[event.index]
+            self.store.record_epoch(trial.id, self.owner, event.epoch, event.logs, event.checkpoint, checkpoint_format="safetensors")
+            self.reporter.epoch_finished(trial, event.epoch, event.logs)
+        elif isinstance(event, TrialEnded):
+            trial = self.trials[event.index]
+            self.store.finish_trial(trial.id, self.owner, event.status, result=event.outcome, weights=event.weights,  # type: ignore[arg-type]
+                                    weights_format="safetensors")
+            self.finished[event.index] = event.status
+            self.reporter.trial_finished(trial, event.status, event.outcome)
+        else:
+            self.fail(event.error)
+
+    @property
+    def unfinished(self) -> list[TrialRecord]:
+        return [t for i, t in enumerate(self.trials) if i not in self.finished]
+
+    def fail(self, error: str) -> None:
+        """Record every unfinished trial as ``failed`` with ``error``."""
+        for i, trial in enumerate(self.trials):
+            if i not in self.finished:
+                self.store.finish_trial(trial.id, self.owner, "failed", error=error)
+                self.finished[i] = "failed"
+                self.reporter.trial_finished(trial, "failed", {"error": error.strip().splitlines()[-1] if error.strip() else error})
+
+    def release(self) -> None:
+        """Give the unfinished trials back; their recorded epochs and checkpoints stay."""
+        for trial in self.unfinished:
+            self.store.release(trial.id, self.owner)
+
+    def statuses(self, default: str = "lost") -> list[str]:
+        """Each trial's status, ``default`` for those the unit did not finish."""
+        return [self.finished.get(i, default) for i in range(len(self.trials))]
+
+
 def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: DataCache, reporter: Reporter,
              pruner: UnitPruner | None = None) -> list[str]:
-    """Train claimed trials to their end, together if several, and record each; returns their statuses.
+    """Train claimed trials to their end in this process, together if several, and record each; returns their statuses.
 
     A unit that raises records its unfinished trials as ``failed`` with the error text. Ctrl-C
-    gives them back (their finished epochs stay) and propagates.
+    gives them back (their finished epochs stay) and propagates. ``pruner`` decides, epoch by
+    epoch, whether a search trial goes on.
     """
-    specs = [json.loads(t.spec_json) for t in trials]
-    finished: dict[int, str] = {}
+    recorder = Recorder(trials, store, owner, reporter)
     try:
-        tensors, info, split = cache.get(specs[0]["data"])
-        nets = [models.build(spec["model"], info.input_shape, derive(t.seed, "init")) for t, spec in zip(trials, specs)]
-        saved = [store.artifact(t.id, CHECKPOINT) for t in trials]
-        resumes = [a.data if a is not None else None for a in saved]
-        reporter.unit_started(trials, specs[0]["train"]["epochs"], _resumes_at(saved[0]))
-
-        def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Any) -> bool:
-            store.record_epoch(trials[i].id, owner, epoch, logs, make_checkpoint(), checkpoint_format="safetensors")
-            reporter.epoch_finished(trials[i], epoch, logs)
-            return pruner is not None and pruner.should_prune(trials[i].hash, epoch, logs)
-
-        if len(trials) == 1:
-            if _convolutional(specs[0]):
-                nets[0] = nets[0].to(memory_format=torch.channels_last)
-                tensors, _, _ = cache.get(specs[0]["data"], channels_last=True)
-            optimizer = Optimizer([p for p in nets[0].parameters() if p.requires_grad], specs[0]["optimizer"])
-            results = [fit(nets[0], optimizer, tensors, TrainSettings.of(specs[0]), info.task, seed=trials[0].seed,
-                           resume=resumes[0], on_epoch=lambda e, logs, ck: on_epoch(0, e, logs, ck), on_batch=reporter.batch)]
+        job = unit_job(trials, store)
+        reporter.unit_started(trials, json.loads(job.specs[0])["train"]["epochs"], job.start)
+        if pruner is None:
+            train_unit(job, cache, recorder.record, reporter.batch)
         else:
-            members = [Member(net, spec["optimizer"], TrainSettings.of(spec), resume) for net, spec, resume in zip(nets, specs, resumes)]
-            results = fit_population(members, tensors, info.task, seed=trials[0].seed, on_epoch=on_epoch, on_batch=reporter.batch)
-        for i, (trial, spec, net, result) in enumerate(zip(trials, specs, nets, results)):
-            net.load_state_dict(result.weights)
-            test = evaluate(net, tensors.x_test, tensors.y_test, info.task, spec["train"]["loss"])
-            outcome = {
-                "best_epoch": result.best_epoch,
-                "best": result.best,
-                "epochs": result.epochs,
-                "stop_reason": result.stop_reason,
-                "test": test,
-                "split": split,
-                "population": len(trials),
-                "seconds_per_epoch": sum(h["seconds"] for h in result.history) / max(len(result.history), 1),
-            }
-            weights = weights_bytes(result.weights, {"trial": trial.hash, "spec": spec, "input_shape": list(info.input_shape)})
-            store.finish_trial(trial.id, owner, result.status, result=outcome, weights=weights, weights_format="safetensors")
-            finished[i] = result.status
-            if pruner is not None:
-                pruner.finish(trial.hash, result.status, result.best)
-            reporter.trial_finished(trial, result.status, outcome)
-        return [finished[i] for i in range(len(trials))]
+            def emit(event: Event) -> None:
+                recorder.record(event)
+                if isinstance(event, TrialEnded):
+                    pruner.finish(job.hashes[event.index], event.status, event.outcome.get("best"))
+
+            train_unit(job, cache, emit, reporter.batch,
+                       prune=lambda i, epoch, logs: pruner.should_prune(job.hashes[i], epoch, logs))
     except KeyboardInterrupt:
-        for i, trial in enumerate(trials):
-            if i not in finished:
-                store.release(trial.id, owner)
+        recorder.release()
         raise
     except ClaimLostError:
         # Another process holds these trials now (this one was presumed dead): their results are theirs.
-        return [finished.get(i, "lost") for i in range(len(trials))]
+        return recorder.statuses()
     except Exception as exc:
-        text = str(exc) if isinstance(exc, TrainlabError) else traceback.format_exc()
-        for i, trial in enumerate(trials):
-            if i not in finished:
-                store.finish_trial(trial.id, owner, "failed", error=text)
-                finished[i] = "failed"
-                reporter.trial_finished(trial, "failed", {"error": text.strip().splitlines()[-1]})
-        return [finished[i] for i in range(len(trials))]
+        recorder.fail(error_text(exc))
+    return recorder.statuses()
 
 
 def _groups(study: Study, store: Store) -> dict[str, int]:
@@ -286,9 +416,9 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
     """Train ``study`` with ``workers`` processes sharing the machine's cores and one store.
 
     This process is one of the workers (its progress is the one shown); the others claim trials
-    from the same store, so each trial still runs once. ``store``: this process's open
-    connection to ``store_path``, if it has one. Results do not depend on the number of
-    workers: every trial's randomness comes from its own seed.
+    from the same store, so each trial still runs once. Results do not depend on the number of
+    workers: every trial's randomness comes from its own seed. ``store``: this process's open
+    connection to ``store_path``, if it has one.
     """
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")

@@ -1,0 +1,345 @@
+"""The Ray executor: a study's units trained as tasks on a Ray cluster, recorded by the driver alone.
+
+What runs where (docs/CLUSTER.md tells it for users):
+
+* The *driver*, the process running ``trainlab run --executor ray``, registers the study, checks
+  the data, claims trials and plans units exactly as the local executor does
+  (:func:`trainlab.executors._mates`), and is the only process that opens the store.
+* Each unit goes to the cluster as one streaming-generator task carrying a
+  :class:`~trainlab.executors.UnitJob`: specs, seeds and the checkpoints to resume from, as
+  bytes. The task prepares the data itself from the data spec (once per worker process: later
+  tasks on that worker reuse it), trains with :func:`~trainlab.executors.train_unit` and
+  yields each :data:`~trainlab.executors.Event` as it happens. Workers need trainlab and the
+  data on their node; they never see the store, nor need a file system shared with the driver.
+* The driver follows as many tasks at once as the cluster has CPUs for (cluster CPUs divided by
+  CPUs per task) and records every event as it arrives, through the same
+  :class:`~trainlab.executors.Recorder` the local executor uses, so the store and the progress
+  display look as they do for a local run.
+
+Failures: a task whose worker process or node dies is handed out again, resuming from the last
+checkpoint the driver recorded, at most ``max_retries`` times for each trial; a trial that keeps
+dying is recorded as ``failed`` with the error, and the study goes on. An exception inside
+training is not retried: it fails the unit's unfinished trials, as it does locally. Ctrl-C
+cancels the tasks and gives the unfinished trials back, keeping their finished epochs.
+
+Ray is imported only when this executor runs; it is the optional extra ``trainlab[ray]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from trainlab.errors import TrainlabError
+from trainlab.executors import (
+    DataCache,
+    Event,
+    Recorder,
+    Reporter,
+    RunSummary,
+    Silent,
+    UnitFailed,
+    UnitJob,
+    _check_batch_sizes,
+    _mates,
+    _start_epoch,
+    error_text,
+    register,
+    train_unit,
+    unit_job,
+)
+from trainlab.spec import Study
+from trainlab.store import FINISHED_STATUSES, ClaimLostError, Store, TrialRecord, make_owner
+
+DEFAULT_MAX_RETRIES = 2
+INSTALL_HINT = "pip install 'trainlab[ray]'"
+
+Worker = Callable[[UnitJob], Iterator[Event]]
+"""What a task runs: a unit's job in, its events out (:func:`unit_events`; tests wrap it)."""
+
+
+def import_ray() -> ModuleType:
+    """The ``ray`` module, or a TrainlabError saying how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise TrainlabError(f"the ray executor needs Ray, which cannot be imported here ({exc}); "
+                            f"install it with: {INSTALL_HINT}") from None
+    return ray
+
+
+# --- the worker side ------------------------------------------------------------------------
+
+_worker_cache: DataCache | None = None
+
+
+def worker_cache() -> DataCache:
+    """This process's prepared data sets: a worker process prepares each one once, for all its tasks."""
+    global _worker_cache
+    if _worker_cache is None:
+        _worker_cache = DataCache()
+    return _worker_cache
+
+
+def unit_events(job: UnitJob) -> Iterator[Event]:
+    """Train ``job`` in this process and yield its events as they happen.
+
+    Training reports through callbacks, a task streams by yielding: training runs in a thread
+    and hands each event over. An exception in training becomes one :class:`UnitFailed`.
+    """
+    events: queue.Queue[Event | None] = queue.Queue()
+
+    def work() -> None:
+        try:
+            train_unit(job, worker_cache(), events.put)
+        except BaseException as exc:  # noqa: BLE001 - whatever ends training is the unit's failure
+            events.put(UnitFailed(error_text(exc)))
+        finally:
+            events.put(None)
+
+    thread = threading.Thread(target=work, name="trainlab-unit", daemon=True)
+    thread.start()
+    while (event := events.get()) is not None:
+        yield event
+    thread.join()
+
+
+def _task(worker: Worker, job: UnitJob, threads: int) -> Iterator[Event]:
+    """The body of every task: torch uses the CPUs the task holds, then ``worker`` trains."""
+    torch.set_num_threads(threads)
+    yield from worker(job)
+
+
+# --- the driver side ------------------------------------------------------------------------
+
+
+def connect(ray: ModuleType, address: str | None) -> bool:
+    """Join the cluster at ``address`` (``None``: start Ray on this machine); whether this call started
+    the connection (and so should end it). A process already connected keeps its connection."""
+    if ray.is_initialized():
+        return False
+    if address is not None and address.startswith("ray://"):
+        raise TrainlabError(
+            f"--address {address}: a ray:// address connects through Ray Client, which cannot stream a task's "
+            "results while it runs (a limitation of Ray). Run trainlab on a machine of the cluster with "
+            "--address auto (or HEAD:6379), for example through `ray job submit` (docs/CLUSTER.md)")
+    try:
+        if address is None:
+            ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, logging_level=logging.WARNING)
+    except ConnectionError as exc:
+        raise TrainlabError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+    return True
+
+
+def slots(ray: ModuleType, cpus_per_task: float) -> int:
+    """Units to keep in flight: the cluster's CPUs divided by the CPUs each task takes (at least one)."""
+    return max(1, int(ray.cluster_resources().get("CPU", 0) // cpus_per_task))
+
+
+def run_ray(study: Study, store: Store, *, address: str | None = None, max_retries: int = DEFAULT_MAX_RETRIES,
+            cpus_per_task: int = 1, reporter: Reporter | None = None, owner: str | None = None,
+            cache: DataCache | None = None, population: int | None = None, worker: Worker | None = None,
+            announce: Callable[[str], None] | None = None) -> RunSummary:
+    """Train every unfinished trial of ``study`` on a Ray cluster, recording into ``store`` from this process.
+
+    ``address``: the cluster (``auto``, ``HOST:PORT``); ``None`` starts Ray on this machine for
+    the run. A process already connected to Ray uses that connection. ``max_retries``: how often
+    a trial is handed out again after its task died. ``cpus_per_task``: CPUs each task holds
+    (torch uses as many threads). ``worker``: what tasks run, :func:`unit_events` by default.
+    ``announce``: told, in one line, which cluster trains and how many units at once.
+    Units are planned as :func:`~trainlab.executors.run_local` plans them.
+    """
+    if max_retries < 0:
+        raise TrainlabError(f"--max-retries takes a number >= 0, got {max_retries}")
+    if cpus_per_task < 1:
+        raise TrainlabError(f"CPUs per task must be at least 1, got {cpus_per_task}")
+    ray = import_ray()
+    reporter = reporter or Silent()
+    owner = owner or make_owner()
+    cache = cache or DataCache()
+    # The data is checked here, before anything is handed out, as the local executor does.
+    _check_batch_sizes(study, cache)
+    started = connect(ray, address)
+    previous = torch.get_num_threads()
+    # Population sizes are measured here at the threads a task will have.
+    torch.set_num_threads(cpus_per_task)
+    try:
+        study_id, hashes = register(study, store)
+        wanted = set(hashes)
+        current = store.trials(study_id, hashes=wanted)
+        summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
+        width = slots(ray, cpus_per_task)
+        if announce is not None:
+            cpus = ray.cluster_resources().get("CPU", 0)
+            where = "a Ray instance on this machine" if address is None and started else f"the Ray cluster at {address or 'the current connection'}"
+            announce(f"training on {where}: {cpus:g} CPUs, {cpus_per_task} per task, up to {width} units at once")
+        reporter.study_started(len(current), summary.skipped_done)
+        driver = _Driver(ray, store, study_id, wanted, owner, cache, reporter, population, worker or unit_events,
+                         cpus_per_task, max_retries, width)
+        driver.run()
+        summary.ran = driver.ran
+        summary.busy_elsewhere = sum(t.status == "running" for t in store.trials(study_id, hashes=wanted))
+        return summary
+    finally:
+        torch.set_num_threads(previous)
+        if started:
+            ray.shutdown()
+
+
+@dataclass
+class _Flight:
+    """A unit handed out to the cluster: its job and the recorder of its events."""
+
+    job: UnitJob
+    recorder: Recorder
+
+
+class _Driver:
+    """Hands units out, follows their event streams, records them, and retries units whose task died."""
+
+    def __init__(self, ray: ModuleType, store: Store, study_id: int, wanted: set[str], owner: str, cache: DataCache,
+                 reporter: Reporter, population: int | None, worker: Worker, cpus_per_task: int, max_retries: int,
+                 slots: int) -> None:
+        self.ray, self.store, self.study_id, self.wanted, self.owner = ray, store, study_id, wanted, owner
+        self.cache, self.reporter, self.population, self.worker = cache, reporter, population, worker
+        self.cpus_per_task, self.max_retries, self.slots = cpus_per_task, max_retries, slots
+        # max_retries=0: Ray would rerun a task from its first checkpoint; the driver retries from its last.
+        self.remote = ray.remote(num_returns="streaming", num_cpus=cpus_per_task, max_retries=0)(_task)
+        self.flights: dict[Any, _Flight] = {}
+        self.again: list[tuple[list[TrialRecord], int]] = []
+        """Units whose task died, waiting to be handed out again, with their attempt number."""
+        self.deaths: dict[int, int] = {}
+        """Per trial id: how many of its tasks died."""
+        self.ran: dict[str, int] = {}
+        self.claiming = True
+
+    def run(self) -> None:
+        try:
+            while True:
+                self._fill()
+                if not self.flights:
+                    return
+                ready, _ = self.ray.wait(list(self.flights), num_returns=1)
+                for stream in ready:
+                    self._advance(stream)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _fill(self) -> None:
+        """Hand out units until every slot is taken: first those to retry, then newly claimed ones."""
+        while len(self.flights) < self.slots:
+            if self.again:
+                trials, attempt = self.again.pop(0)
+                job = unit_job(trials, self.store, attempt)
+            elif self.claiming:
+                leader = self.store.claim_next(self.study_id, self.owner, hashes=self.wanted)
+                if leader is None:
+                    self.claiming = False
+                    continue
+                trials = [leader, *_mates(leader, self.store, self.study_id, self.wanted, self.owner, self.cache, self.population)]
+                job = unit_job(trials, self.store)
+                self.reporter.unit_started(trials, _epochs(trials[0]), job.start)
+            else:
+                return
+            stream = self.remote.remote(self.worker, job, self.cpus_per_task)
+            self.flights[stream] = _Flight(job, Recorder(trials, self.store, self.owner, self.reporter))
+
+    def _advance(self, stream: Any) -> None:
+        """Record the next event of a stream that has one, or handle its end."""
+        flight = self.flights[stream]
+        try:
+            ref = next(stream)
+        except StopIteration:
+            self._close(stream, "the task ended without reporting the trial's end")
+            return
+        try:
+            event = self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:
+            # An exception outside training (trainlab missing on the node, say): retrying would not help.
+            flight.recorder.fail(str(exc))
+            self._close(stream)
+            return
+        except self.ray.exceptions.RayError as exc:
+            # The worker process or its node died, or the task's results were lost.
+            self._died(stream, exc)
+            return
+        try:
+            flight.recorder.record(event)
+        except ClaimLostError:
+            # Another process took these trials over (this one was presumed dead): the results are theirs.
+            self._cancel(stream)
+            self._close(stream)
+
+    def _close(self, stream: Any, unfinished_error: str | None = None) -> None:
+        """Forget a stream that has ended; its trials not finished fail with ``unfinished_error`` if given."""
+        flight = self.flights.pop(stream)
+        if unfinished_error is not None and flight.recorder.unfinished:
+            flight.recorder.fail(unfinished_error)
+        self._count(flight.recorder.statuses())
+
+    def _died(self, stream: Any, exc: BaseException) -> None:
+        """A task died: its unfinished trials go out again from their last checkpoints, or fail once they
+        have died more than ``max_retries`` times. Trials resuming at different epochs (a population cut
+        between two members' epoch reports) go out as separate units, as a local resume plans them."""
+        flight = self.flights.pop(stream)
+        self._count(list(flight.recorder.finished.values()))
+        reason = _first_line(str(exc)) or type(exc).__name__
+        retry: dict[int, list[TrialRecord]] = {}
+        for trial in flight.recorder.unfinished:
+            deaths = self.deaths[trial.id] = self.deaths.get(trial.id, 0) + 1
+            if deaths > self.max_retries:
+                error = (f"the Ray task training this trial died {deaths} times, more than --max-retries "
+                         f"({self.max_retries}) allows; last: {type(exc).__name__}: {str(exc).strip()}")
+                giving_up = Recorder([trial], self.store, self.owner, self.reporter)
+                try:
+                    giving_up.fail(error)
+                except ClaimLostError:
+                    pass
+                self._count(giving_up.statuses())
+            else:
+                retry.setdefault(_start_epoch(self.store, trial), []).append(trial)
+        for start, trials in sorted(retry.items()):
+            attempt = max(self.deaths[t.id] for t in trials)
+            self.reporter.unit_retried(trials, start, reason)
+            self.again.append((trials, attempt))
+
+    def _count(self, statuses: Sequence[str]) -> None:
+        for status in statuses:
+            self.ran[status] = self.ran.get(status, 0) + 1
+
+    def _cancel(self, stream: Any) -> None:
+        with contextlib.suppress(Exception):
+            self.ray.cancel(stream, force=True)
+
+    def _abandon(self) -> None:
+        """Ctrl-C or an error in the driver: cancel every task and give every unfinished trial back."""
+        for stream in self.flights:
+            self._cancel(stream)
+        held = [t for flight in self.flights.values() for t in flight.recorder.unfinished]
+        held += [t for trials, _ in self.again for t in trials]
+        for trial in held:
+            with contextlib.suppress(Exception):
+                self.store.release(trial.id, self.owner)
+        self.flights.clear()
+        self.again.clear()
+
+
+def _epochs(trial: TrialRecord) -> int:
+    return int(json.loads(trial.spec_json)["train"]["epochs"])
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""

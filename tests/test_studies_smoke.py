@@ -24,7 +24,8 @@ NEEDS_CIFAR = {"report_b2_cifar_mlp.toml"}
 
 
 def check_report(report: dict, study: str) -> None:
-    """Every stage resolved and every one of its trials finished."""
+    """Every stage resolved, every one of its trials finished, and at least one done per stage
+    (a sampled learning rate may legitimately diverge)."""
     sections = report.get("stages") or [report]
     for section in sections:
         where = f"{study}: stage {section.get('stage', '')}"
@@ -32,8 +33,8 @@ def check_report(report: dict, study: str) -> None:
         assert section["variants"], where
         for variant in section["variants"]:
             counts = variant["status"]
-            assert set(counts) <= {"done", "pruned"}, f"{where}: {variant['label']}: {counts}"
-            assert variant["n"] + counts.get("pruned", 0) >= 1, where
+            assert set(counts) <= {"done", "pruned", "diverged"}, f"{where}: {variant['label']}: {counts}"
+        assert any(v["n"] for v in section["variants"]), where
 
 
 def test_every_study_file_has_a_smoke_test() -> None:

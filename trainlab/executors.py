@@ -426,13 +426,16 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
                 for _ in range(workers - 1)]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    cache = DataCache()
+    # A missing or corrupt data set stops the run here, before any worker starts.
+    _check_batch_sizes(study, cache)
     with nullcontext(store) if store is not None else Store.open(store_path) as store:
         study_id, hashes = register(study, store)
         before = store.status_counts(study_id, hashes=set(hashes))
         for child in children:
             child.start()
         try:
-            summary = run_local(study, store, reporter=reporter, population=population, pruning=pruning)
+            summary = run_local(study, store, reporter=reporter, population=population, pruning=pruning, cache=cache)
             for child in children:
                 child.join()
         finally:

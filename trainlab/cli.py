@@ -194,10 +194,14 @@ def _open_store(path: str, *, create: bool) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from trainlab import spec
-    from trainlab.executors import register, run_local, run_pool
+    from trainlab.executors import DataCache, check_data, register, run_local, run_pool
     from trainlab.report import render, study_report
 
     study = spec.load(args.study)
+    if args.workers != "auto":
+        _workers(args.workers, study, None)  # refuse a bad value before the store is touched
+    cache = DataCache()
+    check_data(study, cache)  # what only the data can refute stops the run before the store is touched
     with _open_store(args.store, create=True) as store:
         if args.retry_failed:
             study_id, _ = register(study, store)
@@ -207,9 +211,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             if workers > 1:
                 if not args.quiet:
                     print(f"{workers} worker processes share the work; progress shows this one's trials")
-                summary = run_pool(study, args.store, workers, reporter=reporter, population=args.population)
+                summary = run_pool(study, args.store, workers, reporter=reporter, population=args.population, cache=cache)
             else:
-                summary = run_local(study, store, reporter=reporter, population=args.population)
+                summary = run_local(study, store, reporter=reporter, population=args.population, cache=cache)
         ran = ", ".join(f"{n} {status}" for status, n in sorted(summary.ran.items())) or "nothing to run"
         print(f"study {study.name}: {summary.total} trials; this run: {ran}; already finished before: {summary.skipped_done}")
         if summary.busy_elsewhere:

@@ -21,7 +21,7 @@ from trainlab import data as datasets
 from trainlab import models, planner
 from trainlab.engine import Tensors, evaluate, fit, weights_bytes
 from trainlab.engine.population import Member, fit_population
-from trainlab.errors import TrainlabError
+from trainlab.errors import SpecError, TrainlabError
 from trainlab.optim import Optimizer
 from trainlab.seeding import derive
 from trainlab.spec import Study, TrainSettings, canonical_json
@@ -107,9 +107,8 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
     reporter = reporter or Silent()
     owner = owner or make_owner()
     cache = cache or DataCache()
+    check_data(study, cache)
     study_id, hashes = register(study, store)
-    for spec in {canonical_json(v.spec["data"]): v.spec["data"] for v in study.variants}.values():
-        _check_batch_size(study, spec, cache)
     wanted = set(hashes)
     current = store.trials(study_id, hashes=wanted)
     summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
@@ -156,6 +155,19 @@ def _mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], o
         if store.claim(trial.id, owner):
             mates.append(trial)
     return mates
+
+
+def check_data(study: Study, cache: DataCache) -> None:
+    """Prepare (and verify) every data set of ``study`` and check each batch size fits its data.
+
+    What only the data can refute (a missing or corrupt file, a split or batch larger than the
+    data) is found here, before anything is written to a store.
+    """
+    for spec in {canonical_json(v.spec["data"]): v.spec["data"] for v in study.variants}.values():
+        try:
+            _check_batch_size(study, spec, cache)
+        except SpecError as exc:
+            raise (exc.in_file(study.source) if study.source and not exc.file else exc) from None
 
 
 def _check_batch_size(study: Study, data_spec: Mapping[str, Any], cache: DataCache) -> None:
@@ -271,7 +283,7 @@ def _worker(study: Study, store_path: str, threads: int, population: int | None)
 
 
 def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter | None = None,
-             population: int | None = None) -> RunSummary:
+             population: int | None = None, cache: DataCache | None = None) -> RunSummary:
     """Train ``study`` with ``workers`` processes sharing the machine's cores and one store.
 
     This process is one of the workers (its progress is the one shown); the others claim trials
@@ -290,7 +302,7 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
         for child in children:
             child.start()
         try:
-            summary = run_local(study, store, reporter=reporter, population=population)
+            summary = run_local(study, store, reporter=reporter, population=population, cache=cache)
             for child in children:
                 child.join()
         finally:

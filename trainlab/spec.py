@@ -13,8 +13,10 @@ which is what resuming matches on.
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -71,6 +73,9 @@ _REDUCE_LR = {
     "min_lr": param(0.0, float, check=non_negative),
 }
 MAX_EPOCHS = 100_000
+MAX_SEED = 2**63 - 1
+"""Seeds are stored as SQLite integers (signed 64-bit)."""
+MAX_VARIANTS = 10_000
 
 
 def _batch_size(value: Any) -> str | None:
@@ -187,6 +192,7 @@ def from_dict(raw: Mapping[str, Any], *, source: str | None = None, default_name
     for key in raw:
         if key not in TOP_KEYS:
             raise SpecError(f"unknown section {key!r}", path=key, allowed=TOP_KEYS, got=key)
+    _check_plain(raw, "")
     head = check_params(_table(raw.get("study", {}), "study"), _STUDY, "study")
     name = head["name"] or default_name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
@@ -211,6 +217,9 @@ def from_dict(raw: Mapping[str, Any], *, source: str | None = None, default_name
         if not isinstance(values, list) or not values:
             raise SpecError(f"a grid lists the values to try, e.g. \"{key}\" = [0.1, 0.01]; got {values!r}", path=f"grid.{key}")
         _parse_path(key, f"grid.{key}")
+    size = max(len(entries), 1) * math.prod(len(values) for values in grid.values())
+    if size > MAX_VARIANTS:
+        raise SpecError(f"the comparisons and the grid make {size:,} variants; a study has at most {MAX_VARIANTS:,}", path="grid" if grid else "compare")
 
     variants: list[Variant] = []
     labels: dict[str, int] = {}
@@ -248,11 +257,26 @@ def _seeds(value: int | list[Any]) -> tuple[int, ...]:
         if not 1 <= value <= 1000:
             raise SpecError(f"a number of seeds must be in 1..1000, got {value}", path="study.seeds")
         return tuple(range(value))
-    if not value or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
-        raise SpecError(f"seeds are a count or a list of non-negative integers, got {value!r}", path="study.seeds")
+    if not value or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in value):
+        raise SpecError(f"seeds are a count or a list of integers in 0..{MAX_SEED}, got {value!r}", path="study.seeds")
     if len(set(value)) != len(value):
         raise SpecError(f"seeds repeat: {value!r}", path="study.seeds")
     return tuple(value)
+
+
+def _check_plain(value: Any, path: str) -> None:
+    """Refuse what no study value can be, wherever it is written (even where a variant overrides
+    it): TOML dates and times, and NaN or infinite numbers, which the stored JSON cannot hold."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_plain(item, join(path, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_plain(item, join(path, i))
+    elif isinstance(value, (datetime.date, datetime.time)):
+        raise SpecError(f"expected a number, string, true/false, list or table, got the date or time {value}", path=path)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"must be a finite number, got {value!r}", path=path)
 
 
 def _table(value: Any, path: str) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
+import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,12 +115,25 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
     current = store.trials(study_id, hashes=wanted)
     summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
     reporter.study_started(len(current), summary.skipped_done)
-    while (leader := store.claim_next(study_id, owner, hashes=wanted)) is not None:
-        unit = [leader, *_mates(leader, store, study_id, wanted, owner, cache, population)]
-        for status in run_unit(unit, store, owner, cache, reporter):
-            summary.ran[status] = summary.ran.get(status, 0) + 1
+    try:
+        while (leader := store.claim_next(study_id, owner, hashes=wanted)) is not None:
+            unit = [leader, *_mates(leader, store, study_id, wanted, owner, cache, population)]
+            for status in run_unit(unit, store, owner, cache, reporter):
+                summary.ran[status] = summary.ran.get(status, 0) + 1
+    except KeyboardInterrupt:
+        # Wherever Ctrl-C landed (choosing mates, between trials, inside a unit), give back every
+        # trial this owner holds: their finished epochs stay and the next run resumes them.
+        release_all(store, study_id, owner)
+        raise
     summary.busy_elsewhere = sum(t.status == "running" for t in store.trials(study_id, hashes=wanted))
     return summary
+
+
+def release_all(store: Store, study_id: int, owner: str) -> None:
+    """Give back every trial of the study that ``owner`` holds (pending again, progress kept)."""
+    for trial in store.trials(study_id, status="running"):
+        if trial.owner == owner:
+            store.release(trial.id, owner)
 
 
 def _resumes_at(saved: ArtifactRecord | None) -> int:
@@ -272,10 +287,17 @@ def auto_workers(study: Study, store: Store) -> int:
     return max(1, min(os.cpu_count() or 1, len(groups)))
 
 
-def _worker(study: Study, store_path: str, threads: int, population: int | None) -> None:
-    """A pool process: claims and trains trials until none is left, quietly."""
-    torch.set_num_threads(threads)
+def _worker(study: Study, store_path: str, threads: int, population: int | None, stop: Any) -> None:
+    """A pool process: claims and trains trials until none is left, quietly.
+
+    It starts with Ctrl-C ignored (a SIGINT while it imports would print a traceback) and
+    takes it up here; ``stop`` is set by a driver that was interrupted before that.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        if stop.is_set():
+            return
+        torch.set_num_threads(threads)
         with Store.open(store_path) as store:
             run_local(study, store, population=population)
     except KeyboardInterrupt:
@@ -292,19 +314,36 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
     """
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_worker, args=(study, store_path, threads, population), daemon=True)
+    stop = context.Event()
+    children = [context.Process(target=_worker, args=(study, store_path, threads, population, stop), daemon=True)
                 for _ in range(workers - 1)]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     with Store.open(store_path) as store:
         study_id, hashes = register(study, store)
         before = store.status_counts(study_id, hashes=set(hashes))
-        for child in children:
-            child.start()
+        main_thread = threading.current_thread() is threading.main_thread()
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None  # inherited: see _worker
+        try:
+            for child in children:
+                child.start()
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, handler)
         try:
             summary = run_local(study, store, reporter=reporter, population=population, cache=cache)
             for child in children:
                 child.join()
+        except KeyboardInterrupt:
+            # Ctrl-C in a terminal reaches every worker; a SIGINT sent to this process alone is
+            # passed on, so that each worker gives its trials back before the command exits.
+            stop.set()
+            for child in children:
+                if child.is_alive() and child.pid is not None:
+                    os.kill(child.pid, signal.SIGINT)
+            for child in children:
+                child.join(timeout=60)
+            raise
         finally:
             torch.set_num_threads(previous)
             for child in children:

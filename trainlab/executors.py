@@ -23,7 +23,7 @@ from trainlab import data as datasets
 from trainlab import models, planner
 from trainlab.engine import Tensors, evaluate, fit, weights_bytes
 from trainlab.engine.population import Member, fit_population
-from trainlab.errors import SpecError, TrainlabError
+from trainlab.errors import SpecError, StoreError, TrainlabError
 from trainlab.optim import Optimizer
 from trainlab.seeding import derive
 from trainlab.spec import Study, TrainSettings, canonical_json
@@ -252,6 +252,16 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
     except ClaimLostError:
         # Another process holds these trials now (this one was presumed dead): their results are theirs.
         return [finished.get(i, "lost") for i in range(len(trials))]
+    except StoreError:
+        # The store failed (damaged, full, locked too long): not the trials' fault, so they are not
+        # marked failed; they are given back if the store still takes writes, and the run stops.
+        for i, trial in enumerate(trials):
+            if i not in finished:
+                try:
+                    store.release(trial.id, owner)
+                except StoreError:
+                    break
+        raise
     except Exception as exc:
         text = str(exc) if isinstance(exc, TrainlabError) else traceback.format_exc()
         for i, trial in enumerate(trials):

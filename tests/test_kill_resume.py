@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import STUDY, make_npz
+
 from trainlab.store import Store
 
 EPOCHS = 8
@@ -225,7 +225,7 @@ def test_repeated_sigkill_loses_nothing_and_changes_nothing(study: Path, options
             # Later kills: once the store has the target's epochs (or one more than the last run
             # left, if an overshoot passed it), plus a random fraction of the next epoch.
             target = max(targets[rounds - 1], before + 1)
-            wait_for(lambda: epochs_written(store) >= target, proc)
+            wait_for(lambda target=target: epochs_written(store) >= target, proc)
         rounds += 1
         time.sleep(rng.uniform(0, 0.05))
         if proc.poll() is None:

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import make_npz
+
 from trainlab import spec
 from trainlab.executors import DataCache, Silent, run_local
 from trainlab.store import Store

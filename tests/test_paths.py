@@ -14,8 +14,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import make_npz
+
 from trainlab import spec
 from trainlab.cli import main
 from trainlab.errors import SpecError

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import make_npz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_npz
 from trainlab import models, spec
 from trainlab.cli import EXIT_USER_ERROR, main
 from trainlab.errors import SpecError
@@ -347,7 +347,7 @@ def test_cli_refuses_bad_files_with_exit_2_and_writes_nothing(folder: Path, base
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TRAINLAB_OFFLINE": "1", "TRAINLAB_DATA": str(cwd / "cache")}
-    return subprocess.run([sys.executable, "-m", "trainlab.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "trainlab.cli", *args], check=False, cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

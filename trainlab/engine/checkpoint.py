@@ -56,5 +56,5 @@ def _digest(flat: Mapping[str, torch.Tensor], meta_text: str) -> str:
     for name in sorted(flat):
         tensor = flat[name].detach().contiguous()
         digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
     return digest.hexdigest()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load as st_load
@@ -56,5 +56,5 @@ def _digest(flat: Mapping[str, torch.Tensor], meta_text: str) -> str:
     for name in sorted(flat):
         tensor = flat[name].detach().contiguous()
         digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+        digest.update(cast(bytes, tensor.reshape(-1).view(torch.uint8).numpy()))  # a buffer, not copied
     return digest.hexdigest()

@@ -320,7 +320,11 @@ def test_a_grid_too_large_to_expand_is_refused_without_expanding() -> None:
     study = copy.deepcopy(CNN)
     study["grid"] = {f"model.layers[{i}].{key}": list(range(1, 11)) for i, key in
                      [(0, "filters"), (4, "units"), (0, "kernel_size"), (1, "pool_size"), (6, "rate")]}
-    with pytest.raises(SpecError, match=r"200,000 variants; a study has at most 10,000"):
+    with pytest.raises(SpecError, match=r"200,000 variants, 400,000 trials with the seeds; a study has at most 10,000"):
+        spec.parse(to_toml(study), source="g.toml")
+    study["grid"] = {"model.layers[4].units": list(range(1, 201))}
+    study["study"]["seeds"] = 1000
+    with pytest.raises(SpecError, match=r"400 variants, 400,000 trials with the seeds; .* and 100,000 trials"):
         spec.parse(to_toml(study), source="g.toml")
 
 

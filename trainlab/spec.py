@@ -76,6 +76,7 @@ MAX_EPOCHS = 100_000
 MAX_SEED = 2**63 - 1
 """Seeds are stored as SQLite integers (signed 64-bit)."""
 MAX_VARIANTS = 10_000
+MAX_TRIALS = 100_000
 
 
 def _batch_size(value: Any) -> str | None:
@@ -218,8 +219,9 @@ def from_dict(raw: Mapping[str, Any], *, source: str | None = None, default_name
             raise SpecError(f"a grid lists the values to try, e.g. \"{key}\" = [0.1, 0.01]; got {values!r}", path=f"grid.{key}")
         _parse_path(key, f"grid.{key}")
     size = max(len(entries), 1) * math.prod(len(values) for values in grid.values())
-    if size > MAX_VARIANTS:
-        raise SpecError(f"the comparisons and the grid make {size:,} variants; a study has at most {MAX_VARIANTS:,}", path="grid" if grid else "compare")
+    if size > MAX_VARIANTS or size * len(seeds) > MAX_TRIALS:
+        raise SpecError(f"the comparisons and the grid make {size:,} variants, {size * len(seeds):,} trials with the seeds; "
+                        f"a study has at most {MAX_VARIANTS:,} variants and {MAX_TRIALS:,} trials", path="grid" if grid else "compare")
 
     variants: list[Variant] = []
     labels: dict[str, int] = {}

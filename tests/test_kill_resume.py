@@ -38,7 +38,8 @@ TOTAL = TRIALS * EPOCHS
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL and SIGINT")
 
 
-def start(study: Path, store: Path, *options: str, quiet: bool = True, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+def start(study: Path, store: Path, *options: str, quiet: bool = True, prefix: tuple[str, ...] = (),
+          group: bool = False) -> subprocess.Popen[str]:
     """`trainlab run` as a user runs it; stderr goes to a file so that no pipe can fill and stall it."""
     # One thread per process: on a busy 2-core machine two threads per tiny model spin waiting for
     # each other and an epoch takes ten times longer; what is tested here does not depend on it.
@@ -47,7 +48,8 @@ def start(study: Path, store: Path, *options: str, quiet: bool = True, prefix: t
     if quiet:
         command.append("--quiet")
     err = open(study.parent / f"stderr-{time.monotonic_ns()}.txt", "w+")  # noqa: SIM115 - closed in stderr_of
-    proc = subprocess.Popen([sys.executable, *command], cwd=study.parent, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+    proc = subprocess.Popen([sys.executable, *command], cwd=study.parent, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                            start_new_session=group)
     proc.err_file = err  # type: ignore[attr-defined]
     return proc
 
@@ -301,17 +303,22 @@ def test_ctrl_c_keeps_every_epoch_releases_the_claim_and_resumes(study: Path, re
     assert outcome(store) == reference, "the interrupted and resumed study equals the uninterrupted one"
 
 
-def test_ctrl_c_to_the_driver_alone_reaches_its_pool_workers(tmp_path: Path) -> None:
-    """SIGINT to the `trainlab run` process only (not its group): the worker processes it
-    started give their trials back too, so nothing stays claimed by a process that is gone."""
+@pytest.mark.parametrize("to_group", [False, True], ids=["driver-alone", "whole-group"])
+def test_ctrl_c_reaches_pool_workers(tmp_path: Path, to_group: bool) -> None:
+    """SIGINT to the `trainlab run` process only, or to its whole process group as a terminal's
+    Ctrl-C sends it (then each worker gets it twice: from the terminal and passed on): the worker
+    processes give their trials back too, so nothing stays claimed by a process that is gone."""
     study = tmp_path / "tiny.toml"
     make_npz(tmp_path / "tiny.npz", n_train=3000)
     study.write_text(STUDY.format(epochs=40).replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3]"))
     store = tmp_path / "pool.db"
-    proc = start(study, store, "--workers", "2", "--population", "1")
+    proc = start(study, store, "--workers", "2", "--population", "1", group=to_group)
     owners = "select count(distinct owner) from trials where status = 'running'"
     assert wait_for(lambda: count(store, owners) == 2, proc), "both workers must hold a trial"
-    proc.send_signal(signal.SIGINT)
+    if to_group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
     held = [row[0] for row in query(store, "select id from trials where status = 'running'") or []]
     assert held
     assert proc.wait(timeout=180) == 130, stderr_of(proc)

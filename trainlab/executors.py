@@ -297,13 +297,20 @@ def auto_workers(study: Study, store: Store) -> int:
     return max(1, min(os.cpu_count() or 1, len(groups)))
 
 
+def _interrupt_once(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _worker(study: Study, store_path: str, threads: int, population: int | None, stop: Any) -> None:
     """A pool process: claims and trains trials until none is left, quietly.
 
     It starts with Ctrl-C ignored (a SIGINT while it imports would print a traceback) and
-    takes it up here; ``stop`` is set by a driver that was interrupted before that.
+    takes it up here, once: a Ctrl-C in a terminal reaches it twice (from the terminal and
+    passed on by the driver), and the second must not cut short the giving back of its trials.
+    ``stop`` is set by a driver that was interrupted before this process took Ctrl-C up.
     """
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _interrupt_once)
     try:
         if stop.is_set():
             return

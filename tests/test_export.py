@@ -163,3 +163,95 @@ def test_model_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "model.json").write_text(json.dumps({"format": "other/9"}))
     with pytest.raises(TrainlabError, match="is not 'trainlab-model/1'"):
         export.load_model(tmp_path)
+
+
+# --- hostile model folders: refused with a message naming the file, nothing executed or allocated
+
+
+def _copy_model(exported: Path, folder: Path, *, meta: dict | None = None, state: dict | None = None) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir()
+    info = json.loads((exported / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps(info if meta is None else meta(info) if callable(meta) else meta))
+    weights = load_file(str(exported / "model.safetensors"))
+    save_file(weights if state is None else state(weights), str(folder / "model.safetensors"))
+    return folder
+
+
+def _with(d: dict, **changes: object) -> dict:
+    return {**d, **changes}
+
+
+@pytest.mark.parametrize(
+    ("state", "words"),
+    [
+        (lambda w: _with(w, **{"body.1.weight": torch.zeros(3, 3)}), "body.1.weight has shape (3, 3), the model needs (24, 64)"),
+        (lambda w: {k: v for k, v in w.items() if k != "body.1.bias"}, "missing body.1.bias"),
+        (lambda w: _with(w, extra=torch.zeros(2)), "unexpected extra"),
+        (lambda w: {k: v.double() for k, v in w.items()}, "is torch.float64, the model's weights are torch.float32"),
+        (lambda w: {k: v.to(torch.int8) for k, v in w.items()}, "is torch.int8"),
+    ],
+    ids=["wrong-shape", "missing", "extra", "float64", "int8"],
+)
+def test_weights_that_do_not_fit_the_spec_are_refused_naming_the_file(exported: Path, tmp_path: Path, state: object,
+                                                                      words: str) -> None:
+    folder = _copy_model(exported, tmp_path / "m", state=state)
+    with pytest.raises(TrainlabError) as info:
+        export.load_model(folder)
+    message = str(info.value)
+    assert message.startswith(f"{folder / 'model.safetensors'}: ") and words in message, message
+
+
+@pytest.mark.parametrize(
+    ("meta", "words"),
+    [
+        (lambda m: _with(m, model={**m["model"], "layers": [m["model"]["layers"][0], {**m["model"]["layers"][1], "units": 32},
+                                                           *m["model"]["layers"][2:]]}), "model.safetensors: the weights do not fit"),
+        (lambda m: _with(m, model={"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10**9}]}),
+         "model.json: model.layers[1]: Dense brings the model to 65,000,000,000 parameters"),
+        (lambda m: _with(m, model={"layers": [{"type": "Lambda", "function": "os.system('touch pwned')"}]}),
+         "model.json: model.layers[0].type: unknown layer type 'Lambda'"),
+        (lambda m: _with(m, input_shape="1,8,8"), "model.json: input_shape: expected a list"),
+        (lambda m: _with(m, input_shape=[1, 10**6, 10**6]), "model.json: input_shape: expected a list"),
+        (lambda m: _with(m, task="clustering"), "model.json: task:"),
+        (lambda m: _with(m, loss="os.system"), "model.json: loss:"),
+        (lambda m: _with(m, weights="../model.safetensors"), "model.json: weights: expected the name of a file beside"),
+        (lambda m: _with(m, weights="/etc/passwd"), "model.json: weights: expected the name of a file beside"),
+        (lambda m: {k: v for k, v in m.items() if k != "model"}, "model.json: model: expected the model spec"),
+        (lambda m: [m], "model.json: format None is not"),
+    ],
+    ids=["spec-mismatch", "billion-units", "unknown-layer", "shape-type", "shape-huge", "task", "loss", "weights-up",
+         "weights-absolute", "no-model", "not-an-object"],
+)
+def test_model_json_is_checked_before_anything_is_built(exported: Path, tmp_path: Path, meta: object, words: str) -> None:
+    folder = _copy_model(exported, tmp_path / "m", meta=meta)
+    with pytest.raises(TrainlabError) as info:
+        export.load_model(folder)
+    assert words in str(info.value), str(info.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("content", [[torch.zeros(2)], {"body.1.weight": 3}, {"body.1.weight": [1.0, 2.0]}],
+                         ids=["list", "number", "plain-list"])
+def test_torch_file_that_is_not_named_tensors_is_refused(exported: Path, tmp_path: Path, content: object) -> None:
+    folder = _copy_model(exported, tmp_path / "m")
+    torch.save(content, folder / "model.pt")
+    with pytest.raises(TrainlabError) as info:
+        export.load_model(folder, prefer="torch")
+    assert str(info.value).startswith(f"{folder / 'model.pt'}: ") and "expected named tensors" in str(info.value)
+
+
+def test_predict_refuses_hostile_folders_in_one_line_with_exit_2(exported: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad_shape = _copy_model(exported, tmp_path / "shape", state=lambda w: _with(w, **{"body.1.weight": torch.zeros(3, 3)}))
+    huge = _copy_model(exported, tmp_path / "huge", meta=lambda m: _with(m, model={"layers": [{"type": "Flatten"},
+                                                                                              {"type": "Dense", "units": 10**9}]}))
+    no_data = _copy_model(exported, tmp_path / "nodata", meta=lambda m: {k: v for k, v in m.items() if k != "data"})
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.json").write_text("{not json")
+    for folder, extra in ((bad_shape, []), (huge, []), (no_data, ["--test", "2"]), (tmp_path / "broken", [])):
+        assert main(["predict", str(folder), *extra, "--evaluate"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("trainlab: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert str(folder.name) in err

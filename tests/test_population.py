@@ -194,3 +194,96 @@ def test_a_compiled_population_step_equals_the_eager_one(tmp_path: Path, extra: 
             assert ha["val_accuracy"] == pytest.approx(hb["val_accuracy"], abs=1e-3)
         for name, w in a.weights.items():
             assert torch.allclose(w, b.weights[name], atol=1e-4), name
+
+
+REGRESSION = """
+[study]
+name = "reg"
+seeds = [0]
+
+[data]
+name = "npz"
+path = "reg.npz"
+split = {{ kind = "random", validation = 0.25 }}
+
+[model]
+layers = [{{ type = "Dense", units = 8, activation = "relu" }}, {{ type = "Dense", units = 1 }}]
+
+[optimizer]
+name = "sgd"
+
+[train]
+epochs = 6
+batch_size = 16
+loss = "mse"
+
+[[compare]]
+label = "ok"
+"optimizer.learning_rate" = 0.01
+
+[[compare]]
+label = "also ok"
+"optimizer.learning_rate" = 0.1
+{extra}
+"""
+BOOMS = """
+[[compare]]
+label = "nan"
+"optimizer.learning_rate" = 1000.0
+
+[[compare]]
+label = "inf"
+"optimizer.learning_rate" = 0.4
+
+[[compare]]
+label = "exploding"
+"optimizer.learning_rate" = 0.38
+"""
+
+
+def run_regression(tmp_path: Path, name: str, extra: str) -> dict[str, Any]:
+    import numpy as np
+
+    if not (tmp_path / "reg.npz").exists():
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(300, 5)).astype(np.float32)
+        y = (x @ rng.normal(size=5) + 0.1 * rng.normal(size=300)).astype(np.float32)
+        np.savez(tmp_path / "reg.npz", x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
+    (tmp_path / f"{name}.toml").write_text(REGRESSION.format(extra=extra))
+    out = {}
+    with Store.open(tmp_path / f"{name}.db") as store:
+        run_local(spec.load(tmp_path / f"{name}.toml"), store, population=8, cache=DataCache())
+        for trial in store.trials(store.study("reg").id):  # type: ignore[union-attr]
+            weights = store.artifact(trial.id, WEIGHTS)
+            out[trial.label] = {"status": trial.status, "result": trial.result,
+                                "epochs": [{k: v for k, v in e.metrics.items() if k != "seconds"} for e in store.epochs(trial.id)],
+                                "weights": unpack(weights.data)[0]["model"] if weights else None}
+    return out
+
+
+def test_nan_inf_and_exploding_members_stop_alone_and_leave_the_others_untouched(tmp_path: Path) -> None:
+    import math
+
+    healthy = run_regression(tmp_path, "healthy", "")
+    mixed = run_regression(tmp_path, "mixed", BOOMS)
+    assert {label: t["status"] for label, t in mixed.items()} == {
+        "ok": "done", "also ok": "done", "nan": "diverged", "inf": "diverged", "exploding": "diverged"}
+    assert {t["result"]["population"] for t in mixed.values()} == {5}, "all five trained as one population"
+    kinds = set()
+    for label in ("nan", "inf", "exploding"):
+        epochs = mixed[label]["epochs"]
+        last = epochs[-1]
+        assert not (math.isfinite(last["loss"]) and math.isfinite(last["val_loss"])), (label, last)
+        assert all(math.isfinite(e["loss"]) and math.isfinite(e["val_loss"]) for e in epochs[:-1]), "stops at the first"
+        assert mixed[label]["result"]["stop_reason"].startswith("loss became ")
+        kinds |= {"nan" if math.isnan(v) else "inf" for v in (last["loss"], last["val_loss"]) if not math.isfinite(v)}
+    assert kinds == {"nan", "inf"}, "the members cover both NaN and an infinite loss"
+    assert len(mixed["exploding"]["epochs"]) >= 2 and mixed["exploding"]["epochs"][0]["loss"] > 10 * mixed["ok"]["epochs"][0]["loss"], \
+        "the exploding member grows for an epoch before it overflows"
+    for label in ("ok", "also ok"):
+        assert mixed[label]["result"]["population"] == 5 and healthy[label]["result"]["population"] == 2
+        assert len(mixed[label]["epochs"]) == 6
+        for got, want in zip(mixed[label]["epochs"], healthy[label]["epochs"]):
+            assert got == pytest.approx(want, rel=1e-5, abs=1e-6), "a diverging member leaked into a healthy one"
+        for name, w in mixed[label]["weights"].items():
+            assert torch.allclose(w, healthy[label]["weights"][name], atol=1e-5), name

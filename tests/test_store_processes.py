@@ -20,6 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 STUDY = "shared"
 N_TRIALS = 40
+N_WORKERS = 4
 EPOCHS_PER_TRIAL = 3
 KILL_EPOCHS = 100_000
 CHECKPOINT_SIZE = 256 * 1024
@@ -30,12 +31,15 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL an
 # --- workers (run in child processes) ---------------------------------------------------------
 
 
-def run_worker(path: str, go: str) -> None:
+def run_worker(path: str, go: str, workers: int) -> None:
     """Once the file ``go`` exists, create-or-join the study, then claim and finish trials
     until none is left.
 
     Prints ``ready`` when it waits for ``go`` (so all workers start together), then the ids
-    of the trials it ran as one JSON list.
+    of the trials it ran as one JSON list. After its first claim it waits until every worker
+    holds a trial at the same moment: the workers overlap by construction, not by the luck of
+    the scheduler (on a loaded machine one worker could otherwise finish every trial before the
+    others start).
     """
     from trainlab.store import NewTrial, Store, make_owner
 
@@ -47,7 +51,14 @@ def run_worker(path: str, go: str) -> None:
     with Store.open(path) as store:
         study_id = store.ensure_study(STUDY, "{}", "spec", None)
         store.add_trials(study_id, [NewTrial(f"t{i:03d}", f"trial {i}", {"i": i}, i, "{}") for i in range(N_TRIALS)])
+        first = True
         while (trial := store.claim_next(study_id, owner)) is not None:
+            deadline = time.monotonic() + 120
+            while first and time.monotonic() < deadline:
+                if len({t.owner for t in store.trials(study_id, status="running")}) >= workers:
+                    break
+                time.sleep(0.005)
+            first = False
             for epoch in range(EPOCHS_PER_TRIAL):
                 time.sleep(0.002)  # the training, during which other workers get the lock
                 store.record_epoch(trial.id, owner, epoch, {"loss": 1.0 / (epoch + 1)}, os.urandom(2048))
@@ -107,17 +118,17 @@ def test_concurrent_workers_run_every_trial_exactly_once(tmp_path: Path) -> None
 
     path = tmp_path / "store.db"  # not created yet: the workers race to create it too
     go = tmp_path / "go"
-    workers = [_spawn("run", str(path), str(go)) for _ in range(4)]
+    workers = [_spawn("run", str(path), str(go), str(N_WORKERS)) for _ in range(N_WORKERS)]
     for worker in workers:
         assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
     go.touch()
-    outputs = [worker.communicate(timeout=60) for worker in workers]
+    outputs = [worker.communicate(timeout=300) for worker in workers]
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err
         assert err == "", err
     per_worker = [json.loads(out) for out, _ in outputs]
     ran = [trial_id for trial_ids in per_worker for trial_id in trial_ids]
-    assert sum(1 for trial_ids in per_worker if trial_ids) >= 2, "the workers did not overlap"
+    assert all(per_worker), f"every worker held a trial at once, so every worker ran one: {per_worker}"
     assert len(ran) == N_TRIALS and len(set(ran)) == N_TRIALS, sorted(ran)
 
     with Store.open(path) as store:
@@ -152,7 +163,7 @@ def test_sigkilled_worker_loses_nothing_and_its_trial_resumes(tmp_path: Path) ->
         assert first.strip().isdigit(), first
         time.sleep(rng.uniform(0.0, 0.05))
         os.kill(worker.pid, signal.SIGKILL)
-        out, _ = worker.communicate(timeout=30)
+        out, _ = worker.communicate(timeout=120)
         assert worker.returncode == -signal.SIGKILL
         printed = [int(line) for line in [first, *out.splitlines()] if line.strip().isdigit()]
         last_printed = printed[-1]
@@ -174,7 +185,7 @@ def test_sigkilled_worker_loses_nothing_and_its_trial_resumes(tmp_path: Path) ->
 
     final_epochs = committed + 20
     worker = _spawn("train", str(path), str(study_id), env={"TRAIN_EPOCHS": str(final_epochs)})
-    out, err = worker.communicate(timeout=60)
+    out, err = worker.communicate(timeout=300)
     assert worker.returncode == 0, err
     assert out.splitlines()[0] == f"claimed {trial_id} {kills + 1} {committed + 1}"
     assert out.splitlines()[-1] == "finished"
@@ -192,7 +203,7 @@ def test_sigkilled_worker_loses_nothing_and_its_trial_resumes(tmp_path: Path) ->
 if __name__ == "__main__":
     mode, *arguments = sys.argv[1:]
     if mode == "run":
-        run_worker(arguments[0], arguments[1])
+        run_worker(arguments[0], arguments[1], int(arguments[2]))
     elif mode == "train":
         train_worker(arguments[0], int(arguments[1]))
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,18 @@ def _figure_names() -> dict[str, str]:
     return FIGURES
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """trainlab's own warnings (a damaged cache rebuilt, ...) as one plain line; others as Python shows them."""
+    if category.__module__.startswith("trainlab."):
+        return f"trainlab: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -216,11 +228,15 @@ def _open_store(path: str, *, create: bool) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from trainlab import plan, spec
-    from trainlab.executors import RunSummary, register
+    from trainlab.executors import DataCache, RunSummary, check_data, register
     from trainlab.report import render, study_report
 
     study = spec.load(args.study, smoke=args.smoke)
     _check_executor_options(args)
+    if args.workers != "auto":
+        _workers(args.workers, study, None)  # refuse a bad value before the store is touched
+    cache = DataCache()
+    check_data(study, cache)  # what only the data can refute stops the run before the store is touched
     with _open_store(args.store, create=True) as store:
         if args.retry_failed:
             study_id, _ = register(study, store)
@@ -230,9 +246,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             def execute(round_study: Any, pruning: Any) -> None:
                 if args.executor == "ray":
-                    summaries.append(_run_ray(args, round_study, store, reporter, first=not summaries))
+                    summaries.append(_run_ray(args, round_study, store, reporter, cache, first=not summaries))
                 else:
-                    summaries.append(_run_local(args, round_study, store, reporter, pruning, first=not summaries))
+                    summaries.append(_run_local(args, round_study, store, reporter, pruning, cache, first=not summaries))
 
             plans = plan.run(study, store, execute, on_wait=lambda message: print(f"waiting: {message}"))
         ran: dict[str, int] = {}
@@ -266,7 +282,8 @@ def _check_executor_options(args: argparse.Namespace) -> None:
             raise TrainlabError(f"--{option.replace('_', '-')} is an option of --executor ray")
 
 
-def _run_local(args: argparse.Namespace, study: Any, store: Any, reporter: Any, pruning: Any, *, first: bool) -> Any:
+def _run_local(args: argparse.Namespace, study: Any, store: Any, reporter: Any, pruning: Any, cache: Any, *,
+               first: bool) -> Any:
     from trainlab.executors import run_local, run_pool
 
     workers = _workers(args.workers, study, store)
@@ -274,15 +291,15 @@ def _run_local(args: argparse.Namespace, study: Any, store: Any, reporter: Any, 
         if not args.quiet and first:
             print(f"{workers} worker processes share the work; progress shows this one's trials")
         return run_pool(study, args.store, workers, reporter=reporter, population=args.population, pruning=pruning,
-                        store=store)
-    return run_local(study, store, reporter=reporter, population=args.population, pruning=pruning)
+                        store=store, cache=cache)
+    return run_local(study, store, reporter=reporter, population=args.population, pruning=pruning, cache=cache)
 
 
-def _run_ray(args: argparse.Namespace, study: Any, store: Any, reporter: Any, *, first: bool) -> Any:
+def _run_ray(args: argparse.Namespace, study: Any, store: Any, reporter: Any, cache: Any, *, first: bool) -> Any:
     """One round on Ray. Searches are not pruned there: workers cannot ask the store how others did."""
     from trainlab.cluster import DEFAULT_MAX_RETRIES, run_ray
 
-    return run_ray(study, store, address=args.address, reporter=reporter, population=args.population,
+    return run_ray(study, store, address=args.address, reporter=reporter, population=args.population, cache=cache,
                    max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
                    cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task,
                    announce=None if args.quiet or not first else print)

@@ -49,7 +49,7 @@ from trainlab.executors import (
     Silent,
     UnitFailed,
     UnitJob,
-    _check_batch_sizes,
+    check_data,
     _mates,
     _start_epoch,
     error_text,
@@ -169,7 +169,7 @@ def run_ray(study: Study, store: Store, *, address: str | None = None, max_retri
     owner = owner or make_owner()
     cache = cache or DataCache()
     # The data is checked here, before anything is handed out, as the local executor does.
-    _check_batch_sizes(study, cache)
+    check_data(study, cache)
     started = connect(ray, address)
     previous = torch.get_num_threads()
     # Population sizes are measured here at the threads a task will have.

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
+import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -28,7 +30,7 @@ from trainlab import models, planner
 from trainlab.engine import Tensors, evaluate, fit, weights_bytes
 from trainlab.engine.loop import OnBatch
 from trainlab.engine.population import Member, fit_population
-from trainlab.errors import TrainlabError
+from trainlab.errors import SpecError, StoreError, TrainlabError
 from trainlab.optim import Optimizer
 from trainlab.plan import Pruning, UnitPruner
 from trainlab.seeding import derive
@@ -118,19 +120,33 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
     reporter = reporter or Silent()
     owner = owner or make_owner()
     cache = cache or DataCache()
+    check_data(study, cache)
     study_id, hashes = register(study, store)
-    _check_batch_sizes(study, cache)
+    check_data(study, cache)
     wanted = set(hashes)
     current = store.trials(study_id, hashes=wanted)
     summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
     reporter.study_started(len(current), summary.skipped_done)
-    while (leader := store.claim_next(study_id, owner, hashes=wanted)) is not None:
-        unit = [leader, *_mates(leader, store, study_id, wanted, owner, cache, population)]
-        pruner = pruning.for_unit(store, study_id, [t.hash for t in unit]) if pruning else None
-        for status in run_unit(unit, store, owner, cache, reporter, pruner):
-            summary.ran[status] = summary.ran.get(status, 0) + 1
+    try:
+        while (leader := store.claim_next(study_id, owner, hashes=wanted)) is not None:
+            unit = [leader, *_mates(leader, store, study_id, wanted, owner, cache, population)]
+            pruner = pruning.for_unit(store, study_id, [t.hash for t in unit]) if pruning else None
+            for status in run_unit(unit, store, owner, cache, reporter, pruner):
+                summary.ran[status] = summary.ran.get(status, 0) + 1
+    except KeyboardInterrupt:
+        # Wherever Ctrl-C landed (choosing mates, between trials, inside a unit), give back every
+        # trial this owner holds: their finished epochs stay and the next run resumes them.
+        release_all(store, study_id, owner)
+        raise
     summary.busy_elsewhere = sum(t.status == "running" for t in store.trials(study_id, hashes=wanted))
     return summary
+
+
+def release_all(store: Store, study_id: int, owner: str) -> None:
+    """Give back every trial of the study that ``owner`` holds (pending again, progress kept)."""
+    for trial in store.trials(study_id, status="running"):
+        if trial.owner == owner:
+            store.release(trial.id, owner)
 
 
 def _resumes_at(saved: ArtifactRecord | None) -> int:
@@ -169,8 +185,19 @@ def _mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], o
     return mates
 
 
+def check_data(study: Study, cache: DataCache) -> None:
+    """Prepare (and verify) every data set and fold of ``study`` and check each batch size fits its data.
+
+    What only the data can refute (a missing or corrupt file, a split or batch larger than the
+    data) is found here, before anything is written to a store.
+    """
+    try:
+        _check_batch_sizes(study, cache)
+    except SpecError as exc:
+        raise (exc.in_file(study.source) if study.source and not exc.file else exc) from None
+
+
 def _check_batch_sizes(study: Study, cache: DataCache) -> None:
-    """Prepare every data set (and fold) the study trains on, and refuse batches larger than it."""
     sizes: dict[str, int] = {}
     for v in study.variants:
         for spec in fold_specs(v.spec):
@@ -371,6 +398,15 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
     except ClaimLostError:
         # Another process holds these trials now (this one was presumed dead): their results are theirs.
         return recorder.statuses()
+    except StoreError:
+        # The store failed (damaged, full, locked too long): not the trials' fault, so they are not
+        # marked failed; they are given back if the store still takes writes, and the run stops.
+        for trial in recorder.unfinished:
+            try:
+                store.release(trial.id, owner)
+            except StoreError:
+                break
+        raise
     except Exception as exc:
         recorder.fail(error_text(exc))
     return recorder.statuses()
@@ -401,10 +437,24 @@ def auto_workers(study: Study, store: Store) -> int:
     return max(1, min(os.cpu_count() or 1, len(groups)))
 
 
-def _worker(study: Study, store_path: str, threads: int, population: int | None, pruning: Pruning | None) -> None:
-    """A pool process: claims and trains trials until none is left, quietly."""
-    torch.set_num_threads(threads)
+def _interrupt_once(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _worker(study: Study, store_path: str, threads: int, population: int | None, pruning: Pruning | None, stop: Any) -> None:
+    """A pool process: claims and trains trials until none is left, quietly.
+
+    It starts with Ctrl-C ignored (a SIGINT while it imports would print a traceback) and
+    takes it up here, once: a Ctrl-C in a terminal reaches it twice (from the terminal and
+    passed on by the driver), and the second must not cut short the giving back of its trials.
+    ``stop`` is set by a driver that was interrupted before this process took Ctrl-C up.
+    """
+    signal.signal(signal.SIGINT, _interrupt_once)
     try:
+        if stop.is_set():
+            return
+        torch.set_num_threads(threads)
         with Store.open(store_path) as store:
             run_local(study, store, population=population, pruning=pruning)
     except KeyboardInterrupt:
@@ -412,7 +462,8 @@ def _worker(study: Study, store_path: str, threads: int, population: int | None,
 
 
 def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter | None = None,
-             population: int | None = None, pruning: Pruning | None = None, store: Store | None = None) -> RunSummary:
+             population: int | None = None, pruning: Pruning | None = None, store: Store | None = None,
+             cache: DataCache | None = None) -> RunSummary:
     """Train ``study`` with ``workers`` processes sharing the machine's cores and one store.
 
     This process is one of the workers (its progress is the one shown); the others claim trials
@@ -422,22 +473,39 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
     """
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_worker, args=(study, store_path, threads, population, pruning), daemon=True)
+    stop = context.Event()
+    children = [context.Process(target=_worker, args=(study, store_path, threads, population, pruning, stop), daemon=True)
                 for _ in range(workers - 1)]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    cache = DataCache()
+    cache = cache or DataCache()
     # A missing or corrupt data set stops the run here, before any worker starts.
-    _check_batch_sizes(study, cache)
+    check_data(study, cache)
     with nullcontext(store) if store is not None else Store.open(store_path) as store:
         study_id, hashes = register(study, store)
         before = store.status_counts(study_id, hashes=set(hashes))
-        for child in children:
-            child.start()
+        main_thread = threading.current_thread() is threading.main_thread()
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None  # inherited: see _worker
+        try:
+            for child in children:
+                child.start()
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, handler)
         try:
             summary = run_local(study, store, reporter=reporter, population=population, pruning=pruning, cache=cache)
             for child in children:
                 child.join()
+        except KeyboardInterrupt:
+            # Ctrl-C in a terminal reaches every worker; a SIGINT sent to this process alone is
+            # passed on, so that each worker gives its trials back before the command exits.
+            stop.set()
+            for child in children:
+                if child.is_alive() and child.pid is not None:
+                    os.kill(child.pid, signal.SIGINT)
+            for child in children:
+                child.join(timeout=60)
+            raise
         finally:
             torch.set_num_threads(previous)
             for child in children:

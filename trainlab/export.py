@@ -22,6 +22,7 @@ evaluated on the same test split it scores the test metrics recorded for the tri
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,18 @@ def trial_model(store: Store, trial: TrialRecord) -> tuple[models.Net, dict[str,
 def rebuild(model_spec: Mapping[str, Any], input_shape: Sequence[int], state: Mapping[str, torch.Tensor]) -> models.Net:
     """A network built from a resolved model spec alone, with ``state`` loaded (strictly), in eval mode."""
     net = models.build(model_spec, tuple(input_shape), seed=0)
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = [f"missing {', '.join(missing[:3])}" if missing else "", f"unexpected {', '.join(unexpected[:3])}" if unexpected else ""]
+        raise TrainlabError(f"the weights do not fit the model spec: {'; '.join(p for p in parts if p)}")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise TrainlabError(
+                f"the weights do not fit the model spec: {name} has shape {tuple(tensor.shape)}, "
+                f"the model needs {tuple(expected[name].shape)}"
+            )
     try:
         net.load_state_dict(dict(state), strict=True)
     except RuntimeError as exc:
@@ -217,6 +230,8 @@ class LoadedModel:
 
     net: models.Net
     meta: dict[str, Any]
+    source: str = SPEC_FILE
+    """The ``model.json`` it was loaded from (named in errors)."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -243,10 +258,12 @@ def load_model(path: str | Path, *, prefer: str = "safetensors") -> LoadedModel:
         raise TrainlabError(f"{folder}: no {SPEC_FILE} here; export a model first with `trainlab export STUDY --out {folder}`")
     try:
         meta = json.loads(spec_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TrainlabError(f"{spec_path}: not valid JSON ({exc})") from None
-    if meta.get("format") != MODEL_FORMAT:
-        raise TrainlabError(f"{spec_path}: format {meta.get('format')!r} is not {MODEL_FORMAT!r}; re-export the model with this trainlab")
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        shown = meta.get("format") if isinstance(meta, dict) else None
+        raise TrainlabError(f"{spec_path}: format {shown!r} is not {MODEL_FORMAT!r}; re-export the model with this trainlab")
+    meta = _checked_meta(meta, spec_path)
     if prefer == "torch":
         file = folder / TORCH_FILE
         if not file.is_file():
@@ -263,7 +280,56 @@ def load_model(path: str | Path, *, prefer: str = "safetensors") -> LoadedModel:
             state = load_file(str(file))
         except Exception as exc:  # safetensors raises several kinds for a damaged file
             raise TrainlabError(f"{file}: damaged weights file ({exc}); export the model again") from None
-    return LoadedModel(rebuild(meta["model"], meta["input_shape"], state), meta)
+    try:
+        return LoadedModel(rebuild(meta["model"], meta["input_shape"], _checked_state(state)), meta, str(spec_path))
+    except TrainlabError as exc:
+        raise TrainlabError(f"{file}: {exc} (the model spec is {spec_path})") from None
+
+
+def _checked_meta(meta: dict[str, Any], spec_path: Path) -> dict[str, Any]:
+    """``model.json`` checked before anything is built from it: the model spec resolved again
+    (which refuses unknown layers and sizes beyond trainlab's limits), the input shape, task,
+    loss and class names typed, and the weights file a plain name inside the model's folder."""
+    from trainlab.errors import SpecError
+    from trainlab.losses import LOSSES
+
+    def bad(key: str, what: str) -> TrainlabError:
+        return TrainlabError(f"{spec_path}: {key}: {what}; export the model again")
+
+    shape = meta.get("input_shape")
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 3
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+            and math.prod(shape) <= models.MAX_VALUES):
+        raise bad("input_shape", f"expected a list of one to three positive integers, got {shape!r}")
+    if meta.get("task") not in ("classification", "regression"):
+        raise bad("task", f"expected 'classification' or 'regression', got {meta.get('task')!r}")
+    if not isinstance(meta.get("loss"), str) or meta["loss"] not in LOSSES.names():
+        raise bad("loss", f"expected one of {', '.join(LOSSES.names())}, got {meta.get('loss')!r}")
+    names = meta.get("class_names", [])
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise bad("class_names", f"expected a list of names, got {names!r}")
+    weights = meta.get("weights", WEIGHTS_FILE)
+    if not isinstance(weights, str) or weights in ("", ".", "..") or Path(weights).name != weights or "\\" in weights:
+        raise bad("weights", f"expected the name of a file beside {SPEC_FILE}, got {weights!r}")
+    if not isinstance(meta.get("model"), dict):
+        raise bad("model", f"expected the model spec (a table with 'layers'), got {meta.get('model')!r}")
+    try:
+        resolved = models.resolve(meta["model"], tuple(shape))
+    except SpecError as exc:
+        raise TrainlabError(f"{spec_path}: {exc.path}: {exc.reason}; export the model again") from None
+    return {**meta, "model": resolved}
+
+
+def _checked_state(state: Any) -> dict[str, torch.Tensor]:
+    """A state dict of named float32 tensors, else an error saying what the file holds instead."""
+    if not isinstance(state, Mapping):
+        raise TrainlabError(f"expected named tensors, the file holds a {type(state).__name__}")
+    for name, tensor in state.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise TrainlabError(f"expected named tensors, {name!r} holds a {type(tensor).__name__}")
+        if tensor.dtype != torch.float32:
+            raise TrainlabError(f"tensor {name!r} is {tensor.dtype}, the model's weights are torch.float32")
+    return dict(state)
 
 
 def load_images(paths: Sequence[str | Path], input_shape: Sequence[int], *, resize: bool = False) -> torch.Tensor:
@@ -303,11 +369,17 @@ def predict(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
     return model.net.predict(x)
 
 
-def test_split(meta: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def test_split(meta: Mapping[str, Any], source: str = SPEC_FILE) -> tuple[torch.Tensor, torch.Tensor]:
     """The test split the model was evaluated on, prepared exactly as in training."""
+    from trainlab.errors import SpecError
     from trainlab.executors import DataCache
 
-    tensors, _, _ = DataCache().get(meta["data"])
+    if not isinstance(meta.get("data"), Mapping):
+        raise TrainlabError(f"{source} names no data set ('data'), so there is no test split; predict on image files instead")
+    try:
+        tensors, _, _ = DataCache().get(meta["data"])
+    except SpecError as exc:
+        raise TrainlabError(f"{source}: {exc.path}: {exc.reason}") from None
     return tensors.x_test, tensors.y_test
 
 
@@ -315,7 +387,7 @@ def evaluate_test(model: LoadedModel) -> dict[str, float]:
     """The model's loss and metrics on its test split, computed as training computed them."""
     from trainlab.engine import evaluate
 
-    x, y = test_split(model.meta)
+    x, y = test_split(model.meta, model.source)
     return evaluate(model.net, x, y, model.meta["task"], model.meta["loss"])
 
 
@@ -343,7 +415,7 @@ def prediction_lines(model: LoadedModel, names: Sequence[str], out: torch.Tensor
 def test_lines(model: LoadedModel, count: int) -> list[str]:
     """The first ``count`` test examples: true class, predicted class and its probability, and
     whether it is right (or true and predicted values, for regression)."""
-    x, y = test_split(model.meta)
+    x, y = test_split(model.meta, model.source)
     x, y = x[:count], y[:count]
     out = predict(model, x)
     if model.meta["task"] != "classification":
@@ -364,7 +436,7 @@ def evaluation_lines(model: LoadedModel) -> tuple[list[str], bool]:
     and whether they are identical (bit for bit)."""
     scores = evaluate_test(model)
     recorded = model.meta.get("recorded", {}).get("test", {})
-    x, _ = test_split(model.meta)
+    x, _ = test_split(model.meta, model.source)
     same = bool(recorded) and all(recorded.get(k) == v for k, v in scores.items())
     text = ", ".join(f"{k} {v:.6f}" for k, v in sorted(scores.items()))
     was = ", ".join(f"{k} {v:.6f}" for k, v in sorted(recorded.items()) if isinstance(v, (int, float)))

@@ -26,6 +26,14 @@ from trainlab.registry import Entry, Param, Registry, check_params, fraction, jo
 
 Shape = tuple[int, ...]
 
+MAX_PARAMETERS = 100_000_000
+"""The largest model trainlab builds: 400 MB of float32 weights, before optimizer state and
+before a population stacks K copies. A study asking for more is refused before anything is
+allocated (a typo like ``units = 1000000000`` would otherwise take the machine's memory)."""
+MAX_VALUES = 10_000_000
+"""The most values one layer may output (or pad its input to) per example: 40 MB in float32,
+times the batch size, times what backpropagation keeps."""
+
 
 def _int_pair(value: Any) -> str | None:
     if isinstance(value, int):
@@ -123,8 +131,46 @@ def resolve(model: Mapping[str, Any], input_shape: Shape | None = None, path: st
         resolved.append({"type": kind, **cfg})
     out = {"layers": resolved}
     if input_shape is not None:
-        shapes(out, input_shape, path)
+        check_size(out, input_shape, path)
     return out
+
+
+def check_size(model: Mapping[str, Any], input_shape: Shape, path: str = "model") -> None:
+    """Refuse a model above :data:`MAX_PARAMETERS` or a layer above :data:`MAX_VALUES` per example.
+
+    Counts from the resolved config alone, so an absurd width is refused before any tensor
+    exists; the error names the layer where the limit is crossed.
+    """
+    total = 0
+    shape = tuple(input_shape)
+    for i, (layer, row) in enumerate(zip(model["layers"], summary(model, input_shape))):
+        where = join(join(path, "layers"), i)
+        kind = layer["type"]
+        total += row.params
+        if total > MAX_PARAMETERS:
+            raise SpecError(
+                f"{kind} brings the model to {total:,} parameters; trainlab builds at most {MAX_PARAMETERS:,} "
+                f"(400 MB of float32 weights); use fewer units or filters",
+                path=where,
+            )
+        if kind in ("Conv2D", "MaxPooling2D") and layer["padding"] == "same":
+            k = _pair(layer["kernel_size"] if kind == "Conv2D" else layer["pool_size"])
+            s = _pair(layer["strides"] if kind == "Conv2D" else (layer["strides"] or layer["pool_size"]))
+            padded = [n + sum(_same_pads(n, kk, ss)) for n, kk, ss in zip(shape[1:], k, s)]
+            if shape[0] * math.prod(padded) > MAX_VALUES:
+                raise SpecError(
+                    f"{kind} with 'same' padding pads its input {shape} to {padded[0]}x{padded[1]} pixels; "
+                    f"trainlab allows at most {MAX_VALUES:,} values per example in a layer; use a smaller window",
+                    path=where,
+                )
+        values = math.prod(row.output_shape)
+        if values > MAX_VALUES:
+            raise SpecError(
+                f"{kind} outputs {values:,} values per example (shape {row.output_shape}); trainlab allows at most "
+                f"{MAX_VALUES:,} per layer; use fewer units or filters, or strides or pooling before it",
+                path=where,
+            )
+        shape = row.output_shape
 
 
 def _regularizer(value: Any, path: str) -> dict[str, float]:

@@ -13,6 +13,7 @@ which is what resuming matches on.
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
 import math
@@ -83,6 +84,10 @@ _REDUCE_LR = {
     "min_lr": param(0.0, float, check=non_negative),
 }
 MAX_EPOCHS = 100_000
+MAX_SEED = 2**63 - 1
+"""Seeds are stored as SQLite integers (signed 64-bit)."""
+MAX_VARIANTS = 10_000
+MAX_TRIALS = 100_000
 
 
 def _batch_size(value: Any) -> str | None:
@@ -309,6 +314,7 @@ def from_dict(raw: Mapping[str, Any], *, source: str | None = None, default_name
     for key in raw:
         if key not in TOP_KEYS:
             raise SpecError(f"unknown section {key!r}", path=key, allowed=TOP_KEYS, got=key)
+    _check_plain(raw, "")
     head = check_params(_table(raw.get("study", {}), "study"), _STUDY, "study")
     name = head["name"] or default_name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
@@ -336,9 +342,9 @@ def from_dict(raw: Mapping[str, Any], *, source: str | None = None, default_name
             raise SpecError("expected one or more [[stage]] tables", path="stage")
         stages: list[Stage] = []
         for i, table in enumerate(tables):
-            stages.append(_stage(_table(table, f"stage[{i}]"), f"stage[{i}]", stages, head["smoke"]))
+            stages.append(_stage(_table(table, f"stage[{i}]"), f"stage[{i}]", stages, head["smoke"], len(seeds)))
     else:
-        stages = [_stage({k: raw[k] for k in ("compare", "grid", "search") if k in raw}, "", [], head["smoke"])]
+        stages = [_stage({k: raw[k] for k in ("compare", "grid", "search") if k in raw}, "", [], head["smoke"], len(seeds))]
     staged = len(stages) > 1
     first = stages[0]
     variants = expand(first, base, staged=staged) if first.search is None else []
@@ -364,7 +370,7 @@ TPE_BATCH = 4
 """Variants a TPE search samples per round by default: enough to fill a population."""
 
 
-def _stage(table: dict[str, Any], where: str, earlier: Sequence[Stage], smoke: bool) -> Stage:
+def _stage(table: dict[str, Any], where: str, earlier: Sequence[Stage], smoke: bool, study_seeds: int) -> Stage:
     """Validate one stage table (``where`` is empty for a study without stages)."""
     for key in table:
         if key not in _STAGE_KEYS or (not where and key not in ("compare", "grid", "search")):
@@ -388,6 +394,7 @@ def _stage(table: dict[str, Any], where: str, earlier: Sequence[Stage], smoke: b
     seeds = _seeds(table["seeds"], join(where, "seeds")) if "seeds" in table else None
     if smoke and seeds:
         seeds = seeds[:1]
+    n_seeds = len(seeds) if seeds else study_seeds
     edit = edits.check(table["edit"], join(where, "edit")) if "edit" in table else {}
     compare = table.get("compare", [])
     if not isinstance(compare, list):
@@ -403,6 +410,11 @@ def _stage(table: dict[str, Any], where: str, earlier: Sequence[Stage], smoke: b
         if not isinstance(values, list) or not values:
             raise SpecError(f"a grid lists the values to try, e.g. \"{key}\" = [0.1, 0.01]; got {values!r}", path=join(join(where, "grid"), key))
         _point_key(key, join(join(where, "grid"), key))
+    size = max(len(entries), 1) * math.prod(len(values) for values in grid.values())
+    if size > MAX_VARIANTS or size * n_seeds > MAX_TRIALS:
+        raise SpecError(f"the comparisons and the grid make {size:,} variants, {size * n_seeds:,} trials with the seeds; "
+                        f"a study has at most {MAX_VARIANTS:,} variants and {MAX_TRIALS:,} trials",
+                        path=join(where, "grid") if grid else join(where, "compare"))
     search = _search(table["search"], join(where, "search")) if "search" in table else None
     if smoke and search is not None:
         search = replace(search, trials=min(search.trials, SMOKE["search_trials"]), batch=min(search.batch, SMOKE["search_trials"]))
@@ -577,11 +589,26 @@ def _seeds(value: Any, where: str) -> tuple[int, ...]:
         if not 1 <= value <= 1000:
             raise SpecError(f"a number of seeds must be in 1..1000, got {value}", path=where)
         return tuple(range(value))
-    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
-        raise SpecError(f"seeds are a count or a list of non-negative integers, got {value!r}", path=where)
+    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in value):
+        raise SpecError(f"seeds are a count or a list of integers in 0..{MAX_SEED}, got {value!r}", path=where)
     if len(set(value)) != len(value):
         raise SpecError(f"seeds repeat: {value!r}", path=where)
     return tuple(value)
+
+
+def _check_plain(value: Any, path: str) -> None:
+    """Refuse what no study value can be, wherever it is written (even where a variant overrides
+    it): TOML dates and times, and NaN or infinite numbers, which the stored JSON cannot hold."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_plain(item, join(path, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_plain(item, join(path, i))
+    elif isinstance(value, (datetime.date, datetime.time)):
+        raise SpecError(f"expected a number, string, true/false, list or table, got the date or time {value}", path=path)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"must be a finite number, got {value!r}", path=path)
 
 
 def _table(value: Any, path: str) -> dict[str, Any]:

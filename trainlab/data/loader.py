@@ -106,6 +106,7 @@ def load_definition(defn: DatasetDef, folder: Path, *, allow_download: bool | No
     ``allow_download`` defaults to "unless $TRAINLAB_OFFLINE is set".
     """
     tried: list[str] = []
+    damaged = ""
     cached = cache_file(defn.name, folder)
     if cached.exists():
         try:
@@ -113,6 +114,7 @@ def load_definition(defn: DatasetDef, folder: Path, *, allow_download: bool | No
         except DataError as exc:
             warnings.warn(f"{exc}; rebuilding the cache from the next source", DataWarning, stacklevel=3)
             tried.append(f"cache {cached}: refused ({exc}); delete it if it cannot be rebuilt")
+            damaged = f": its cache {cached} is damaged and was not used, and no other source could replace it"
     else:
         tried.append(f"cache {cached}: not present")
 
@@ -151,7 +153,7 @@ def load_definition(defn: DatasetDef, folder: Path, *, allow_download: bool | No
 
     listing = "\n".join(f"  {i}. " + line.replace("\n", "\n     ") for i, line in enumerate(tried, 1))
     raise DataError(
-        f"data set {defn.name} is not available. Sources tried:\n{listing}\n"
+        f"data set {defn.name} is not available{damaged}. Sources tried:\n{listing}\n"
         f"To provide it by hand: {defn.manual}"
     )
 

@@ -120,7 +120,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     mismatch inside, or an array that would need pickle).
     """
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Opened here, not by np.load: np.load leaves its file open when the zip is damaged.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None

@@ -75,7 +75,7 @@ def write_html(store: Store, study: str, out: str | Path, **kwargs: Any) -> Path
     """Write the report to ``out``: a folder (the file is ``STUDY.html`` in it) or a path ending in ``.html``."""
     target = Path(out)
     if target.suffix.lower() not in (".html", ".htm"):
-        target = target / f"{study}.html"
+        target = target / f"{plots.safe_stem(study)}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render_html(store, study, **kwargs), encoding="utf-8")
     return target

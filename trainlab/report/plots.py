@@ -13,6 +13,7 @@ mean; every axis says what it shows.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,13 +67,25 @@ def palette(labels: Sequence[str]) -> dict[str, str]:
     return {label: to_hex(c) for label, c in zip(labels, colors)}
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def safe_stem(name: str) -> str:
+    """A file name made from ``name`` (a study or figure name) that stays in the folder it is
+    written to: every character but letters, digits, '_', '-' and '.' becomes '_', and so does
+    a leading '.', so that a name like ``../../x`` or ``/etc/x`` (from a store written elsewhere)
+    can neither leave the folder the user named nor hide the file."""
+    stem = _UNSAFE.sub("_", name)[:200] or "_"
+    return "_" + stem[1:] if stem.startswith(".") else stem
+
+
 def save(fig: Figure, folder: str | Path, stem: str, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
-    """Write ``fig`` as ``folder/stem.<format>`` for each format; returns the paths."""
+    """Write ``fig`` as ``folder/stem.<format>`` for each format (``stem`` made safe); returns the paths."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
-        path = out / f"{stem}.{fmt}"
+        path = out / f"{safe_stem(stem)}.{fmt}"
         fig.savefig(path, format=fmt, dpi=110, bbox_inches="tight", facecolor="white")
         paths.append(path)
     return paths

@@ -283,10 +283,10 @@ class SQLiteStore(Store):
         if status is not None:
             sql += " AND status = ?"
             args.append(status)
+        wanted = None if hashes is None else set(hashes)
         with self._reading() as conn:
             rows = conn.execute(sql + " ORDER BY id", args).fetchall()
-        wanted = None if hashes is None else set(hashes)
-        return [_trial_record(row) for row in rows if wanted is None or row[2] in wanted]
+            return [_trial_record(row) for row in rows if wanted is None or row[2] in wanted]
 
     def status_counts(self, study_id: int, *, hashes: Collection[str] | None = None) -> dict[str, int]:
         """See :meth:`Store.status_counts`."""
@@ -444,7 +444,7 @@ class SQLiteStore(Store):
                 "SELECT trial_id, epoch, metrics_json, recorded FROM epochs WHERE trial_id = ? ORDER BY epoch",
                 (trial_id,),
             ).fetchall()
-        return [EpochRecord(tid, epoch, loads(text), recorded) for tid, epoch, text, recorded in rows]
+            return [EpochRecord(tid, epoch, _json(text), recorded) for tid, epoch, text, recorded in rows]
 
     def artifact(self, trial_id: int, kind: str) -> ArtifactRecord | None:
         """See :meth:`Store.artifact`."""
@@ -502,6 +502,8 @@ class SQLiteStore(Store):
             if error is None:
                 raise
             raise error from exc
+        except _DamagedText as exc:
+            raise StoreError(_corrupt_message(self._path, f"a stored record is not valid JSON: {exc}")) from None
 
     def _take(self, conn: sqlite3.Connection, trial_id: int, owner: str, now: float) -> None:
         conn.execute(
@@ -579,7 +581,10 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, check: bool, timeout: floa
     if check:
         problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
         if problems != ["ok"]:
-            raise StoreError(_corrupt_message(path, "; ".join(problems)))
+            lines = [line.strip() for p in problems for line in str(p).splitlines()]
+            found = [line for line in lines if line and not line.startswith("***")]
+            detail = "; ".join(found[:3]) + (f"; {len(found) - 3} more problems" if len(found) > 3 else "")
+            raise StoreError(_corrupt_message(path, detail))
     conn.execute("BEGIN")  # one snapshot for both reads, while another process may be creating the schema
     try:
         fresh = _identify(conn, path)
@@ -701,7 +706,7 @@ def _trial_record(row: tuple[Any, ...]) -> TrialRecord:
         study_id=study_id,
         hash=trial_hash,
         label=label,
-        params=loads(params),
+        params=_json(params),
         seed=seed,
         spec_json=spec,
         status=status,
@@ -711,8 +716,19 @@ def _trial_record(row: tuple[Any, ...]) -> TrialRecord:
         started=started,
         finished=finished,
         error=error,
-        result=None if result is None else loads(result),
+        result=None if result is None else _json(result),
     )
+
+
+class _DamagedText(ValueError):
+    """JSON text in the store that does not parse: the file's bytes changed under SQLite."""
+
+
+def _json(text: str) -> Any:
+    try:
+        return loads(text)
+    except (ValueError, TypeError) as exc:
+        raise _DamagedText(str(exc)) from None
 
 
 def _first_present(values: Mapping[str, float | None], names: tuple[str, ...]) -> float | None:

@@ -67,7 +67,10 @@ def assert_close(got: dict[str, Any], want: dict[str, Any]) -> None:
         assert gr["test"] == pytest.approx(wr["test"], rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize("options", [("--workers", "1", "--population", "1"), ()], ids=["one-at-a-time", "default"])
+# One at a time with a checkpoint every epoch: every kill resumes from a checkpoint. Default:
+# checkpoints every 10 s, so most kills here restart their trials from their first epoch.
+@pytest.mark.parametrize("options", [("--workers", "1", "--population", "1", "--checkpoint-every", "0"), ()],
+                         ids=["one-at-a-time", "default"])
 def test_repeated_sigkill_loses_nothing_and_changes_nothing(tmp_path: Path, options: tuple[str, ...]) -> None:
     make_npz(tmp_path / "tiny.npz", n_train=3000)
     study = tmp_path / "tiny.toml"

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "measured throughput favours; 1 trains one at a time)")
     run.add_argument("--format", choices=("table", "markdown", "csv", "json", "none"), default="table",
                      help="how to print the results at the end (default: table)")
+    run.add_argument("--checkpoint-every", type=float, metavar="SECONDS", default=None,
+                     help="seconds of training between two checkpoints of a trial (default: 10; 0: every epoch). "
+                          "Every epoch's metrics are recorded; a crash loses at most this much training, "
+                          "which the next run re-does identically")
 
     check = sub.add_parser("check", help="validate a study file and list its trials without training")
     check.add_argument("study", metavar="STUDY")
@@ -194,9 +198,12 @@ def _open_store(path: str, *, create: bool) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from trainlab import spec
-    from trainlab.executors import register, run_local, run_pool
+    from trainlab.executors import CHECKPOINT_EVERY, register, run_local, run_pool
     from trainlab.report import render, study_report
 
+    every = CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every
+    if not every >= 0:
+        raise TrainlabError(f"--checkpoint-every takes seconds >= 0, got {args.checkpoint_every}")
     study = spec.load(args.study)
     with _open_store(args.store, create=True) as store:
         if args.retry_failed:
@@ -207,9 +214,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             if workers > 1:
                 if not args.quiet:
                     print(f"{workers} worker processes share the work; progress shows this one's trials")
-                summary = run_pool(study, args.store, workers, reporter=reporter, population=args.population)
+                summary = run_pool(study, args.store, workers, reporter=reporter, population=args.population,
+                                   checkpoint_every=every)
             else:
-                summary = run_local(study, store, reporter=reporter, population=args.population)
+                summary = run_local(study, store, reporter=reporter, population=args.population, checkpoint_every=every)
         ran = ", ".join(f"{n} {status}" for status, n in sorted(summary.ran.items())) or "nothing to run"
         print(f"study {study.name}: {summary.total} trials; this run: {ran}; already finished before: {summary.skipped_done}")
         if summary.busy_elsewhere:

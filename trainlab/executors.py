@@ -1,15 +1,18 @@
 """Executors: take a study's trials from the store one claim at a time and train them.
 
-The local executor trains in this process. Every finished epoch goes to the store in one
-transaction together with the state to resume from, so killing the process loses at most the
-epoch in flight; a trial that fails is recorded with its error text and the study goes on.
+The local executor trains in this process. Every finished epoch goes to the store as it ends,
+with the state to resume from every :data:`CHECKPOINT_EVERY` seconds, so killing the process
+loses at most that much training, which the next run re-does identically; a trial that fails is
+recorded with its error text and the study goes on.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +85,47 @@ class DataCache:
         return self._cache[key]
 
 
+CHECKPOINT_EVERY = 10.0
+"""Default seconds of training between two checkpoints of a trial.
+
+Every epoch's metrics are recorded as it ends; the resumable state (weights, optimizer state,
+callbacks) is written with an epoch only when this long has passed since the last one. Writing
+it costs milliseconds to tens of milliseconds (packing the weights and optimizer state, and the
+store write): nothing next to an epoch of seconds, but the whole cost of a full-batch epoch on
+a small data set, or a large share of one on MNIST. A crash then loses at most this much
+training: the next run resumes from the last checkpoint and re-does the epochs after it,
+deterministically (every epoch's randomness derives from the trial seed and the epoch), and
+their re-recorded rows replace those the crashed run left.
+"""
+
+
+def _monotonic() -> float:
+    return time.monotonic()
+
+
+class CheckpointPolicy:
+    """Whether an epoch's checkpoint is written: when ``every`` seconds have passed since the
+    last one written (or since the unit began). One decision per epoch, shared by every member of
+    a population, so that they keep resuming together. ``every = 0``: every epoch."""
+
+    def __init__(self, every: float = CHECKPOINT_EVERY) -> None:
+        if math.isnan(every) or every < 0:
+            raise ValueError(f"checkpoint interval must be >= 0 seconds, got {every}")
+        self.every = every
+        self._last = _monotonic()
+        self._epoch: int | None = None
+        self._due = False
+
+    def due(self, epoch: int) -> bool:
+        if epoch != self._epoch:
+            self._epoch = epoch
+            now = _monotonic()
+            self._due = now - self._last >= self.every
+            if self._due:
+                self._last = now
+        return self._due
+
+
 def _convolutional(spec: Mapping[str, Any]) -> bool:
     """Convolutional models train a third faster in channels_last layout here (bench/README.md)."""
     return any(layer["type"] == "Conv2D" for layer in spec["model"]["layers"])
@@ -96,11 +140,13 @@ def register(study: Study, store: Store) -> tuple[int, list[str]]:
 
 
 def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, owner: str | None = None,
-              cache: DataCache | None = None, population: int | None = None) -> RunSummary:
+              cache: DataCache | None = None, population: int | None = None,
+              checkpoint_every: float = CHECKPOINT_EVERY) -> RunSummary:
     """Train every unfinished trial of ``study`` in this process, recording into ``store``.
 
     Trials that can share a population (see :mod:`trainlab.planner`) train together: as many
     at once as measured throughput favours, or ``population`` of them (1: one at a time).
+    ``checkpoint_every``: seconds of training between checkpoints (see :data:`CHECKPOINT_EVERY`).
     Data is prepared (and verified) for every trial before the first one trains, so that a
     missing or corrupt data set stops the run before any work is done.
     """
@@ -116,7 +162,7 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
     reporter.study_started(len(current), summary.skipped_done)
     while (leader := store.claim_next(study_id, owner, hashes=wanted)) is not None:
         unit = [leader, *_mates(leader, store, study_id, wanted, owner, cache, population)]
-        for status in run_unit(unit, store, owner, cache, reporter):
+        for status in run_unit(unit, store, owner, cache, reporter, CheckpointPolicy(checkpoint_every)):
             summary.ran[status] = summary.ran.get(status, 0) + 1
     summary.busy_elsewhere = sum(t.status == "running" for t in store.trials(study_id, hashes=wanted))
     return summary
@@ -170,14 +216,19 @@ def _check_batch_size(study: Study, data_spec: Mapping[str, Any], cache: DataCac
             )
 
 
-def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: DataCache, reporter: Reporter) -> list[str]:
+def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: DataCache, reporter: Reporter,
+             checkpoints: CheckpointPolicy | None = None) -> list[str]:
     """Train claimed trials to their end, together if several, and record each; returns their statuses.
+
+    Every epoch is recorded; its checkpoint only when ``checkpoints`` says so (default: every
+    :data:`CHECKPOINT_EVERY` seconds).
 
     A unit that raises records its unfinished trials as ``failed`` with the error text. Ctrl-C
     gives them back (their finished epochs stay) and propagates.
     """
     specs = [json.loads(t.spec_json) for t in trials]
     finished: dict[int, str] = {}
+    policy = checkpoints or CheckpointPolicy()
     try:
         tensors, info, split = cache.get(specs[0]["data"])
         nets = [models.build(spec["model"], info.input_shape, derive(t.seed, "init")) for t, spec in zip(trials, specs)]
@@ -186,7 +237,8 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
         reporter.unit_started(trials, specs[0]["train"]["epochs"], _resumes_at(saved[0]))
 
         def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Any) -> None:
-            store.record_epoch(trials[i].id, owner, epoch, logs, make_checkpoint(), checkpoint_format="safetensors")
+            blob = make_checkpoint() if policy.due(epoch) else None
+            store.record_epoch(trials[i].id, owner, epoch, logs, blob, checkpoint_format="safetensors")
             reporter.epoch_finished(trials[i], epoch, logs)
 
         if len(trials) == 1:
@@ -260,18 +312,18 @@ def auto_workers(study: Study, store: Store) -> int:
     return max(1, min(os.cpu_count() or 1, len(groups)))
 
 
-def _worker(study: Study, store_path: str, threads: int, population: int | None) -> None:
+def _worker(study: Study, store_path: str, threads: int, population: int | None, checkpoint_every: float) -> None:
     """A pool process: claims and trains trials until none is left, quietly."""
     torch.set_num_threads(threads)
     try:
         with Store.open(store_path) as store:
-            run_local(study, store, population=population)
+            run_local(study, store, population=population, checkpoint_every=checkpoint_every)
     except KeyboardInterrupt:
         pass
 
 
 def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter | None = None,
-             population: int | None = None) -> RunSummary:
+             population: int | None = None, checkpoint_every: float = CHECKPOINT_EVERY) -> RunSummary:
     """Train ``study`` with ``workers`` processes sharing the machine's cores and one store.
 
     This process is one of the workers (its progress is the one shown); the others claim trials
@@ -280,7 +332,7 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
     """
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_worker, args=(study, store_path, threads, population), daemon=True)
+    children = [context.Process(target=_worker, args=(study, store_path, threads, population, checkpoint_every), daemon=True)
                 for _ in range(workers - 1)]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -290,7 +342,7 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
         for child in children:
             child.start()
         try:
-            summary = run_local(study, store, reporter=reporter, population=population)
+            summary = run_local(study, store, reporter=reporter, population=population, checkpoint_every=checkpoint_every)
             for child in children:
                 child.join()
         finally:

@@ -218,9 +218,13 @@ def fit_population(
             if new_lr != stack.learning_rate(j):
                 stack.set_learning_rate(j, new_lr)
             if on_epoch is not None:
-                groups = {"model": stack.member_weights(j), "optimizer": stack.member_optimizer_state(j, single_keys[i]),
-                          **tracker.snapshots()}
-                on_epoch(i, epoch, logs, lambda g=groups, t=tracker: checkpoint.pack(g, t.meta()))
+                # Made only if the callback asks for it, before anything changes.
+                def make(j: int = j, i: int = i, tracker: Tracker = tracker) -> bytes:
+                    groups = {"model": stack.member_weights(j), "optimizer": stack.member_optimizer_state(j, single_keys[i]),
+                              **tracker.snapshots()}
+                    return checkpoint.pack(groups, tracker.meta())
+
+                on_epoch(i, epoch, logs, make)
             if tracker.finished:
                 leaving.append(j)
         if leaving:

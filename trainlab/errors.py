@@ -51,6 +51,18 @@ class DataError(TrainlabError):
     """A data set that is missing, corrupt or truncated; says how to provide or repair it."""
 
 
+class DataUnavailable(DataError):
+    """A named data set that no source could provide.
+
+    Its message is one line: what is missing and exactly how to provide it. ``details`` adds
+    every source tried and why each failed, for ``trainlab data verify``.
+    """
+
+    def __init__(self, message: str, details: str) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 class StoreError(TrainlabError):
     """A store file that cannot be opened or is not a trainlab store."""
 

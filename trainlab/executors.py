@@ -153,9 +153,8 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
     reporter = reporter or Silent()
     owner = owner or make_owner()
     cache = cache or DataCache()
+    _check_data(study, cache)
     study_id, hashes = register(study, store)
-    for spec in {canonical_json(v.spec["data"]): v.spec["data"] for v in study.variants}.values():
-        _check_batch_size(study, spec, cache)
     wanted = set(hashes)
     current = store.trials(study_id, hashes=wanted)
     summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
@@ -202,6 +201,12 @@ def _mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], o
         if store.claim(trial.id, owner):
             mates.append(trial)
     return mates
+
+
+def _check_data(study: Study, cache: DataCache) -> None:
+    """Prepare (and verify) every data set the study uses, and check its batch sizes against them."""
+    for spec in {canonical_json(v.spec["data"]): v.spec["data"] for v in study.variants}.values():
+        _check_batch_size(study, spec, cache)
 
 
 def _check_batch_size(study: Study, data_spec: Mapping[str, Any], cache: DataCache) -> None:
@@ -318,8 +323,8 @@ def _worker(study: Study, store_path: str, threads: int, population: int | None,
     try:
         with Store.open(store_path) as store:
             run_local(study, store, population=population, checkpoint_every=checkpoint_every)
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, TrainlabError):
+        pass  # the parent process, a worker too, meets the same problem and reports it
 
 
 def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter | None = None,
@@ -336,13 +341,16 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
                 for _ in range(workers - 1)]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    cache = DataCache()
+    _check_data(study, cache)  # a missing data set stops the run here, before any worker starts
     with Store.open(store_path) as store:
         study_id, hashes = register(study, store)
         before = store.status_counts(study_id, hashes=set(hashes))
         for child in children:
             child.start()
         try:
-            summary = run_local(study, store, reporter=reporter, population=population, checkpoint_every=checkpoint_every)
+            summary = run_local(study, store, reporter=reporter, population=population, checkpoint_every=checkpoint_every,
+                                cache=cache)
             for child in children:
                 child.join()
         finally:

@@ -20,7 +20,7 @@ from trainlab.data import datasets as ds
 from trainlab.data.datasets import DatasetDef, Raw
 from trainlab.data.formats import Decoded
 from trainlab.data.sources import cache_dir, fetch, file_digest, mirror, offline, read_npz, write_npz_atomic
-from trainlab.errors import DataError
+from trainlab.errors import DataError, DataUnavailable
 
 CACHE_FORMAT = "trainlab-data-1"
 
@@ -150,9 +150,11 @@ def load_definition(defn: DatasetDef, folder: Path, *, allow_download: bool | No
                 tried.append(f"download {download.label}: {exc}")
 
     listing = "\n".join(f"  {i}. " + line.replace("\n", "\n     ") for i, line in enumerate(tried, 1))
-    raise DataError(
+    raise DataUnavailable(
+        f"data set {defn.name} is not available on this machine. To provide it: {defn.manual}. "
+        f"(`trainlab data verify {defn.name}` lists the {len(tried)} places tried.)",
         f"data set {defn.name} is not available. Sources tried:\n{listing}\n"
-        f"To provide it by hand: {defn.manual}"
+        f"To provide it by hand: {defn.manual}",
     )
 
 
@@ -281,6 +283,8 @@ def verify(name: str, *, path: str | None = None) -> VerifyResult:
                 raw = load_definition(defn, cache_dir())
                 with _memo_lock:
                     _memo[(name, str(cache_dir()))] = raw
+        except DataUnavailable as exc:
+            return VerifyResult(name, False, exc.details)
         except DataError as exc:
             return VerifyResult(name, False, str(exc))
     notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]

@@ -80,16 +80,22 @@ def _extra_metrics(out: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, t
     return {"mse": err.square().mean(), "mae": err.abs().mean()}
 
 
-def epoch_batches(data: Tensors, settings: TrainSettings, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+def epoch_batches(data: Tensors, settings: TrainSettings, seed: int, epoch: int, *,
+                  stochastic: bool = True) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """The epoch's training inputs and targets in batch order, the batch size and the number of steps.
 
     Also seeds the noise stream (dropout, RReLU) of the epoch. Everything depends only on the
     trial seed and the epoch, so a resumed or population-trained trial sees the same batches.
+
+    A full batch is not shuffled unless the model is ``stochastic`` (draws noise per example,
+    as Dropout does): its one gradient is then the same sum in another order, which changes it
+    by float rounding only, and the shuffle would copy the whole training set every epoch
+    (170 MB for MNIST, a tenth of a full-batch epoch).
     """
     torch.manual_seed(derive(seed, "noise", epoch))
     n = len(data.x_train)
     batch = n if settings.batch_size == "full" else min(int(settings.batch_size), n)
-    if settings.shuffle:
+    if settings.shuffle and (batch < n or stochastic):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive(seed, "shuffle", epoch)))
         return data.x_train.index_select(0, order), data.y_train.index_select(0, order), batch, -(-n // batch)
     return data.x_train, data.y_train, batch, -(-n // batch)
@@ -126,7 +132,7 @@ def fit(
     while not tracker.finished:
         epoch = tracker.next_epoch
         began = time.perf_counter()
-        xs, ys, batch, steps = epoch_batches(data, settings, seed, epoch)
+        xs, ys, batch, steps = epoch_batches(data, settings, seed, epoch, stochastic=net.stochastic)
         lr_used = optimizer.current_lr()
         net.train()
         if trainer is not None:

@@ -182,7 +182,7 @@ def fit_population(
     while stack is not None and alive:
         epoch = trackers[alive[0]].next_epoch
         began = time.perf_counter()
-        xs, ys, batch, steps = epoch_batches(data, settings0, seed, epoch)
+        xs, ys, batch, steps = epoch_batches(data, settings0, seed, epoch, stochastic=members[0].net.stochastic)
         report_every = max(1, steps // 50)
         lrs_used = stack.current_lrs()
         base.train()

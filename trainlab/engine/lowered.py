@@ -42,9 +42,10 @@ the autograd loop is as fast (measured in bench/README.md, benchmark 4)."""
 
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
 _LOSSES = {"classification": "sparse_categorical_crossentropy", "regression": "mean_squared_error"}
-_threshold_backward = torch.ops.aten.threshold_backward.default
-_sigmoid_backward = torch.ops.aten.sigmoid_backward.default
-_tanh_backward = torch.ops.aten.tanh_backward.default
+# The activations' backward functions, writing in place (``grad_input`` is the incoming gradient).
+_threshold_backward = torch.ops.aten.threshold_backward.grad_input
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
+_tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
 
 @dataclass
@@ -98,12 +99,15 @@ def lower(net: Net, optimizer: Optimizer, settings: TrainSettings, task: str) ->
 
 
 class _Buffers:
-    """The activations of one step at batch size ``batch``, allocated once, and a vector of ones
-    (the bias gradient is ``g.T @ ones``)."""
+    """Every intermediate of one step at batch size ``batch``, allocated once: each layer's
+    activations, each layer's output gradient and its transposed view (what the fused weight
+    update multiplies), and a vector of ones (the bias gradient is ``g.T @ ones``)."""
 
     def __init__(self, layers: list[_Layer], batch: int) -> None:
         like = layers[0].weight
         self.hidden = [torch.empty(batch, layer.weight.shape[0], dtype=like.dtype) for layer in layers[:-1]]
+        self.grads = [torch.empty(batch, layer.weight.shape[0], dtype=like.dtype) for layer in layers]
+        self.grads_t = [g.t() for g in self.grads]
         self.ones = torch.ones(batch, dtype=like.dtype)
 
 
@@ -169,39 +173,44 @@ class LoweredSGD:
 
         ``alpha`` is ``-lr`` times the loss gradient's constant factor over the batch size.
         """
-        layers, hidden = self.layers, buf.hidden
-        inputs = [x, *hidden]
+        layers, hidden, grads, grads_t, ones = self.layers, buf.hidden, buf.grads, buf.grads_t, buf.ones
+        a = x
         for i, layer in enumerate(layers):
-            target_out = z if i == last else hidden[i]
+            h = z if i == last else hidden[i]
             if layer.bias is not None:
-                torch.addmm(layer.bias, inputs[i], layer.weight_t, out=target_out)
+                torch.addmm(layer.bias, a, layer.weight_t, out=h)
             else:
-                torch.mm(inputs[i], layer.weight_t, out=target_out)
-            if layer.activation == "relu":
-                target_out.relu_()
-            elif layer.activation == "sigmoid":
-                target_out.sigmoid_()
-            elif layer.activation == "tanh":
-                target_out.tanh_()
-        grad = torch.softmax(z, 1).sub_(target) if classification else torch.sub(z, target)
+                torch.mm(a, layer.weight_t, out=h)
+            activation = layer.activation
+            if activation == "relu":
+                h.relu_()
+            elif activation == "sigmoid":
+                h.sigmoid_()
+            elif activation == "tanh":
+                h.tanh_()
+            a = h
+        grad = grads[last]
+        torch.sub(torch.softmax(z, 1) if classification else z, target, out=grad)
         for i in range(last, -1, -1):
             layer = layers[i]
-            grad_t = grad.t()
-            below = None
             if i > 0:
-                below = torch.mm(grad, layer.weight)
-                activation, a = layers[i - 1].activation, hidden[i - 1]
+                # The gradient of the layer's input, before its weights change.
+                below, a = grads[i - 1], hidden[i - 1]
+                torch.mm(grad, layer.weight, out=below)
+                activation = layers[i - 1].activation
                 if activation == "relu":
-                    below = _threshold_backward(below, a, 0)
+                    _threshold_backward(below, a, 0, grad_input=below)
                 elif activation == "sigmoid":
-                    below = _sigmoid_backward(below, a)
+                    _sigmoid_backward(below, a, grad_input=below)
                 elif activation == "tanh":
-                    below = _tanh_backward(below, a)
-            a = inputs[i]
+                    _tanh_backward(below, a, grad_input=below)
+            else:
+                a = x
+            grad_t = grads_t[i]
             if momentum == 0.0:
                 layer.weight.addmm_(grad_t, a, alpha=alpha)
                 if layer.bias is not None:
-                    layer.bias.addmv_(grad_t, buf.ones, alpha=alpha)
+                    layer.bias.addmv_(grad_t, ones, alpha=alpha)
             else:
                 v = layer.weight_velocity
                 assert v is not None
@@ -213,10 +222,10 @@ class LoweredSGD:
                 if layer.bias is not None:
                     bv = layer.bias_velocity
                     assert bv is not None
-                    bv.mul_(momentum).addmv_(grad_t, buf.ones, alpha=alpha)
+                    bv.mul_(momentum).addmv_(grad_t, ones, alpha=alpha)
                     if nesterov:
-                        layer.bias.add_(bv, alpha=momentum).addmv_(grad_t, buf.ones, alpha=alpha)
+                        layer.bias.add_(bv, alpha=momentum).addmv_(grad_t, ones, alpha=alpha)
                     else:
                         layer.bias.add_(bv)
-            if below is not None:
-                grad = below
+            if i > 0:
+                grad = grads[i - 1]

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from trainlab.engine import checkpoint
-from trainlab.engine.lowered import lower
+from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower, single_threaded
 from trainlab.engine.tracker import FitResult, Tracker
 from trainlab.losses import LOSSES, METRICS
 from trainlab.models import Net
@@ -137,6 +137,9 @@ def fit(
         net.train()
         if trainer is not None:
             logs = trainer.train_epoch(xs, ys, batch, on_batch)
+        elif batch <= ONE_THREAD_MAX_BATCH:
+            with single_threaded():
+                logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
         else:
             logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
         for name, value in evaluate(net, data.x_val, data.y_val, task, settings.loss).items():

@@ -25,7 +25,8 @@ else (other layers, optimizers, penalties, clipping, larger batches) takes the a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,28 @@ from trainlab.spec import TrainSettings
 LOWERED_MAX_BATCH = 16
 """The largest batch the lowered step is used for; above it the matrix products dominate and
 the autograd loop is as fast (measured in bench/README.md, benchmark 4)."""
+ONE_THREAD_MAX_BATCH = 16
+"""Batches up to this size train on one thread, lowered or not (see :func:`single_threaded`)."""
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Torch's intra-op threads set to one for the block, then restored.
+
+    At batch sizes up to :data:`ONE_THREAD_MAX_BATCH` no operation is large enough for a second
+    thread to pay much, and every parallel one (an elementwise pass over the first layer's 100k
+    weights, an optimizer's foreach update) waits for all threads at its end. On cores shared
+    with other processes, one of them is often descheduled, and the step waits for it: measured
+    under load on 2 cores, the autograd loop at batch 1 took 0.9 ms a step on one thread and
+    17-32 ms on two (Adam; batch 16: 1.5 ms against 5-12 ms); the lowered step with momentum
+    7.6 s an epoch against 36 s.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
 _LOSSES = {"classification": "sparse_categorical_crossentropy", "regression": "mean_squared_error"}
@@ -127,7 +150,14 @@ class LoweredSGD:
         return self._buffers[batch]
 
     def train_epoch(self, xs: Tensor, ys: Tensor, batch: int, on_batch: Callable[[int, int], None] | None) -> dict[str, float]:
-        """One epoch over ``xs``/``ys`` (already in batch order); returns the training metrics."""
+        """One epoch over ``xs``/``ys`` (already in batch order); returns the training metrics.
+
+        Runs on one thread (see :func:`single_threaded`).
+        """
+        with single_threaded():
+            return self._train_epoch(xs, ys, batch, on_batch)
+
+    def _train_epoch(self, xs: Tensor, ys: Tensor, batch: int, on_batch: Callable[[int, int], None] | None) -> dict[str, float]:
         n = len(xs)
         steps = -(-n // batch)
         x_batches = xs.reshape(n, -1).split(batch)
@@ -214,7 +244,7 @@ class LoweredSGD:
             else:
                 v = layer.weight_velocity
                 assert v is not None
-                v.mul_(momentum).addmm_(grad_t, a, alpha=alpha)
+                v.addmm_(grad_t, a, beta=momentum, alpha=alpha)  # m = momentum m - lr g
                 if nesterov:
                     layer.weight.add_(v, alpha=momentum).addmm_(grad_t, a, alpha=alpha)
                 else:
@@ -222,7 +252,7 @@ class LoweredSGD:
                 if layer.bias is not None:
                     bv = layer.bias_velocity
                     assert bv is not None
-                    bv.mul_(momentum).addmv_(grad_t, ones, alpha=alpha)
+                    bv.addmv_(grad_t, ones, beta=momentum, alpha=alpha)
                     if nesterov:
                         layer.bias.add_(bv, alpha=momentum).addmv_(grad_t, ones, alpha=alpha)
                     else:

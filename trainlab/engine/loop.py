@@ -129,6 +129,8 @@ def fit(
         tracker.restore(meta, groups)
 
     trainer = lower(net, optimizer, settings, task) if lowered else None
+    # Convolutions do enough work per example to use every thread even at small batches.
+    convolutional = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
     while not tracker.finished:
         epoch = tracker.next_epoch
         began = time.perf_counter()
@@ -137,7 +139,7 @@ def fit(
         net.train()
         if trainer is not None:
             logs = trainer.train_epoch(xs, ys, batch, on_batch)
-        elif batch <= ONE_THREAD_MAX_BATCH:
+        elif batch <= ONE_THREAD_MAX_BATCH and not convolutional:
             with single_threaded():
                 logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
         else:

@@ -41,7 +41,8 @@ LOWERED_MAX_BATCH = 16
 """The largest batch the lowered step is used for; above it the matrix products dominate and
 the autograd loop is as fast (measured in bench/README.md, benchmark 4)."""
 ONE_THREAD_MAX_BATCH = 16
-"""Batches up to this size train on one thread, lowered or not (see :func:`single_threaded`)."""
+"""Batches up to this size train on one thread, lowered or not, unless the model has convolutions
+(see :func:`single_threaded`)."""
 
 
 @contextmanager

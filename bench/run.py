@@ -319,9 +319,19 @@ def trainlab_steps(t: Tensors, optimizer: Any, batch: int | str, epochs: int, *,
     return [h["seconds"] for h in result.history]
 
 
-def plain_pure_sgd(t: Tensors, steps: int, *, manual: bool) -> float:
+def plain_pure_sgd(t: Tensors, steps: int, *, manual: bool, threads: int | None = None) -> float:
     """Seconds for ``steps`` batch-1 steps of the simple PyTorch loop: torch.optim.SGD (its
-    for-loop form, the fastest of its forms here at batch 1), or a hand-written ``p -= lr grad``."""
+    for-loop form, the fastest of its forms here at batch 1), or a hand-written ``p -= lr grad``;
+    on ``threads`` intra-op threads (default: as set)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        return _plain_pure_sgd(t, steps, manual=manual)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _plain_pure_sgd(t: Tensors, steps: int, *, manual: bool) -> float:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
     params = list(net.parameters())
@@ -361,6 +371,7 @@ def bench4(t: Tensors, data_file: Path, steps: int, reps: int) -> dict[str, Any]
         add("trainlab, decay + momentum, autograd", median(trainlab_steps(part, momentum, 1, 2, lowered=False)))
         add("plain PyTorch, torch.optim.SGD", plain_pure_sgd(t, steps, manual=False))
         add("plain PyTorch, p -= lr * grad", plain_pure_sgd(t, steps, manual=True))
+        add("plain PyTorch, p -= lr * grad, 1 thread", plain_pure_sgd(t, steps, manual=True, threads=1))
     out: dict[str, Any] = {name: median(values) for name, values in rows.items()}
     out["runs"] = rows
     pop = trainlab_population(part, 1, 3)

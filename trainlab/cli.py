@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainlab import __version__
-from trainlab.errors import TrainlabError
+from trainlab.errors import DataUnavailable, TrainlabError
 
 DEFAULT_STORE = "trainlab.db"
 EXIT_USER_ERROR = 2
@@ -180,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         return COMMANDS[args.command](args)
+    except DataUnavailable as exc:
+        print(f"trainlab: {exc.summary}", file=sys.stderr)  # the sources tried: `trainlab data verify NAME`
+        return EXIT_USER_ERROR
     except TrainlabError as exc:
         print(f"trainlab: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

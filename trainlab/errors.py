@@ -54,13 +54,13 @@ class DataError(TrainlabError):
 class DataUnavailable(DataError):
     """A named data set that no source could provide.
 
-    Its message is one line: what is missing and exactly how to provide it. ``details`` adds
-    every source tried and why each failed, for ``trainlab data verify``.
+    Its message lists every source tried and why each failed, then how to provide the data;
+    ``summary`` says the same in one line, for commands that stop on it (``trainlab run``).
     """
 
-    def __init__(self, message: str, details: str) -> None:
+    def __init__(self, message: str, summary: str) -> None:
         super().__init__(message)
-        self.details = details
+        self.summary = summary
 
 
 class StoreError(TrainlabError):

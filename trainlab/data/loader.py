@@ -151,10 +151,10 @@ def load_definition(defn: DatasetDef, folder: Path, *, allow_download: bool | No
 
     listing = "\n".join(f"  {i}. " + line.replace("\n", "\n     ") for i, line in enumerate(tried, 1))
     raise DataUnavailable(
-        f"data set {defn.name} is not available on this machine. To provide it: {defn.manual}. "
-        f"(`trainlab data verify {defn.name}` lists the {len(tried)} places tried.)",
         f"data set {defn.name} is not available. Sources tried:\n{listing}\n"
         f"To provide it by hand: {defn.manual}",
+        f"data set {defn.name} is not available on this machine. To provide it: {defn.manual}. "
+        f"(`trainlab data verify {defn.name}` lists the {len(tried)} places tried.)",
     )
 
 
@@ -283,8 +283,6 @@ def verify(name: str, *, path: str | None = None) -> VerifyResult:
                 raw = load_definition(defn, cache_dir())
                 with _memo_lock:
                     _memo[(name, str(cache_dir()))] = raw
-        except DataUnavailable as exc:
-            return VerifyResult(name, False, exc.details)
         except DataError as exc:
             return VerifyResult(name, False, str(exc))
     notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]

@@ -60,16 +60,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=32, help="batch size; 0: the whole training set (full batch)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--optimizers", default="sgd")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--train-limit", type=int, default=None, help="train on the first N examples only")
+    parser.add_argument("--val-limit", type=int, default=None, help="validate on the first N examples only")
     args = parser.parse_args()
     began = time.perf_counter()
     arrays = np.load(args.data)
     # trainlab's images are N, C, H, W; Keras wants N, H, W, C.
     x_train, x_val = (arrays[k].transpose(0, 2, 3, 1) for k in ("x_train", "x_val"))
     y_train, y_val = arrays["y_train"], arrays["y_val"]
+    x_train, y_train = x_train[: args.train_limit], y_train[: args.train_limit]
+    x_val, y_val = x_val[: args.val_limit], y_val[: args.val_limit]
+    batch = len(x_train) if args.batch == 0 else args.batch
     runs = []
     for name in args.optimizers.split(","):
         for seed in map(int, args.seeds.split(",")):
@@ -77,7 +82,7 @@ def main() -> None:
             model = build(args.model)
             model.compile(optimizer=OPTIMIZERS[name](), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             timer = EpochTimer()
-            history = model.fit(x_train, y_train, batch_size=args.batch, epochs=args.epochs,
+            history = model.fit(x_train, y_train, batch_size=batch, epochs=args.epochs,
                                 validation_data=(x_val, y_val), callbacks=[timer], verbose=0)
             runs.append({"optimizer": name, "seed": seed, "epoch_seconds": timer.seconds,
                          "val_accuracy": history.history["val_accuracy"]})

@@ -1,7 +1,8 @@
 """trainlab against its peers on the same work, in one run: medians and ratios.
 
-    .venv/bin/python bench/run.py              # all three benchmarks (about 10 minutes on 2 cores)
+    .venv/bin/python bench/run.py              # all five benchmarks (about 20 minutes on 2 cores)
     .venv/bin/python bench/run.py --only 1     # one of them
+    .venv/bin/python bench/run.py --only 4,5   # pure SGD and full batch (about 10 minutes)
 
 1. MLP 784-128-64-10 on MNIST (report A split: 55000 train, 5000 validation), SGD at batch 32
    and 128: seconds per trial-epoch for trainlab one model at a time, trainlab population (K=8,
@@ -12,10 +13,17 @@
    validation accuracies side by side.
 3. The CNN (conv32-pool-conv64-pool-dense): seconds per epoch, trainlab (NCHW and channels_last)
    vs Keras on TensorFlow.
+4. Pure SGD (report B): the MLP at batch size 1, seconds per epoch of 55000 steps, extrapolated
+   from ``--pure-steps`` steps: trainlab (the lowered step, the autograd loop, a population of 8),
+   plain PyTorch loops, Keras on TensorFlow and on JAX; plain SGD and SGD with decay and momentum.
+5. Full-batch gradient descent (report B, 1000 epochs): seconds per epoch of one step over all
+   55000 images plus validation, trainlab alone and end to end through the store (checkpoints
+   every 10 s, and every epoch), plain PyTorch, Keras on TensorFlow; and the 1000 epochs extrapolated.
 
-Every epoch includes the validation pass, for every framework. Epochs that include a compile
+Every epoch includes the validation pass, for every framework (benchmark 4 times training steps
+only: its validation pass is the same few hundredths of a second as in benchmark 1). Epochs that include a compile
 (Keras' tracing, trainlab's ``torch.compile``) are left out of the medians and reported apart.
-Results are printed and written to ``bench/results/DATE.json``.
+Results are printed and written to ``bench/results/DATE.json`` (``DATE-45.json`` for ``--only 4,5``).
 """
 
 from __future__ import annotations
@@ -96,7 +104,7 @@ def tensors() -> tuple[Tensors, Any]:
     return t, prepared
 
 
-def trial_spec(layers: list[dict[str, Any]], optimizer: Any, batch: int, epochs: int) -> dict[str, Any]:
+def trial_spec(layers: list[dict[str, Any]], optimizer: Any, batch: int | str, epochs: int) -> dict[str, Any]:
     study = spec.from_dict({"data": SPLIT, "model": {"layers": layers}, "optimizer": optimizer,
                             "train": {"epochs": epochs, "batch_size": batch, "keep": "last"}, "study": {"seeds": [0]}})
     return study.variants[0].spec
@@ -114,7 +122,7 @@ def trainlab_single(t: Tensors, layers: list[dict[str, Any]], batch: int, epochs
     return [h["seconds"] for h in result.history]
 
 
-def trainlab_population(t: Tensors, batch: int, epochs: int, k: int = 8) -> list[float]:
+def trainlab_population(t: Tensors, batch: int | str, epochs: int, k: int = 8) -> list[float]:
     """Per-member share of each epoch's seconds, K members with different learning rates."""
     lrs = [0.01 * 2 ** (i / 2 - 2) for i in range(k)]
     specs = [trial_spec(MLP, {"name": "sgd", "learning_rate": lr}, batch, epochs) for lr in lrs]
@@ -298,10 +306,206 @@ def bench3(t: Tensors, data_file: Path, epochs: int) -> dict[str, Any]:
     return row
 
 
+def subset(t: Tensors, n: int, val: int) -> Tensors:
+    return Tensors(t.x_train[:n], t.y_train[:n], t.x_val[:val], t.y_val[:val], t.x_test, t.y_test)
+
+
+def trainlab_steps(t: Tensors, optimizer: Any, batch: int | str, epochs: int, *, lowered: bool = True) -> list[float]:
+    """Seconds of each epoch of ``fit`` on ``t`` (whatever subset it holds)."""
+    s = trial_spec(MLP, optimizer, batch, epochs)  # type: ignore[arg-type]
+    net = models.build(s["model"], (1, 28, 28), 0)
+    opt = Optimizer([p for p in net.parameters() if p.requires_grad], s["optimizer"])
+    result = fit(net, opt, t, TrainSettings.of(s), "classification", seed=0, lowered=lowered)
+    return [h["seconds"] for h in result.history]
+
+
+def plain_pure_sgd(t: Tensors, steps: int, *, manual: bool, threads: int | None = None) -> float:
+    """Seconds for ``steps`` batch-1 steps of the simple PyTorch loop: torch.optim.SGD (its
+    for-loop form, the fastest of its forms here at batch 1), or a hand-written ``p -= lr grad``;
+    on ``threads`` intra-op threads (default: as set)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        return _plain_pure_sgd(t, steps, manual=manual)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _plain_pure_sgd(t: Tensors, steps: int, *, manual: bool) -> float:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    params = list(net.parameters())
+    opt = torch.optim.SGD(params, lr=0.01, foreach=False)
+    loss_fn = nn.CrossEntropyLoss()
+    xs, ys = t.x_train[:steps], t.y_train[:steps]
+    began = time.perf_counter()
+    for i in range(steps):
+        loss_fn(net(xs[i : i + 1]), ys[i : i + 1]).backward()
+        if manual:
+            with torch.no_grad():
+                for p in params:
+                    p.add_(p.grad, alpha=-0.01)
+                    p.grad = None
+        else:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - began
+
+
+def bench4(t: Tensors, data_file: Path, steps: int, reps: int) -> dict[str, Any]:
+    """Pure SGD: batch size 1. Each figure is seconds per 55000-step epoch, extrapolated from
+    ``steps`` steps (median over ``reps`` interleaved repetitions), validation excluded."""
+    n = len(t.x_train)
+    part = subset(t, steps, 1)
+    scale = n / steps
+    momentum = {"name": "sgd", "momentum": 0.9, "decay": 1e-6}
+    rows: dict[str, list[float]] = {}
+
+    def add(name: str, seconds: float) -> None:
+        rows.setdefault(name, []).append(seconds * scale)
+
+    for _ in range(reps):
+        add("trainlab, lowered step (default)", median(trainlab_steps(part, "sgd", 1, 2)))
+        add("trainlab, autograd loop", median(trainlab_steps(part, "sgd", 1, 2, lowered=False)))
+        add("trainlab, decay + momentum, lowered", median(trainlab_steps(part, momentum, 1, 2)))
+        add("trainlab, decay + momentum, autograd", median(trainlab_steps(part, momentum, 1, 2, lowered=False)))
+        add("plain PyTorch, torch.optim.SGD", plain_pure_sgd(t, steps, manual=False))
+        add("plain PyTorch, p -= lr * grad", plain_pure_sgd(t, steps, manual=True))
+        add("plain PyTorch, p -= lr * grad, 1 thread", plain_pure_sgd(t, steps, manual=True, threads=1))
+    out: dict[str, Any] = {name: median(values) for name, values in rows.items()}
+    out["runs"] = rows
+    pop = trainlab_population(part, 1, 3)
+    out["trainlab population K=8, per trial"] = median(pop[1:]) * scale
+    out["compile seconds (population, once)"] = (pop[0] - median(pop[1:])) * 8
+    for backend in ("tensorflow", "jax"):
+        run = keras(backend, data_file, model="mlp", batch=1, epochs=2, **{"train-limit": steps, "val-limit": 1})
+        out[f"Keras/{backend}"] = run["runs"][0]["epoch_seconds"][-1] * scale
+    print_bench4(out, steps, reps)
+    return out
+
+
+def print_bench4(out: dict[str, Any], steps: int, reps: int) -> None:
+    base = out["trainlab, lowered step (default)"]
+    print(f"\nbenchmark 4: pure SGD (batch 1), MLP 784-128-64-10, MNIST: seconds per 55000-step epoch, "
+          f"extrapolated from {steps} steps (median of {reps}; Keras and the population: one run)")
+    for name, value in out.items():
+        if name == "runs":
+            continue
+        if name.startswith("compile"):
+            print(f"  {name:<44} {value:8.1f}")
+            continue
+        print(f"  {name:<44} {value:8.2f}   {value / base:6.2f}x the lowered step")
+
+
+FULL_STUDY = """
+[study]
+name = "full-batch"
+seeds = [0]
+
+[data]
+name = "mnist"
+split = {{ kind = "first", validation = 5000 }}
+
+[model]
+layers = [
+  {{ type = "Flatten" }},
+  {{ type = "Dense", units = 128, activation = "relu" }},
+  {{ type = "Dense", units = 64, activation = "relu" }},
+  {{ type = "Dense", units = 10, activation = "softmax" }},
+]
+
+[optimizer]
+name = "sgd"
+
+[train]
+epochs = {epochs}
+batch_size = "full"
+"""
+
+
+def plain_full_batch(t: Tensors, epochs: int) -> list[float]:
+    """Full-batch gradient descent as a PyTorch user writes it: one step over the training set,
+    then the validation accuracy, per epoch."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    seconds = []
+    for _ in range(epochs):
+        began = time.perf_counter()
+        net.train()
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(t.x_train), t.y_train).backward()
+        opt.step()
+        net.eval()
+        with torch.no_grad():
+            (net(t.x_val).argmax(1) == t.y_val).float().mean().item()
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+def trainlab_full_run(folder: Path, epochs: int, checkpoint_every: float) -> tuple[float, int]:
+    """Wall seconds per epoch of ``run_local`` on the full-batch study, from the store's own
+    timestamps (first to last epoch recorded: training, validation, recording and checkpoints),
+    and the number of checkpoints written."""
+    from trainlab import executors
+    from trainlab.store import Store
+
+    study_file = folder / "full.toml"
+    study_file.write_text(FULL_STUDY.format(epochs=epochs))
+    written = 0
+    policy = executors.CheckpointPolicy
+
+    class Counting(policy):  # type: ignore[misc, valid-type]
+        def due(self, epoch: int) -> bool:
+            nonlocal written
+            due = super().due(epoch)
+            written += due
+            return due
+
+    store_file = folder / f"full-{checkpoint_every}.db"
+    store_file.unlink(missing_ok=True)
+    executors.CheckpointPolicy = Counting  # type: ignore[misc]
+    try:
+        with Store.open(store_file) as store:
+            executors.run_local(spec.load(study_file), store, checkpoint_every=checkpoint_every)
+            record = store.study("full-batch")
+            assert record is not None
+            stamps = [e.recorded for e in store.epochs(store.trials(record.id)[0].id)]
+    finally:
+        executors.CheckpointPolicy = policy  # type: ignore[misc]
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1), written
+
+
+def bench5(t: Tensors, data_file: Path, folder: Path, epochs: int) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "trainlab fit": median(trainlab_steps(t, "sgd", "full", epochs)[1:]),
+        "plain PyTorch": median(plain_full_batch(t, epochs)[1:]),
+    }
+    for every in (10.0, 0.0):
+        per_epoch, written = trainlab_full_run(folder, epochs, every)
+        row[f"trainlab run, checkpoint every {every:g} s"] = per_epoch
+        row[f"checkpoints written (every {every:g} s, {epochs} epochs)"] = written
+    run = keras("tensorflow", data_file, model="mlp", batch=0, epochs=epochs)
+    row["Keras/tensorflow"] = median(run["runs"][0]["epoch_seconds"][1:])
+    base = row["trainlab run, checkpoint every 10 s"]
+    print(f"\nbenchmark 5: full-batch gradient descent, MLP 784-128-64-10, MNIST 55000 + 5000 validation: "
+          f"seconds per epoch (median of {epochs - 1} epochs after the first)")
+    for name, value in row.items():
+        if name.startswith("checkpoints"):
+            print(f"  {name:<48} {value:8d}")
+            continue
+        print(f"  {name:<48} {value:8.3f}   {value / base:5.2f}x trainlab run   1000 epochs: {value * 1000 / 60:6.1f} min")
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="1,2,3", help="which benchmarks, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5", help="which benchmarks, e.g. 1,3")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per measurement in benchmarks 1 and 3")
+    parser.add_argument("--pure-steps", type=int, default=5000, help="batch-1 steps per measurement in benchmark 4")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement in benchmark 4")
+    parser.add_argument("--full-epochs", type=int, default=30, help="full-batch epochs per measurement in benchmark 5")
     args = parser.parse_args()
     which = {int(x) for x in args.only.split(",")}
     t, prepared = tensors()
@@ -318,7 +522,12 @@ def main() -> None:
             results["benchmark 2"] = bench2(data_file, folder)
         if 3 in which:
             results["benchmark 3"] = bench3(t, data_file, max(2, args.epochs // 2))
-    out = ROOT / "bench" / "results" / f"{results['date']}.json"
+        if 4 in which:
+            results["benchmark 4"] = bench4(t, data_file, args.pure_steps, args.reps)
+        if 5 in which:
+            results["benchmark 5"] = bench5(t, data_file, folder, args.full_epochs)
+    suffix = "" if which == {1, 2, 3, 4, 5} else "-" + "".join(str(b) for b in sorted(which))
+    out = ROOT / "bench" / "results" / f"{results['date']}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {out.relative_to(ROOT)}")

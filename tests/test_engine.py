@@ -111,3 +111,37 @@ def test_full_batch_is_one_step_per_epoch(tmp_path: Path) -> None:
     steps: list[tuple[int, int]] = []
     train(trial, on_batch=lambda step, total: steps.append((step, total)))
     assert steps == [(1, 1)] * 3
+
+
+def test_a_full_batch_is_shuffled_only_when_the_model_draws_noise(tmp_path: Path) -> None:
+    from trainlab.engine.loop import epoch_batches
+
+    trial = variant(tmp_path, optimizer="sgd")
+    trial["train"]["batch_size"] = "full"
+    tensors, _, _ = DataCache().get(trial["data"])
+    settings = TrainSettings.of(trial)
+    xs, ys, batch, steps = epoch_batches(tensors, settings, 0, 1, stochastic=False)
+    assert (batch, steps) == (len(tensors.x_train), 1) and xs is tensors.x_train and ys is tensors.y_train
+    xs, ys, _, _ = epoch_batches(tensors, settings, 0, 1, stochastic=True)
+    assert not torch.equal(ys, tensors.y_train) and torch.equal(ys.sort().values, tensors.y_train.sort().values)
+    trial["train"]["batch_size"] = 16
+    xs, _, _, _ = epoch_batches(tensors, TrainSettings.of(trial), 0, 1, stochastic=False)
+    assert not torch.equal(xs, tensors.x_train)
+
+
+def test_full_batch_without_noise_equals_the_shuffled_gradient_up_to_rounding(tmp_path: Path) -> None:
+    trial = variant(tmp_path, optimizer="sgd", epochs=3)
+    trial["model"]["layers"] = [layer for layer in trial["model"]["layers"] if layer["type"] != "Dropout"]
+    trial["train"]["batch_size"] = "full"
+    unshuffled, _, net = train(trial)
+    assert not net.stochastic
+    from trainlab.engine import loop
+
+    original = loop.epoch_batches
+    try:
+        loop.epoch_batches = lambda *a, **kw: original(*a, **{**kw, "stochastic": True})  # type: ignore[assignment]
+        shuffled, _, _ = train(trial)
+    finally:
+        loop.epoch_batches = original  # type: ignore[assignment]
+    for a, b in zip(strip_time(unshuffled.history), strip_time(shuffled.history), strict=True):
+        assert a == pytest.approx(b, rel=1e-5)

@@ -142,7 +142,8 @@ def check_store(store: Path, epochs: int = EPOCHS, trials: int = TRIALS) -> None
             else:
                 assert db.artifact(trial.id, "weights") is None
                 checkpoint = db.artifact(trial.id, "checkpoint")
-                assert (checkpoint.epoch if checkpoint else -1) == len(numbers) - 1, "checkpoint and epochs disagree"
+                # A checkpoint is written every few seconds, so it may lag the epoch rows, never lead them.
+                assert (checkpoint.epoch if checkpoint else -1) <= len(numbers) - 1, "checkpoint ahead of the epochs"
     raw = query(store, "select trial_id, epoch, count(*) from epochs group by trial_id, epoch having count(*) > 1")
     assert raw == [], f"duplicated epoch rows: {raw}"
 
@@ -184,7 +185,7 @@ def make_study(folder: Path, *, n_train: int = 1200, epochs: int = EPOCHS) -> Pa
     return study
 
 
-ONE_AT_A_TIME = ("--workers", "1", "--population", "1")
+ONE_AT_A_TIME = ("--workers", "1", "--population", "1", "--checkpoint-every", "0")
 
 
 @pytest.fixture(scope="module")

@@ -287,3 +287,68 @@ def test_nan_inf_and_exploding_members_stop_alone_and_leave_the_others_untouched
             assert got == pytest.approx(want, rel=1e-5, abs=1e-6), "a diverging member leaked into a healthy one"
         for name, w in mixed[label]["weights"].items():
             assert torch.allclose(w, healthy[label]["weights"][name], atol=1e-5), name
+
+
+PURE_SGD = """
+[study]
+name = "pop"
+seeds = [0]
+
+[data]
+name = "npz"
+path = "tiny.npz"
+split = { kind = "stratified", validation = 0.25 }
+
+[model]
+layers = [
+  { type = "Flatten" },
+  { type = "Dense", units = 16, activation = "relu" },
+  { type = "Dense", units = 8, activation = "relu" },
+  { type = "Dense", units = 3, activation = "softmax" },
+]
+
+[optimizer]
+name = "sgd"
+
+[train]
+epochs = 2
+batch_size = 1
+
+[[compare]]
+label = "plain"
+
+[[compare]]
+label = "decay"
+optimizer = { name = "sgd", decay = 1e-3 }
+
+[[compare]]
+label = "decay-momentum"
+optimizer = { name = "sgd", decay = 1e-3, momentum = 0.5, learning_rate = 0.005 }
+"""
+
+
+def test_pure_sgd_populations_equal_the_lowered_step_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch size 1 in a population of three SGD variants (two sharing a velocity slot with zero
+    momentum) against each trained alone, which takes the hand-lowered step. The population steps
+    eagerly here (compiling costs more than this short run; benchmark 4 times the compiled one)."""
+    from trainlab.engine import population
+
+    monkeypatch.setattr(population, "COMPILE_PAYS_AFTER", float("inf"))
+    make_npz(tmp_path / "tiny.npz", n_train=80)  # 60 steps an epoch
+    (tmp_path / "pop.toml").write_text(PURE_SGD)
+    study = spec.load(tmp_path / "pop.toml")
+    runs = {}
+    for population in (3, 1):
+        with Store.open(tmp_path / f"{population}.db") as store:
+            run_local(study, store, population=population, cache=DataCache())
+            record = store.study("pop")
+            assert record is not None
+            runs[population] = {t.hash: (t.result, [e.metrics for e in store.epochs(t.id)]) for t in store.trials(record.id)}
+    assert runs[3].keys() == runs[1].keys()
+    for key, (result, epochs) in runs[1].items():
+        other_result, other_epochs = runs[3][key]
+        assert (result["population"], other_result["population"]) == (1, 3)
+        assert len(epochs) == len(other_epochs) == 2
+        for a, b in zip(epochs, other_epochs):
+            for metric in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+                assert a[metric] == pytest.approx(b[metric], rel=1e-4, abs=1e-5), metric

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainlab import __version__
-from trainlab.errors import TrainlabError
+from trainlab.errors import DataUnavailable, TrainlabError
 
 DEFAULT_STORE = "trainlab.db"
 EXIT_USER_ERROR = 2
@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cpus-per-task", type=int, metavar="N", default=None,
                      help="ray: CPUs each task holds and torch threads it uses (default: 1); tasks in flight = "
                           "cluster CPUs / N")
+    run.add_argument("--checkpoint-every", type=float, metavar="SECONDS", default=None,
+                     help="local: seconds of training between two checkpoints of a trial (default: 10; 0: every "
+                          "epoch). Every epoch's metrics are recorded; a crash loses at most this much training, "
+                          "which the next run re-does identically")
 
     check = sub.add_parser("check", help="validate a study file and list its trials without training")
     check.add_argument("study", metavar="STUDY")
@@ -206,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         return COMMANDS[args.command](args)
+    except DataUnavailable as exc:
+        print(f"trainlab: {exc.summary}", file=sys.stderr)  # the sources tried: `trainlab data verify NAME`
+        return EXIT_USER_ERROR
     except TrainlabError as exc:
         print(f"trainlab: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -228,9 +235,12 @@ def _open_store(path: str, *, create: bool) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from trainlab import plan, spec
-    from trainlab.executors import DataCache, RunSummary, check_data, register
+    from trainlab.executors import CHECKPOINT_EVERY, DataCache, RunSummary, check_data, register
     from trainlab.report import render, study_report
 
+    every = CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every
+    if not every >= 0:
+        raise TrainlabError(f"--checkpoint-every takes seconds >= 0, got {args.checkpoint_every}")
     study = spec.load(args.study, smoke=args.smoke)
     _check_executor_options(args)
     if args.workers != "auto":
@@ -248,7 +258,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if args.executor == "ray":
                     summaries.append(_run_ray(args, round_study, store, reporter, cache, first=not summaries))
                 else:
-                    summaries.append(_run_local(args, round_study, store, reporter, pruning, cache, first=not summaries))
+                    summaries.append(_run_local(args, round_study, store, reporter, pruning, cache, every,
+                                                first=not summaries))
 
             plans = plan.run(study, store, execute, on_wait=lambda message: print(f"waiting: {message}"))
         ran: dict[str, int] = {}
@@ -275,6 +286,8 @@ def _check_executor_options(args: argparse.Namespace) -> None:
         if args.workers != "auto":
             raise TrainlabError("--workers is an option of the local executor; with --executor ray the cluster's CPUs "
                                 "decide how many trials train at once (see --cpus-per-task)")
+        if args.checkpoint_every is not None:
+            raise TrainlabError("--checkpoint-every is an option of the local executor; on Ray every epoch carries its checkpoint")
         import_ray()
         return
     for option in ("address", "max_retries", "cpus_per_task"):
@@ -282,8 +295,8 @@ def _check_executor_options(args: argparse.Namespace) -> None:
             raise TrainlabError(f"--{option.replace('_', '-')} is an option of --executor ray")
 
 
-def _run_local(args: argparse.Namespace, study: Any, store: Any, reporter: Any, pruning: Any, cache: Any, *,
-               first: bool) -> Any:
+def _run_local(args: argparse.Namespace, study: Any, store: Any, reporter: Any, pruning: Any, cache: Any,
+               checkpoint_every: float, *, first: bool) -> Any:
     from trainlab.executors import run_local, run_pool
 
     workers = _workers(args.workers, study, store)
@@ -291,8 +304,9 @@ def _run_local(args: argparse.Namespace, study: Any, store: Any, reporter: Any, 
         if not args.quiet and first:
             print(f"{workers} worker processes share the work; progress shows this one's trials")
         return run_pool(study, args.store, workers, reporter=reporter, population=args.population, pruning=pruning,
-                        store=store, cache=cache)
-    return run_local(study, store, reporter=reporter, population=args.population, pruning=pruning, cache=cache)
+                        store=store, cache=cache, checkpoint_every=checkpoint_every)
+    return run_local(study, store, reporter=reporter, population=args.population, pruning=pruning, cache=cache,
+                     checkpoint_every=checkpoint_every)
 
 
 def _run_ray(args: argparse.Namespace, study: Any, store: Any, reporter: Any, cache: Any, *, first: bool) -> Any:

@@ -51,6 +51,18 @@ class DataError(TrainlabError):
     """A data set that is missing, corrupt or truncated; says how to provide or repair it."""
 
 
+class DataUnavailable(DataError):
+    """A named data set that no source could provide.
+
+    Its message lists every source tried and why each failed, then how to provide the data;
+    ``summary`` says the same in one line, for commands that stop on it (``trainlab run``).
+    """
+
+    def __init__(self, message: str, summary: str) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 class StoreError(TrainlabError):
     """A store file that cannot be opened or is not a trainlab store."""
 

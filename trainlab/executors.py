@@ -1,8 +1,9 @@
 """Executors: take a study's trials from the store one claim at a time and train them.
 
-The local executor trains in this process. Every finished epoch goes to the store in one
-transaction together with the state to resume from, so killing the process loses at most the
-epoch in flight; a trial that fails is recorded with its error text and the study goes on.
+The local executor trains in this process. Every finished epoch goes to the store as it ends,
+with the state to resume from every :data:`CHECKPOINT_EVERY` seconds, so killing the process
+loses at most that much training, which the next run re-does identically; a trial that fails is
+recorded with its error text and the study goes on.
 
 Every executor shares two halves: :func:`train_unit` turns a :class:`UnitJob` (specs, seeds,
 checkpoints; no store) into :data:`Event` s, and a :class:`Recorder` writes those events to the
@@ -13,10 +14,12 @@ on the cluster and the second on the driver.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -94,6 +97,47 @@ class DataCache:
         return self._cache[key]
 
 
+CHECKPOINT_EVERY = 10.0
+"""Default seconds of training between two checkpoints of a trial.
+
+Every epoch's metrics are recorded as it ends; the resumable state (weights, optimizer state,
+callbacks) is written with an epoch only when this long has passed since the last one. Writing
+it costs milliseconds to tens of milliseconds (packing the weights and optimizer state, and the
+store write): nothing next to an epoch of seconds, but the whole cost of a full-batch epoch on
+a small data set, or a large share of one on MNIST. A crash then loses at most this much
+training: the next run resumes from the last checkpoint and re-does the epochs after it,
+deterministically (every epoch's randomness derives from the trial seed and the epoch), and
+their re-recorded rows replace those the crashed run left.
+"""
+
+
+def _monotonic() -> float:
+    return time.monotonic()
+
+
+class CheckpointPolicy:
+    """Whether an epoch's checkpoint is written: when ``every`` seconds have passed since the
+    last one written (or since the unit began). One decision per epoch, shared by every member of
+    a population, so that they keep resuming together. ``every = 0``: every epoch."""
+
+    def __init__(self, every: float = CHECKPOINT_EVERY) -> None:
+        if math.isnan(every) or every < 0:
+            raise ValueError(f"checkpoint interval must be >= 0 seconds, got {every}")
+        self.every = every
+        self._last = _monotonic()
+        self._epoch: int | None = None
+        self._due = False
+
+    def due(self, epoch: int) -> bool:
+        if epoch != self._epoch:
+            self._epoch = epoch
+            now = _monotonic()
+            self._due = now - self._last >= self.every
+            if self._due:
+                self._last = now
+        return self._due
+
+
 def _convolutional(spec: Mapping[str, Any]) -> bool:
     """Convolutional models train a third faster in channels_last layout here (bench/README.md)."""
     return any(layer["type"] == "Conv2D" for layer in spec["model"]["layers"])
@@ -108,11 +152,13 @@ def register(study: Study, store: Store) -> tuple[int, list[str]]:
 
 
 def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, owner: str | None = None,
-              cache: DataCache | None = None, population: int | None = None, pruning: Pruning | None = None) -> RunSummary:
+              cache: DataCache | None = None, population: int | None = None, pruning: Pruning | None = None,
+              checkpoint_every: float = CHECKPOINT_EVERY) -> RunSummary:
     """Train every unfinished trial of ``study`` in this process, recording into ``store``.
 
     Trials that can share a population (see :mod:`trainlab.planner`) train together: as many
     at once as measured throughput favours, or ``population`` of them (1: one at a time).
+    ``checkpoint_every``: seconds of training between checkpoints (see :data:`CHECKPOINT_EVERY`).
     Data is prepared (and verified) for every trial before the first one trains, so that a
     missing or corrupt data set stops the run before any work is done. ``pruning`` stops the
     hopeless trials of a search early (see :mod:`trainlab.plan`).
@@ -122,7 +168,6 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
     cache = cache or DataCache()
     check_data(study, cache)
     study_id, hashes = register(study, store)
-    check_data(study, cache)
     wanted = set(hashes)
     current = store.trials(study_id, hashes=wanted)
     summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
@@ -131,7 +176,7 @@ def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, o
         while (leader := store.claim_next(study_id, owner, hashes=wanted)) is not None:
             unit = [leader, *_mates(leader, store, study_id, wanted, owner, cache, population)]
             pruner = pruning.for_unit(store, study_id, [t.hash for t in unit]) if pruning else None
-            for status in run_unit(unit, store, owner, cache, reporter, pruner):
+            for status in run_unit(unit, store, owner, cache, reporter, pruner, CheckpointPolicy(checkpoint_every)):
                 summary.ran[status] = summary.ran.get(status, 0) + 1
     except KeyboardInterrupt:
         # Wherever Ctrl-C landed (choosing mates, between trials, inside a unit), give back every
@@ -233,12 +278,13 @@ class UnitJob:
 
 @dataclass(frozen=True)
 class EpochEnded:
-    """Trial ``index`` of the unit finished ``epoch``; ``checkpoint`` is the state to resume after it."""
+    """Trial ``index`` of the unit finished ``epoch``; ``checkpoint`` is the state to resume after
+    it, or None for an epoch recorded without one (see :class:`CheckpointPolicy`)."""
 
     index: int
     epoch: int
     logs: dict[str, float]
-    checkpoint: bytes
+    checkpoint: bytes | None
 
 
 @dataclass(frozen=True)
@@ -270,20 +316,23 @@ def unit_job(trials: Sequence[TrialRecord], store: Store, attempt: int = 0) -> U
 
 
 def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on_batch: OnBatch | None = None,
-               prune: Callable[[int, int, dict[str, float]], bool] | None = None) -> None:
+               prune: Callable[[int, int, dict[str, float]], bool] | None = None,
+               checkpoint_due: Callable[[int], bool] | None = None) -> None:
     """Train a unit's trials to their end, together if several, telling ``emit`` each :data:`Event`.
 
     The one training path of every executor: it knows nothing of the store, only the job.
     Exceptions propagate (the caller decides what a failure means); nothing else is emitted
     after one. ``prune(index, epoch, logs)``, asked after each emitted epoch, ends a trial there
-    as ``pruned`` when it returns True.
+    as ``pruned`` when it returns True. ``checkpoint_due(epoch)`` says whether an epoch carries
+    its checkpoint (default: every epoch); the others are recorded without one.
     """
     specs = [json.loads(s) for s in job.specs]
     tensors, info, split = cache.get(specs[0]["data"])
     nets = [models.build(spec["model"], info.input_shape, derive(seed, "init")) for seed, spec in zip(job.seeds, specs)]
 
     def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Callable[[], bytes]) -> bool:
-        emit(EpochEnded(i, epoch, logs, make_checkpoint()))
+        due = checkpoint_due is None or checkpoint_due(epoch)
+        emit(EpochEnded(i, epoch, logs, make_checkpoint() if due else None))
         return prune is not None and prune(i, epoch, logs)
 
     if len(nets) == 1:
@@ -371,8 +420,11 @@ class Recorder:
 
 
 def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: DataCache, reporter: Reporter,
-             pruner: UnitPruner | None = None) -> list[str]:
+             pruner: UnitPruner | None = None, checkpoints: CheckpointPolicy | None = None) -> list[str]:
     """Train claimed trials to their end in this process, together if several, and record each; returns their statuses.
+
+    Every epoch is recorded; its checkpoint only when ``checkpoints`` says so (default: every
+    :data:`CHECKPOINT_EVERY` seconds).
 
     A unit that raises records its unfinished trials as ``failed`` with the error text. Ctrl-C
     gives them back (their finished epochs stay) and propagates. ``pruner`` decides, epoch by
@@ -382,15 +434,16 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
     try:
         job = unit_job(trials, store)
         reporter.unit_started(trials, json.loads(job.specs[0])["train"]["epochs"], job.start)
+        policy = checkpoints or CheckpointPolicy()
         if pruner is None:
-            train_unit(job, cache, recorder.record, reporter.batch)
+            train_unit(job, cache, recorder.record, reporter.batch, checkpoint_due=policy.due)
         else:
             def emit(event: Event) -> None:
                 recorder.record(event)
                 if isinstance(event, TrialEnded):
                     pruner.finish(job.hashes[event.index], event.status, event.outcome.get("best"))
 
-            train_unit(job, cache, emit, reporter.batch,
+            train_unit(job, cache, emit, reporter.batch, checkpoint_due=policy.due,
                        prune=lambda i, epoch, logs: pruner.should_prune(job.hashes[i], epoch, logs))
     except KeyboardInterrupt:
         recorder.release()
@@ -442,7 +495,8 @@ def _interrupt_once(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _worker(study: Study, store_path: str, threads: int, population: int | None, pruning: Pruning | None, stop: Any) -> None:
+def _worker(study: Study, store_path: str, threads: int, population: int | None, pruning: Pruning | None,
+            checkpoint_every: float, stop: Any) -> None:
     """A pool process: claims and trains trials until none is left, quietly.
 
     It starts with Ctrl-C ignored (a SIGINT while it imports would print a traceback) and
@@ -456,14 +510,14 @@ def _worker(study: Study, store_path: str, threads: int, population: int | None,
             return
         torch.set_num_threads(threads)
         with Store.open(store_path) as store:
-            run_local(study, store, population=population, pruning=pruning)
-    except KeyboardInterrupt:
+            run_local(study, store, population=population, pruning=pruning, checkpoint_every=checkpoint_every)
+    except (KeyboardInterrupt, TrainlabError):  # the driver, a worker too, meets the same problem and reports it
         pass
 
 
 def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter | None = None,
              population: int | None = None, pruning: Pruning | None = None, store: Store | None = None,
-             cache: DataCache | None = None) -> RunSummary:
+             cache: DataCache | None = None, checkpoint_every: float = CHECKPOINT_EVERY) -> RunSummary:
     """Train ``study`` with ``workers`` processes sharing the machine's cores and one store.
 
     This process is one of the workers (its progress is the one shown); the others claim trials
@@ -474,7 +528,8 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    children = [context.Process(target=_worker, args=(study, store_path, threads, population, pruning, stop), daemon=True)
+    children = [context.Process(target=_worker, args=(study, store_path, threads, population, pruning, checkpoint_every, stop),
+                                daemon=True)
                 for _ in range(workers - 1)]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -493,7 +548,8 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
             if main_thread:
                 signal.signal(signal.SIGINT, handler)
         try:
-            summary = run_local(study, store, reporter=reporter, population=population, pruning=pruning, cache=cache)
+            summary = run_local(study, store, reporter=reporter, population=population, pruning=pruning, cache=cache,
+                                checkpoint_every=checkpoint_every)
             for child in children:
                 child.join()
         except KeyboardInterrupt:

@@ -288,6 +288,11 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether training draws random noise per example (Dropout, RReLU)."""
+        return any(isinstance(m, (nn.Dropout, nn.RReLU)) for m in self.body)
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities (softmax output) or regression values, in eval mode."""

@@ -20,7 +20,7 @@ from trainlab.data import datasets as ds
 from trainlab.data.datasets import DatasetDef, Raw
 from trainlab.data.formats import Decoded
 from trainlab.data.sources import cache_dir, fetch, file_digest, mirror, offline, read_npz, write_npz_atomic
-from trainlab.errors import DataError
+from trainlab.errors import DataError, DataUnavailable
 
 CACHE_FORMAT = "trainlab-data-1"
 
@@ -152,9 +152,11 @@ def load_definition(defn: DatasetDef, folder: Path, *, allow_download: bool | No
                 tried.append(f"download {download.label}: {exc}")
 
     listing = "\n".join(f"  {i}. " + line.replace("\n", "\n     ") for i, line in enumerate(tried, 1))
-    raise DataError(
+    raise DataUnavailable(
         f"data set {defn.name} is not available{damaged}. Sources tried:\n{listing}\n"
-        f"To provide it by hand: {defn.manual}"
+        f"To provide it by hand: {defn.manual}",
+        f"data set {defn.name} is not available on this machine{damaged}. To provide it: {defn.manual}. "
+        f"(`trainlab data verify {defn.name}` lists the {len(tried)} places tried.)",
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from trainlab.engine import checkpoint
+from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower, single_threaded
 from trainlab.engine.tracker import FitResult, Tracker
 from trainlab.losses import LOSSES, METRICS
 from trainlab.models import Net
@@ -40,7 +41,9 @@ class Tensors:
 
 
 OnEpoch = Callable[[int, dict[str, float], Callable[[], bytes]], "bool | None"]
-"""Called after each epoch with its number (0-based), its metrics and a checkpoint maker."""
+"""Called after each epoch with its number (0-based), its metrics and a checkpoint maker, which
+makes the checkpoint of the state after that epoch only when called, and only until it returns.
+A true return value ends the trial there as pruned."""
 OnBatch = Callable[[int, int], None]
 """Called every few steps with (steps done, steps in the epoch), for progress display."""
 
@@ -78,16 +81,22 @@ def _extra_metrics(out: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, t
     return {"mse": err.square().mean(), "mae": err.abs().mean()}
 
 
-def epoch_batches(data: Tensors, settings: TrainSettings, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+def epoch_batches(data: Tensors, settings: TrainSettings, seed: int, epoch: int, *,
+                  stochastic: bool = True) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """The epoch's training inputs and targets in batch order, the batch size and the number of steps.
 
     Also seeds the noise stream (dropout, RReLU) of the epoch. Everything depends only on the
     trial seed and the epoch, so a resumed or population-trained trial sees the same batches.
+
+    A full batch is not shuffled unless the model is ``stochastic`` (draws noise per example,
+    as Dropout does): its one gradient is then the same sum in another order, which changes it
+    by float rounding only, and the shuffle would copy the whole training set every epoch
+    (170 MB for MNIST, a tenth of a full-batch epoch).
     """
     torch.manual_seed(derive(seed, "noise", epoch))
     n = len(data.x_train)
     batch = n if settings.batch_size == "full" else min(int(settings.batch_size), n)
-    if settings.shuffle:
+    if settings.shuffle and (batch < n or stochastic):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive(seed, "shuffle", epoch)))
         return data.x_train.index_select(0, order), data.y_train.index_select(0, order), batch, -(-n // batch)
     return data.x_train, data.y_train, batch, -(-n // batch)
@@ -104,8 +113,13 @@ def fit(
     resume: bytes | None = None,
     on_epoch: OnEpoch | None = None,
     on_batch: OnBatch | None = None,
+    lowered: bool = True,
 ) -> FitResult:
-    """Train ``net`` for ``settings.epochs`` epochs (fewer if early stopping or divergence ends it)."""
+    """Train ``net`` for ``settings.epochs`` epochs (fewer if early stopping or divergence ends it).
+
+    ``lowered``: train with the hand-lowered step of :mod:`trainlab.engine.lowered` where it
+    applies (small batches, dense networks, SGD); False always uses the autograd loop.
+    """
     loss_fn = LOSSES.build({"name": settings.loss})
     params = [p for p in net.parameters() if p.requires_grad]
     tracker = Tracker(settings, _copy(net.state_dict()))
@@ -115,29 +129,22 @@ def fit(
         optimizer.load_state_dict(groups["optimizer"])
         tracker.restore(meta, groups)
 
+    trainer = lower(net, optimizer, settings, task) if lowered else None
+    # Convolutions do enough work per example to use every thread even at small batches.
+    convolutional = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
     while not tracker.finished:
         epoch = tracker.next_epoch
         began = time.perf_counter()
-        xs, ys, batch, steps = epoch_batches(data, settings, seed, epoch)
-        report_every = max(1, steps // 50)
+        xs, ys, batch, steps = epoch_batches(data, settings, seed, epoch, stochastic=net.stochastic)
         lr_used = optimizer.current_lr()
         net.train()
-        sums = {name: torch.zeros((), dtype=torch.float64) for name in METRICS[task]}
-        for step in range(steps):
-            xb, yb = xs[step * batch : (step + 1) * batch], ys[step * batch : (step + 1) * batch]
-            out = net(xb)
-            loss = loss_fn(out, yb)
-            penalty = net.penalty()
-            total = loss if penalty is None else loss + penalty
-            grads = torch.autograd.grad(total, params)
-            optimizer.step(list(grads))
-            with torch.no_grad():
-                sums["loss"].add_(total.detach(), alpha=len(yb))
-                for name, value in _extra_metrics(out.detach(), yb, task).items():
-                    sums[name].add_(value, alpha=len(yb))
-            if on_batch is not None and (step + 1) % report_every == 0:
-                on_batch(step + 1, steps)
-        logs = {name: float(s) / len(xs) for name, s in sums.items()}
+        if trainer is not None:
+            logs = trainer.train_epoch(xs, ys, batch, on_batch)
+        elif batch <= ONE_THREAD_MAX_BATCH and not convolutional:
+            with single_threaded():
+                logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
+        else:
+            logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
         for name, value in evaluate(net, data.x_val, data.y_val, task, settings.loss).items():
             logs[f"val_{name}"] = value
         logs["learning_rate"] = lr_used
@@ -146,10 +153,52 @@ def fit(
         if new_lr != optimizer.learning_rate:
             optimizer.learning_rate = new_lr
         if on_epoch is not None:
-            groups = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), **tracker.snapshots()}
-            if on_epoch(epoch, logs, lambda: checkpoint.pack(groups, tracker.meta())):
+            # The checkpoint is made only if the callback asks for it (and before the next epoch).
+            if on_epoch(epoch, logs, lambda: checkpoint.pack(
+                    {"model": net.state_dict(), "optimizer": optimizer.state_dict(), **tracker.snapshots()}, tracker.meta())):
                 tracker.prune()
     return tracker.result(_copy(net.state_dict()))
+
+
+def _train_epoch(net: Net, optimizer: Optimizer, params: list[torch.Tensor], loss_fn: Callable[..., torch.Tensor],
+                 xs: torch.Tensor, ys: torch.Tensor, batch: int, task: str, on_batch: OnBatch | None) -> dict[str, float]:
+    """One epoch of the autograd loop over ``xs``/``ys`` (in batch order); the training metrics.
+
+    Per step, only what the update needs runs: the batches are views made once per epoch, and
+    each step's loss (a 0-d tensor) and outputs are kept, so that the epoch's metrics are
+    computed in one pass at its end instead of a handful of small operations per step.
+    """
+    n = len(xs)
+    x_batches, y_batches = xs.split(batch), ys.split(batch)
+    steps = len(x_batches)
+    report_every = max(1, steps // 50)
+    outputs: torch.Tensor | None = None
+    totals: list[torch.Tensor] = []
+    penalized = bool(net.penalties)
+    for step in range(steps):
+        xb, yb = x_batches[step], y_batches[step]
+        out = net(xb)
+        total = loss_fn(out, yb)
+        if penalized:
+            penalty = net.penalty()
+            assert penalty is not None
+            total = total + penalty
+        grads = torch.autograd.grad(total, params)
+        optimizer.step(list(grads))
+        if outputs is None:
+            outputs = torch.empty((n, *out.shape[1:]), dtype=out.dtype)
+        outputs[step * batch : step * batch + len(yb)].copy_(out.detach())
+        totals.append(total.detach())
+        if on_batch is not None and (step + 1) % report_every == 0:
+            on_batch(step + 1, steps)
+    assert outputs is not None
+    sizes = torch.full((steps,), float(batch), dtype=torch.float64)
+    sizes[-1] = n - batch * (steps - 1)
+    logs = {"loss": float((torch.stack(totals).double() * sizes).sum()) / n}
+    with torch.no_grad():
+        for name, value in _extra_metrics(outputs, ys, task).items():
+            logs[name] = float(value)
+    return logs
 
 
 def _copy(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -25,6 +25,7 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 
 from trainlab.engine import checkpoint
 from trainlab.engine.loop import EVAL_BATCH, OnBatch, Tensors, epoch_batches
+from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, single_threaded
 from trainlab.engine.tracker import FitResult, Tracker, Weights
 from trainlab.losses import LOSSES, METRICS
 from trainlab.models import Net
@@ -154,6 +155,24 @@ def fit_population(
     """
     if not members:
         return []
+    batch_size = members[0].settings.batch_size
+    small = batch_size != "full" and int(batch_size) <= ONE_THREAD_MAX_BATCH
+    if small and not any(isinstance(m, torch.nn.Conv2d) for m in members[0].net.modules()):
+        with single_threaded():  # as single models do: see trainlab.engine.lowered.single_threaded
+            return _fit_population(members, data, task, seed=seed, on_epoch=on_epoch, on_batch=on_batch, compile=compile)
+    return _fit_population(members, data, task, seed=seed, on_epoch=on_epoch, on_batch=on_batch, compile=compile)
+
+
+def _fit_population(
+    members: Sequence[Member],
+    data: Tensors,
+    task: str,
+    *,
+    seed: int,
+    on_epoch: OnMemberEpoch | None,
+    on_batch: OnBatch | None,
+    compile: bool | None,
+) -> list[FitResult]:
     settings0 = members[0].settings
     loss_fn = LOSSES.build({"name": settings0.loss})
     configs = [resolve(m.optimizer) for m in members]
@@ -182,7 +201,7 @@ def fit_population(
     while stack is not None and alive:
         epoch = trackers[alive[0]].next_epoch
         began = time.perf_counter()
-        xs, ys, batch, steps = epoch_batches(data, settings0, seed, epoch)
+        xs, ys, batch, steps = epoch_batches(data, settings0, seed, epoch, stochastic=members[0].net.stochastic)
         report_every = max(1, steps // 50)
         lrs_used = stack.current_lrs()
         base.train()
@@ -218,9 +237,13 @@ def fit_population(
             if new_lr != stack.learning_rate(j):
                 stack.set_learning_rate(j, new_lr)
             if on_epoch is not None:
-                groups = {"model": stack.member_weights(j), "optimizer": stack.member_optimizer_state(j, single_keys[i]),
-                          **tracker.snapshots()}
-                if on_epoch(i, epoch, logs, lambda g=groups, t=tracker: checkpoint.pack(g, t.meta())):
+                # Made only if the callback asks for it, before anything changes.
+                def make(j: int = j, i: int = i, tracker: Tracker = tracker) -> bytes:
+                    groups = {"model": stack.member_weights(j), "optimizer": stack.member_optimizer_state(j, single_keys[i]),
+                              **tracker.snapshots()}
+                    return checkpoint.pack(groups, tracker.meta())
+
+                if on_epoch(i, epoch, logs, make):
                     tracker.prune()
             if tracker.finished:
                 leaving.append(j)

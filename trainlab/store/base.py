@@ -9,11 +9,15 @@ The contract that makes crash-and-resume work:
 * A trial is run by at most one *owner* at a time. Owners take trials with
   :meth:`Store.claim_next` / :meth:`Store.claim`; every later write names the owner and
   is refused with :class:`ClaimLostError` if that owner no longer holds the trial.
-* One finished epoch is one transaction: the epoch row, the replaced checkpoint and the
-  heartbeat are committed together, so after a crash the newest checkpoint and the epoch
-  rows agree, and nothing committed is lost.
+* One finished epoch is one transaction: the epoch row, the checkpoint if one comes with
+  it, and the heartbeat are committed together, so nothing committed is lost. A writer may
+  send a checkpoint with some epochs only (trainlab's executors do so every few seconds of
+  training): the stored checkpoint is then that of the newest epoch that had one, at or
+  before the newest epoch row.
 * A running trial whose owner died is handed to the next claimer, which resumes from the
-  checkpoint; epochs it re-does replace the rows the dead owner left.
+  checkpoint and re-does the epochs after it; each re-done epoch replaces its row and drops
+  the rows after it that the dead owner left, so the stored history is always that of the
+  run now writing.
 * A finished trial (done, failed, diverged, pruned) is never claimed again unless
   :meth:`Store.reset_trials` puts it back to pending.
 """

@@ -172,7 +172,7 @@ def test_bit_rot_in_a_checkpoint_fails_that_trial_alone_and_retry_trains_it_afre
 
     monkeypatch.setattr(SQLiteStore, "record_epoch", interrupt)
     with Store.open(store) as db, pytest.raises(KeyboardInterrupt):
-        run_local(study, db, population=1, cache=DataCache())
+        run_local(study, db, population=1, cache=DataCache(), checkpoint_every=0)
     monkeypatch.setattr(SQLiteStore, "record_epoch", original)
     with Store.open(store) as db:
         held = [t for t in db.trials(db.study("tiny").id) if t.status == "pending" and db.epochs(t.id)]  # type: ignore[union-attr]

@@ -155,7 +155,7 @@ def load_definition(defn: DatasetDef, folder: Path, *, allow_download: bool | No
     raise DataUnavailable(
         f"data set {defn.name} is not available{damaged}. Sources tried:\n{listing}\n"
         f"To provide it by hand: {defn.manual}",
-        f"data set {defn.name} is not available on this machine{damaged}. To provide it: {defn.manual}. "
+        f"data set {defn.name} is not available{damaged or ' on this machine'}. To provide it: {defn.manual}. "
         f"(`trainlab data verify {defn.name}` lists the {len(tried)} places tried.)",
     )
 

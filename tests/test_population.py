@@ -331,9 +331,9 @@ def test_pure_sgd_populations_equal_the_lowered_step_alone(tmp_path: Path, monke
     """Batch size 1 in a population of three SGD variants (two sharing a velocity slot with zero
     momentum) against each trained alone, which takes the hand-lowered step. The population steps
     eagerly here (compiling costs more than this short run; benchmark 4 times the compiled one)."""
-    from trainlab.engine import population
+    from trainlab.engine import population as population_module
 
-    monkeypatch.setattr(population, "COMPILE_PAYS_AFTER", float("inf"))
+    monkeypatch.setattr(population_module, "COMPILE_PAYS_AFTER", float("inf"))
     make_npz(tmp_path / "tiny.npz", n_train=80)  # 60 steps an epoch
     (tmp_path / "pop.toml").write_text(PURE_SGD)
     study = spec.load(tmp_path / "pop.toml")

@@ -131,10 +131,15 @@ def trainlab_population(t: Tensors, batch: int | str, epochs: int, k: int = 8) -
     return [h["seconds"] for h in results[0].history]
 
 
+def report_b_mlp() -> nn.Module:
+    """Report B's MLP 784-128-64-10 in plain PyTorch, its initial weights seeded alike in every peer run."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
 def plain_pytorch(t: Tensors, batch: int, epochs: int) -> list[float]:
     """The loop a PyTorch user writes: nn.Sequential, torch.optim.SGD, pre-shuffled tensor slices."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    net = report_b_mlp()
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
     loss_fn = nn.CrossEntropyLoss()
     seconds = []
@@ -332,8 +337,7 @@ def plain_pure_sgd(t: Tensors, steps: int, *, manual: bool, threads: int | None 
 
 
 def _plain_pure_sgd(t: Tensors, steps: int, *, manual: bool) -> float:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    net = report_b_mlp()
     params = list(net.parameters())
     opt = torch.optim.SGD(params, lr=0.01, foreach=False)
     loss_fn = nn.CrossEntropyLoss()
@@ -426,8 +430,7 @@ batch_size = "full"
 def plain_full_batch(t: Tensors, epochs: int) -> list[float]:
     """Full-batch gradient descent as a PyTorch user writes it: one step over the training set,
     then the validation accuracy, per epoch."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    net = report_b_mlp()
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
     loss_fn = nn.CrossEntropyLoss()
     seconds = []

@@ -80,6 +80,26 @@ def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
     return path
 
 
+def run_rounds(study: spec.Study, db: Path, stop_after: int | None) -> list:
+    """Train ``study`` round by round into ``db``, stopping (as Ctrl-C would) after ``stop_after``
+    rounds; returns the study's trial records."""
+    with Store.open(db) as store:
+        calls = 0
+
+        def execute(round_study: spec.Study, pruning: plan.Pruning | None) -> None:
+            nonlocal calls
+            calls += 1
+            if stop_after is not None and calls > stop_after:
+                raise KeyboardInterrupt
+            run_local(round_study, store, population=1)
+
+        try:
+            plan.run(study, store, execute)
+        except KeyboardInterrupt:
+            pass
+        return store.trials(store.study("staged").id)
+
+
 def hidden_types(layers: list[dict]) -> list[str]:
     return [layer["type"] for layer in layers]
 
@@ -223,21 +243,7 @@ def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None
     assert propose(search, history, 2, "maximize") == propose(search, history, 2, "maximize")
 
     def run_all(db: Path, stop_after: int | None) -> list[tuple[str, str]]:
-        with Store.open(db) as store:
-            calls = 0
-
-            def execute(round_study: spec.Study, pruning: plan.Pruning | None) -> None:
-                nonlocal calls
-                calls += 1
-                if stop_after is not None and calls > stop_after:
-                    raise KeyboardInterrupt
-                run_local(round_study, store, population=1)
-
-            try:
-                plan.run(study, store, execute)
-            except KeyboardInterrupt:
-                pass
-            return sorted((t.hash, t.label) for t in store.trials(store.study("staged").id))
+        return sorted((t.hash, t.label) for t in run_rounds(study, db, stop_after))
 
     interrupted = run_all(tmp_path / "a.db", stop_after=1)
     assert len(interrupted) == 2
@@ -363,22 +369,8 @@ def test_a_staged_study_resumes_across_stages_with_the_same_results(tmp_path: Pa
     study = spec.load(write(tmp_path, STAGES))
 
     def run_all(db: Path, stop_after: int | None) -> dict[str, tuple[str, dict]]:
-        with Store.open(db) as store:
-            calls = 0
-
-            def execute(round_study: spec.Study, pruning: plan.Pruning | None) -> None:
-                nonlocal calls
-                calls += 1
-                if stop_after is not None and calls > stop_after:
-                    raise KeyboardInterrupt
-                run_local(round_study, store, population=1)
-
-            try:
-                plan.run(study, store, execute)
-            except KeyboardInterrupt:
-                pass
-            return {t.hash: (t.status, {k: v for k, v in (t.result or {}).get("best", {}).items() if k != "seconds"})
-                    for t in store.trials(store.study("staged").id)}
+        return {t.hash: (t.status, {k: v for k, v in (t.result or {}).get("best", {}).items() if k != "seconds"})
+                for t in run_rounds(study, db, stop_after)}
 
     assert len(run_all(tmp_path / "a.db", stop_after=1)) == 4
     assert len(run_all(tmp_path / "a.db", stop_after=1)) == 6  # the next stage, then stopped again

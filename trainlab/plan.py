@@ -81,13 +81,15 @@ def choose(variants: Sequence[Variant], study: Study, records: Mapping[str, Tria
     return None if index is None else (variants[index], means[index][0])  # type: ignore[return-value]
 
 
-def resolve(study: Study, store: Store, *, propose_points: bool = False) -> list[StagePlan]:
+def resolve(study: Study, store: Store, *, propose_points: bool = False,
+            records: Mapping[str, TrialRecord] | None = None) -> list[StagePlan]:
     """Every stage of ``study`` as far as the store's results determine it.
 
     With ``propose_points``, a search whose sampled points have all finished samples its next
     round (the new variants are returned, not yet recorded: training them records them).
+    ``records``: the study's trials by hash, if the caller has just read them.
     """
-    records = _records(study, store)
+    records = _records(study, store) if records is None else records
     plans: dict[str, StagePlan] = {}
     for stage in study.stages:
         plan = StagePlan(stage, stage.seeds or study.seeds)
@@ -243,15 +245,14 @@ def run(study: Study, store: Store, execute: Execute, *, poll: float = POLL_SECO
         return resolve(study, store)
     said = ""
     while True:
-        plans = resolve(study, store, propose_points=True)
-        variants = _unique([v for p in plans for v in p.variants])
         records = _records(study, store)
+        plans = resolve(study, store, propose_points=True, records=records)
+        variants = _unique([v for p in plans for v in p.variants])
         todo = [h for v in variants for h in variant_hashes(v, study.seeds)
                 if h not in records or records[h].status == "pending"]
         if todo:
             execute(study.with_variants(variants), Pruning.of(plans))
             continue
-        records = _records(study, store)
         if all(p.finished(records) for p in plans):
             return plans
         running = [h for v in variants for h in variant_hashes(v, study.seeds) if records.get(h) and records[h].status == "running"]

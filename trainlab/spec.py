@@ -507,9 +507,9 @@ def build(stage: Stage, base: Mapping[str, Any], override: Mapping[str, Any], po
         for key, value in point.items():
             if not key.startswith("edit."):
                 set_path(trial_raw, key, value, join(join(stage.where, "grid"), key))
-        edit = {**edit, **{key[5:]: value for key, value in point.items() if key.startswith("edit.")}}
-        if edit:
-            edit = edits.check(edit, join(where, "edit"))
+        varied = {key[5:]: value for key, value in point.items() if key.startswith("edit.")}
+        if varied:  # the entry's own edit was checked when the file was read; these values were not
+            edit = edits.check({**edit, **varied}, join(where, "edit"))
         spec = resolve_trial(trial_raw)
         for at, change in ((join(stage.where, "edit"), stage.edit), (join(where, "edit"), edit)):
             if change:

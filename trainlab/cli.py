@@ -68,11 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="run failed and diverged trials again from scratch")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--workers", metavar="N", default="auto",
-                     help="worker processes sharing the cores (default auto: one using every core where trials "
-                          "form populations, else one per core)")
+                     help="worker processes sharing the cores (default auto, decided from the study: one using "
+                          "every core where trials form populations, else one per core). Part of each trial's "
+                          "recorded plan: another count divides the cores otherwise, which changes results "
+                          "within float rounding")
     run.add_argument("--population", type=int, metavar="K", default=None,
-                     help="train K trials that can share a population at once (default: as many as "
-                          "measured throughput favours; 1 trains one at a time)")
+                     help="train at most K trials that can share a population at once (default: 16; 1 trains "
+                          "one at a time). Part of each trial's recorded plan")
     run.add_argument("--format", choices=("table", "markdown", "csv", "json", "none"), default="table",
                      help="how to print the results at the end (default: table)")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -244,7 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = spec.load(args.study, smoke=args.smoke)
     _check_executor_options(args)
     if args.workers != "auto":
-        _workers(args.workers, study, None)  # refuse a bad value before the store is touched
+        _workers(args.workers, study)  # refuse a bad value before the store is touched
     cache = DataCache()
     check_data(study, cache)  # what only the data can refute stops the run before the store is touched
     with _open_store(args.store, create=True) as store:
@@ -299,7 +301,7 @@ def _run_local(args: argparse.Namespace, study: Any, store: Any, reporter: Any, 
                checkpoint_every: float, *, first: bool) -> Any:
     from trainlab.executors import run_local, run_pool
 
-    workers = _workers(args.workers, study, store)
+    workers = _workers(args.workers, study)
     if workers > 1:
         if not args.quiet and first:
             print(f"{workers} worker processes share the work; progress shows this one's trials")
@@ -319,11 +321,11 @@ def _run_ray(args: argparse.Namespace, study: Any, store: Any, reporter: Any, ca
                    announce=None if args.quiet or not first else print)
 
 
-def _workers(value: str, study: Any, store: Any) -> int:
+def _workers(value: str, study: Any) -> int:
     from trainlab.executors import auto_workers
 
     if value == "auto":
-        return auto_workers(study, store)
+        return auto_workers(study)
     if not value.isdigit() or int(value) < 1:
         raise TrainlabError(f"--workers takes a positive number or 'auto', got {value!r}")
     return int(value)
@@ -532,7 +534,7 @@ class _LineReporter:
         self.epochs.update((t.id, epochs) for t in trials)
         resumed = f" (resuming after epoch {resumed_at})" if resumed_at else ""
         span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
-        together = "" if len(trials) == 1 else f" (a population of {len(trials)}, trained together)"
+        together = _plan_note(trials[0])
         print(f"trial {span}/{self.total}: {', '.join(_label(t) for t in trials)}{together}{resumed}", flush=True)
 
     def batch(self, step: int, steps: int) -> None:
@@ -551,6 +553,13 @@ class _LineReporter:
         after = f"after epoch {resumed_at}" if resumed_at else "from the start"
         print(f"  {', '.join(_label(t) for t in trials)}: the task died ({reason}); handed out again, resuming {after}",
               flush=True)
+
+
+def _plan_note(trial: Any) -> str:
+    """`` (population of 3, eager, 2 threads)``: how a unit trains, from its recorded plan."""
+    from trainlab.planner import Plan
+
+    return f" ({Plan.from_json(trial.plan).describe()})" if trial.plan else ""
 
 
 def _label(trial: Any) -> str:

@@ -4,7 +4,7 @@ What runs where (docs/CLUSTER.md tells it for users):
 
 * The *driver*, the process running ``trainlab run --executor ray``, registers the study, checks
   the data, claims trials and plans units exactly as the local executor does
-  (:func:`trainlab.executors._mates`), and is the only process that opens the store.
+  (:func:`trainlab.executors.claim_mates`, under the plans of :mod:`trainlab.planner`), and is the only process that opens the store.
 * Each unit goes to the cluster as one streaming-generator task carrying a
   :class:`~trainlab.executors.UnitJob`: specs, seeds and the checkpoints to resume from, as
   bytes. The task prepares the data itself from the data spec (once per worker process: later
@@ -50,7 +50,8 @@ from trainlab.executors import (
     UnitFailed,
     UnitJob,
     check_data,
-    _mates,
+    claim_mates,
+    plan_unplanned,
     _start_epoch,
     error_text,
     register,
@@ -171,28 +172,25 @@ def run_ray(study: Study, store: Store, *, address: str | None = None, max_retri
     # The data is checked here, before anything is handed out, as the local executor does.
     check_data(study, cache)
     started = connect(ray, address)
-    previous = torch.get_num_threads()
-    # Population sizes are measured here at the threads a task will have.
-    torch.set_num_threads(cpus_per_task)
     try:
         study_id, hashes = register(study, store)
+        width = slots(ray, cpus_per_task)
+        plan_unplanned(store, study_id, hashes, cache, population=population, workers=width, threads=cpus_per_task)
         wanted = set(hashes)
         current = store.trials(study_id, hashes=wanted)
         summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
-        width = slots(ray, cpus_per_task)
         if announce is not None:
             cpus = ray.cluster_resources().get("CPU", 0)
             where = "a Ray instance on this machine" if address is None and started else f"the Ray cluster at {address or 'the current connection'}"
             announce(f"training on {where}: {cpus:g} CPUs, {cpus_per_task} per task, up to {width} units at once")
         reporter.study_started(len(current), summary.skipped_done)
-        driver = _Driver(ray, store, study_id, wanted, owner, cache, reporter, population, worker or unit_events,
+        driver = _Driver(ray, store, study_id, wanted, owner, cache, reporter, worker or unit_events,
                          cpus_per_task, max_retries, width)
         driver.run()
         summary.ran = driver.ran
         summary.busy_elsewhere = sum(t.status == "running" for t in store.trials(study_id, hashes=wanted))
         return summary
     finally:
-        torch.set_num_threads(previous)
         if started:
             ray.shutdown()
 
@@ -209,10 +207,10 @@ class _Driver:
     """Hands units out, follows their event streams, records them, and retries units whose task died."""
 
     def __init__(self, ray: ModuleType, store: Store, study_id: int, wanted: set[str], owner: str, cache: DataCache,
-                 reporter: Reporter, population: int | None, worker: Worker, cpus_per_task: int, max_retries: int,
+                 reporter: Reporter, worker: Worker, cpus_per_task: int, max_retries: int,
                  slots: int) -> None:
         self.ray, self.store, self.study_id, self.wanted, self.owner = ray, store, study_id, wanted, owner
-        self.cache, self.reporter, self.population, self.worker = cache, reporter, population, worker
+        self.cache, self.reporter, self.worker = cache, reporter, worker
         self.cpus_per_task, self.max_retries, self.slots = cpus_per_task, max_retries, slots
         # max_retries=0: Ray would rerun a task from its first checkpoint; the driver retries from its last.
         self.remote = ray.remote(num_returns="streaming", num_cpus=cpus_per_task, max_retries=0)(_task)
@@ -248,7 +246,7 @@ class _Driver:
                 if leader is None:
                     self.claiming = False
                     continue
-                trials = [leader, *_mates(leader, self.store, self.study_id, self.wanted, self.owner, self.cache, self.population)]
+                trials = [leader, *claim_mates(leader, self.store, self.study_id, self.wanted, self.owner)]
                 job = unit_job(trials, self.store)
                 self.reporter.unit_started(trials, _epochs(trials[0]), job.start)
             else:

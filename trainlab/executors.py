@@ -21,8 +21,8 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -153,28 +153,30 @@ def register(study: Study, store: Store) -> tuple[int, list[str]]:
 
 def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, owner: str | None = None,
               cache: DataCache | None = None, population: int | None = None, pruning: Pruning | None = None,
-              checkpoint_every: float = CHECKPOINT_EVERY) -> RunSummary:
+              checkpoint_every: float = CHECKPOINT_EVERY, workers: int = 1) -> RunSummary:
     """Train every unfinished trial of ``study`` in this process, recording into ``store``.
 
-    Trials that can share a population (see :mod:`trainlab.planner`) train together: as many
-    at once as measured throughput favours, or ``population`` of them (1: one at a time).
-    ``checkpoint_every``: seconds of training between checkpoints (see :data:`CHECKPOINT_EVERY`).
-    Data is prepared (and verified) for every trial before the first one trains, so that a
-    missing or corrupt data set stops the run before any work is done. ``pruning`` stops the
-    hopeless trials of a search early (see :mod:`trainlab.plan`).
+    Each trial trains under its run plan (see :mod:`trainlab.planner`), recorded before it first
+    trains: trials that share a population train together, at most ``population`` at once
+    (1: one at a time); ``workers``: how many processes share the machine's cores (a plan's
+    thread count derives from it). ``checkpoint_every``: seconds of training between
+    checkpoints (see :data:`CHECKPOINT_EVERY`). Data is prepared (and verified) for every trial
+    before the first one trains, so that a missing or corrupt data set stops the run before any
+    work is done. ``pruning`` stops the hopeless trials of a search early (see :mod:`trainlab.plan`).
     """
     reporter = reporter or Silent()
     owner = owner or make_owner()
     cache = cache or DataCache()
     check_data(study, cache)
     study_id, hashes = register(study, store)
+    plan_unplanned(store, study_id, hashes, cache, population=population, workers=workers)
     wanted = set(hashes)
     current = store.trials(study_id, hashes=wanted)
     summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
     reporter.study_started(len(current), summary.skipped_done)
     try:
         while (leader := store.claim_next(study_id, owner, hashes=wanted)) is not None:
-            unit = [leader, *_mates(leader, store, study_id, wanted, owner, cache, population)]
+            unit = [leader, *claim_mates(leader, store, study_id, wanted, owner)]
             pruner = pruning.for_unit(store, study_id, [t.hash for t in unit]) if pruning else None
             for status in run_unit(unit, store, owner, cache, reporter, pruner, CheckpointPolicy(checkpoint_every)):
                 summary.ran[status] = summary.ran.get(status, 0) + 1
@@ -203,31 +205,52 @@ def _start_epoch(store: Store, trial: TrialRecord) -> int:
     return _resumes_at(store.artifact(trial.id, CHECKPOINT))
 
 
-def _mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], owner: str,
-           cache: DataCache, population: int | None) -> list[TrialRecord]:
-    """Pending trials that can train in one population with ``leader``, claimed for ``owner``."""
-    if population == 1:
+def plan_unplanned(store: Store, study_id: int, hashes: Sequence[str], cache: DataCache, *,
+                   population: int | None = None, workers: int = 1, threads: int | None = None) -> None:
+    """Decide and record the run plan of every unfinished trial in ``hashes`` that has none.
+
+    Trials keep a plan once recorded (a resumed trial goes on as it began; another process
+    planning the same trials records nothing over it). Trials of an older store, which were
+    never planned, are planned from the epoch their checkpoint resumes at.
+    """
+    wanted = set(hashes)
+    todo = [t for t in store.trials(study_id, hashes=wanted) if t.plan is None and t.status not in FINISHED_STATUSES]
+    if not todo:
+        return
+    specs = {t.hash: json.loads(t.spec_json) for t in todo}
+    trials = [planner.Planned(t.hash, t.seed, specs[t.hash], _start_epoch(store, t)) for t in todo]
+    plans = planner.plan_trials(
+        trials, input_shape=lambda spec: cache.get(spec["data"])[1].input_shape,
+        train_size=lambda spec: len(cache.get(spec["data"])[0].x_train),
+        population=population, workers=workers, threads=threads)
+    store.set_plans(study_id, {h: p.to_json() for h, p in plans.items()})
+
+
+def claim_mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], owner: str) -> list[TrialRecord]:
+    """The other trials of ``leader``'s population that nobody else holds and that resume at its
+    epoch, claimed for ``owner``.
+
+    Members of a population resume together from the same epoch. Only a crash between two
+    members' records of an epoch that carried checkpoints leaves them at different epochs;
+    they then resume as separate units.
+    """
+    population = (leader.plan or {}).get("population")
+    if population is None:
         return []
-    spec = json.loads(leader.spec_json)
-    key = planner.group_key(spec, leader.seed, _start_epoch(store, leader))
-    # The seed is the cheap part of the key: only same-seed trials need their checkpoint looked up.
-    candidates = [t for t in store.trials(study_id, status="pending", hashes=wanted) if t.seed == leader.seed
-                  and planner.group_key(json.loads(t.spec_json), t.seed, _start_epoch(store, t)) == key]
-    if not candidates:
-        return []
-    if population is not None:
-        k = population
-    else:
-        tensors, info, _ = cache.get(spec["data"])
-        k = planner.measure_k(spec, info.input_shape, tensors.x_train, tensors.y_train,
-                              limit=min(len(candidates) + 1, planner.CANDIDATE_K[-1]))
+    start = _start_epoch(store, leader)
     mates = []
-    for trial in candidates:
-        if len(mates) + 1 >= k:
-            break
-        if store.claim(trial.id, owner):
+    for trial in store.trials(study_id, hashes=wanted):
+        if trial.id == leader.id or trial.status not in ("pending", "running"):
+            continue
+        if (trial.plan or {}).get("population") == population and _start_epoch(store, trial) == start \
+                and store.claim(trial.id, owner):
             mates.append(trial)
     return mates
+
+
+def auto_workers(study: Study) -> int:
+    """Worker processes for a study: decided from all its trials (see :func:`planner.auto_workers`)."""
+    return planner.auto_workers([planner.Planned(t.hash, t.seed, t.spec) for t in study.trials()])
 
 
 def check_data(study: Study, cache: DataCache) -> None:
@@ -274,6 +297,9 @@ class UnitJob:
     start: int = 0
     """The epoch training starts from (all the unit's trials start from the same one)."""
     attempt: int = 0
+    plan: planner.Plan | None = None
+    """How the unit trains (every trial of a unit shares its plan); None: as the trials' count
+    and the engine's defaults say, for a job made without a store."""
 
 
 @dataclass(frozen=True)
@@ -311,8 +337,9 @@ Event = EpochEnded | TrialEnded | UnitFailed
 def unit_job(trials: Sequence[TrialRecord], store: Store, attempt: int = 0) -> UnitJob:
     """The job of claimed ``trials``, each resuming from its last recorded checkpoint."""
     saved = [store.artifact(t.id, CHECKPOINT) for t in trials]
+    plan = planner.Plan.from_json(trials[0].plan) if trials[0].plan is not None else None
     return UnitJob(tuple(t.hash for t in trials), tuple(t.seed for t in trials), tuple(t.spec_json for t in trials),
-                   tuple(a.data if a is not None else None for a in saved), _resumes_at(saved[0]), attempt)
+                   tuple(a.data if a is not None else None for a in saved), _resumes_at(saved[0]), attempt, plan)
 
 
 def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on_batch: OnBatch | None = None,
@@ -335,31 +362,50 @@ def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on
         emit(EpochEnded(i, epoch, logs, make_checkpoint() if due else None))
         return prune is not None and prune(i, epoch, logs)
 
-    if len(nets) == 1:
-        if _convolutional(specs[0]):
-            nets[0] = nets[0].to(memory_format=torch.channels_last)
-            tensors, _, _ = cache.get(specs[0]["data"], channels_last=True)
-        optimizer = Optimizer([p for p in nets[0].parameters() if p.requires_grad], specs[0]["optimizer"])
-        results = [fit(nets[0], optimizer, tensors, TrainSettings.of(specs[0]), info.task, seed=job.seeds[0],
-                       resume=job.resumes[0], on_epoch=lambda e, logs, ck: on_epoch(0, e, logs, ck), on_batch=on_batch)]
-    else:
-        members = [Member(net, spec["optimizer"], TrainSettings.of(spec), resume) for net, spec, resume in zip(nets, specs, job.resumes)]
-        results = fit_population(members, tensors, info.task, seed=job.seeds[0], on_epoch=on_epoch, on_batch=on_batch)
-    for i, (trial_hash, spec, net, result) in enumerate(zip(job.hashes, specs, nets, results)):
-        net.load_state_dict(result.weights)
-        test = evaluate(net, tensors.x_test, tensors.y_test, info.task, spec["train"]["loss"])
-        outcome = {
-            "best_epoch": result.best_epoch,
-            "best": result.best,
-            "epochs": result.epochs,
-            "stop_reason": result.stop_reason,
-            "test": test,
-            "split": split,
-            "population": len(nets),
-            "seconds_per_epoch": sum(h["seconds"] for h in result.history) / max(len(result.history), 1),
-        }
-        weights = weights_bytes(result.weights, {"trial": trial_hash, "spec": spec, "input_shape": list(info.input_shape)})
-        emit(TrialEnded(i, result.status, outcome, weights))
+    plan = job.plan
+    step = plan.step if plan is not None else ("population" if len(nets) > 1 else "lowered")
+    with _threads(plan.threads if plan is not None else None):
+        if step != "population":
+            if _convolutional(specs[0]):
+                nets[0] = nets[0].to(memory_format=torch.channels_last)
+                tensors, _, _ = cache.get(specs[0]["data"], channels_last=True)
+            optimizer = Optimizer([p for p in nets[0].parameters() if p.requires_grad], specs[0]["optimizer"])
+            results = [fit(nets[0], optimizer, tensors, TrainSettings.of(specs[0]), info.task, seed=job.seeds[0],
+                           resume=job.resumes[0], on_epoch=lambda e, logs, ck: on_epoch(0, e, logs, ck),
+                           on_batch=on_batch, lowered=step == "lowered")]
+        else:
+            members = [Member(net, spec["optimizer"], TrainSettings.of(spec), resume)
+                       for net, spec, resume in zip(nets, specs, job.resumes)]
+            results = fit_population(members, tensors, info.task, seed=job.seeds[0], on_epoch=on_epoch, on_batch=on_batch,
+                                     compile=plan.compile if plan is not None else False)
+        # The test evaluation too runs at the plan's threads: its sums depend on the thread count.
+        for i, (trial_hash, spec, net, result) in enumerate(zip(job.hashes, specs, nets, results)):
+            net.load_state_dict(result.weights)
+            test = evaluate(net, tensors.x_test, tensors.y_test, info.task, spec["train"]["loss"])
+            outcome = {
+                "best_epoch": result.best_epoch,
+                "best": result.best,
+                "epochs": result.epochs,
+                "stop_reason": result.stop_reason,
+                "test": test,
+                "split": split,
+                "population": len(nets),
+                "seconds_per_epoch": sum(h["seconds"] for h in result.history) / max(len(result.history), 1),
+            }
+            weights = weights_bytes(result.weights, {"trial": trial_hash, "spec": spec, "input_shape": list(info.input_shape)})
+            emit(TrialEnded(i, result.status, outcome, weights))
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op threads set to a plan's count for the block (unchanged for None), then restored."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def error_text(exc: BaseException) -> str:
@@ -465,37 +511,12 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
     return recorder.statuses()
 
 
-def _groups(study: Study, store: Store) -> dict[str, int]:
-    """Unfinished trials per group that could train as one population."""
-    study_id, hashes = register(study, store)
-    groups: dict[str, int] = {}
-    for t in store.trials(study_id, hashes=set(hashes)):
-        if t.status not in FINISHED_STATUSES:
-            key = planner.group_key(json.loads(t.spec_json), t.seed, _start_epoch(store, t))
-            groups[key] = groups.get(key, 0) + 1
-    return groups
-
-
-def auto_workers(study: Study, store: Store) -> int:
-    """Worker processes for a study.
-
-    Where trials form populations (two or more per group on average), one worker using every
-    core is faster: measured on 2 cores, six optimizers x 3 seeds trained in 69 s with one
-    2-thread worker against 81 s with two 1-thread workers (bench/README.md). Where trials
-    train alone, one worker per core, at most one per group.
-    """
-    groups = _groups(study, store)
-    if not groups or sum(groups.values()) >= 2 * len(groups):
-        return 1
-    return max(1, min(os.cpu_count() or 1, len(groups)))
-
-
 def _interrupt_once(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
-def _worker(study: Study, store_path: str, threads: int, population: int | None, pruning: Pruning | None,
+def _worker(study: Study, store_path: str, workers: int, population: int | None, pruning: Pruning | None,
             checkpoint_every: float, stop: Any) -> None:
     """A pool process: claims and trains trials until none is left, quietly.
 
@@ -508,9 +529,10 @@ def _worker(study: Study, store_path: str, threads: int, population: int | None,
     try:
         if stop.is_set():
             return
-        torch.set_num_threads(threads)
+        torch.set_num_threads(max(1, planner.machine_cores() // workers))
         with Store.open(store_path) as store:
-            run_local(study, store, population=population, pruning=pruning, checkpoint_every=checkpoint_every)
+            run_local(study, store, population=population, pruning=pruning, checkpoint_every=checkpoint_every,
+                      workers=workers)
     except (KeyboardInterrupt, TrainlabError):  # the driver, a worker too, meets the same problem and reports it
         pass
 
@@ -525,10 +547,10 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
     workers: every trial's randomness comes from its own seed. ``store``: this process's open
     connection to ``store_path``, if it has one.
     """
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, planner.machine_cores() // workers)
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    children = [context.Process(target=_worker, args=(study, store_path, threads, population, pruning, checkpoint_every, stop),
+    children = [context.Process(target=_worker, args=(study, store_path, workers, population, pruning, checkpoint_every, stop),
                                 daemon=True)
                 for _ in range(workers - 1)]
     previous = torch.get_num_threads()
@@ -538,6 +560,7 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
     check_data(study, cache)
     with nullcontext(store) if store is not None else Store.open(store_path) as store:
         study_id, hashes = register(study, store)
+        plan_unplanned(store, study_id, hashes, cache, population=population, workers=workers)
         before = store.status_counts(study_id, hashes=set(hashes))
         main_thread = threading.current_thread() is threading.main_thread()
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None  # inherited: see _worker
@@ -549,7 +572,7 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
                 signal.signal(signal.SIGINT, handler)
         try:
             summary = run_local(study, store, reporter=reporter, population=population, pruning=pruning, cache=cache,
-                                checkpoint_every=checkpoint_every)
+                                checkpoint_every=checkpoint_every, workers=workers)
             for child in children:
                 child.join()
         except KeyboardInterrupt:

@@ -1,30 +1,127 @@
-"""Which trials can train together, and how many at once pays.
+"""The run plan: how each trial trains, decided from the study and the machine's fixed properties.
 
-Trials share a population when they would see exactly the same batches and differ only in
-what lives in tensors: same architecture, data and split, batch size, shuffling, loss and seed
-(the seed fixes the batch order and the dropout noise), and the same epoch to start from.
-Their optimizers and hyper-parameters, initializers, epoch budgets and callbacks may differ.
+Everything that can change a trial's numbers is decided here, and only from the trial specs,
+the options the user gave (``--population``, ``--workers``), the trainlab and torch versions
+and the machine's core count: never from timing or load. So the same study on the same machine
+trains the same way, and gives the same numbers, however busy the machine is.
 
-How many members one population should hold is measured, not assumed: :func:`measure_k`
-times a few steps of the real model on the real batch size at growing K and keeps the K with
-the best throughput per member.
+A :class:`Plan` says, for one trial:
+
+* ``population``: which population it trains in (an id its members share) and how many
+  ``members`` that population holds; trials that share a population see the same batches and
+  differ only in what lives in tensors (see :func:`group_key`);
+* ``step``: the training step: ``population`` (stacked weights, ``torch.func``), ``lowered``
+  (the hand-lowered small-batch SGD step) or ``autograd`` (the plain loop);
+* ``compile``: whether a population's step is compiled with ``torch.compile``;
+* ``threads``: torch's intra-op threads while it trains; ``workers`` and ``cores``: the worker
+  processes and the core count the threads were derived from;
+* ``device``, ``precision``, ``trainlab`` and ``torch``: where, in what precision and with which
+  versions.
+
+Plans are recorded with each trial before it first trains (:meth:`Store.set_plans`), and a
+resumed trial goes on under its recorded plan.
+
+What changes a member's numbers, and what does not (tests/test_planner.py pins each):
+
+* within one plan, nothing: the same study trains to bit-identical epochs and weights;
+* the other members of its population do not, as long as the population holds at least two
+  members at the same thread count: each member's arithmetic is its own slice of the batched
+  operations. A population of one, and a trial trained alone, run other kernels, and agree with
+  a population's member to float rounding only;
+* the thread count does: a reduction split over more threads adds in another order. So
+  ``--workers`` (which divides the cores among processes) and ``--population 1`` change the
+  numbers within float rounding, which thousands of steps can grow into a different last digit
+  of an accuracy; the defaults never change with load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
+import trainlab
 from trainlab import models
-from trainlab.spec import canonical_json
+from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower
+from trainlab.optim import Optimizer
+from trainlab.spec import TrainSettings, canonical_json
 
-CANDIDATE_K = (1, 2, 4, 8, 16)
+MAX_POPULATION = 16
+"""The most trials one population holds unless ``--population`` says otherwise; a larger group
+is split into near-equal populations."""
+
+COMPILE_PAYS_AFTER = 30.0
+"""Nominal seconds of eager stepping a population must have ahead of it for compiling to pay."""
+NOMINAL_STEP_SECONDS = 3e-4
+"""A nominal machine's fixed cost of one eager population step (dispatching its operations)."""
+NOMINAL_FLOPS = 2e10
+"""A nominal machine's floating-point operations per second in an eager population step.
+
+The compile decision uses these nominal figures, never a measurement, so that it is the same on
+every run of a study: an estimate of the work ahead, not a timing."""
+
+STEPS = ("population", "lowered", "autograd")
+"""The training steps a plan can choose."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one trial trains; see the module docstring for each field."""
+
+    population: str | None
+    members: int
+    step: str
+    compile: bool
+    threads: int
+    workers: int
+    cores: int
+    device: str = "cpu"
+    precision: str = "float32"
+    trainlab: str = trainlab.__version__
+    torch: str = torch.__version__
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Plan:
+        return cls(**{k: value[k] for k in cls.__dataclass_fields__ if k in value})
+
+    def describe(self) -> str:
+        """One line for people: ``population of 3, eager, 2 threads``."""
+        how = f"population of {self.members}, {'compiled' if self.compile else 'eager'}" if self.step == "population" \
+            else f"alone, {self.step} step"
+        return f"{how}, {self.threads} thread{'s' * (self.threads != 1)}"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What planning needs of one trial: its hash, seed, resolved spec and the epoch it starts from."""
+
+    hash: str
+    seed: int
+    spec: Mapping[str, Any]
+    start: int = 0
+
+
+def machine_cores() -> int:
+    """The core count plans derive threads from: a fixed property of the machine."""
+    return os.cpu_count() or 1
 
 
 def group_key(spec: Mapping[str, Any], seed: int, start_epoch: int) -> str:
-    """Trials with equal keys can train as one population."""
+    """Trials with equal keys can train as one population.
+
+    They see exactly the same batches and differ only in what lives in tensors: same
+    architecture, data and split, batch size, shuffling, loss and seed (the seed fixes the batch
+    order and the dropout noise), and the same epoch to start from. Their optimizers and
+    hyper-parameters, initializers, epoch budgets and callbacks may differ.
+    """
     train = spec["train"]
     return canonical_json({
         "model": spec["model"], "data": spec["data"], "task": spec["task"], "seed": seed, "start": start_epoch,
@@ -32,33 +129,104 @@ def group_key(spec: Mapping[str, Any], seed: int, start_epoch: int) -> str:
     })
 
 
-_rates: dict[str, dict[int, float]] = {}
+def auto_workers(trials: Iterable[Planned], cores: int | None = None) -> int:
+    """Worker processes for ``trials`` (all of a study's, finished or not, so that resuming does
+    not change the answer).
 
-
-def measure_k(spec: Mapping[str, Any], input_shape: Sequence[int], x: torch.Tensor, y: torch.Tensor,
-              *, limit: int, budget_seconds: float = 0.8) -> int:
-    """The population size with the best measured member-steps per second, at most ``limit``.
-
-    Times a few training steps of this architecture at this batch size for growing K (the
-    candidates in :data:`CANDIDATE_K` and ``limit``), and stops growing once a larger K gains
-    less than 10%. The rates are remembered per architecture and batch size for the life of
-    the process, so later groups of the same kind choose without measuring.
+    Where trials form populations (two or more per group on average), one worker using every
+    core is faster (bench/README.md, benchmark 3); where trials train alone, one worker per core,
+    at most one per group.
     """
-    if limit <= 1:
+    groups: dict[str, int] = {}
+    for t in trials:
+        key = group_key(t.spec, t.seed, 0)
+        groups[key] = groups.get(key, 0) + 1
+    if not groups or sum(groups.values()) >= 2 * len(groups):
         return 1
-    from trainlab.engine.population import Member, step_rate
+    return max(1, min(cores or machine_cores(), len(groups)))
 
+
+def threads_for(spec: Mapping[str, Any], available: int) -> int:
+    """Torch threads a trial trains with, given ``available`` per worker.
+
+    Small batches of dense networks train on one thread: no operation is large enough for a
+    second thread to pay, and each parallel one waits for every thread at its end
+    (bench/README.md, benchmark 4). Convolutions keep every thread.
+    """
     batch = spec["train"]["batch_size"]
-    key = canonical_json({"model": spec["model"], "batch": batch, "shape": list(input_shape), "loss": spec["train"]["loss"]})
-    rates = _rates.setdefault(key, {})
-    n = len(x) if batch == "full" else min(int(batch), len(x))
-    candidates = sorted({k for k in CANDIDATE_K if k < limit} | {limit})
-    best_k, best_rate = 1, 0.0
-    for k in candidates:
-        if k not in rates:
-            members = [Member(models.build(spec["model"], input_shape, i), spec["optimizer"], None) for i in range(k)]  # type: ignore[arg-type]
-            rates[k] = step_rate(members, x[:n], y[:n], spec["train"]["loss"], seconds=budget_seconds / len(candidates)) * k
-        if rates[k] < best_rate * 1.1:
-            break
-        best_k, best_rate = k, rates[k]
-    return best_k
+    small = batch != "full" and int(batch) <= ONE_THREAD_MAX_BATCH
+    if small and not any(layer["type"] == "Conv2D" for layer in spec["model"]["layers"]):
+        return 1
+    return max(1, available)
+
+
+def lowered_applies(spec: Mapping[str, Any], input_shape: Sequence[int]) -> bool:
+    """Whether a trial trained alone takes the hand-lowered step: the engine's own rule
+    (:func:`trainlab.engine.lowered.lower`), asked of the model the trial builds."""
+    batch = spec["train"]["batch_size"]
+    if batch == "full" or spec["optimizer"]["name"] != "sgd":
+        return False  # lower() refuses these before looking at the model; skip building it
+    net = models.build(spec["model"], tuple(input_shape), 0)
+    optimizer = Optimizer([p for p in net.parameters() if p.requires_grad], spec["optimizer"])
+    return lower(net, optimizer, TrainSettings.of(spec), spec["task"]) is not None
+
+
+def eager_seconds(spec: Mapping[str, Any], input_shape: Sequence[int], train_size: int, members: int) -> float:
+    """Nominal seconds of eager stepping ahead of a population of ``members`` trials of ``spec``."""
+    batch = spec["train"]["batch_size"]
+    batch = train_size if batch == "full" else min(int(batch), train_size)
+    params = sum(row.params for row in models.summary(spec["model"], tuple(input_shape)))
+    steps = spec["train"]["epochs"] * math.ceil(train_size / max(batch, 1))
+    return steps * (NOMINAL_STEP_SECONDS + 6 * params * batch * members / NOMINAL_FLOPS)
+
+
+def split_group(hashes: Sequence[str], limit: int) -> list[list[str]]:
+    """``hashes`` (in study order) in consecutive populations of at most ``limit``, as equal in
+    size as possible (18 at a limit of 16: 9 and 9, not 16 and 2)."""
+    n = len(hashes)
+    if n == 0:
+        return []
+    parts = math.ceil(n / max(limit, 1))
+    sizes = [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+    out, at = [], 0
+    for size in sizes:
+        out.append(list(hashes[at : at + size]))
+        at += size
+    return out
+
+
+def population_id(hashes: Iterable[str]) -> str:
+    """An id its members share: a digest of their hashes."""
+    return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()[:16]
+
+
+def plan_trials(trials: Sequence[Planned], *, input_shape: Callable[[Mapping[str, Any]], Sequence[int]],
+                train_size: Callable[[Mapping[str, Any]], int], population: int | None = None,
+                workers: int = 1, threads: int | None = None, cores: int | None = None) -> dict[str, Plan]:
+    """The plan of each of ``trials`` (in study order), by hash.
+
+    ``population``: the most members a population may hold (1: every trial alone; default
+    :data:`MAX_POPULATION`). ``workers``: worker processes sharing the cores; ``threads``: the
+    threads each has (default: the cores divided among the workers). ``input_shape`` and
+    ``train_size``: of a trial's data, by its spec.
+    """
+    cores = cores or machine_cores()
+    available = threads if threads is not None else max(1, cores // max(workers, 1))
+    limit = MAX_POPULATION if population is None else population
+    by_hash = {t.hash: t for t in trials}
+    groups: dict[str, list[str]] = {}
+    for t in trials:
+        groups.setdefault(group_key(t.spec, t.seed, t.start), []).append(t.hash)
+    plans: dict[str, Plan] = {}
+    for hashes in groups.values():
+        for part in split_group(hashes, limit):
+            first = by_hash[part[0]].spec
+            shape = input_shape(first)
+            together = len(part) > 1
+            pid = population_id(part) if together else None
+            compiled = together and eager_seconds(first, shape, train_size(first), len(part)) > COMPILE_PAYS_AFTER
+            for h in part:
+                spec = by_hash[h].spec
+                step = "population" if together else ("lowered" if lowered_applies(spec, shape) else "autograd")
+                plans[h] = Plan(pid, len(part), step, compiled, threads_for(spec, available), workers, cores)
+    return plans

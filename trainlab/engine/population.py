@@ -131,12 +131,6 @@ def _stack_states(states: Sequence[Mapping[str, torch.Tensor]], target: Populati
     return out
 
 
-COMPILE_PAYS_AFTER = 30.0
-"""Seconds of eager stepping a population must have ahead of it before compiling its step pays:
-compiling costs 1-20 s here (bench/README.md) and saves a third or more of the step time."""
-PROBE_STEPS = 20
-
-
 def fit_population(
     members: Sequence[Member],
     data: Tensors,
@@ -145,13 +139,13 @@ def fit_population(
     seed: int,
     on_epoch: OnMemberEpoch | None = None,
     on_batch: OnBatch | None = None,
-    compile: bool | None = None,
+    compile: bool = False,
 ) -> list[FitResult]:
     """Train every member to its end; results in member order.
 
-    ``compile``: compile the step with ``torch.compile`` (True; see :class:`_Programs` for what
-    is compiled), never (False), or when the first steps, timed, show that the run is long
-    enough to repay it (None).
+    ``compile``: compile the step with ``torch.compile`` (see :class:`_Programs` for what is
+    compiled). Compiled and eager steps round differently, so the choice is the run plan's
+    (:mod:`trainlab.planner`), never a timing.
     """
     if not members:
         return []
@@ -171,7 +165,7 @@ def _fit_population(
     seed: int,
     on_epoch: OnMemberEpoch | None,
     on_batch: OnBatch | None,
-    compile: bool | None,
+    compile: bool,
 ) -> list[FitResult]:
     settings0 = members[0].settings
     loss_fn = LOSSES.build({"name": settings0.loss})
@@ -192,7 +186,6 @@ def _fit_population(
 
     base, step_fn, forward = _functions(members[0].net, settings0.loss)
     compiled = _compiled(base, step_fn, task) if compile else None
-    decided = compile is not None
 
     alive = sorted((i for i, t in enumerate(trackers) if not t.finished), key=lambda i: optimizer_key(configs[i]))
     stack = _Stack([members[i].net for i in alive], [configs[i] for i in alive],
@@ -209,10 +202,6 @@ def _fit_population(
         sums = {name: torch.zeros(k, dtype=torch.float64) for name in METRICS[task]}
         for step in range(steps):
             xb, yb = xs[step * batch : (step + 1) * batch], ys[step * batch : (step + 1) * batch]
-            if not decided and step == PROBE_STEPS:
-                per_step = (time.perf_counter() - began) / PROBE_STEPS
-                ahead = per_step * (steps * (max(t.settings.epochs for t in trackers) - epoch) - PROBE_STEPS)
-                compiled, decided = (_compiled(base, step_fn, task) if ahead > COMPILE_PAYS_AFTER else None), True
             # A short last batch runs eagerly: compiled programs are specialised to the batch size.
             if compiled is not None and len(xb) == batch and len(stack.groups) == 1:
                 total, metrics = compiled.whole(stack.params, stack.buffers, stack.static, stack.states, xb, yb)
@@ -319,24 +308,6 @@ def _make_functions(base: Net, loss_fn: Callable[..., torch.Tensor]) -> tuple[Ca
     step_fn = vmap(grad(loss_of, has_aux=True), in_dims=(0, 0, None, None), randomness="same")
     forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, None), randomness="same")
     return step_fn, forward
-
-
-def step_rate(members: Sequence[Member], x: torch.Tensor, y: torch.Tensor, loss: str, *, seconds: float) -> float:
-    """Population training steps per second on one batch (x, y), timed for about ``seconds``."""
-    base, step_fn, _ = _functions(members[0].net, loss)
-    stack = _Stack([m.net for m in members], [resolve(m.optimizer) for m in members], None)
-    base.train()
-
-    def one() -> None:
-        grads, _ = step_fn(stack.params, stack.buffers, x, y)
-        stack.step(grads)
-
-    one()
-    steps, began = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - began) < seconds or steps < 3:
-        one()
-        steps += 1
-    return steps / elapsed
 
 
 def _shrink(stack: _Stack, members: Sequence[Member], alive: list[int], leaving: list[int],

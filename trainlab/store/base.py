@@ -19,7 +19,10 @@ The contract that makes crash-and-resume work:
   the rows after it that the dead owner left, so the stored history is always that of the
   run now writing.
 * A finished trial (done, failed, diverged, pruned) is never claimed again unless
-  :meth:`Store.reset_trials` puts it back to pending.
+  :meth:`Store.reset_trials` puts it back to pending (and forgets its plan).
+* A trial's run plan (what it trains with: population, step, compile, threads) is written
+  once, before it first trains, and kept through every resume, so a resumed trial goes on
+  exactly as it began.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ class TrialRecord:
     ``owner``/``heartbeat`` describe the current (or last) holder; ``attempts`` counts
     claims, so a trial resumed after one crash has 2. ``started`` is when the trial was
     first claimed, ``finished`` when it reached a finished status. Times are seconds since
-    the epoch.
+    the epoch. ``plan`` is how the trial trains (see :mod:`trainlab.planner`), once planned.
     """
 
     id: int
@@ -115,6 +118,7 @@ class TrialRecord:
     finished: float | None
     error: str | None
     result: dict[str, Any] | None
+    plan: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +211,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def add_trials(self, study_id: int, trials: Sequence[NewTrial]) -> None:
         """Add trials as pending, in order. Idempotent: a hash already in the study is left untouched."""
+
+    @abc.abstractmethod
+    def set_plans(self, study_id: int, plans: Mapping[str, Mapping[str, Any]]) -> None:
+        """Record the run plan of trials by hash, for those that have none yet.
+
+        A trial's plan is written once: a second writer's plan (another process planning the
+        same study) leaves the first in place, and a trial keeps its plan when it resumes.
+        :meth:`reset_trials` clears it. Unknown hashes are ignored.
+        """
 
     @abc.abstractmethod
     def studies(self) -> list[StudyRecord]:
@@ -303,7 +316,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def reset_trials(self, study_id: int, statuses: Collection[str]) -> int:
         """Put the study's trials with one of the finished ``statuses`` back to pending so
-        they run again from scratch: their epochs, artifacts, result and error are deleted
+        they run again from scratch: their epochs, artifacts, result, error and plan are deleted
         (the attempt count is kept). Returns how many trials were reset. Raises
         ``ValueError`` for a status that is not finished: resetting a running trial could
         make two processes run it."""

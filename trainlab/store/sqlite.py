@@ -57,8 +57,8 @@ from trainlab.store.base import (
 
 APPLICATION_ID: Final = 0x54524C42
 """``PRAGMA application_id`` of a trainlab store ("TRLB")."""
-SCHEMA_VERSION: Final = 1
-"""The schema version this code writes; files with a higher one are refused."""
+SCHEMA_VERSION: Final = 2
+"""The schema version this code writes; files with a higher one are refused, older ones migrated."""
 
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _SQLITE_HEADER_SIZE: Final = 100
@@ -93,6 +93,7 @@ _SCHEMA: Final[tuple[str, ...]] = (
         finished REAL,
         error TEXT,
         result_json TEXT,
+        plan_json TEXT,
         UNIQUE (study_id, hash)
     )""",
     "CREATE INDEX trials_by_status ON trials(study_id, status)",
@@ -134,8 +135,16 @@ _METRIC_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
 
 _TRIAL_COLUMNS: Final = (
     "id, study_id, hash, label, params_json, seed, spec_json, status, owner, heartbeat, "
-    "attempts, started, finished, error, result_json"
+    "attempts, started, finished, error, result_json, plan_json"
 )
+
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    2: ("ALTER TABLE trials ADD COLUMN plan_json TEXT",),
+}
+"""Version -> the statements that bring a store of the version before it up to it.
+
+Version 2 records each trial's run plan (population, step, compile, threads); trials of a
+version-1 store have none and are planned when they next run."""
 
 
 class SQLiteStore(Store):
@@ -245,6 +254,15 @@ class SQLiteStore(Store):
                 "INSERT INTO trials (study_id, hash, label, params_json, seed, spec_json) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (study_id, hash) DO NOTHING",
                 rows,
+            )
+
+    def set_plans(self, study_id: int, plans: Mapping[str, Mapping[str, Any]]) -> None:
+        """See :meth:`Store.set_plans`."""
+        rows = [(dumps(dict(plan)), study_id, trial_hash) for trial_hash, plan in plans.items()]
+        with self._write() as conn:
+            self._require_study(conn, study_id)
+            conn.executemany(
+                "UPDATE trials SET plan_json = ? WHERE study_id = ? AND hash = ? AND plan_json IS NULL", rows
             )
 
     def studies(self) -> list[StudyRecord]:
@@ -430,7 +448,7 @@ class SQLiteStore(Store):
             conn.executemany("DELETE FROM artifacts WHERE trial_id = ?", ids)
             conn.executemany(
                 "UPDATE trials SET status = 'pending', owner = NULL, heartbeat = NULL, started = NULL, "
-                "finished = NULL, error = NULL, result_json = NULL WHERE id = ?",
+                "finished = NULL, error = NULL, result_json = NULL, plan_json = NULL WHERE id = ?",
                 ids,
             )
             return len(ids)
@@ -607,6 +625,28 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, check: bool, timeout: floa
             conn.rollback()
             raise
         conn.execute("COMMIT")
+    else:
+        _migrate(conn, now)
+
+
+def _migrate(conn: sqlite3.Connection, now: float) -> None:
+    """Bring an older store up to :data:`SCHEMA_VERSION`, one version per step, each in one
+    transaction (another process may be migrating the same file: the version is re-read
+    under the write lock)."""
+    while True:
+        version = conn.execute("SELECT MAX(version) FROM trainlab_schema").fetchone()[0]
+        if version >= SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT MAX(version) FROM trainlab_schema").fetchone()[0] == version:
+                for statement in _MIGRATIONS[version + 1]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO trainlab_schema (version, applied) VALUES (?, ?)", (version + 1, now))
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.execute("COMMIT")
 
 
 def _identify(conn: sqlite3.Connection, path: Path) -> bool:
@@ -700,7 +740,7 @@ def _fetch_trial(conn: sqlite3.Connection, trial_id: int) -> TrialRecord | None:
 
 def _trial_record(row: tuple[Any, ...]) -> TrialRecord:
     (tid, study_id, trial_hash, label, params, seed, spec, status, owner, beat, attempts, started,
-     finished, error, result) = row  # fmt: skip
+     finished, error, result, plan) = row  # fmt: skip
     return TrialRecord(
         id=tid,
         study_id=study_id,
@@ -717,6 +757,7 @@ def _trial_record(row: tuple[Any, ...]) -> TrialRecord:
         finished=finished,
         error=error,
         result=None if result is None else _json(result),
+        plan=None if plan is None else _json(plan),
     )
 
 

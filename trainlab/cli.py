@@ -373,15 +373,28 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not studies:
             print(f"no studies in {args.store}")
             return 0
-        header = ["study", "trials", *STATUSES]
+        header = ["study", "trials", *STATUSES, "plan"]
         rows = []
         for study in studies:
             counts = store.status_counts(study.id)
-            rows.append([study.name, str(sum(counts.values())), *(str(counts.get(s, 0)) for s in STATUSES)])
+            rows.append([study.name, str(sum(counts.values())), *(str(counts.get(s, 0)) for s in STATUSES),
+                         _plans_text(store.trials(study.id))])
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
-            print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+            print("  ".join(cell.ljust(w) if i in (0, len(row) - 1) else cell.rjust(w)
+                            for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
     return 0
+
+
+def _plans_text(trials: Sequence[Any]) -> str:
+    """The recorded plans of a study's trials, most common first: ``4 x population of 3, eager, 2 threads``."""
+    from trainlab.planner import Plan
+
+    counts: dict[str, int] = {}
+    for trial in trials:
+        text = Plan.from_json(trial.plan).describe() if trial.plan else "not planned"
+        counts[text] = counts.get(text, 0) + 1
+    return "; ".join(f"{n} x {text}" for text, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _study_name(arg: str) -> str:

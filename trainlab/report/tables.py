@@ -261,6 +261,7 @@ def _trial(trial: TrialRecord, task: str, target: tuple[str, float, dict[int, st
     row["seconds"] = spe * epochs if spe is not None and epochs is not None else None
     row["stop_reason"] = result.get("stop_reason")
     row["error"] = trial.error
+    row["plan"] = trial.plan
     if monitor not in row:
         row[monitor] = best.get(monitor)
     if target is not None:

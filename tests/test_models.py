@@ -83,8 +83,8 @@ def test_batch_norm_uses_keras_momentum_and_epsilon() -> None:
     model = models.resolve({"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 8}, {"type": "BatchNormalization"},
                                         {"type": "Dense", "units": 10}]}, (1, 4, 4))
     bn = models.build(model, (1, 4, 4), seed=0).body[2]
-    assert isinstance(bn, torch.nn.BatchNorm1d)
-    assert bn.momentum == pytest.approx(0.01) and bn.eps == pytest.approx(1e-3)
+    assert isinstance(bn, models.KerasBatchNorm)
+    assert bn.momentum == pytest.approx(0.99) and bn.epsilon == pytest.approx(1e-3)
 
 
 def test_l2_regularizer_adds_keras_penalty() -> None:

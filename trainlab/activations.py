@@ -6,6 +6,9 @@ from torch import nn
 
 from trainlab.registry import Entry, Registry, fraction, non_negative, param, positive
 
+LEAKY_RELU_SLOPE = 0.2
+"""Keras 3's ``keras.activations.leaky_relu`` default ``negative_slope``."""
+
 ACTIVATIONS = Registry(
     "activation",
     {
@@ -13,11 +16,15 @@ ACTIVATIONS = Registry(
         "sigmoid": Entry(build=nn.Sigmoid),
         "tanh": Entry(build=nn.Tanh),
         "relu": Entry(build=nn.ReLU),
-        # Keras' LeakyReLU layer: negative_slope 0.3 (the function keras.activations.leaky_relu says 0.2).
+        # Keras 3's activation function keras.activations.leaky_relu(x, negative_slope=0.2), which
+        # activation="leaky_relu" and Activation("leaky_relu") call. (Keras' LeakyReLU *layer*
+        # defaults to negative_slope=0.3: write negative_slope = 0.3 for it.) Keras 2 named the
+        # slope alpha; either name is accepted.
         "leaky_relu": Entry(
-            {"alpha": param(0.3, float, check=non_negative)},
-            build=lambda alpha: nn.LeakyReLU(alpha),
+            {"negative_slope": param(LEAKY_RELU_SLOPE, float, check=non_negative)},
+            build=lambda negative_slope: nn.LeakyReLU(negative_slope),
             aliases=("leakyrelu",),
+            renamed={"alpha": "negative_slope"},
         ),
         # Randomized leaky ReLU (Xu et al. 2015): slope drawn from U(lower, upper) in training,
         # their mean at evaluation; not in Keras, torch's defaults.

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainlab import initializers
@@ -316,6 +317,64 @@ class Net(nn.Module):
         return total
 
 
+class KerasBatchNorm(nn.Module):
+    """Keras 3's ``BatchNormalization`` over the channels of (N, C) or (N, C, H, W) inputs.
+
+    Training normalises with the batch's biased variance (the mean of squared deviations over
+    every axis but the channels) and updates the moving statistics as Keras does::
+
+        moving_mean     = moving_mean * momentum     + mean     * (1 - momentum)
+        moving_variance = moving_variance * momentum + variance * (1 - momentum)
+
+    with that same biased ``variance``; torch's ``BatchNorm`` moves toward the unbiased one
+    instead, which shifts every inference-mode output. A batch with one value per channel
+    (one example into a Dense layer's normalisation) trains as in Keras: its variance is 0,
+    the output is ``beta`` and the moving variance moves toward 0, where torch raises.
+    Inference normalises with the moving statistics.
+
+    Parameters and buffers carry torch's ``BatchNorm`` names and shapes (``weight`` = gamma,
+    ``bias`` = beta, ``running_mean``, ``running_var``, ``num_batches_tracked``), so state
+    dicts, checkpoints and exported weights keep one layout. The buffers are updated in place,
+    which is how stacked population buffers passed to ``torch.func.functional_call`` follow.
+    """
+
+    def __init__(self, channels: int, *, momentum: float, epsilon: float) -> None:
+        super().__init__()
+        self.channels = channels
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, momentum={self.momentum}, epsilon={self.epsilon}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.epsilon)
+        axes = [0, *range(2, x.dim())]
+        with torch.no_grad():
+            variance, mean = torch.var_mean(x.detach(), dim=axes, correction=0)
+            self.running_mean.mul_(self.momentum).add_(mean * (1 - self.momentum))
+            self.running_var.mul_(self.momentum).add_(variance * (1 - self.momentum))
+            self.num_batches_tracked.add_(1)
+        if math.prod(x.shape[i] for i in axes) > 1:
+            # torch's fused kernel normalises with the same biased batch variance.
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.epsilon)
+        return self._one_value(x, axes)
+
+    def _one_value(self, x: torch.Tensor, axes: list[int]) -> torch.Tensor:
+        """The training output of one value per channel, written out (``F.batch_norm`` refuses
+        it): ``x - mean`` is 0, so the output is beta; gamma and beta stay in the gradient graph."""
+        centred = x - x.mean(dim=axes, keepdim=True)
+        normalised = centred * torch.rsqrt(centred.square().mean(dim=axes, keepdim=True) + self.epsilon)
+        shape = (1, self.channels, *([1] * (x.dim() - 2)))
+        return normalised * self.weight.reshape(shape) + self.bias.reshape(shape)
+
+
 def build(model: Mapping[str, Any], input_shape: Shape, seed: int) -> Net:
     """The torch module for a resolved model, initialized from ``seed`` alone."""
     generator = torch.Generator().manual_seed(seed)
@@ -359,14 +418,10 @@ def build(model: Mapping[str, Any], input_shape: Shape, seed: int) -> Net:
         elif kind == "Dropout":
             modules.append(nn.Dropout(layer["rate"]))
         elif kind == "BatchNormalization":
-            norm = nn.BatchNorm1d if len(shape) == 1 else nn.BatchNorm2d
-            # Keras' momentum weighs the old moving average; torch's weighs the new batch.
-            modules.append(norm(shape[0], eps=layer["epsilon"], momentum=1 - layer["momentum"], affine=True))
-            if not (layer["center"] and layer["scale"]):
-                bn = modules[-1]
-                assert isinstance(bn, nn.modules.batchnorm._BatchNorm)
-                bn.weight.requires_grad_(layer["scale"])
-                bn.bias.requires_grad_(layer["center"])
+            bn = KerasBatchNorm(shape[0], momentum=layer["momentum"], epsilon=layer["epsilon"])
+            bn.weight.requires_grad_(layer["scale"])
+            bn.bias.requires_grad_(layer["center"])
+            modules.append(bn)
         if "activation" in layer:
             act = layer["activation"]
             if i == len(layers) - 1 and act["name"] == "softmax":

@@ -1,6 +1,6 @@
 """Name-or-table -> resolved config, as Keras' ``get()`` does, for every table of named things.
 
-A study writes ``activation = "relu"`` or ``activation = { name = "leaky_relu", alpha = 0.5 }``;
+A study writes ``activation = "relu"`` or ``activation = { name = "leaky_relu", negative_slope = 0.5 }``;
 :meth:`Registry.resolve` turns either into a complete, JSON-able dict with every parameter
 explicit (so the trial hash changes when a default would), and refuses unknown names, unknown
 parameters and wrongly typed values with the key path, the allowed values and the nearest match.
@@ -105,6 +105,23 @@ class Entry:
     params: Mapping[str, Param] = field(default_factory=dict)
     build: Callable[..., Any] | None = None
     aliases: tuple[str, ...] = ()
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    """Other accepted names of parameters -> the name in ``params`` (a parameter Keras renamed)."""
+
+
+def rename_params(given: Mapping[str, Any], renamed: Mapping[str, str], path: str) -> dict[str, Any]:
+    """``given`` with every other name of a parameter replaced by its name in the registry.
+
+    Giving a parameter under both names is refused, naming both: which one was meant is unknown.
+    """
+    out = dict(given)
+    for other, name in renamed.items():
+        if other in out:
+            if name in out:
+                raise SpecError(f"'{name}' and '{other}' are two names for one parameter; give only one",
+                                path=join(path, other), allowed=[name, other])
+            out[name] = out.pop(other)
+    return out
 
 
 def split_name(config: Any, path: str, kind: str, allowed: Iterable[str]) -> tuple[str, dict[str, Any]]:
@@ -150,7 +167,8 @@ class Registry:
         """A complete config ``{"name": ..., **params}`` from a name or a table."""
         written, rest = split_name(config, path, self.kind, self.names())
         name = self.canonical(written, path if isinstance(config, str) else join(path, "name"))
-        return {"name": name, **check_params(rest, self.entries[name].params, path)}
+        entry = self.entries[name]
+        return {"name": name, **check_params(rename_params(rest, entry.renamed, path), entry.params, path)}
 
     def build(self, config: Mapping[str, Any]) -> Any:
         """Build the object a resolved config describes."""

@@ -223,6 +223,7 @@ def _variant(label: str, trials: list[TrialRecord], task: str,
     out: dict[str, Any] = {
         "label": label,
         "params": trials[0].params,
+        "settings": _settings(trials[0]),
         "n": len(done),
         "seeds": [t.seed for t in done],
         "status": counts,
@@ -244,6 +245,13 @@ def _variant(label: str, trials: list[TrialRecord], task: str,
         }
     out["trials"] = rows
     return out
+
+
+def _settings(trial: TrialRecord) -> dict[str, Any]:
+    """What the variant trains beside Keras' defaults, by key path (see trainlab.describe)."""
+    from trainlab.describe import settings
+
+    return settings(json.loads(trial.spec_json))
 
 
 def _trial(trial: TrialRecord, task: str, target: tuple[str, float, dict[int, stats.Reached]] | None,

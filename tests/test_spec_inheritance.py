@@ -247,3 +247,10 @@ def test_the_report_json_carries_each_variants_settings(tmp_path: Path) -> None:
         "optimizer.momentum": 0.9, "optimizer.nesterov": True,
     }
     assert momentum["model.layers[1].activation"] == "relu" and momentum["train.early_stopping.patience"] == 3
+
+
+def test_a_grid_key_path_changes_one_setting_and_a_grid_part_is_whole() -> None:
+    study = spec.parse(BASE + '\n[grid]\n"optimizer.momentum" = [0.5, 0.9]\n', source="t.toml")
+    assert [(v.spec["optimizer"]["learning_rate"], v.spec["optimizer"]["momentum"]) for v in study.variants] == [(0.1, 0.5), (0.1, 0.9)]
+    whole = spec.parse(BASE + '\n[grid]\noptimizer = [{ name = "sgd", momentum = 0.9 }, "adam"]\n', source="t.toml")
+    assert [v.spec["optimizer"]["learning_rate"] for v in whole.variants] == [KERAS_SGD_LEARNING_RATE, 0.001]

@@ -151,6 +151,7 @@ def test_a_model_table_merges_one_level_and_an_activation_table_is_complete() ->
         ('"optimzer.learning_rate" = 0.1', "compare[0].optimzer.learning_rate", ["did you mean 'optimizer'"]),
         ('"train.early_stoping.patience" = 3', "train.early_stoping", ["unknown key", "did you mean 'early_stopping'"]),
         ('"optimizer.learning_rate.x" = 1', "compare[0].optimizer.learning_rate.x", ["holds a value"]),
+        ('"model.layers.units.x" = 1', "compare[0].model.layers.units.x", ["cannot be inside a list"]),
         ("optimizer.momentum = 0.9", "compare[0].optimizer", ['"optimizer.momentum" = ...', "needs its 'name'"]),
         ('optimizer = "adam"\n"optimizer.momentum" = 0.9', "optimizer.momentum", ["no hyper-parameter 'momentum'"]),
     ],

@@ -730,7 +730,7 @@ def set_path(tree: dict[str, Any], key: str, value: Any, where: str) -> None:
     """Set ``value`` at a dotted key path in ``tree``: that one setting, whole; nothing else changes.
 
     A name on the way becomes a table (``optimizer = "sgd"`` then ``"optimizer.momentum" = 0.9``
-    is ``{ name = "sgd", momentum = 0.9 }``); a missing or empty table on the way is created (an
+    is ``{ name = "sgd", momentum = 0.9 }``); a missing table (or one set to nothing) is created (an
     unknown key is then refused when the spec is resolved, with the allowed keys). A list on the
     way must exist: a path into a list that is not there names the keys that are.
     """
@@ -741,6 +741,8 @@ def set_path(tree: dict[str, Any], key: str, value: Any, where: str) -> None:
         if isinstance(part, int):
             node = node[_index(node, part, key, where)]
             continue
+        if not isinstance(node, dict):
+            raise SpecError(f"{key!r}: {part!r} cannot be inside a list; index it with [i]", path=where)
         if isinstance(node.get(part), str) and isinstance(nxt, str):
             node[part] = {"name": node[part]}
         if node.get(part) is None:

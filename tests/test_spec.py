@@ -84,7 +84,7 @@ def test_round_trip_through_stored_json() -> None:
     assert [t.spec_json() for t in again.trials()] == [t.spec_json() for t in study.trials()]
 
 
-def test_compare_replaces_an_optimizer_by_name_and_merges_tables() -> None:
+def test_compare_replaces_an_optimizer_whole_and_a_key_path_changes_one_setting() -> None:
     study = parse("""
 [optimizer]
 name = "sgd"
@@ -92,7 +92,7 @@ momentum = 0.9
 
 [[compare]]
 label = "momentum-lr"
-optimizer = { learning_rate = 0.1 }
+"optimizer.learning_rate" = 0.1
 
 [[compare]]
 label = "adam"

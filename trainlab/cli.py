@@ -340,6 +340,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"study {study.name}: {len(study.variants)} variants x {len(study.seeds)} seeds = {len(trials)} trials")
     else:
         print(f"study {study.name}: {len(study.stages)} stages; later stages and searches are resolved as results come in")
+    candidates = study.candidates(CHECK_SHOWN_BASES) if study.dynamic else {}
     for stage in study.stages:
         if study.staged:
             source = f" (from the best of {stage.source!r})" if stage.source else ""
@@ -350,19 +351,35 @@ def cmd_check(args: argparse.Namespace) -> int:
                   f"space: {', '.join(d.key for d in s.space)}")
         elif stage is study.stages[0]:
             for variant in study.variants:
-                _print_variant(variant)
+                _print_variant(variant.label, [variant])
         else:
-            labels = [e.label for e in stage.entries] or ["base"]
-            grid = f" x grid over {', '.join(stage.grid)}" if stage.grid else ""
-            print(f"  variants: {', '.join(labels)}{grid}")
+            found = candidates[stage.name]
+            if stage.source:
+                starts = len(candidates[stage.source])
+                which = f"each of the {starts}" if starts <= CHECK_SHOWN_BASES else f"the first {CHECK_SHOWN_BASES} of the {starts}"
+                print(f"  resolved on {which} variants of {stage.source!r} it may start from; a|b: depends on the one chosen")
+            groups: dict[str, list[Any]] = {}
+            for variant in found:
+                groups.setdefault(variant.label, []).append(variant)
+            for label, group in groups.items():
+                _print_variant(label, group)
     return 0
 
 
-def _print_variant(variant: Any) -> None:
-    train = variant.spec["train"]
-    folds = variant.spec["data"]["split"].get("folds") if variant.spec["data"]["split"]["kind"] == "kfold" else None
-    print(f"  {variant.label}: optimizer {variant.spec['optimizer']['name']}, "
-          f"{train['epochs']} epochs, batch {train['batch_size']}" + (f", {folds} folds" if folds else ""))
+CHECK_SHOWN_BASES = 64
+"""How many variants of an earlier stage ``check`` resolves a later stage on, to show its settings."""
+
+
+def _print_variant(label: str, variants: list[Any]) -> None:
+    """A variant's label and its settings (see trainlab.describe); several possible specs of it
+    (a later stage's variant on each base) show the values that differ among them as a|b."""
+    from trainlab import describe
+
+    split = variants[0].spec["data"]["split"]
+    folds = split.get("folds") if split["kind"] == "kfold" else None
+    print(f"  {label}" + (f" ({folds} folds)" if folds else ""))
+    for line in describe.lines([describe.settings(v.spec) for v in variants]):
+        print(f"    {line}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

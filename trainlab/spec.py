@@ -246,6 +246,11 @@ class Study:
     def spec_json(self) -> str:
         return canonical_json(self.raw)
 
+    def candidates(self, bases: int) -> dict[str, list[Variant]]:
+        """Each stage's variants as they may resolve before training: a later stage's on the first
+        ``bases`` variants of the stage it starts from (see :func:`stage_candidates`)."""
+        return stage_candidates(self.stages, self.base, self.variants, self.staged, bases)
+
 
 def fold_specs(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A k-fold variant's specs, one per validation fold; any other spec alone."""
@@ -507,6 +512,8 @@ def build(stage: Stage, base: Mapping[str, Any], override: Mapping[str, Any], po
         for key, value in point.items():
             if not key.startswith("edit."):
                 set_path(trial_raw, key, value, join(join(stage.where, "grid"), key))
+        _check_model_defaults(trial_raw["model"], override, where)
+        _check_model_defaults(trial_raw["model"], point, join(stage.where, "grid"))
         varied = {key[5:]: value for key, value in point.items() if key.startswith("edit.")}
         if varied:  # the entry's own edit was checked when the file was read; these values were not
             edit = edits.check({**edit, **varied}, join(where, "edit"))
@@ -523,6 +530,45 @@ def build(stage: Stage, base: Mapping[str, Any], override: Mapping[str, Any], po
         raise SpecError(f"{exc.reason} (in variant {full_label!r})", path=exc.path, allowed=exc.allowed, got=exc.got) from None
     extra = {"stage": stage.name} if staged else {}
     return Variant(full_label, {**extra, **(params or {}), **point}, trial_raw, spec, stage.seeds)
+
+
+MODEL_DEFAULTS = ("activation", "kernel_initializer")
+"""The ``[model]`` keys that are defaults for the Dense and Conv2D layers naming none."""
+
+
+def _check_model_defaults(model: Any, given: Mapping[str, Any], where: str) -> None:
+    """Refuse a model-level default a variant gives (``model = { activation = ... }``,
+    ``"model.activation"``) that reaches no layer because every layer names its own, as every layer
+    of the variant an earlier stage chose does: it would change nothing, silently."""
+    keys: dict[str, str] = {}
+    for key, value in given.items():
+        if key == "model" and isinstance(value, Mapping):
+            keys.update({k: join(join(where, "model"), k) for k in value if k in MODEL_DEFAULTS})
+        for name in MODEL_DEFAULTS:
+            if key == f"model.{name}" or key.startswith(f"model.{name}."):
+                keys[name] = join(where, key)
+    layers = model.get("layers") if isinstance(model, Mapping) else None
+    if not keys or not isinstance(layers, list):
+        return
+    for name, at in keys.items():
+        reach = [i for i, layer in enumerate(layers) if _weighted(layer) and name not in layer
+                 and (name != "activation" or i < len(layers) - 1)]
+        if not reach:
+            who = "hidden Dense/Conv2D layer (the output keeps its own)" if name == "activation" else "Dense/Conv2D layer"
+            how = "edit = { activation = ... } or " if name == "activation" else ""
+            raise SpecError(f"model.{name} is the default of the layers that name no {name}, and every {who} names its own "
+                            f"(as every layer of a variant an earlier stage chose does): it would change nothing. "
+                            f"Set the layers' own with {how}key paths such as \"model.layers[1].{name}\"", path=at)
+
+
+def _weighted(layer: Any) -> bool:
+    """Whether a layer table (unresolved) is a Dense or Conv2D layer."""
+    if not isinstance(layer, Mapping) or not isinstance(layer.get("type"), str):
+        return False
+    try:
+        return models.LAYERS.canonical(layer["type"], "") in models.WEIGHTED
+    except SpecError:
+        return False
 
 
 def _shrink(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -562,14 +608,22 @@ def extremes(stage: Stage) -> list[dict[str, Any]]:
 def _check_later_stages(stages: Sequence[Stage], base: Mapping[str, Any], first: Sequence[Variant], staged: bool) -> None:
     """Resolve every stage on the bases it may start from, so that a mistake in a late stage is
     found before the first one trains. A stage after a search is checked on the search's extremes."""
+    stage_candidates(stages, base, first, staged, CHECK_BASES)
+
+
+def stage_candidates(stages: Sequence[Stage], base: Mapping[str, Any], first: Sequence[Variant], staged: bool,
+                     bases: int) -> dict[str, list[Variant]]:
+    """Each stage's variants, by stage name, resolved on the first ``bases`` variants of the stage
+    it starts from (any of which it may start from; on the study's base for a stage without
+    ``from``), and each stage's ``select`` checked. A search stands for its extremes."""
     candidates: dict[str, list[Variant]] = {}
     for stage in stages:
         if stage.source is None:
-            bases = [dict(base)]
+            starts = [dict(base)]
         else:
-            bases = [base_of(v.spec) for v in candidates[stage.source][:CHECK_BASES]]
+            starts = [base_of(v.spec) for v in candidates[stage.source][:bases]]
         found: list[Variant] = list(first) if stage is stages[0] and stage.search is None else []
-        for b in bases if not found else []:
+        for b in starts if not found else []:
             if stage.search is None:
                 found += expand(stage, b, staged=staged)
             else:
@@ -578,6 +632,7 @@ def _check_later_stages(stages: Sequence[Stage], base: Mapping[str, Any], first:
             task = found[0].spec["task"]
             check_value(stage.select, param("", str, check=one_of(*monitorable(task))), join(stage.where, "select"))
         candidates[stage.name] = found
+    return candidates
 
 
 CHECK_BASES = 8
@@ -672,58 +727,100 @@ def _parse_path(key: str, where: str) -> list[str | int]:
 
 
 def set_path(tree: dict[str, Any], key: str, value: Any, where: str) -> None:
-    """Set ``value`` at a dotted key path in ``tree``, creating tables along the way."""
+    """Set ``value`` at a dotted key path in ``tree``: that one setting, whole; nothing else changes.
+
+    A name on the way becomes a table (``optimizer = "sgd"`` then ``"optimizer.momentum" = 0.9``
+    is ``{ name = "sgd", momentum = 0.9 }``); a missing table (or one set to nothing) is created (an
+    unknown key is then refused when the spec is resolved, with the allowed keys). A list on the
+    way must exist: a path into a list that is not there names the keys that are.
+    """
     parts = _parse_path(key, where)
     node: Any = tree
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]
         if isinstance(part, int):
-            if not isinstance(node, list) or not -len(node) <= part < len(node):
-                raise SpecError(f"{key!r}: index {part} is out of range ({len(node) if isinstance(node, list) else 0} items)", path=where)
-            node = node[part]
+            node = node[_index(node, part, key, where)]
             continue
+        if not isinstance(node, dict):
+            raise SpecError(f"{key!r}: {part!r} cannot be inside a list; index it with [i]", path=where)
         if isinstance(node.get(part), str) and isinstance(nxt, str):
             node[part] = {"name": node[part]}
-        if part not in node:
-            node[part] = [] if isinstance(nxt, int) else {}
+        if node.get(part) is None:
+            if isinstance(nxt, int):
+                raise SpecError(f"{key!r}: there is no list {part!r} to index", path=where, allowed=[str(k) for k in node], got=part)
+            node[part] = {}
         node = node[part]
         if not isinstance(node, (dict, list)):
             raise SpecError(f"{key!r}: {part!r} holds a value, not a table", path=where)
     last = parts[-1]
     if isinstance(last, int):
-        if not isinstance(node, list) or not -len(node) <= last < len(node):
-            raise SpecError(f"{key!r}: index {last} is out of range", path=where)
-        node[last] = copy.deepcopy(value)
+        node[_index(node, last, key, where)] = copy.deepcopy(value)
     else:
         if not isinstance(node, dict):
             raise SpecError(f"{key!r}: cannot set {last!r} inside a list", path=where)
         node[last] = copy.deepcopy(value)
 
 
-def merge(base: Mapping[str, Any], override: Mapping[str, Any], where: str = "") -> dict[str, Any]:
-    """``base`` with ``override`` applied: tables merge key by key, other values replace.
+def _index(node: Any, index: int, key: str, where: str) -> int:
+    """``index`` if ``node`` is a list that has it, else a SpecError saying which indices exist."""
+    if not isinstance(node, list):
+        raise SpecError(f"{key!r}: [{index}] indexes a list, but this is a table", path=where,
+                        allowed=[str(k) for k in node] if isinstance(node, Mapping) else None)
+    if not -len(node) <= index < len(node):
+        have = f"indices 0..{len(node) - 1}" if node else "no items"
+        raise SpecError(f"{key!r}: index {index} is out of range (the list has {have})", path=where)
+    return index
 
-    A table that names a different ``name`` or ``type`` than the base's replaces it whole
-    (``optimizer = { name = "adam" }`` does not inherit SGD's momentum). Keys holding dots or
-    ``[i]`` are key paths into the result.
+
+MERGED_TABLES = ("data", "model", "train")
+"""The trial tables an override merges into the base's key by key (one level: each key given
+replaces the base's value of that key whole). ``optimizer``, given whole, replaces the base's."""
+NAMED_PARTS = {("optimizer",): "optimizer", ("model", "activation"): "activation",
+               ("model", "kernel_initializer"): "initializer"}
+"""Where an override may give a named part (a name, or a table with ``name``) at the top of a
+trial table; a table there is a complete config, so it must say which one it is."""
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """``base`` with ``override`` applied, as a variant changes its base.
+
+    ``[data]``, ``[model]`` and ``[train]`` merge one level: each key given replaces the base's
+    value of that key whole, and keys not given keep the base's. Every value given is complete:
+    ``optimizer = { name = "sgd", momentum = 0.9 }`` (or an activation, an initializer, a split,
+    an early stopping table) leaves out what takes the registry's (Keras') default, never the
+    base's value, so the name form and the table form of one optimizer mean the same. Keys
+    holding dots or ``[i]`` are key paths: they change that one setting of the result, and are
+    applied after the whole values, whatever their order in the file.
     """
     out = copy.deepcopy(dict(base))
+    paths = {key: value for key, value in override.items() if "." in key or "[" in key}
     for key, value in override.items():
-        if "." in key or "[" in key:
-            set_path(out, key, value, join(where, key))
+        if key in paths:
             continue
         old = out.get(key)
-        if isinstance(old, str) and isinstance(value, Mapping):
-            old = {"name": old}
-        if isinstance(old, Mapping) and isinstance(value, Mapping) and not _renames(old, value):
-            out[key] = merge(old, value, join(where, key))
+        if key in MERGED_TABLES and isinstance(old, Mapping) and isinstance(value, Mapping):
+            for inner, item in value.items():
+                _check_named(item, (key, inner), join(where, key))
+            out[key] = {**copy.deepcopy(dict(old)), **copy.deepcopy(dict(value))}
         else:
+            _check_named(value, (key,), where)
             out[key] = copy.deepcopy(value)
+    for key, value in paths.items():
+        set_path(out, key, value, join(where, key))
     return out
 
 
-def _renames(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return any(k in new and k in old and str(new[k]).lower() != str(old[k]).lower() for k in ("name", "type"))
+def _check_named(value: Any, at: tuple[str, ...], where: str) -> None:
+    """Refuse a table without ``name`` where an override gives a named part whole: it would not
+    say which one it is (TOML reads ``optimizer.momentum = 0.9`` unquoted as such a table)."""
+    kind = NAMED_PARTS.get(at)
+    if kind is None or not isinstance(value, Mapping) or "name" in value:
+        return
+    path = ".".join(at)
+    example = next(iter(value), "learning_rate")
+    raise SpecError(f"an {kind} table given in a variant is a complete config and needs its 'name'; to change one "
+                    f"setting of the base's {kind}, write the key path in quotes: \"{path}.{example}\" = ...",
+                    path=join(where, at[-1]), allowed=["name"])
 
 
 def resolve_trial(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -749,17 +846,25 @@ def resolve_trial(raw: Mapping[str, Any]) -> dict[str, Any]:
 
     model = models.resolve(_table(raw["model"], "model"), info.input_shape)
     optimizer = optim.resolve(raw["optimizer"])
-    train = check_params(_table(raw["train"], "train"), _TRAIN, "train")
-    if train["loss"] is None:
-        train["loss"] = DEFAULT_LOSS[info.task]
-    train["loss"] = LOSSES.canonical(train["loss"], "train.loss")
-    if (train["loss"] in CLASSIFICATION_LOSSES) != (info.task == "classification"):
-        allowed = [n for n in LOSSES.names() if (n in CLASSIFICATION_LOSSES) == (info.task == "classification")]
-        raise SpecError(f"{train['loss']} does not fit a {info.task} data set", path="train.loss", allowed=allowed)
+    train = resolve_train(raw["train"], info.task)
     models.check_output(model, info.input_shape, info.task, train["loss"], info.num_classes)
-    metrics = monitorable(info.task)
+    return {"task": info.task, "data": data, "model": model, "optimizer": optimizer, "train": train}
+
+
+def resolve_train(table: Any, task: str) -> dict[str, Any]:
+    """A complete ``[train]`` table for a ``task`` ("classification" or "regression"): every
+    default explicit, the loss and monitored metrics checked against the task. Given only
+    ``epochs`` (and a callback's ``monitor``), it gives the defaults a setting is compared with."""
+    train = check_params(_table(table, "train"), _TRAIN, "train")
+    if train["loss"] is None:
+        train["loss"] = DEFAULT_LOSS[task]
+    train["loss"] = LOSSES.canonical(train["loss"], "train.loss")
+    if (train["loss"] in CLASSIFICATION_LOSSES) != (task == "classification"):
+        allowed = [n for n in LOSSES.names() if (n in CLASSIFICATION_LOSSES) == (task == "classification")]
+        raise SpecError(f"{train['loss']} does not fit a {task} data set", path="train.loss", allowed=allowed)
+    metrics = monitorable(task)
     if train["monitor"] is None:
-        train["monitor"] = "val_accuracy" if info.task == "classification" else "val_loss"
+        train["monitor"] = "val_accuracy" if task == "classification" else "val_loss"
     check_value(train["monitor"], param("", str, check=one_of(*metrics)), "train.monitor")
     for key, schema in (("early_stopping", _EARLY_STOPPING), ("reduce_lr_on_plateau", _REDUCE_LR)):
         if train[key] is not None:
@@ -769,7 +874,7 @@ def resolve_trial(raw: Mapping[str, Any]) -> dict[str, Any]:
             if cb["mode"] == "auto":
                 cb["mode"] = mode_for(cb["monitor"])
             train[key] = cb
-    return {"task": info.task, "data": data, "model": model, "optimizer": optimizer, "train": train}
+    return train
 
 
 def dataset_info(data: Mapping[str, Any]) -> DataInfo:

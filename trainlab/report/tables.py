@@ -223,6 +223,7 @@ def _variant(label: str, trials: list[TrialRecord], task: str,
     out: dict[str, Any] = {
         "label": label,
         "params": trials[0].params,
+        "settings": _settings(trials[0]),
         "n": len(done),
         "seeds": [t.seed for t in done],
         "status": counts,
@@ -244,6 +245,18 @@ def _variant(label: str, trials: list[TrialRecord], task: str,
         }
     out["trials"] = rows
     return out
+
+
+def _settings(trial: TrialRecord) -> dict[str, Any]:
+    """What the variant trains beside Keras' defaults, by key path (see trainlab.describe);
+    empty for a stored spec that is not a complete resolved one (written by hand, or lacking a
+    part another version of trainlab resolves), since the report must not stop on it."""
+    from trainlab.describe import settings
+
+    try:
+        return settings(json.loads(trial.spec_json))
+    except (KeyError, TypeError, AttributeError, TrainlabError):
+        return {}
 
 
 def _trial(trial: TrialRecord, task: str, target: tuple[str, float, dict[int, stats.Reached]] | None,

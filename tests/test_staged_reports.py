@@ -68,6 +68,8 @@ def test_a_trial_two_stages_share_is_counted_once_and_marked_where_it_reappears(
     appearances = sum(len(v["trials"]) for v in report["variants"])
     assert appearances == 12 and len(stored) == 10
     assert report["trials"] == {"total": len(stored), "status": {"done": 10}, "reused": appearances - len(stored)}
+    by_status = sum(n for v in report["variants"] for n in v["status"].values())
+    assert by_status == report["trials"]["total"] + report["trials"]["reused"]
 
 
 def test_trial_counts_agree_across_formats(staged: dict[str, Any]) -> None:
@@ -94,8 +96,11 @@ def test_trial_counts_agree_across_formats(staged: dict[str, Any]) -> None:
 
 def test_html_has_a_section_per_stage_with_its_own_comparisons_and_figures(staged: dict[str, Any]) -> None:
     out = staged["folder"] / "html-sections"
-    assert main(["report", "staged", "--store", str(staged["store"]), "--format", "html", "--out", str(out), "--no-data"]) == 0
+    assert main(["report", "staged", "--store", str(staged["store"]), "--format", "html", "--out", str(out),
+                 "--tsne-samples", "40"]) == 0
     page = (out / "staged.html").read_text(encoding="utf-8")
+    assert "<h2>Features: t-SNE of the last hidden layer (stage third)</h2>" in page and 'id="fig-tsne"' in page
+    assert page.count('id="fig-confusion"') == 1, "the test-set figures once, for the study's choice"
     parts = re.split(r"<h2>Stage (\w+)</h2>", page.split("<h2>Chosen trial")[0])
     sections = dict(zip(parts[1::2], parts[2::2]))
     assert list(sections) == ["first", "second", "third"]

@@ -191,6 +191,23 @@ def test_run_exits_1_when_trials_failed_and_0_when_one_diverged(tiny_study: Path
     assert "failed" not in err
 
 
+def test_a_stage_that_cannot_start_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from test_stages import STAGES, write
+    from trainlab import executors
+    from trainlab.cli import EXIT_USER_ERROR, main
+
+    def train_unit(job: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom: no trial trains")
+
+    monkeypatch.setattr(executors, "train_unit", train_unit)
+    monkeypatch.setenv("TRAINLAB_OFFLINE", "1")
+    study = write(tmp_path, STAGES)
+    code = main(["run", str(study), "--store", str(tmp_path / "s.db"), "--workers", "1", "--population", "1", "--quiet"])
+    assert code == EXIT_USER_ERROR == 2
+    assert "none of its trials finished" in capsys.readouterr().err
+
+
 def test_run_help_and_readme_say_what_each_exit_status_means() -> None:
     from trainlab.cli import EXIT_INTERRUPTED, EXIT_TRIALS_FAILED, EXIT_USER_ERROR
 

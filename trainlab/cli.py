@@ -32,7 +32,7 @@ output:
   With --format json, csv or markdown, standard output carries the report alone: progress,
   notes and the summary line go to standard error, so `trainlab run S --format json > r.json`
   writes valid JSON. With --format table (the default) or none, everything goes to standard
-  output as before.
+  output.
 
 exit status:
   0    every trial of the study finished: done, diverged or pruned (a diverged or pruned

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,119 @@ def test_results_do_not_depend_on_workers_or_populations(tiny_study: Path) -> No
             other = runs[name][key]
             for metric in ("val_accuracy", "val_loss", "test_accuracy", "best_epoch", "epochs"):
                 assert other[metric] == pytest.approx(trial[metric], rel=1e-4, abs=1e-5), (name, metric)
+
+
+def test_machine_formats_leave_stdout_to_the_report(tiny_study: Path) -> None:
+    cwd = tiny_study.parent
+    first = trainlab("run", tiny_study.name, "--workers", "1", "--format", "json", cwd=cwd)
+    report = json.loads(first.stdout)  # nothing but the report on stdout
+    assert report["trials"] == {"total": 4, "status": {"done": 4}, "reused": 0}
+    assert "epoch 4/4" in first.stderr and "4 trials, 0 already finished" in first.stderr
+    assert "study tiny: 4 trials; this run: 4 done; already finished before: 0" in first.stderr
+
+    again = trainlab("run", tiny_study.name, "--format", "csv", cwd=cwd)
+    rows = list(csv.DictReader(io.StringIO(again.stdout)))
+    assert [r["variant"] for r in rows] == ["sgd", "adam"] and rows[0]["reused_from"] == ""
+    assert "this run: nothing to run; already finished before: 4" in again.stderr
+
+    md = trainlab("run", tiny_study.name, "--format", "markdown", cwd=cwd)
+    assert md.stdout.startswith("| variant | n |") and "this run:" not in md.stdout and "this run:" in md.stderr
+    assert "- 4 trials: 4 done." in md.stdout
+
+    table = trainlab("run", tiny_study.name, cwd=cwd)  # the terminal format keeps everything on stdout
+    assert "this run: nothing to run" in table.stdout and "this run:" not in table.stderr
+
+    env = {**os.environ, "TRAINLAB_OFFLINE": "1", "TRAINLAB_DATA": str(cwd / "cache")}
+    piped = subprocess.run(f"{sys.executable} -m trainlab.cli run {tiny_study.name} --format json | {sys.executable} -m json.tool",
+                           shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["selection"] == report["selection"]
+    assert "this run: nothing to run" in piped.stderr
+
+
+def test_report_summary_keeps_machine_formats_whole(tiny_study: Path) -> None:
+    cwd = tiny_study.parent
+    trainlab("run", tiny_study.name, "--workers", "1", "--quiet", "--format", "none", cwd=cwd)
+    for fmt in ("json", "csv"):
+        proc = trainlab("report", "tiny", "--format", fmt, "--summary", cwd=cwd, check=False)
+        assert proc.returncode == 2 and proc.stdout == "" and f"would break --format {fmt}" in proc.stderr
+    md = trainlab("report", "tiny", "--format", "markdown", "--summary", cwd=cwd).stdout
+    assert md.count("```") == 2 and "Total params:" in md.split("```")[1]
+
+
+def _failing_adam(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every unit training an Adam trial raise, as a crash inside the training loop would."""
+    from trainlab import executors
+
+    real = executors.train_unit
+
+    def train_unit(job: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(json.loads(s)["optimizer"]["name"] == "adam" for s in job.specs):
+            raise RuntimeError("boom: this trial cannot train")
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "train_unit", train_unit)
+
+
+def test_run_exits_1_when_trials_failed_and_0_when_one_diverged(tiny_study: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from trainlab.cli import EXIT_TRIALS_FAILED, main
+
+    cwd = tiny_study.parent
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("TRAINLAB_OFFLINE", "1")
+    monkeypatch.setenv("TRAINLAB_DATA", str(cwd / "cache"))
+    args = ["--workers", "1", "--population", "1", "--format", "json"]
+    with monkeypatch.context() as patch:
+        _failing_adam(patch)
+        assert main(["run", tiny_study.name, "--store", "failed.db", *args]) == EXIT_TRIALS_FAILED == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["trials"]["status"] == {"done": 2, "failed": 2}
+    assert "2 trials of study tiny failed with an error" in err and "exit status 1" in err
+    # Nothing left to run, but the study still holds failed trials: a script must still see it.
+    assert main(["run", tiny_study.name, "--store", "failed.db", *args]) == 1
+    capsys.readouterr()
+    assert main(["run", tiny_study.name, "--store", "failed.db", "--retry-failed", *args]) == 0
+    capsys.readouterr()
+
+    diverging = tiny_study.read_text().replace("learning_rate = 0.05", "learning_rate = 1e30")
+    (cwd / "diverging.toml").write_text(diverging)
+    assert main(["run", "diverging.toml", "--store", "diverged.db", *args]) == 0
+    out, err = capsys.readouterr()
+    statuses = json.loads(out)["trials"]["status"]
+    assert statuses == {"diverged": 2, "done": 2}, "a diverged trial is a result, not an error"
+    assert "failed" not in err
+
+
+def test_a_stage_that_cannot_start_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from test_stages import STAGES, write
+    from trainlab import executors
+    from trainlab.cli import EXIT_USER_ERROR, main
+
+    def train_unit(job: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom: no trial trains")
+
+    monkeypatch.setattr(executors, "train_unit", train_unit)
+    monkeypatch.setenv("TRAINLAB_OFFLINE", "1")
+    study = write(tmp_path, STAGES)
+    code = main(["run", str(study), "--store", str(tmp_path / "s.db"), "--workers", "1", "--population", "1", "--quiet"])
+    assert code == EXIT_USER_ERROR == 2
+    assert "none of its trials finished" in capsys.readouterr().err
+
+
+def test_run_help_and_readme_say_what_each_exit_status_means() -> None:
+    from trainlab.cli import EXIT_INTERRUPTED, EXIT_TRIALS_FAILED, EXIT_USER_ERROR
+
+    out = subprocess.run([sys.executable, "-m", "trainlab.cli", "run", "--help"], capture_output=True, text=True).stdout
+    section = out.split("exit status:")[1]
+    codes = [line.split()[0] for line in section.splitlines() if line.strip() and line.startswith("  ") and not line.startswith("     ")]
+    assert codes == ["0", str(EXIT_TRIALS_FAILED), str(EXIT_USER_ERROR), str(EXIT_INTERRUPTED)]
+    assert "diverged or pruned" in section and "failed with an error" in section
+    assert "standard error" in out.split("output:")[1]
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    paragraph = readme.split("### Exit status")[1].split("\n#")[0]
+    for code in (0, EXIT_TRIALS_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED):
+        assert f"`{code}`" in paragraph, code
+    assert "diverged" in paragraph and "failed" in paragraph

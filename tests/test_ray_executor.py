@@ -154,11 +154,13 @@ def test_cli_ray_gives_what_local_gives(cluster: str, tiny_study: Path) -> None:
     # One thread, as each Ray task has: the same arithmetic in the same order.
     trainlab("run", tiny_study.name, "--store", "local.db", "--workers", "1", "--population", "2", "--format", "none",
              cwd=cwd, OMP_NUM_THREADS="1")
-    assert "training on the Ray cluster at" in ray_run.stdout and "up to 2 units at once" in ray_run.stdout
-    assert "(a population of 2, trained together)" in ray_run.stdout
-    assert "this run: 4 done; already finished before: 0" in ray_run.stdout
+    # With --format json the report alone is on stdout; progress and notes are on stderr.
+    assert json.loads(ray_run.stdout)["trials"]["total"] == 4
+    assert "training on the Ray cluster at" in ray_run.stderr and "up to 2 units at once" in ray_run.stderr
+    assert "(a population of 2, trained together)" in ray_run.stderr
+    assert "this run: 4 done; already finished before: 0" in ray_run.stderr
     # Two units train at once: each epoch line names its trial.
-    assert "  adam seed 1  epoch 4/4" in ray_run.stdout
+    assert "  adam seed 1  epoch 4/4" in ray_run.stderr
 
     got, want = results(cwd / "ray.db"), results(cwd / "local.db")
     assert [g["status"] for g in got.values()] == ["done"] * 4

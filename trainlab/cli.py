@@ -1,7 +1,10 @@
 """The ``trainlab`` command: thin sub-commands over spec, executors, store, report and data.
 
 A user's mistake (a bad study file, missing data, an unknown study) prints a message and exits
-with status 2, never a traceback.
+with status 2, never a traceback. ``run`` exits 1 when it finished but trials of the study
+failed with an error, so that a script can tell. A machine format (JSON, CSV, Markdown) owns
+standard output: progress and notes then go to standard error, so that ``> out.json`` holds
+the report alone.
 """
 
 from __future__ import annotations
@@ -12,14 +15,35 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from trainlab import __version__
 from trainlab.errors import DataUnavailable, TrainlabError
 
 DEFAULT_STORE = "trainlab.db"
+EXIT_TRIALS_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+MACHINE_FORMATS = ("markdown", "csv", "json")
+"""Report formats that other programs read: with them, standard output carries the report alone."""
+
+RUN_EPILOG = f"""\
+output:
+  With --format json, csv or markdown, standard output carries the report alone: progress,
+  notes and the summary line go to standard error, so `trainlab run S --format json > r.json`
+  writes valid JSON. With --format table (the default) or none, everything goes to standard
+  output.
+
+exit status:
+  0    every trial of the study finished: done, diverged or pruned (a diverged or pruned
+       trial is a result, not an error)
+  {EXIT_TRIALS_FAILED}    the run finished, but trials of the study failed with an error (recorded as
+       failed; `trainlab report` shows each error, --retry-failed runs them again)
+  {EXIT_USER_ERROR}    stopped with a message: a usage or study-file error, missing data or a damaged
+       store (then nothing is trained), or a stage that cannot start because no trial
+       of its source stage finished
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); run the same command again to resume
+"""
 
 DESCRIPTION = """\
 Evaluate deep-learning training strategies from one study file.
@@ -55,11 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="train every unfinished trial of a study, then print its table",
-                         description="Train every unfinished trial of STUDY, recording each epoch as it ends. "
-                                     "Finished trials are skipped; a trial cut off by a crash resumes from its last "
-                                     "finished epoch. Several processes may run one study on one store: each trial runs once. "
-                                     "A staged study trains its stages in order, each starting from the variant the "
-                                     "stage it names chose; a search samples its variants round by round.")
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG,
+                         description="Train every unfinished trial of STUDY, recording each epoch as it ends.\n"
+                                     "Finished trials are skipped; a trial cut off by a crash resumes from its last\n"
+                                     "finished epoch. Several processes may run one study on one store: each trial\n"
+                                     "runs once. A staged study trains its stages in order, each starting from the\n"
+                                     "variant the stage it names chose; a search samples its variants round by round.")
     run.add_argument("study", metavar="STUDY", help="the study file (TOML)")
     run.add_argument("--smoke", action="store_true",
                      help="a quick run of the whole study: one seed, 1024 training examples, 2 epochs, at most 3 "
@@ -249,35 +274,57 @@ def cmd_run(args: argparse.Namespace) -> int:
         _workers(args.workers, study)  # refuse a bad value before the store is touched
     cache = DataCache()
     check_data(study, cache)  # what only the data can refute stops the run before the store is touched
+    notes = _notes_stream(args.format)
     with _open_store(args.store, create=True) as store:
         if args.retry_failed:
             study_id, _ = register(study, store)
             store.reset_trials(study_id, ("failed", "diverged"))
         summaries: list[RunSummary] = []
-        with _progress(args.quiet) as reporter:
+        with _progress(args.quiet, notes) as reporter:
 
             def execute(round_study: Any, pruning: Any) -> None:
                 if args.executor == "ray":
-                    summaries.append(_run_ray(args, round_study, store, reporter, cache, first=not summaries))
+                    summaries.append(_run_ray(args, round_study, store, reporter, cache, notes, first=not summaries))
                 else:
-                    summaries.append(_run_local(args, round_study, store, reporter, pruning, cache, every,
+                    summaries.append(_run_local(args, round_study, store, reporter, pruning, cache, every, notes,
                                                 first=not summaries))
 
-            plans = plan.run(study, store, execute, on_wait=lambda message: print(f"waiting: {message}"))
-        ran: dict[str, int] = {}
-        for summary in summaries:
-            for status, n in summary.ran.items():
-                ran[status] = ran.get(status, 0) + n
-        total = len({h for p in plans for h in p.hashes()})
-        before = summaries[0].skipped_done if summaries else total
-        text = ", ".join(f"{n} {status}" for status, n in sorted(ran.items())) or "nothing to run"
-        print(f"study {study.name}: {total} trials; this run: {text}; already finished before: {before}")
-        busy = summaries[-1].busy_elsewhere if summaries else 0
-        if busy:
-            print(f"{busy} trials are running in another process; `trainlab status` shows progress")
-        if args.format != "none":
-            print(render(study_report(store, study.name), args.format))
-        return 0
+            plan.run(study, store, execute, on_wait=lambda message: _say(notes, f"waiting: {message}"))
+        report = study_report(store, study.name)
+    _say(notes, _run_summary(study.name, report["trials"], summaries))
+    busy = summaries[-1].busy_elsewhere if summaries else 0
+    if busy:
+        _say(notes, f"{busy} trials are running in another process; `trainlab status` shows progress")
+    if args.format != "none":
+        print(render(report, args.format), flush=True)
+    failed = report["trials"]["status"].get("failed", 0)
+    if failed:
+        print(f"trainlab: the run finished, but {failed} trial{'s' if failed != 1 else ''} of study {study.name} "
+              f"failed with an error; `trainlab report {study.name}` shows each error, --retry-failed runs them "
+              f"again (exit status {EXIT_TRIALS_FAILED})", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return 0
+
+
+def _run_summary(name: str, counts: Mapping[str, Any], summaries: Sequence[Any]) -> str:
+    """The line a run ends with: the study's trials (each counted once, as every report counts
+    them), what this run did, and what was finished before it."""
+    ran: dict[str, int] = {}
+    for summary in summaries:
+        for status, n in summary.ran.items():
+            ran[status] = ran.get(status, 0) + n
+    before = summaries[0].skipped_done if summaries else counts["total"]
+    text = ", ".join(f"{n} {status}" for status, n in sorted(ran.items())) or "nothing to run"
+    return f"study {name}: {counts['total']} trials; this run: {text}; already finished before: {before}"
+
+
+def _notes_stream(fmt: str) -> TextIO:
+    """Where progress and notes go: standard error when standard output carries a machine format."""
+    return sys.stderr if fmt in MACHINE_FORMATS else sys.stdout
+
+
+def _say(stream: TextIO, text: str) -> None:
+    print(text, file=stream, flush=True)
 
 
 def _check_executor_options(args: argparse.Namespace) -> None:
@@ -298,27 +345,28 @@ def _check_executor_options(args: argparse.Namespace) -> None:
 
 
 def _run_local(args: argparse.Namespace, study: Any, store: Any, reporter: Any, pruning: Any, cache: Any,
-               checkpoint_every: float, *, first: bool) -> Any:
+               checkpoint_every: float, notes: TextIO, *, first: bool) -> Any:
     from trainlab.executors import run_local, run_pool
 
     workers = _workers(args.workers, study)
     if workers > 1:
         if not args.quiet and first:
-            print(f"{workers} worker processes share the work; progress shows this one's trials")
+            _say(notes, f"{workers} worker processes share the work; progress shows this one's trials")
         return run_pool(study, args.store, workers, reporter=reporter, population=args.population, pruning=pruning,
                         store=store, cache=cache, checkpoint_every=checkpoint_every)
     return run_local(study, store, reporter=reporter, population=args.population, pruning=pruning, cache=cache,
                      checkpoint_every=checkpoint_every)
 
 
-def _run_ray(args: argparse.Namespace, study: Any, store: Any, reporter: Any, cache: Any, *, first: bool) -> Any:
+def _run_ray(args: argparse.Namespace, study: Any, store: Any, reporter: Any, cache: Any, notes: TextIO, *,
+             first: bool) -> Any:
     """One round on Ray. Searches are not pruned there: workers cannot ask the store how others did."""
     from trainlab.cluster import DEFAULT_MAX_RETRIES, run_ray
 
     return run_ray(study, store, address=args.address, reporter=reporter, population=args.population, cache=cache,
                    max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
                    cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task,
-                   announce=None if args.quiet or not first else print)
+                   announce=None if args.quiet or not first else lambda text: _say(notes, text))
 
 
 def _workers(value: str, study: Any) -> int:
@@ -439,6 +487,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     options = Options(all_test=args.all_test, target=args.target, target_metric=args.target_metric)
     if args.target_metric and args.target is None:
         raise TrainlabError("--target-metric needs --target VALUE, the value to reach")
+    if args.summary and args.format in ("json", "csv"):
+        raise TrainlabError(f"--summary prints model summaries as text, which would break --format {args.format}; "
+                            "use it with --format table, markdown or html (html always has them)")
     with _open_store(args.store, create=False) as store:
         if args.format == "html":
             from trainlab.report.html import write_html
@@ -452,7 +503,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             from trainlab.report.summary import study_models
             from trainlab.report.summary import text as summary_text
 
-            text += "\n\n" + "\n\n".join(summary_text(m) for m in study_models(store, name))
+            summaries = [summary_text(m) for m in study_models(store, name)]
+            if args.format == "markdown":  # a code block keeps the columns of each summary aligned
+                summaries = [f"```\n{t}\n```" for t in summaries]
+            text += "\n\n" + "\n\n".join(summaries)
     if args.out:
         Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
     else:
@@ -547,9 +601,10 @@ COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "report": 
 
 
 class _LineReporter:
-    """Progress as one line per epoch: for logs and pipes, where bars would be noise."""
+    """Progress as one line per epoch, on ``stream``: for logs and pipes, where bars would be noise."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
         self.index = 0
         self.total = 0
         self.epochs: dict[int, int] = {}
@@ -557,7 +612,7 @@ class _LineReporter:
 
     def study_started(self, total: int, done: int) -> None:
         self.total, self.index = total, done
-        print(f"{total} trials, {done} already finished", flush=True)
+        print(f"{total} trials, {done} already finished", file=self.stream, flush=True)
 
     def unit_started(self, trials: Sequence[Any], epochs: int, resumed_at: int) -> None:
         first, self.index = self.index + 1, self.index + len(trials)
@@ -565,24 +620,24 @@ class _LineReporter:
         resumed = f" (resuming after epoch {resumed_at})" if resumed_at else ""
         span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
         together = _plan_note(trials[0])
-        print(f"trial {span}/{self.total}: {', '.join(_label(t) for t in trials)}{together}{resumed}", flush=True)
+        print(f"trial {span}/{self.total}: {', '.join(_label(t) for t in trials)}{together}{resumed}", file=self.stream, flush=True)
 
     def batch(self, step: int, steps: int) -> None:
         pass
 
     def epoch_finished(self, trial: Any, epoch: int, logs: Mapping[str, float]) -> None:
         who = f"{_label(trial)}  " if len(self.epochs) > 1 else ""
-        print(f"  {who}epoch {epoch + 1}/{self.epochs.get(trial.id, 0)}  {_logs_text(logs)}", flush=True)
+        print(f"  {who}epoch {epoch + 1}/{self.epochs.get(trial.id, 0)}  {_logs_text(logs)}", file=self.stream, flush=True)
 
     def trial_finished(self, trial: Any, status: str, result: Mapping[str, Any]) -> None:
         self.epochs.pop(trial.id, None)
         if status != "done":
-            print(f"  {_label(trial)}: {status}: {result.get('error') or result.get('stop_reason', '')}", flush=True)
+            print(f"  {_label(trial)}: {status}: {result.get('error') or result.get('stop_reason', '')}", file=self.stream, flush=True)
 
     def unit_retried(self, trials: Sequence[Any], resumed_at: int, reason: str) -> None:
         after = f"after epoch {resumed_at}" if resumed_at else "from the start"
         print(f"  {', '.join(_label(t) for t in trials)}: the task died ({reason}); handed out again, resuming {after}",
-              flush=True)
+              file=self.stream, flush=True)
 
 
 def _plan_note(trial: Any) -> str:
@@ -602,13 +657,15 @@ def _logs_text(logs: Mapping[str, float]) -> str:
 
 
 class _BarReporter(_LineReporter):
-    """Rich progress bars: trials of the study, and steps of the epoch with the live metrics."""
+    """Rich progress bars on ``stream`` (a terminal): trials of the study, and steps of the epoch with the live metrics."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=Console(file=stream))
         self.trials = self.progress.add_task("trials", total=None)
         self.steps = self.progress.add_task("", total=None, visible=False)
         self.names = ""
@@ -656,10 +713,12 @@ class _BarReporter(_LineReporter):
 
 
 class _progress:
-    """Context manager choosing the reporter: bars on a terminal, lines otherwise, or silence."""
+    """Context manager choosing the reporter writing to ``stream``: bars on a terminal, lines
+    otherwise, or silence."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, stream: TextIO) -> None:
         self.quiet = quiet
+        self.stream = stream
         self.reporter: Any = None
 
     def __enter__(self) -> Any:
@@ -667,11 +726,11 @@ class _progress:
 
         if self.quiet:
             self.reporter = Silent()
-        elif sys.stdout.isatty():
-            self.reporter = _BarReporter()
+        elif self.stream.isatty():
+            self.reporter = _BarReporter(self.stream)
             self.reporter.progress.start()
         else:
-            self.reporter = _LineReporter()
+            self.reporter = _LineReporter(self.stream)
         return self.reporter
 
     def __exit__(self, *exc: object) -> None:

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from trainlab.errors import TrainlabError
 from trainlab.report import plots
 from trainlab.report.catalog import FIGURES
-from trainlab.report.tables import Options, current_trials, study_report
+from trainlab.report.tables import Options, current_trials, stage_views, study_report
 from trainlab.store import Store, TrialRecord
 
 
@@ -73,7 +73,7 @@ class StudyFigures:
         self.tsne_samples = tsne_samples
         self.grid_images = grid_images
         self.cache = DataCache()
-        self.colors = plots.palette([v["label"] for v in self.report["variants"]])
+        self.colors = variant_colors(self.report)
 
     @property
     def task(self) -> str:
@@ -133,7 +133,11 @@ class StudyFigures:
     # --- study figures ---
 
     def _curves(self) -> Figure:
-        return plots.learning_curves(self.histories, self.task, self.colors, title=f"study {self.study}")
+        rows = None
+        if self.report.get("stages"):  # small multiples: one row per stage, its variants only
+            rows = [(f"stage {section['stage']}", [v["label"] for v in section["variants"]])
+                    for section in self.report["stages"]]
+        return plots.learning_curves(self.histories, self.task, self.colors, title=f"study {self.study}", rows=rows)
 
     def _final(self) -> Figure:
         return plots.final_metrics(self.report, self.colors)
@@ -192,6 +196,17 @@ class StudyFigures:
         if samples < 5:
             return Skip(f"too few test examples ({samples}) for a t-SNE map")
         return plots.tsne_panels(panels, names, samples)
+
+
+def variant_colors(report: Mapping[str, Any]) -> dict[str, str]:
+    """A colour per variant, the same in every figure of the report: within each stage (or the
+    whole of a plain study) the chosen variant and the next best get distinct colours, at most
+    :data:`plots.HIGHLIGHT` of them, and the rest light grey."""
+    colors: dict[str, str] = {}
+    for _, view in stage_views(report):
+        labels = [v["label"] for v in view["variants"]]
+        colors.update(plots.palette(labels, plots.highlighted(view) if len(labels) > plots.HIGHLIGHT else None))
+    return colors
 
 
 def embed(features: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -21,7 +21,8 @@ from trainlab.report import plots
 from trainlab.report.catalog import STUDY_FIGURES, TRIAL_FIGURES
 from trainlab.report.figures import Made, StudyFigures
 from trainlab.report.summary import ModelSummary, shape_text, study_models
-from trainlab.report.tables import Options, notes, study_report, table_rows, vs_best_text
+from trainlab.report.tables import (Options, notes, stage_heading, stage_views, study_report, table_rows, trials_text,
+                                    vs_best_text)
 from trainlab.store import Store
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -51,17 +52,28 @@ div.scroll { overflow-x: auto; }
 def render_html(store: Store, study: str, *, options: Options | None = None, trial: str | None = None,
                 tsne_samples: int = 500, trial_figures: bool = True) -> str:
     """The HTML report of ``study``. ``trial`` picks the trial of the test-set figures (default: the
-    one chosen on validation); ``trial_figures=False`` leaves out the figures that need the data set."""
+    one chosen on validation); ``trial_figures=False`` leaves out the figures that need the data set.
+
+    A staged study has a section per stage, as the text report has a table per stage: its table,
+    its comparisons with its own best, and its figures, of its variants only. The test-set
+    figures and t-SNE maps are those of the last stage, whose choice is the study's."""
     report = study_report(store, study, options)
-    figures = StudyFigures(store, study, report=report, trial=trial, tsne_samples=tsne_samples)
-    made = figures.make_all(STUDY_FIGURES)
-    trial_made = figures.make_all([n for n in TRIAL_FIGURES if n != "tsne"]) if trial_figures else []
-    tsne = figures.make("tsne") if trial_figures else None
-    parts = [_head(report), _results(report), _section("Learning curves and time", made)]
+    parts = [_head(report)]
+    final: StudyFigures | None = None
+    for section, view in stage_views(report):
+        figures = StudyFigures(store, study, report=view, trial=trial, tsne_samples=tsne_samples)
+        made = figures.make_all(STUDY_FIGURES)
+        if section is None:
+            parts += [_results(view), _section("Learning curves and time", made)]
+        else:
+            parts.append(_stage(section, view, made))
+        if section is None or section["variants"]:
+            final = figures
+    assert final is not None
+    stage = f" (stage {report['stages'][-1]['stage']})" if report.get("stages") else ""
     if trial_figures:
-        parts.append(_trial_section(report, figures, trial_made))
-        if tsne is not None:
-            parts.append(_section("Features: t-SNE of the last hidden layer", [tsne], level=2))
+        parts.append(_trial_section(report, final, final.make_all([n for n in TRIAL_FIGURES if n != "tsne"])))
+        parts.append(_section(f"Features: t-SNE of the last hidden layer{stage}", [final.make("tsne")], level=2))
     else:
         parts.append("<h2>Chosen trial on the test set</h2><p class=skipped>Not drawn: the report was made without "
                      "the data set (--no-data).</p>")
@@ -69,6 +81,14 @@ def render_html(store: Store, study: str, *, options: Options | None = None, tri
     parts.append(_trials(report))
     parts.append(_foot(report))
     return _page(f"trainlab report: {report['study']['name']}", "\n".join(parts))
+
+
+def _stage(section: Mapping[str, Any], view: Mapping[str, Any], made: Sequence[Made]) -> str:
+    """One stage of a staged study: what it compared and started from, its table and its figures."""
+    title = f"<h2>Stage {_e(section['stage'])}</h2>\n<p>{_e(stage_heading(section))}</p>"
+    if not section["variants"]:
+        return f"{title}\n<p class=skipped>{_e(section['reason'] or 'no finished trial yet')}</p>"
+    return f"{title}\n{_results(view, level=3)}\n{_section('Learning curves and time', made, level=3)}"
 
 
 def write_html(store: Store, study: str, out: str | Path, **kwargs: Any) -> Path:
@@ -97,13 +117,14 @@ def _page(title: str, body: str) -> str:
 def _head(report: Mapping[str, Any]) -> str:
     study = report["study"]
     seeds = sorted({s for v in report["variants"] for s in v["seeds"]})
-    status: dict[str, int] = {}
-    for v in report["variants"]:
-        for k, n in v["status"].items():
-            status[k] = status.get(k, 0) + n
-    counts = ", ".join(f"{n} {k}" for k, n in sorted(status.items()))
-    bits = [f"task: {study['task']}", f"{len(report['variants'])} variants", f"seeds: {', '.join(map(str, seeds)) or '-'}",
-            f"trials: {counts or 'none'}", f"source: {study.get('source') or '-'}", f"spec {study['spec_hash'][:12]}"]
+    counts = report["trials"]
+    by_status = ", ".join(f"{n} {k}" for k, n in counts["status"].items())
+    trials = f"trials: {counts['total']}" + (f" ({by_status})" if by_status else "")
+    if counts["reused"]:
+        trials += f", {counts['reused']} reused by a later stage and counted once"
+    stages = f" in {len(report['stages'])} stages" if report.get("stages") else ""
+    bits = [f"task: {study['task']}", f"{len(report['variants'])} variants{stages}", f"seeds: {', '.join(map(str, seeds)) or '-'}",
+            trials, f"source: {study.get('source') or '-'}", f"spec {study['spec_hash'][:12]}"]
     desc = f"<p>{_e(study['description'])}</p>" if study.get("description") else ""
     return (f"<h1>Study {_e(study['name'])}</h1>{desc}\n<p class=meta>"
             + "".join(f"<span>{_e(b)}</span>" for b in bits) + "</p>")
@@ -124,7 +145,7 @@ def _table(header: Sequence[str], body: Sequence[Sequence[str]], row_classes: Se
             + "\n</tbody>\n</table></div>")
 
 
-def _results(report: Mapping[str, Any]) -> str:
+def _results(report: Mapping[str, Any], level: int = 2) -> str:
     header, body = table_rows(report)
     classes = ["chosen" if v.get("chosen") else "" for v in report["variants"]]
 
@@ -136,7 +157,7 @@ def _results(report: Mapping[str, Any]) -> str:
         return ""
 
     items = "".join(f"<li>{_e(line)}</li>" for line in notes(report))
-    return f"<h2>Results</h2>\n{_table(header, body, classes, cell_class)}\n<ul class=notes>{items}</ul>"
+    return f"<h{level}>Results</h{level}>\n{_table(header, body, classes, cell_class)}\n<ul class=notes>{items}</ul>"
 
 
 def _sentence(text: str) -> str:
@@ -209,6 +230,8 @@ def _trials(report: Mapping[str, Any]) -> str:
     body, classes = [], []
     for v in report["variants"]:
         for t in v["trials"]:
+            if t.get("reused_from"):
+                continue  # listed once, under the stage that trained it
             value = t.get(metric)
             row = [v["label"], str(t["seed"]), t["hash"][:10], t["status"],
                    f"{value:.4f}" if isinstance(value, float) else "-",
@@ -222,12 +245,18 @@ def _trials(report: Mapping[str, Any]) -> str:
             body.append(row)
             classes.append("chosen" if t["hash"] == sel["chosen_trial"] else "")
     table = _table(header, body, classes, lambda col, _: "left" if col.startswith("stop") else "")
-    return (f"<h2>Trials</h2><p class=small>Every trial of the study's current variants; the highlighted one is chosen "
-            f"on validation. Export one with <code>trainlab export {_e(report['study']['name'])} --trial HASH --out DIR</code>.</p>\n{table}")
+    once = " (a trial a later stage reuses is listed once, under the stage that trained it)" if report.get("stages") else ""
+    return (f"<h2>Trials</h2><p class=small>{_e(trials_text(report['trials']))} Every trial of the study's current "
+            f"variants{_e(once)}; the highlighted one is chosen on validation. Export one with <code>trainlab export {_e(report['study']['name'])} --trial HASH --out DIR</code>.</p>\n{table}")
 
 
 def _foot(report: Mapping[str, Any]) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    comparisons = [f"{v['label']}: {vs_best_text(v)}" for v in report["variants"]]
+    comparisons = []
+    for section, view in stage_views(report):
+        within = f" within stage {section['stage']}" if section is not None else ""
+        if view["variants"]:
+            pairs = "; ".join(f"{v['label']}: {vs_best_text(v)}" for v in view["variants"])
+            comparisons.append(f"Comparisons with the best{within}: {pairs}.")
     return (f"<p class=small>Made by trainlab {_e(__version__)} on {_e(when)} from the store alone (the test-set figures also "
-            f"read the test split). Comparisons with the best: {_e('; '.join(comparisons))}.</p>")
+            f"read the test split). {_e(' '.join(comparisons))}</p>")

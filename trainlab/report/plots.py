@@ -7,7 +7,9 @@ pyplot's global figure list, and saving renders through Agg (PNG) and matplotlib
 without selecting a backend, so importing this module changes nothing for a notebook that
 uses its own. Conventions kept throughout: one colour per variant, the same in every figure
 of a report; training solid, validation dashed; a band is the range over seeds around their
-mean; every axis says what it shows.
+mean; every axis says what it shows. Many variants stay readable: at most :data:`HIGHLIGHT`
+lines per panel are in colour (the chosen variant and the next best), the rest thin and light
+grey beneath them, and a legend goes below its panels with as many columns as fit the width.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ Histories = Mapping[str, Sequence[History]]
 
 WRONG = "#d62728"
 RIGHT = "#1a1a1a"
+HIGHLIGHT = 8
+"""At most this many lines of a panel are drawn in colour; past that a reader can no longer
+match colours to names, so the others are drawn in :data:`OTHER`."""
+OTHER = "#c8c8c8"
+"""The light grey of the variants not highlighted."""
 STYLE: dict[str, Any] = {
     "font.size": 10,
     "axes.titlesize": 11,
@@ -53,18 +60,70 @@ def style() -> Iterator[None]:
         yield
 
 
-def palette(labels: Sequence[str]) -> dict[str, str]:
-    """A distinct colour per variant, in study order (tab10, tab20 beyond ten, then a ramp)."""
+def palette(labels: Sequence[str], highlight: Sequence[str] | None = None) -> dict[str, str]:
+    """A distinct colour per highlighted variant (every one when ``highlight`` is None), in study
+    order (tab10, tab20 beyond ten, then a ramp); :data:`OTHER` for the rest."""
     import matplotlib as mpl
 
-    n = len(labels)
-    if n <= 10:
+    shown = [label for label in labels if highlight is None or label in highlight]
+    n = len(shown)
+    if n <= 9:  # tab10 without its grey, which would read as one of the variants drawn in OTHER
+        colors = [mpl.colormaps["tab10"](i) for i in (0, 1, 2, 3, 4, 5, 6, 8, 9)[:n]]
+    elif n <= 10:
         colors = [mpl.colormaps["tab10"](i) for i in range(n)]
     elif n <= 20:
         colors = [mpl.colormaps["tab20"](i) for i in range(n)]
     else:
         colors = [mpl.colormaps["viridis"](i / max(n - 1, 1)) for i in range(n)]
-    return {label: to_hex(c) for label, c in zip(labels, colors)}
+    out = {label: OTHER for label in labels}
+    out.update((label, to_hex(c)) for label, c in zip(shown, colors))
+    return out
+
+
+def highlighted(report: Mapping[str, Any], limit: int = HIGHLIGHT) -> list[str]:
+    """The variants a figure of ``report`` (a plain study, or one stage) draws in colour: the
+    chosen one and the next best by the selection metric, ``limit`` in all, in study order."""
+    chosen = report["selection"]["chosen"]
+    ranked = [v["label"] for v in _order(report)]
+    keep = set(([chosen] if chosen else []) + [label for label in ranked if label != chosen][: limit - bool(chosen)])
+    return [v["label"] for v in report["variants"] if v["label"] in keep]
+
+
+def _root(container: Any) -> Figure:
+    """The figure a (sub)figure belongs to, with an Agg canvas to measure text on (attaching one
+    selects no backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = container.get_figure(root=True) if hasattr(container, "get_figure") else container
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    return cast(Figure, fig)
+
+
+def legend_below(container: Any, handles: Sequence[Any], max_columns: int = 6) -> Any:
+    """A legend under the panels of ``container`` (a figure or subfigure), with as many columns
+    (at most ``max_columns``) as fit its width, so that it never grows wider than its plot."""
+    if not handles:
+        return None
+    renderer = _root(container).canvas.get_renderer()
+    width = container.bbox.width * 0.97
+    legend = None
+    for columns in range(min(len(handles), max_columns), 0, -1):
+        if legend is not None:
+            legend.remove()
+        legend = container.legend(handles=handles, loc="outside lower center", ncol=columns)
+        if legend.get_window_extent(renderer).width <= width:
+            break
+    return legend
+
+
+def _short_labels(labels: Sequence[str], width: int = 38) -> dict[str, str]:
+    """Legend text per label: without the ``stage: `` prefix every label shares, wrapped at ``width``."""
+    import textwrap
+
+    prefix = labels[0].split(": ", 1)[0] + ": " if labels and ": " in labels[0] else ""
+    strip = bool(prefix) and all(label.startswith(prefix) for label in labels)
+    return {label: textwrap.fill(label[len(prefix):] if strip else label, width) for label in labels}
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
@@ -126,37 +185,76 @@ def curve_metrics(task: str) -> list[str]:
     return ["accuracy", "loss"] if task == "classification" else ["loss", "mae"]
 
 
-def learning_curves(histories: Histories, task: str, colors: Mapping[str, str], title: str = "") -> Figure:
-    """Accuracy and loss per epoch: one colour per variant, training solid, validation dashed,
-    the mean over seeds with the range over seeds shaded."""
+def learning_curves(histories: Histories, task: str, colors: Mapping[str, str], title: str = "",
+                    rows: Sequence[tuple[str, Sequence[str]]] | None = None) -> Figure:
+    """Accuracy and loss per epoch (regression: loss and MAE), the mean over seeds with the
+    range over seeds shaded: training solid, validation dashed.
+
+    ``rows`` gives one row of panels per group of variants, with its heading (a staged study:
+    one per stage); default: one row of every variant. Variants whose colour is :data:`OTHER`
+    are drawn thin and grey, without band or legend entry. A row of up to ``HIGHLIGHT / 2``
+    variants draws training and validation in the same panel; a larger row has a panel for
+    each, so that no panel holds more than :data:`HIGHLIGHT` coloured lines.
+    """
     metrics = curve_metrics(task)
+    groups = [(heading, [label for label in labels if label in histories]) for heading, labels in (rows or [("", list(histories))])]
+    groups = [(heading, labels) for heading, labels in groups if labels]
+    together = [len(labels) <= HIGHLIGHT // 2 for _, labels in groups]
+    heights = [4.6 if one else 7.4 for one in together]
     with style():
-        fig = Figure(figsize=(6.2 * len(metrics), 4.6), layout="constrained")
-        axes = fig.subplots(1, len(metrics))
-        for ax, metric in zip(np.atleast_1d(axes), metrics):
-            for label, trials in histories.items():
-                color = colors[label]
-                for key, dash in ((metric, "-"), (f"val_{metric}", "--")):
-                    epochs, mean, low, high, count = mean_band([[h.get(key) for h in t] for t in trials])
-                    if not len(epochs):
-                        continue
-                    ax.plot(epochs, mean, dash, color=color, linewidth=1.8, marker="o" if len(epochs) <= 12 else None, markersize=3)
-                    if len(trials) > 1:
-                        ax.fill_between(epochs, low, high, color=color, alpha=0.15, linewidth=0)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(metric)
-            ax.set_title(f"{metric.capitalize()} per epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if metric == "loss" and _spans_decades(ax):
-                ax.set_yscale("log")
-        handles = [Line2D([], [], color=colors[label], linewidth=3, label=label) for label in histories]
-        handles += [Line2D([], [], color="grey", linestyle="-", label="training"),
-                    Line2D([], [], color="grey", linestyle="--", label="validation")]
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6))
+        fig = Figure(figsize=(6.2 * len(metrics), sum(heights) + 0.4), layout="constrained")
+        subs = fig.subfigures(len(groups), 1, height_ratios=heights, squeeze=False).ravel() if groups else []
+        for sub, (heading, labels), one in zip(subs, groups, together):
+            if one:
+                axes = np.atleast_2d(sub.subplots(1, len(metrics)))
+                panels = [(axes[0, i], metric, [(metric, "-"), (f"val_{metric}", "--")], f"{metric.capitalize()} per epoch")
+                          for i, metric in enumerate(metrics)]
+            else:
+                axes = np.atleast_2d(sub.subplots(len(metrics), 2, sharex=True))
+                panels = [(axes[i, j], metric, [(key, dash)], f"{name} {metric} per epoch")
+                          for i, metric in enumerate(metrics)
+                          for j, (key, dash, name) in enumerate(((metric, "-", "Training"), (f"val_{metric}", "--", "Validation")))]
+            for ax, metric, keys, panel_title in panels:
+                _curve_panel(ax, histories, labels, colors, keys)
+                if one or metric == metrics[-1]:
+                    ax.set_xlabel("epoch")
+                ax.set_ylabel(metric)
+                ax.set_title(panel_title)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                if metric == "loss" and _spans_decades(ax):
+                    ax.set_yscale("log")
+            shown = [label for label in labels if colors[label] != OTHER]
+            names = _short_labels(shown)
+            handles: list[Any] = [Line2D([], [], color=colors[label], linewidth=3, label=names[label]) for label in shown]
+            others = len(labels) - len(shown)
+            if others:
+                handles.append(Line2D([], [], color=OTHER, linewidth=2, label=f"{others} other variant{'s' * (others > 1)}"))
+            handles += [Line2D([], [], color="grey", linestyle="-", label="training"),
+                        Line2D([], [], color="grey", linestyle="--", label="validation")]
+            legend_below(sub, handles)
+            if heading:
+                sub.suptitle(heading, fontsize=11, fontweight="bold")
         seeds = {len(t) for t in histories.values()}
         band = "shaded: range over seeds" if max(seeds, default=0) > 1 else "one seed per variant: no band"
         fig.suptitle(f"{title + ': ' if title else ''}mean over seeds ({band})")
     return fig
+
+
+def _curve_panel(ax: Any, histories: Histories, labels: Sequence[str], colors: Mapping[str, str],
+                 keys: Sequence[tuple[str, str]]) -> None:
+    """The curves of ``labels`` for each (metric key, line style): grey ones first, beneath."""
+    order = sorted(labels, key=lambda label: colors[label] != OTHER)
+    for label in order:
+        grey = colors[label] == OTHER
+        trials = histories[label]
+        for key, dash in keys:
+            epochs, mean, low, high, count = mean_band([[h.get(key) for h in t] for t in trials])
+            if not len(epochs):
+                continue
+            ax.plot(epochs, mean, dash, color=colors[label], linewidth=1.0 if grey else 1.8, zorder=1 if grey else 3,
+                    marker="o" if len(epochs) <= 12 and not grey else None, markersize=3, label="_nolegend_" if grey else label)
+            if len(trials) > 1 and not grey:
+                ax.fill_between(epochs, low, high, color=colors[label], alpha=0.15, linewidth=0, zorder=2)
 
 
 def _spans_decades(ax: Any, ratio: float = 30) -> bool:
@@ -178,18 +276,26 @@ def learning_rate(histories: Histories, colors: Mapping[str, str]) -> Figure | N
     with style():
         fig = Figure(figsize=(8, 4.4), layout="constrained")
         ax = fig.subplots()
-        for label, trials in moved.items():
-            for i, t in enumerate(trials):
+        for label in sorted(moved, key=lambda label: colors[label] != OTHER):  # grey ones beneath
+            grey = colors[label] == OTHER
+            for i, t in enumerate(moved[label]):
                 ys = [float("nan") if (lr := h.get("learning_rate")) is None else lr for h in t]
-                ax.plot(range(1, len(ys) + 1), ys, color=colors[label], linewidth=1.5, alpha=0.85,
-                        label=label if i == 0 else None, marker="o" if len(ys) <= 30 else None, markersize=3)
+                ax.plot(range(1, len(ys) + 1), ys, color=colors[label], linewidth=1.0 if grey else 1.5, alpha=0.85,
+                        label=label if i == 0 and not grey else "_nolegend_", zorder=1 if grey else 3,
+                        marker="o" if len(ys) <= 30 and not grey else None, markersize=3)
         if _spans_decades(ax, 10):
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate (at the epoch's start)")
         ax.set_title("Learning rate per epoch, where a schedule acted (one line per seed)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(loc="best")
+        shown = [label for label in moved if colors[label] != OTHER]
+        names = _short_labels(shown)
+        handles: list[Any] = [Line2D([], [], color=colors[label], linewidth=3, label=names[label]) for label in shown]
+        others = len(moved) - len(shown)
+        if others:
+            handles.append(Line2D([], [], color=OTHER, linewidth=2, label=f"{others} other variant{'s' * (others > 1)}"))
+        legend_below(fig, handles)
     return fig
 
 
@@ -197,10 +303,17 @@ def learning_rate(histories: Histories, colors: Mapping[str, str]) -> Figure | N
 
 
 def _order(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """Finished variants, best first by the selection metric."""
-    metric, mode = report["selection"]["metric"], report["selection"]["mode"]
-    done = [v for v in report["variants"] if v[metric]["mean"] is not None]
-    return sorted(done, key=lambda v: -v[metric]["mean"] if mode == "max" else v[metric]["mean"])
+    """Finished variants, best first by the selection metric (a staged report: stage by stage,
+    best first within each, since variants of different stages were never compared)."""
+    if report.get("stages"):
+        return [v for section in report["stages"] for v in _order({**section, "stages": None})]
+    from trainlab import selection
+
+    metric = report["selection"]["metric"]
+    other = selection.tie_break(metric)
+    done = [(i, v) for i, v in enumerate(report["variants"]) if v[metric]["mean"] is not None]
+    ranked = sorted(done, key=lambda item: selection.rank(item[1][metric]["mean"], item[1].get(other, {}).get("mean"), metric, item[0]))
+    return [v for _, v in ranked]
 
 
 def final_metrics(report: Mapping[str, Any], colors: Mapping[str, str]) -> Figure:
@@ -232,7 +345,8 @@ def final_metrics(report: Mapping[str, Any], colors: Mapping[str, str]) -> Figur
             ax.set_title(_label(key) + (" (selection)" if key == metric else ""))
             ax.set_xlabel(key)
             ax.grid(axis="y", visible=False)
-        axes[0].set_yticks(ys, [f"{v['label']}  (n={v['n']})\n{vs_best_text(v)}" for v in variants])
+        names = _short_labels([v["label"] for v in variants], width=1000)
+        axes[0].set_yticks(ys, [f"{names[v['label']]}  (n={v['n']})\n{vs_best_text(v)}" for v in variants])
         fig.suptitle("Final validation metrics: mean (filled; diamond = chosen), 95% CI (bar), seeds (rings); best first")
     return fig
 
@@ -256,7 +370,9 @@ def seconds_per_epoch(report: Mapping[str, Any], colors: Mapping[str, str]) -> F
             seeds = [x for x in stat["values"] if x is not None]
             ax.scatter(seeds, [y] * len(seeds), s=14, color="black", zorder=3)
         total = [v["seconds"]["mean"] for v in variants]
-        ax.set_yticks(ys, [f"{v['label']}  ({t:.1f} s total)" if t is not None else v["label"] for v, t in zip(variants, total)])
+        names = _short_labels([v["label"] for v in variants], width=1000)
+        ax.set_yticks(ys, [f"{names[v['label']]}  ({t:.1f} s total)" if t is not None else names[v["label"]]
+                           for v, t in zip(variants, total)])
         ax.set_xlabel("seconds per epoch (training and validation)")
         ax.set_xlim(left=0)
         ax.grid(axis="y", visible=False)
@@ -376,7 +492,7 @@ def tsne_panels(panels: Sequence[tuple[str, np.ndarray, np.ndarray, str]], class
         for ax in axes[n:]:
             ax.set_visible(False)
         handles = [Line2D([], [], marker="o", linestyle="", color=colors[k], label=c) for k, c in enumerate(class_names)]
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 10))
+        legend_below(fig, handles, max_columns=10)
         fig.suptitle(f"t-SNE of the last hidden layer's activations on {samples} test examples, coloured by true class")
     return fig
 

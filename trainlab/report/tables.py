@@ -97,7 +97,8 @@ def study_report(store: Store, name: str, options: Options | None = None) -> dic
         groups.setdefault(trial.label, []).append(trial)
     section = _section(store, groups, options)
     header["task"] = section.pop("task")
-    return {"format": FORMAT, "study": header, **section}
+    counts = count_trials([(None, section["variants"])])
+    return {"format": FORMAT, "study": header, "trials": counts, **section}
 
 
 def _section(store: Store, groups: Mapping[str, list[TrialRecord]], options: Options) -> dict[str, Any]:
@@ -155,14 +156,55 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
         sections.append(section)
     last = next((s for s in reversed(sections) if s["variants"]), sections[-1])
     header["task"] = last["task"]
+    for section in sections:
+        for v in section["variants"]:
+            v["stage"] = section["stage"]
+    counts = count_trials([(s["stage"], s["variants"]) for s in sections])
     variants = [v for s in sections for v in s["variants"]]
-    for v in variants:
-        v["chosen"] = bool(v["chosen"]) and any(v is w for w in last["variants"])
-    report = {"format": FORMAT, "study": header, "metrics": last["metrics"], "selection": last["selection"],
-              "variants": variants, "stages": sections}
+    report = {"format": FORMAT, "study": header, "trials": counts, "metrics": last["metrics"],
+              "selection": last["selection"], "variants": variants, "stages": sections}
     if "target" in last:
         report["target"] = last["target"]
     return report
+
+
+def count_trials(sections: Sequence[tuple[str | None, Sequence[dict[str, Any]]]]) -> dict[str, Any]:
+    """Count each trial once, and mark where it appears again.
+
+    A later stage may hold a trial an earlier stage trained (its "as chosen" variant is the
+    earlier stage's choice): that trial belongs to both stages' tables, but it is one trial. Its
+    first appearance counts; each later one gets ``reused_from`` (the stage it first appeared
+    in) on the trial row, and its variant a ``reused_from`` of ``{"stage", "variant",
+    "trials"}`` (``None`` where no trial of it is reused). Returns the study's ``trials``
+    block: ``total`` distinct trials, their ``status`` counts, and ``reused`` appearances.
+    """
+    seen: dict[str, tuple[str | None, str]] = {}
+    status: dict[str, int] = {}
+    reused = 0
+    for stage, variants in sections:
+        for v in variants:
+            origin: tuple[str | None, str] | None = None
+            again = 0
+            for row in v["trials"]:
+                first = seen.get(row["hash"])
+                row["reused_from"] = None if first is None else first[0]
+                if first is None:
+                    seen[row["hash"]] = (stage, v["label"])
+                    status[row["status"]] = status.get(row["status"], 0) + 1
+                else:
+                    origin, again = origin or first, again + 1
+            v["reused_from"] = None if origin is None else {"stage": origin[0], "variant": origin[1], "trials": again}
+            reused += again
+    return {"total": len(seen), "status": dict(sorted(status.items())), "reused": reused}
+
+
+def trials_text(counts: Mapping[str, Any]) -> str:
+    """The study's trial count in one sentence: ``93 trials: 90 done, 3 failed (9 appear again ...)``."""
+    by_status = ", ".join(f"{n} {k}" for k, n in counts["status"].items()) or "none recorded yet"
+    text = f"{counts['total']} trials: {by_status}"
+    if counts.get("reused"):
+        text += f"; {counts['reused']} appear again in a later stage (marked 'reused from') and are counted once"
+    return text + "."
 
 
 def _study_of(spec: Mapping[str, Any]) -> Any:
@@ -416,8 +458,14 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and body of the human-readable table (shared by the terminal, Markdown and HTML)."""
     cols = _columns(report)
     header = ["variant", "n", *[c.header for c in cols], "not done"]
-    body = [[v["label"], str(v["n"]), *[c.cell(v) for c in cols], _status_note(v["status"])] for v in report["variants"]]
+    body = [[variant_cell(v), str(v["n"]), *[c.cell(v) for c in cols], _status_note(v["status"])] for v in report["variants"]]
     return header, body
+
+
+def variant_cell(v: Mapping[str, Any]) -> str:
+    """A variant's label, marked where its trials were trained (and are counted) in an earlier stage."""
+    reused = v.get("reused_from")
+    return v["label"] if not reused else f"{v['label']} (reused from {reused['stage']})"
 
 
 def notes(report: Mapping[str, Any]) -> list[str]:
@@ -430,7 +478,7 @@ def notes(report: Mapping[str, Any]) -> list[str]:
     ]
     if sel["chosen"] is None:
         out.append("No variant has a finished trial yet.")
-        return out
+        return out + ([trials_text(report["trials"])] if report.get("trials") else [])
     direction = "highest" if sel["mode"] == "max" else "lowest"
     out.append(
         f"Chosen on validation: {sel['chosen']} ({direction} mean {metric}). "
@@ -449,6 +497,12 @@ def notes(report: Mapping[str, Any]) -> list[str]:
         rel = "≥" if target["mode"] == "max" else "≤"
         out.append(f"reached / epochs to / s to: first epoch with {_short(target['metric'])} {rel} {target['threshold']:g}, "
                    "over the seeds that reached it; seconds are training time up to the end of that epoch.")
+    reused = sorted({v["reused_from"]["stage"] for v in report["variants"] if v.get("reused_from")})
+    if reused:
+        out.append(f"reused from {', '.join(reused)}: the same trials as that stage's variant, trained once and "
+                   "shown again here; the study's trial count counts them once.")
+    if report.get("trials"):
+        out.append(trials_text(report["trials"]))
     return out
 
 
@@ -456,31 +510,47 @@ def render(report: Mapping[str, Any], fmt: str) -> str:
     """The report in one of :data:`FORMATS` (``table`` is for a terminal, via Rich).
 
     A staged report renders one table per stage, each headed by the choice it started from
-    (CSV: one table with a ``stage`` column)."""
+    (CSV: one table with a ``stage`` column), then the study's trial count."""
     if fmt == "json":
         return json.dumps(finite(report), indent=2, allow_nan=False)
-    if report.get("stages") and fmt != "csv":
-        parts = []
-        for section in report["stages"]:
-            heading = stage_heading(section)
-            if not section["variants"]:
-                parts.append(f"{'### ' if fmt == 'markdown' else ''}{heading}\n{section['reason'] or 'no finished trial yet'}")
-                continue
-            sub = {**report, **section, "stages": None,
-                   "study": {**report["study"], "name": f"{report['study']['name']} / {section['stage']}"}}
-            parts.append((f"### {heading}\n\n" if fmt == "markdown" else f"{heading}\n") + render(sub, fmt))
-        return "\n\n".join(parts)
+    if fmt == "csv":
+        return _csv(report)
+    if fmt not in FORMATS:
+        raise TrainlabError(f"unknown report format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if not report.get("stages"):
+        return _render_one(report, fmt)
+    parts = []
+    for section, sub in stage_views(report):
+        assert section is not None
+        heading = stage_heading(section)
+        if not section["variants"]:
+            parts.append(f"{'### ' if fmt == 'markdown' else ''}{heading}\n{section['reason'] or 'no finished trial yet'}")
+            continue
+        parts.append((f"### {heading}\n\n" if fmt == "markdown" else f"{heading}\n") + _render_one(sub, fmt))
+    parts.append(trials_text(report["trials"]))
+    return "\n\n".join(parts)
+
+
+def stage_views(report: Mapping[str, Any]) -> list[tuple[Mapping[str, Any] | None, dict[str, Any]]]:
+    """Each stage of a staged report as (its section, a report of that stage alone), which the
+    table formats and the HTML page render like a plain study's; a plain report is one view,
+    ``(None, report)``. A stage's view has no ``trials`` count: the study's counts each trial once."""
+    if not report.get("stages"):
+        return [(None, dict(report))]
+    return [(section, {**report, **section, "stages": None, "trials": None,
+                       "study": {**report["study"], "name": f"{report['study']['name']} / {section['stage']}"}})
+            for section in report["stages"]]
+
+
+def _render_one(report: Mapping[str, Any], fmt: str) -> str:
+    """One table (a plain study, or one stage) as Markdown or a terminal table, with its notes."""
     header, body = table_rows(report)
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|"]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
         lines += [""] + [f"- {line}" for line in notes(report)]
         return "\n".join(lines)
-    if fmt == "csv":
-        return _csv(report)
-    if fmt == "table":
-        return _rich_table(report["study"]["name"], header, body, notes(report))
-    raise TrainlabError(f"unknown report format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    return _rich_table(report["study"]["name"], header, body, notes(report))
 
 
 def stage_heading(section: Mapping[str, Any]) -> str:
@@ -505,7 +575,7 @@ def _csv(report: Mapping[str, Any]) -> str:
     if report.get("stages"):
         out = []
         for i, section in enumerate(s for s in report["stages"] if s["variants"]):
-            lines = _csv({**report, **section, "stages": None}).splitlines()
+            lines = _csv({**report, **section, "stages": None, "trials": None}).splitlines()
             head, rows = lines[0], lines[1:]
             out += ([f"stage,{head}"] if i == 0 else []) + [f"{_csv_cell(section['stage'])},{row}" for row in rows]
         return "\n".join(out) + "\n"
@@ -520,6 +590,7 @@ def _csv(report: Mapping[str, Any]) -> str:
     target = report.get("target")
     if target is not None:
         header += ["target_reached", "epochs_to_target_mean", "epochs_to_target_std", "seconds_to_target_mean", "seconds_to_target_std"]
+    header += ["reused_from", "reused_trials"]
     writer.writerow(header)
     for v in report["variants"]:
         row: list[Any] = [v["label"], v["n"]]
@@ -536,6 +607,8 @@ def _csv(report: Mapping[str, Any]) -> str:
             ttt = v["time_to_target"]
             row += [ttt["reached"], _num(ttt["epochs"]["mean"]), _num(ttt["epochs"]["std"]),
                     _num(ttt["seconds"]["mean"]), _num(ttt["seconds"]["std"])]
+        reused = v.get("reused_from")
+        row += [reused["stage"], reused["trials"]] if reused else ["", 0]
         writer.writerow(row)
     return buf.getvalue()
 

@@ -64,14 +64,14 @@ def test_named_parts_show_their_name_and_parameters_off_their_own_defaults() -> 
         'bias_initializer = { name = "constant", value = 0.0 }, kernel_regularizer = { l2 = 0.001 }, use_bias = true'))
     layer = {k[len("model.layers[1]."):]: v for k, v in out.items() if k.startswith("model.layers[1].")}
     assert layer == {
-        "type": "Dense", "units": 64, "activation": "leaky_relu", "activation.alpha": 0.5,
+        "type": "Dense", "units": 64, "activation": "leaky_relu", "activation.negative_slope": 0.5,
         "kernel_initializer": "random_normal", "kernel_initializer.stddev": 0.1,
         "bias_initializer": "constant", "kernel_regularizer.l2": 0.001,
     }
-    # Keras' LeakyReLU alpha (0.3) and RandomNormal stddev (0.05) are defaults: the name alone shows.
+    # Keras 3's leaky_relu slope (0.2) and RandomNormal stddev (0.05) are defaults: the name alone shows.
     plain = settings(base=BASE.replace('units = 64, activation = "relu"',
-                                       'units = 64, activation = { name = "leaky_relu", alpha = 0.3 }, kernel_initializer = "random_normal"'))
-    assert plain["model.layers[1].activation"] == "leaky_relu" and "model.layers[1].activation.alpha" not in plain
+                                       'units = 64, activation = { name = "leaky_relu", alpha = 0.2 }, kernel_initializer = "random_normal"'))
+    assert plain["model.layers[1].activation"] == "leaky_relu" and "model.layers[1].activation.negative_slope" not in plain
     assert plain["model.layers[1].kernel_initializer"] == "random_normal" and "model.layers[1].kernel_initializer.stddev" not in plain
 
 

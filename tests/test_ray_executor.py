@@ -157,7 +157,7 @@ def test_cli_ray_gives_what_local_gives(cluster: str, tiny_study: Path) -> None:
     # With --format json the report alone is on stdout; progress and notes are on stderr.
     assert json.loads(ray_run.stdout)["trials"]["total"] == 4
     assert "training on the Ray cluster at" in ray_run.stderr and "up to 2 units at once" in ray_run.stderr
-    assert "(a population of 2, trained together)" in ray_run.stderr
+    assert "(population of 2, eager, 1 thread)" in ray_run.stderr
     assert "this run: 4 done; already finished before: 0" in ray_run.stderr
     # Two units train at once: each epoch line names its trial.
     assert "  adam seed 1  epoch 4/4" in ray_run.stderr

@@ -138,7 +138,8 @@ def test_train_merges_one_level_and_a_table_inside_replaces_whole() -> None:
 def test_a_model_table_merges_one_level_and_an_activation_table_is_complete() -> None:
     v = variant('\n[[compare]]\nlabel = "l"\nmodel = { activation = { name = "leaky_relu" } }\n',
                 base=BASE.replace('activation = "relu"', 'activation = { name = "leaky_relu", alpha = 0.5 }'))
-    assert v.spec["model"]["layers"][1]["activation"] == {"name": "leaky_relu", "alpha": 0.3}  # Keras' LeakyReLU default
+    # Keras 3's activation function leaky_relu: negative_slope 0.2, not the base's 0.5.
+    assert v.spec["model"]["layers"][1]["activation"] == {"name": "leaky_relu", "negative_slope": 0.2}
     assert [layer["type"] for layer in v.spec["model"]["layers"]] == ["Flatten", "Dense", "Dense"]
 
 

@@ -353,3 +353,46 @@ def test_pure_sgd_populations_equal_the_lowered_step_alone(tmp_path: Path) -> No
         for a, b in zip(epochs, other_epochs):
             for metric in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
                 assert a[metric] == pytest.approx(b[metric], rel=1e-4, abs=1e-5), metric
+
+
+def test_a_members_numbers_do_not_depend_on_its_mates() -> None:
+    """Member a trains for 3 epochs beside mates that stop early, beside mates that do not, and
+    as a population of one: its epochs and weights are the same bits each time. Two threads, a
+    batch large enough that torch splits the work between them."""
+    from trainlab import models
+    from trainlab.engine.loop import Tensors
+    from trainlab.engine.population import Member, fit_population
+    from trainlab.executors import _threads
+    from trainlab.spec import TrainSettings, resolve_trial
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(512, 1, 28, 28, generator=g), torch.randint(0, 10, (512,), generator=g)
+    data = Tensors(x[:384], y[:384], x[384:], y[384:], x[384:], y[384:])
+
+    def spec(optimizer: Any, train: dict[str, Any] | None = None) -> dict[str, Any]:
+        return resolve_trial({
+            "data": {"name": "mnist"}, "optimizer": optimizer, "train": {"epochs": 3, "batch_size": 64, **(train or {})},
+            "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
+                                 {"type": "Dropout", "rate": 0.2}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})
+
+    stops = {"early_stopping": {"monitor": "loss", "patience": 0, "min_delta": 100.0}}
+    mates = {
+        "alone": [],
+        "stopping": [spec("sgd", stops), spec("rmsprop", stops)],
+        "going on": [spec("sgd"), spec({"name": "adam", "learning_rate": 0.01})],
+    }
+    runs = {}
+    with _threads(2):
+        for name, others in mates.items():
+            specs = [spec("adam"), *others]
+            members = [Member(models.build(s["model"], (1, 28, 28), 7 + i), s["optimizer"], TrainSettings.of(s))
+                       for i, s in enumerate(specs)]
+            result, *rest = fit_population(members, data, "classification", seed=3)
+            assert all(r.epochs == (2 if name == "stopping" else 3) for r in rest)  # stopping: a trains on alone
+            runs[name] = ([{k: v for k, v in h.items() if k != "seconds"} for h in result.history],
+                          {k: v.clone() for k, v in result.weights.items()})
+    history, weights = runs["alone"]
+    assert len(history) == 3
+    for name in ("stopping", "going on"):
+        assert runs[name][0] == history, name
+        assert all(torch.equal(runs[name][1][k], weights[k]) for k in weights), name

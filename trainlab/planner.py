@@ -24,10 +24,10 @@ resumed trial goes on under its recorded plan.
 What changes a member's numbers, and what does not (tests/test_planner.py pins each):
 
 * within one plan, nothing: the same study trains to bit-identical epochs and weights;
-* the other members of its population do not, as long as the population holds at least two
-  members at the same thread count: each member's arithmetic is its own slice of the batched
-  operations. A population of one, and a trial trained alone, run other kernels, and agree with
-  a population's member to float rounding only;
+* the other members of its population do not: each member's arithmetic is its own slice of the
+  batched operations (and a member left alone trains beside a copy of itself; see
+  :func:`trainlab.engine.population._stacked`). A trial trained alone runs other kernels, and
+  agrees with a population's member to float rounding only;
 * the thread count does: a reduction split over more threads adds in another order. So
   ``--workers`` (which divides the cores among processes) and ``--population 1`` change the
   numbers within float rounding, which thousands of steps can grow into a different last digit

@@ -81,6 +81,8 @@ class _Stack:
         """What a compiled step specialises on: each group's slice, update rule and options."""
         self.states = [(g.state, g.hp, g._iterations) for _, _, g in self.groups]
         """Each group's mutable tensors (state slots, hyper-parameters, step counter), updated in place."""
+        self.size = len(nets)
+        """How many models are stacked."""
 
 
     def step(self, grads: Mapping[str, torch.Tensor]) -> None:
@@ -188,8 +190,8 @@ def _fit_population(
     compiled = _compiled(base, step_fn, task) if compile else None
 
     alive = sorted((i for i, t in enumerate(trackers) if not t.finished), key=lambda i: optimizer_key(configs[i]))
-    stack = _Stack([members[i].net for i in alive], [configs[i] for i in alive],
-                   [opt_states[i] for i in alive] if opt_states else None) if alive else None
+    stack = _stacked([members[i].net for i in alive], [configs[i] for i in alive],
+                     [opt_states[i] for i in alive] if opt_states else None) if alive else None
 
     while stack is not None and alive:
         epoch = trackers[alive[0]].next_epoch
@@ -199,7 +201,7 @@ def _fit_population(
         lrs_used = stack.current_lrs()
         base.train()
         k = len(alive)
-        sums = {name: torch.zeros(k, dtype=torch.float64) for name in METRICS[task]}
+        sums = {name: torch.zeros(stack.size, dtype=torch.float64) for name in METRICS[task]}
         for step in range(steps):
             xb, yb = xs[step * batch : (step + 1) * batch], ys[step * batch : (step + 1) * batch]
             # A short last batch runs eagerly: compiled programs are specialised to the batch size.
@@ -321,7 +323,23 @@ def _shrink(stack: _Stack, members: Sequence[Member], alive: list[int], leaving:
     for j in keep:
         members[alive[j]].net.load_state_dict(stack.member_weights(j))
     states = [stack.member_optimizer_state(j, single_keys[alive[j]]) for j in keep]
-    return _Stack([members[alive[j]].net for j in keep], [configs[alive[j]] for j in keep], states)
+    return _stacked([members[alive[j]].net for j in keep], [configs[alive[j]] for j in keep], states)
+
+
+def _stacked(nets: Sequence[Net], configs: Sequence[Mapping[str, Any]],
+             opt_states: Sequence[Mapping[str, torch.Tensor]] | None) -> _Stack:
+    """The members stacked; a lone member with a copy of itself behind it.
+
+    A stack of one runs other kernels than a stack of several (a batched matrix product of one
+    is split over the threads inside the product, of several across the members), which rounds
+    differently. So that a member's numbers never depend on its population's other members,
+    even once they have all stopped, a lone member trains beside a copy of itself, whose
+    results are never read.
+    """
+    if len(nets) == 1:
+        nets, configs = [nets[0], nets[0]], [configs[0], configs[0]]
+        opt_states = None if opt_states is None else [opt_states[0], opt_states[0]]
+    return _Stack(nets, configs, opt_states)
 
 
 def _member_metrics(out: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, torch.Tensor]:

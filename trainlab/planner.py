@@ -25,8 +25,8 @@ What changes a member's numbers, and what does not (tests/test_planner.py pins e
 
 * within one plan, nothing: the same study trains to bit-identical epochs and weights;
 * the other members of its population do not: each member's arithmetic is its own slice of the
-  batched operations (and a member left alone trains beside a copy of itself; see
-  :func:`trainlab.engine.population._stacked`). A trial trained alone runs other kernels, and
+  batched operations (and a member left alone trains beside a copy of itself, in
+  :mod:`trainlab.engine.population`). A trial trained alone runs other kernels, and
   agrees with a population's member to float rounding only;
 * the thread count does: a reduction split over more threads adds in another order. So
   ``--workers`` (which divides the cores among processes) and ``--population 1`` change the

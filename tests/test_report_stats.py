@@ -250,6 +250,11 @@ def welch_by_formula(a: list[float], b: list[float]) -> tuple[float, float, floa
 # A p-value from SciPy's ttest_ind and one from the formula above differ only by float rounding
 # in the intermediate sums; 1e-9 relative is far above that and far below any printed digit.
 P_RTOL = 1e-9
+# Quantiles copied from a printed table carry 7 significant digits: a ratio of two is good to
+# about 4e-7 relative.
+TABLE_RTOL = 1e-6
+# A value worked out by hand and written to six decimals is good to half a unit in the last place.
+SIX_DECIMALS = 1e-6
 
 
 @pytest.mark.parametrize("a,b,small", [([], [0.8, 0.9], "this variant"), ([0.8, 0.9], [None, float("nan")], "the best"),
@@ -266,11 +271,11 @@ def test_welch_with_no_spread_on_one_side_is_tested_with_the_other_sides_df() ->
     a, b = [0.9, 0.9], [0.80, 0.82, 0.84]
     c = stats.welch(a, b)
     t, df, p = welch_by_formula(a, b)
-    assert df == pytest.approx(2.0, rel=1e-12)
+    assert df == pytest.approx(2.0, rel=P_RTOL)
     assert c.t == pytest.approx(t, rel=P_RTOL) and c.df == pytest.approx(df, rel=P_RTOL)
     assert c.p == pytest.approx(p, rel=P_RTOL)
     assert c.p == pytest.approx(p_two_sided_df2(t), rel=P_RTOL)  # the closed form at df 2 agrees
-    assert c.p == pytest.approx(0.020204, abs=1e-6) and c.distinguishable is True
+    assert c.p == pytest.approx(0.020204, abs=SIX_DECIMALS) and c.distinguishable is True
 
 
 def test_welch_with_no_spread_on_both_sides() -> None:
@@ -304,7 +309,7 @@ def test_a_non_default_confidence_level_and_alpha() -> None:
     assert (s.ci_low, s.ci_high) == (pytest.approx(low, rel=P_RTOL), pytest.approx(high, rel=P_RTOL))
     # 90% is narrower than the default 95%: t_{0.95,3} = 2.353 against t_{0.975,3} = 3.182 (printed tables).
     wide = stats.summarize(values)
-    assert s.half_width / wide.half_width == pytest.approx(2.353363 / 3.182446, rel=1e-6)
+    assert s.half_width / wide.half_width == pytest.approx(2.353363 / 3.182446, rel=TABLE_RTOL)
     # alpha: the same p (about 0.069 at df 4) differs at 10% but not at 5%.
     a, b = [0.90, 0.92, 0.94], [0.86, 0.88, 0.90]
     p = welch_by_formula(a, b)[2]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from trainlab.report import render, stats, study_report
-from trainlab.report.tables import Options
+from trainlab.report.tables import Options, vs_best_text
 from trainlab.store import NewTrial, Store
 
 T_975_2 = 4.302653  # Student t quantile t_{0.975, 2}, from a printed table
@@ -229,3 +229,110 @@ def test_target_metric_must_exist(hand_store: Store) -> None:
 
     with pytest.raises(TrainlabError, match="cannot use 'val_mse' as target metric"):
         study_report(hand_store, "hand", Options(target=0.5, target_metric="val_mse"))
+
+
+# --- edge labels, against SciPy's distributions used directly ----------------------------------
+
+
+def welch_by_formula(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Welch's t, Welch-Satterthwaite df and the two-sided p from Student's t survival function,
+    written out from the textbook formulas (not through ``scipy.stats.ttest_ind``)."""
+    from scipy import stats as sps
+
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    t = (ma - mb) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return t, df, float(2 * sps.t.sf(abs(t), df))
+
+
+# A p-value from SciPy's ttest_ind and one from the formula above differ only by float rounding
+# in the intermediate sums; 1e-9 relative is far above that and far below any printed digit.
+P_RTOL = 1e-9
+# Quantiles copied from a printed table carry 7 significant digits: a ratio of two is good to
+# about 4e-7 relative.
+TABLE_RTOL = 1e-6
+# A value worked out by hand and written to six decimals is good to half a unit in the last place.
+SIX_DECIMALS = 1e-6
+
+
+@pytest.mark.parametrize("a,b,small", [([], [0.8, 0.9], "this variant"), ([0.8, 0.9], [None, float("nan")], "the best"),
+                                       ([], [0.9], "this variant and the best")])
+def test_welch_without_a_finished_seed_says_so(a: list, b: list, small: str) -> None:
+    c = stats.welch(a, b)
+    assert (c.t, c.df, c.p, c.distinguishable) == (None, None, None, None)
+    assert c.note == f"no finished seed ({small}): no test"
+
+
+def test_welch_with_no_spread_on_one_side_is_tested_with_the_other_sides_df() -> None:
+    # a has variance 0: df = (vb)^2 / (vb^2 / (nb - 1)) = nb - 1 = 2 exactly; t from b's spread alone:
+    # t = 0.08 / sqrt(0.0004 / 3) = 6.9282, p = 1 - t / sqrt(2 + t^2) = 0.020204.
+    a, b = [0.9, 0.9], [0.80, 0.82, 0.84]
+    c = stats.welch(a, b)
+    t, df, p = welch_by_formula(a, b)
+    assert df == pytest.approx(2.0, rel=P_RTOL)
+    assert c.t == pytest.approx(t, rel=P_RTOL) and c.df == pytest.approx(df, rel=P_RTOL)
+    assert c.p == pytest.approx(p, rel=P_RTOL)
+    assert c.p == pytest.approx(p_two_sided_df2(t), rel=P_RTOL)  # the closed form at df 2 agrees
+    assert c.p == pytest.approx(0.020204, abs=SIX_DECIMALS) and c.distinguishable is True
+
+
+def test_welch_with_no_spread_on_both_sides() -> None:
+    same = stats.welch([0.9, 0.9, 0.9], [0.9, 0.9])
+    assert (same.t, same.p, same.distinguishable, same.note) == (None, None, False, "identical values")
+    apart = stats.welch([0.9, 0.9, 0.9], [0.8, 0.8])
+    assert (apart.t, apart.p, apart.distinguishable) == (None, None, None)
+    assert apart.note == "no spread within either variant: no test"
+    rows = [{"vs_best": same.as_dict()}, {"vs_best": apart.as_dict()}]
+    assert [vs_best_text(r) for r in rows] == ["≈ best (identical)", "no spread within either variant"]
+
+
+def test_a_p_value_below_one_in_a_thousand_is_printed_as_a_bound() -> None:
+    a, b = [0.50, 0.51, 0.52], [0.90, 0.91, 0.92]  # t = -0.4 / sqrt(2 * 0.0001 / 3) = -48.99, df 4
+    c = stats.welch(a, b)
+    t, df, p = welch_by_formula(a, b)
+    assert p < 0.001 and c.p == pytest.approx(p, rel=P_RTOL) and c.df == pytest.approx(4.0, rel=P_RTOL)
+    assert vs_best_text({"vs_best": c.as_dict()}) == "worse (p<0.001)"
+    # At and above the bound the value itself is printed, to three decimals.
+    assert vs_best_text({"vs_best": {**c.as_dict(), "p": 0.001}}) == "worse (p=0.001)"
+    assert vs_best_text({"vs_best": {**c.as_dict(), "p": 0.0009999}}) == "worse (p<0.001)"
+    assert vs_best_text({"vs_best": {**c.as_dict(), "p": 0.4321, "distinguishable": False}}) == "≈ best (p=0.432)"
+
+
+def test_a_non_default_confidence_level_and_alpha() -> None:
+    from scipy import stats as sps
+
+    values = [0.91, 0.95, 0.90, 0.96]
+    s = stats.summarize(values, confidence=0.9)
+    low, high = sps.t.interval(0.9, len(values) - 1, loc=sum(values) / len(values), scale=sps.sem(values))
+    assert (s.ci_low, s.ci_high) == (pytest.approx(low, rel=P_RTOL), pytest.approx(high, rel=P_RTOL))
+    # 90% is narrower than the default 95%: t_{0.95,3} = 2.353 against t_{0.975,3} = 3.182 (printed tables).
+    wide = stats.summarize(values)
+    assert s.half_width / wide.half_width == pytest.approx(2.353363 / 3.182446, rel=TABLE_RTOL)
+    # alpha: the same p (about 0.069 at df 4) differs at 10% but not at 5%.
+    a, b = [0.90, 0.92, 0.94], [0.86, 0.88, 0.90]
+    p = welch_by_formula(a, b)[2]
+    assert 0.05 < p < 0.1
+    assert stats.welch(a, b, alpha=0.1).note == "differs at 10%" and stats.welch(a, b, alpha=0.1).distinguishable
+    assert stats.welch(a, b).note == "not distinguishable at 5%" and stats.welch(a, b).distinguishable is False
+
+
+def test_a_variant_without_a_finished_seed_is_labelled_in_the_table(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.db") as store:
+        study_id = store.ensure_study("hand", json.dumps({"study": {"name": "hand"}}), "h", None)
+        spec_json = json.dumps(TRIAL_SPEC)
+        store.add_trials(study_id, [NewTrial(h, h[:-1], {}, int(h[-1]), spec_json) for h in ("ok0", "ok1", "broken0")])
+        for trial in store.trials(study_id):
+            assert store.claim(trial.id, "me")
+            if trial.label == "ok":
+                result = {"best_epoch": 0, "best": {"val_accuracy": 0.9 + trial.seed / 100, "val_loss": 0.3}, "epochs": 1}
+                store.finish_trial(trial.id, "me", "done", result=result)
+            else:
+                store.finish_trial(trial.id, "me", "failed", error="boom")
+        report = study_report(store, "hand")
+    broken = next(v for v in report["variants"] if v["label"] == "broken")
+    assert broken["n"] == 0 and broken["vs_best"]["note"] == "no finished seed" and broken["vs_best"]["p"] is None
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in render(report, "markdown").splitlines()
+            if line.startswith("| ")}
+    assert "| no finished seed |" in rows["broken"] and "| best |" in rows["ok"]

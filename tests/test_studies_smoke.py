@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from test_data_formats import write_cifar_tarball
+from trainlab.store import WEIGHTS
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 FILES = sorted(p.name for p in STUDIES.glob("*.toml"))
 NEEDS_CIFAR = {"report_b2_cifar_mlp.toml"}
+SMOKE_EPOCHS = 2  # a smoke run trains every trial for at most two epochs
 
 
 def check_report(report: dict, study: str) -> None:
@@ -35,6 +38,36 @@ def check_report(report: dict, study: str) -> None:
             counts = variant["status"]
             assert set(counts) <= {"done", "pruned", "diverged"}, f"{where}: {variant['label']}: {counts}"
         assert any(v["n"] for v in section["variants"]), where
+
+
+def check_recorded(store_path: Path, report: dict, study: str) -> None:
+    """What the smoke run recorded: every trial of the study finished with one epoch row per epoch
+    it reports (at most the smoke run's two), finite metrics in every row but a diverged trial's
+    last, a test evaluation for each done trial, and one rendered table per stage."""
+    from trainlab.report import render
+    from trainlab.store import Store
+
+    with Store.open(store_path) as store:
+        record = store.study(report["study"]["name"])
+        assert record is not None, study
+        trials = store.trials(record.id)
+        assert trials, study
+        for trial in trials:
+            where = f"{study}: {trial.label} seed {trial.seed}"
+            assert trial.status in ("done", "pruned", "diverged"), f"{where}: {trial.status} {trial.error}"
+            rows = store.epochs(trial.id)
+            assert [e.epoch for e in rows] == list(range(len(rows))), where
+            assert 1 <= len(rows) <= SMOKE_EPOCHS and len(rows) == (trial.result or {}).get("epochs"), where
+            checked = rows[:-1] if trial.status == "diverged" else rows
+            for row in checked:
+                bad = {k: v for k, v in row.metrics.items() if not (isinstance(v, (int, float)) and math.isfinite(v))}
+                assert not bad, f"{where}: epoch {row.epoch}: {bad}"
+            if trial.status == "done":
+                test = (trial.result or {})["test"]
+                assert test and all(math.isfinite(v) for v in test.values()), f"{where}: {test}"
+                assert store.artifact(trial.id, WEIGHTS) is not None, where
+    markdown = render(report, "markdown")
+    assert markdown.count("| variant |") == len(report.get("stages") or [report]), f"{study}:\n{markdown}"
 
 
 def test_every_study_file_has_a_smoke_test() -> None:
@@ -53,6 +86,7 @@ def test_study_smoke_run(name: str, tmp_path: Path) -> None:
     report = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert report["study"]["name"].endswith("-smoke")
     check_report(report, name)
+    check_recorded(tmp_path / "s.db", report, name)
 
 
 @pytest.mark.slow
@@ -76,6 +110,7 @@ def test_cifar_study_smoke_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert code == 0, captured.err[-2000:]
     report = json.loads(out[out.index("{"):])
     check_report(report, "report_b2_cifar_mlp.toml")
+    check_recorded(tmp_path / "s.db", report, "report_b2_cifar_mlp.toml")
     search = report["stages"][1]
     assert search["search"]["sampled"] == 3 and len(search["variants"]) == 3
     first = report["stages"][0]["variants"][0]["trials"][0]

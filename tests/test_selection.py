@@ -100,10 +100,9 @@ def test_a_partly_diverged_variant_is_ranked_on_its_finite_seeds() -> None:
     assert selection.choose(means, "val_accuracy") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="choose() ranks a raw NaN mean as best when it comes first; "
-                                       "callers pass means through selection.mean(), which drops NaN")
 def test_a_raw_nan_mean_is_not_chosen() -> None:
     assert selection.choose([(NAN, 0.1), (0.9, 0.2)], "val_accuracy") == 1
+    assert selection.choose([(NAN, 0.1)], "val_accuracy") is None
 
 
 # --- the report applies the same rule ---------------------------------------------------------

@@ -28,10 +28,14 @@ def rank(value: float, second: float | None, metric: str, index: int) -> tuple[f
     sign = -1.0 if mode_for(metric) == "max" else 1.0
     other = tie_break(metric)
     second_sign = -1.0 if mode_for(other) == "max" else 1.0
-    return sign * value, second_sign * second if second is not None else math.inf, index
+    known = second is not None and math.isfinite(second)
+    return sign * value, second_sign * second if known and second is not None else math.inf, index
 
 
 def choose(means: Sequence[tuple[float | None, float | None]], metric: str) -> int | None:
-    """The index of the best (metric mean, tie-break mean) pair; None if no mean is known."""
-    ranked = [rank(m, second, metric, i) for i, (m, second) in enumerate(means) if m is not None]
+    """The index of the best (metric mean, tie-break mean) pair; None if no finite mean is known.
+
+    A mean that is not a finite number (NaN, infinite) is never chosen, and a tie-break value that
+    is not finite loses every tie."""
+    ranked = [rank(m, second, metric, i) for i, (m, second) in enumerate(means) if m is not None and math.isfinite(m)]
     return min(ranked)[2] if ranked else None

@@ -20,7 +20,7 @@ tree, mode = sys.argv[1], sys.argv[2]
 from trainlab import data as datasets, models, spec
 from trainlab.engine import Tensors, fit
 from trainlab.optim import Optimizer
-from trainlab.spec import TrainSettings
+from trainlab.trial import TrainSettings
 import trainlab
 
 assert trainlab.__file__.startswith(os.path.abspath(tree)), f"PYTHONPATH must put {tree} first, got {trainlab.__file__}"

@@ -53,7 +53,7 @@ from trainlab import models, spec  # noqa: E402
 from trainlab.engine import Tensors, fit  # noqa: E402
 from trainlab.engine.population import Member, fit_population  # noqa: E402
 from trainlab.optim import Optimizer  # noqa: E402
-from trainlab.spec import TrainSettings  # noqa: E402
+from trainlab.trial import TrainSettings  # noqa: E402
 
 MLP = [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
        {"type": "Dense", "units": 64, "activation": "relu"}, {"type": "Dense", "units": 10, "activation": "softmax"}]

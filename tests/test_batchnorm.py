@@ -154,7 +154,7 @@ def test_the_lowered_sgd_step_leaves_batch_norm_models_to_the_autograd_loop() ->
     BatchNormalization trains in the autograd loop (the same model without it is lowered)."""
     from trainlab.engine.lowered import lower
     from trainlab.optim import Optimizer, resolve
-    from trainlab.spec import TrainSettings
+    from trainlab.trial import TrainSettings
 
     settings = TrainSettings(epochs=1, batch_size=1, loss="sparse_categorical_crossentropy", shuffle=True,
                              monitor="val_loss", keep="last", early_stopping=None, reduce_lr_on_plateau=None)

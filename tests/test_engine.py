@@ -14,7 +14,7 @@ from trainlab import models, spec
 from trainlab.engine import FitResult, fit
 from trainlab.executors import DataCache
 from trainlab.optim import Optimizer
-from trainlab.spec import TrainSettings
+from trainlab.trial import TrainSettings
 
 
 def variant(tmp_path: Path, extra_train: str = "", optimizer: str = "adam", epochs: int = 4) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from trainlab.engine import Tensors, fit
 from trainlab.engine.lowered import lower
 from trainlab.executors import DataCache
 from trainlab.optim import Optimizer
-from trainlab.spec import TrainSettings
+from trainlab.trial import TrainSettings
 
 BASE = """
 [data]

@@ -13,7 +13,7 @@ from trainlab import models, planner, spec
 from trainlab.engine.lowered import lower
 from trainlab.executors import DataCache, run_local
 from trainlab.optim import Optimizer
-from trainlab.spec import TrainSettings
+from trainlab.trial import TrialSpec
 from trainlab.store import Store
 
 INPUT = (1, 28, 28)
@@ -25,14 +25,14 @@ MLP = [
 
 
 def trial_spec(*, optimizer: Any = "sgd", batch_size: Any = 32, layers: list[dict[str, Any]] | None = None,
-               epochs: int = 3) -> dict[str, Any]:
+               epochs: int = 3) -> TrialSpec:
     """A resolved MNIST trial spec, as a study resolves it."""
-    return spec.resolve_trial({
+    return TrialSpec.from_json(spec.resolve_trial({
         "data": {"name": "mnist", "split": {"kind": "first", "validation": 5000}},
         "model": {"layers": copy.deepcopy(layers or MLP)},
         "optimizer": optimizer,
         "train": {"epochs": epochs, "batch_size": batch_size},
-    })
+    }))
 
 
 def plan(trials: list[planner.Planned], **options: Any) -> dict[str, planner.Plan]:
@@ -106,8 +106,8 @@ def test_the_planned_step_is_the_engines_own_rule(case: str) -> None:
     """The plan asks the engine's rule; here it is asked directly, on a model built with another seed."""
     options, expected = LOWERING_CASES[case]
     s = trial_spec(**options)
-    net = models.build(s["model"], INPUT, 5)
-    engine_says = lower(net, Optimizer(list(net.parameters()), s["optimizer"]), TrainSettings.of(s), s["task"]) is not None
+    net = models.build(s.model.to_json(), INPUT, 5)
+    engine_says = lower(net, Optimizer(list(net.parameters()), s.optimizer.to_json()), s.train, s.task) is not None
     assert planner.lowered_applies(s, INPUT) == engine_says == expected
 
 

@@ -174,7 +174,7 @@ def test_a_compiled_population_step_equals_the_eager_one(tmp_path: Path, extra: 
     from trainlab import models
     from trainlab.engine.population import Member, fit_population
     from trainlab.seeding import derive
-    from trainlab.spec import TrainSettings
+    from trainlab.trial import TrainSettings
 
     make_npz(tmp_path / "tiny.npz")
     (tmp_path / "pop.toml").write_text(STUDY.format(optimizer="sgd", extra=extra))
@@ -363,7 +363,8 @@ def test_a_members_numbers_do_not_depend_on_its_mates() -> None:
     from trainlab.engine.loop import Tensors
     from trainlab.engine.population import Member, fit_population
     from trainlab.executors import _threads
-    from trainlab.spec import TrainSettings, resolve_trial
+    from trainlab.spec import resolve_trial
+    from trainlab.trial import TrainSettings
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(512, 1, 28, 28, generator=g), torch.randint(0, 10, (512,), generator=g)

@@ -28,7 +28,6 @@ Ray is imported only when this executor runs; it is the optional extra ``trainla
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import threading
@@ -335,7 +334,7 @@ class _Driver:
 
 
 def _epochs(trial: TrialRecord) -> int:
-    return int(json.loads(trial.spec_json)["train"]["epochs"])
+    return TrialSpec.from_json(trial.spec_json).train.epochs
 
 
 def _first_line(text: str) -> str:

@@ -13,7 +13,6 @@ on the cluster and the second on the driver.
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import os
@@ -37,7 +36,8 @@ from trainlab.errors import SpecError, StoreError, TrainlabError
 from trainlab.optim import Optimizer
 from trainlab.plan import Pruning, UnitPruner
 from trainlab.seeding import derive
-from trainlab.spec import Study, TrainSettings, canonical_json, fold_specs
+from trainlab.spec import Study, fold_specs
+from trainlab.trial import TrialSpec, canonical_json
 from trainlab.store import CHECKPOINT, FINISHED_STATUSES, ArtifactRecord, ClaimLostError, NewTrial, Store, TrialRecord, make_owner
 
 
@@ -138,11 +138,6 @@ class CheckpointPolicy:
         return self._due
 
 
-def _convolutional(spec: Mapping[str, Any]) -> bool:
-    """Convolutional models train a third faster in channels_last layout here (bench/README.md)."""
-    return any(layer["type"] == "Conv2D" for layer in spec["model"]["layers"])
-
-
 def register(study: Study, store: Store) -> tuple[int, list[str]]:
     """Record the study and its trials in the store (idempotent); returns its id and trial hashes."""
     trials = list({t.hash: t for t in study.trials()}.values())  # stages may share a trial
@@ -217,11 +212,10 @@ def plan_unplanned(store: Store, study_id: int, hashes: Sequence[str], cache: Da
     todo = [t for t in store.trials(study_id, hashes=wanted) if t.plan is None and t.status not in FINISHED_STATUSES]
     if not todo:
         return
-    specs = {t.hash: json.loads(t.spec_json) for t in todo}
-    trials = [planner.Planned(t.hash, t.seed, specs[t.hash], _start_epoch(store, t)) for t in todo]
+    trials = [planner.Planned(t.hash, t.seed, TrialSpec.from_json(t.spec_json), _start_epoch(store, t)) for t in todo]
     plans = planner.plan_trials(
-        trials, input_shape=lambda spec: cache.get(spec["data"])[1].input_shape,
-        train_size=lambda spec: len(cache.get(spec["data"])[0].x_train),
+        trials, input_shape=lambda spec: cache.get(spec.data.to_json())[1].input_shape,
+        train_size=lambda spec: len(cache.get(spec.data.to_json())[0].x_train),
         population=population, workers=workers, threads=threads)
     store.set_plans(study_id, {h: p.to_json() for h, p in plans.items()})
 
@@ -268,11 +262,12 @@ def check_data(study: Study, cache: DataCache) -> None:
 def _check_batch_sizes(study: Study, cache: DataCache) -> None:
     sizes: dict[str, int] = {}
     for v in study.variants:
-        for spec in fold_specs(v.spec):
-            key = canonical_json(spec["data"])
+        for fold in fold_specs(v.spec):
+            spec = TrialSpec.from_json(fold)
+            key = canonical_json(spec.data.to_json())
             if key not in sizes:
-                sizes[key] = len(cache.get(spec["data"])[0].x_train)
-            size, n = spec["train"]["batch_size"], sizes[key]
+                sizes[key] = len(cache.get(spec.data.to_json())[0].x_train)
+            size, n = spec.train.batch_size, sizes[key]
             if size != "full" and size > n:
                 raise TrainlabError(
                     f"{study.source or study.name}: train.batch_size (variant {v.label!r}): {size} is larger than "
@@ -284,7 +279,7 @@ def _check_batch_sizes(study: Study, cache: DataCache) -> None:
 class UnitJob:
     """Everything needed to train one unit, and nothing that points at the store.
 
-    ``specs`` are the trials' resolved specs (JSON text), ``resumes`` their checkpoints (bytes
+    ``specs`` are the trials' resolved specs, ``resumes`` their checkpoints (bytes
     from the store, ``None`` to start afresh). A job can be pickled and sent to another
     machine: the trainer prepares the data itself from the data spec. ``attempt`` counts how
     often the unit was handed out before (0 the first time).
@@ -292,7 +287,7 @@ class UnitJob:
 
     hashes: tuple[str, ...]
     seeds: tuple[int, ...]
-    specs: tuple[str, ...]
+    specs: tuple[TrialSpec, ...]
     resumes: tuple[bytes | None, ...]
     start: int = 0
     """The epoch training starts from (all the unit's trials start from the same one)."""
@@ -338,7 +333,8 @@ def unit_job(trials: Sequence[TrialRecord], store: Store, attempt: int = 0) -> U
     """The job of claimed ``trials``, each resuming from its last recorded checkpoint."""
     saved = [store.artifact(t.id, CHECKPOINT) for t in trials]
     plan = planner.Plan.from_json(trials[0].plan) if trials[0].plan is not None else None
-    return UnitJob(tuple(t.hash for t in trials), tuple(t.seed for t in trials), tuple(t.spec_json for t in trials),
+    return UnitJob(tuple(t.hash for t in trials), tuple(t.seed for t in trials),
+                   tuple(TrialSpec.from_json(t.spec_json) for t in trials),
                    tuple(a.data if a is not None else None for a in saved), _resumes_at(saved[0]), attempt, plan)
 
 
@@ -353,9 +349,9 @@ def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on
     as ``pruned`` when it returns True. ``checkpoint_due(epoch)`` says whether an epoch carries
     its checkpoint (default: every epoch); the others are recorded without one.
     """
-    specs = [json.loads(s) for s in job.specs]
-    tensors, info, split = cache.get(specs[0]["data"])
-    nets = [models.build(spec["model"], info.input_shape, derive(seed, "init")) for seed, spec in zip(job.seeds, specs)]
+    specs = job.specs
+    tensors, info, split = cache.get(specs[0].data.to_json())
+    nets = [models.build(spec.model.to_json(), info.input_shape, derive(seed, "init")) for seed, spec in zip(job.seeds, specs)]
 
     def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Callable[[], bytes]) -> bool:
         due = checkpoint_due is None or checkpoint_due(epoch)
@@ -366,22 +362,22 @@ def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on
     step = plan.step if plan is not None else ("population" if len(nets) > 1 else "lowered")
     with _threads(plan.threads if plan is not None else None):
         if step != "population":
-            if _convolutional(specs[0]):
+            if specs[0].model.convolutional:  # a third faster in channels_last layout (bench/README.md)
                 nets[0] = nets[0].to(memory_format=torch.channels_last)
-                tensors, _, _ = cache.get(specs[0]["data"], channels_last=True)
-            optimizer = Optimizer([p for p in nets[0].parameters() if p.requires_grad], specs[0]["optimizer"])
-            results = [fit(nets[0], optimizer, tensors, TrainSettings.of(specs[0]), info.task, seed=job.seeds[0],
+                tensors, _, _ = cache.get(specs[0].data.to_json(), channels_last=True)
+            optimizer = Optimizer([p for p in nets[0].parameters() if p.requires_grad], specs[0].optimizer.to_json())
+            results = [fit(nets[0], optimizer, tensors, specs[0].train, info.task, seed=job.seeds[0],
                            resume=job.resumes[0], on_epoch=lambda e, logs, ck: on_epoch(0, e, logs, ck),
                            on_batch=on_batch, lowered=step == "lowered")]
         else:
-            members = [Member(net, spec["optimizer"], TrainSettings.of(spec), resume)
+            members = [Member(net, spec.optimizer.to_json(), spec.train, resume)
                        for net, spec, resume in zip(nets, specs, job.resumes)]
             results = fit_population(members, tensors, info.task, seed=job.seeds[0], on_epoch=on_epoch, on_batch=on_batch,
                                      compile=plan.compile if plan is not None else False)
         # The test evaluation too runs at the plan's threads: its sums depend on the thread count.
         for i, (trial_hash, spec, net, result) in enumerate(zip(job.hashes, specs, nets, results)):
             net.load_state_dict(result.weights)
-            test = evaluate(net, tensors.x_test, tensors.y_test, info.task, spec["train"]["loss"])
+            test = evaluate(net, tensors.x_test, tensors.y_test, info.task, spec.train.loss)
             outcome = {
                 "best_epoch": result.best_epoch,
                 "best": result.best,
@@ -392,7 +388,7 @@ def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on
                 "population": len(nets),
                 "seconds_per_epoch": sum(h["seconds"] for h in result.history) / max(len(result.history), 1),
             }
-            weights = weights_bytes(result.weights, {"trial": trial_hash, "spec": spec, "input_shape": list(info.input_shape)})
+            weights = weights_bytes(result.weights, {"trial": trial_hash, "spec": spec.to_json(), "input_shape": list(info.input_shape)})
             emit(TrialEnded(i, result.status, outcome, weights))
 
 
@@ -479,7 +475,7 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
     recorder = Recorder(trials, store, owner, reporter)
     try:
         job = unit_job(trials, store)
-        reporter.unit_started(trials, json.loads(job.specs[0])["train"]["epochs"], job.start)
+        reporter.unit_started(trials, job.specs[0].train.epochs, job.start)
         policy = checkpoints or CheckpointPolicy()
         if pruner is None:
             train_unit(job, cache, recorder.record, reporter.batch, checkpoint_due=policy.due)

@@ -20,7 +20,8 @@ from trainlab import selection
 from trainlab.errors import TrainlabError
 from trainlab.losses import mode_for
 from trainlab.search import Point, Pruner, propose
-from trainlab.spec import Stage, Study, Variant, base_of, expand, fold_specs, resolve_trial, search_variant, trial_hash
+from trainlab.spec import Stage, Study, Variant, base_of, expand, fold_specs, resolve_trial, search_variant
+from trainlab.trial import trial_hash
 from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
 
 POLL_SECONDS = 5.0

@@ -49,7 +49,7 @@ import trainlab
 from trainlab import models
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower
 from trainlab.optim import Optimizer
-from trainlab.spec import TrainSettings, canonical_json
+from trainlab.trial import TrialSpec, canonical_json
 
 MAX_POPULATION = 16
 """The most trials one population holds unless ``--population`` says otherwise; a larger group
@@ -105,7 +105,7 @@ class Planned:
 
     hash: str
     seed: int
-    spec: Mapping[str, Any]
+    spec: TrialSpec
     start: int = 0
 
 
@@ -114,7 +114,7 @@ def machine_cores() -> int:
     return os.cpu_count() or 1
 
 
-def group_key(spec: Mapping[str, Any], seed: int, start_epoch: int) -> str:
+def group_key(spec: TrialSpec, seed: int, start_epoch: int) -> str:
     """Trials with equal keys can train as one population.
 
     They see exactly the same batches and differ only in what lives in tensors: same
@@ -122,10 +122,10 @@ def group_key(spec: Mapping[str, Any], seed: int, start_epoch: int) -> str:
     order and the dropout noise), and the same epoch to start from. Their optimizers and
     hyper-parameters, initializers, epoch budgets and callbacks may differ.
     """
-    train = spec["train"]
+    train = spec.train
     return canonical_json({
-        "model": spec["model"], "data": spec["data"], "task": spec["task"], "seed": seed, "start": start_epoch,
-        "batch_size": train["batch_size"], "shuffle": train["shuffle"], "loss": train["loss"],
+        "model": spec.model.to_json(), "data": spec.data.to_json(), "task": spec.task, "seed": seed,
+        "start": start_epoch, "batch_size": train.batch_size, "shuffle": train.shuffle, "loss": train.loss,
     })
 
 
@@ -146,37 +146,35 @@ def auto_workers(trials: Iterable[Planned], cores: int | None = None) -> int:
     return max(1, min(cores or machine_cores(), len(groups)))
 
 
-def threads_for(spec: Mapping[str, Any], available: int) -> int:
+def threads_for(spec: TrialSpec, available: int) -> int:
     """Torch threads a trial trains with, given ``available`` per worker.
 
     Small batches of dense networks train on one thread: no operation is large enough for a
     second thread to pay, and each parallel one waits for every thread at its end
     (bench/README.md, benchmark 4). Convolutions keep every thread.
     """
-    batch = spec["train"]["batch_size"]
+    batch = spec.train.batch_size
     small = batch != "full" and int(batch) <= ONE_THREAD_MAX_BATCH
-    if small and not any(layer["type"] == "Conv2D" for layer in spec["model"]["layers"]):
+    if small and not spec.model.convolutional:
         return 1
     return max(1, available)
 
 
-def lowered_applies(spec: Mapping[str, Any], input_shape: Sequence[int]) -> bool:
+def lowered_applies(spec: TrialSpec, input_shape: Sequence[int]) -> bool:
     """Whether a trial trained alone takes the hand-lowered step: the engine's own rule
     (:func:`trainlab.engine.lowered.lower`), asked of the model the trial builds."""
-    batch = spec["train"]["batch_size"]
-    if batch == "full" or spec["optimizer"]["name"] != "sgd":
+    if spec.train.full_batch or spec.optimizer.name != "sgd":
         return False  # lower() refuses these before looking at the model; skip building it
-    net = models.build(spec["model"], tuple(input_shape), 0)
-    optimizer = Optimizer([p for p in net.parameters() if p.requires_grad], spec["optimizer"])
-    return lower(net, optimizer, TrainSettings.of(spec), spec["task"]) is not None
+    net = models.build(spec.model.to_json(), tuple(input_shape), 0)
+    optimizer = Optimizer([p for p in net.parameters() if p.requires_grad], spec.optimizer.to_json())
+    return lower(net, optimizer, spec.train, spec.task) is not None
 
 
-def eager_seconds(spec: Mapping[str, Any], input_shape: Sequence[int], train_size: int, members: int) -> float:
+def eager_seconds(spec: TrialSpec, input_shape: Sequence[int], train_size: int, members: int) -> float:
     """Nominal seconds of eager stepping ahead of a population of ``members`` trials of ``spec``."""
-    batch = spec["train"]["batch_size"]
-    batch = train_size if batch == "full" else min(int(batch), train_size)
-    params = sum(row.params for row in models.summary(spec["model"], tuple(input_shape)))
-    steps = spec["train"]["epochs"] * math.ceil(train_size / max(batch, 1))
+    batch = train_size if spec.train.full_batch else min(int(spec.train.batch_size), train_size)
+    params = sum(row.params for row in models.summary(spec.model.to_json(), tuple(input_shape)))
+    steps = spec.train.epochs * math.ceil(train_size / max(batch, 1))
     return steps * (NOMINAL_STEP_SECONDS + 6 * params * batch * members / NOMINAL_FLOPS)
 
 
@@ -200,8 +198,8 @@ def population_id(hashes: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()[:16]
 
 
-def plan_trials(trials: Sequence[Planned], *, input_shape: Callable[[Mapping[str, Any]], Sequence[int]],
-                train_size: Callable[[Mapping[str, Any]], int], population: int | None = None,
+def plan_trials(trials: Sequence[Planned], *, input_shape: Callable[[TrialSpec], Sequence[int]],
+                train_size: Callable[[TrialSpec], int], population: int | None = None,
                 workers: int = 1, threads: int | None = None, cores: int | None = None) -> dict[str, Plan]:
     """The plan of each of ``trials`` (in study order), by hash.
 

@@ -29,9 +29,7 @@ from trainlab.data.datasets import DATASETS, USER_NPZ, DataInfo, definitions
 from trainlab.errors import DataError, SpecError
 from trainlab.losses import CLASSIFICATION_LOSSES, DEFAULT_LOSS, LOSSES, METRICS, mode_for
 from trainlab.registry import Param, check_params, check_value, join, non_negative, one_of, param
-
-FORMAT_VERSION = 1
-"""Part of every trial hash: bump it when a change alters what a resolved spec trains."""
+from trainlab.trial import FORMAT_VERSION, TrialSpec, canonical_json, trial_hash
 
 TOP_KEYS = ("study", "data", "model", "optimizer", "train", "compare", "grid", "search", "stage")
 TRIAL_KEYS = ("data", "model", "optimizer", "train")
@@ -135,7 +133,8 @@ class Trial:
     hash: str
 
     def spec_json(self) -> str:
-        return canonical_json(self.spec)
+        """The resolved spec as the store keeps it."""
+        return TrialSpec.from_json(self.spec).json()
 
 
 @dataclass(frozen=True)
@@ -263,17 +262,6 @@ def fold_specs(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
         one["data"]["split"]["fold"] = fold
         out.append(one)
     return out
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no spaces: the same value always gives the same text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def trial_hash(spec: Mapping[str, Any], seed: int) -> str:
-    """The stable identity of a trial: its resolved spec and seed (and the format version)."""
-    text = canonical_json({"v": FORMAT_VERSION, "spec": spec, "seed": seed})
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def load(path: str | Path, *, smoke: bool = False) -> Study:
@@ -837,8 +825,6 @@ def resolve_trial(raw: Mapping[str, Any]) -> dict[str, Any]:
     v = data["split"].get("validation")
     if isinstance(v, float) and not 0 < v < 1:
         raise SpecError(f"a validation fraction must be in (0, 1), got {v}", path="data.split.validation")
-    if data["val_limit"] is None:
-        del data["val_limit"]  # absent unless set, so that specs written before it keep their hashes
     if data["name"] != "npz":
         data["path"] = None
     if data["name"] not in ("california_housing", USER_NPZ):
@@ -899,21 +885,3 @@ def monitorable(task: str) -> list[str]:
     """The metric names a callback or ``train.monitor`` can watch, Keras-style."""
     names = METRICS[task]
     return [*names, *(f"val_{n}" for n in names)]
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """The ``train`` table of a resolved spec, typed for the engine."""
-
-    epochs: int
-    batch_size: int | str
-    loss: str
-    shuffle: bool
-    monitor: str
-    keep: str
-    early_stopping: dict[str, Any] | None
-    reduce_lr_on_plateau: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, spec: Mapping[str, Any]) -> "TrainSettings":
-        return cls(**spec["train"])

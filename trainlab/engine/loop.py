@@ -23,7 +23,7 @@ from trainlab.losses import LOSSES, METRICS
 from trainlab.models import Net
 from trainlab.optim import Optimizer
 from trainlab.seeding import derive
-from trainlab.spec import TrainSettings
+from trainlab.trial import TrainSettings
 
 EVAL_BATCH = 2048
 

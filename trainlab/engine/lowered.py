@@ -39,7 +39,7 @@ from torch.nn import functional as F
 
 from trainlab.models import Net
 from trainlab.optim import Optimizer
-from trainlab.spec import TrainSettings
+from trainlab.trial import TrainSettings
 
 LOWERED_MAX_BATCH = 16
 """The largest batch the lowered step is used for; above it the matrix products dominate and

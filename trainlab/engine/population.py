@@ -30,7 +30,7 @@ from trainlab.engine.tracker import FitResult, Tracker, Weights
 from trainlab.losses import LOSSES, METRICS
 from trainlab.models import Net
 from trainlab.optim import Optimizer, PopulationOptimizer, apply_gradients, options, resolve
-from trainlab.spec import TrainSettings, canonical_json
+from trainlab.trial import TrainSettings, canonical_json
 
 OnMemberEpoch = Callable[[int, int, dict[str, float], Callable[[], bytes]], "bool | None"]
 """Called with (member index, epoch, metrics, checkpoint maker) after each member's epoch."""

@@ -18,7 +18,7 @@ import torch
 
 from trainlab.engine.callbacks import EarlyStopping, ReduceLROnPlateau
 from trainlab.losses import mode_for
-from trainlab.spec import TrainSettings
+from trainlab.trial import TrainSettings
 
 Weights = dict[str, torch.Tensor]
 

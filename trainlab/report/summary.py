@@ -42,7 +42,7 @@ def shape_text(shape: tuple[int, ...]) -> str:
 
 def study_models(store: Store, study: str) -> list[ModelSummary]:
     """One summary per distinct model of the study's variants, in variant order."""
-    from trainlab.spec import canonical_json
+    from trainlab.trial import canonical_json
 
     found: dict[str, ModelSummary] = {}
     seen_labels: set[str] = set()

@@ -1,0 +1,179 @@
+"""The typed trial spec: what one trial trains, parsed once from its resolved JSON.
+
+A study file resolves (:mod:`trainlab.spec`) to one JSON object per trial with every default
+explicit, and the store keeps that text. Everything below the study parser — the planner,
+executors, engine, report and export — takes a :class:`TrialSpec` made from it with
+:meth:`TrialSpec.from_json`, never the dict, so that each concept has one typed place.
+
+A trial's identity is :func:`trial_hash` of its resolved spec and seed. So that a store keeps
+resuming across versions, a setting added later whose default keeps the old behaviour is left
+out of the identity while it has that default: it is a row of :data:`NEUTRAL_DEFAULTS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+FORMAT_VERSION = 1
+"""Part of every trial hash: bump it when a change alters what a resolved spec trains."""
+
+NEUTRAL_DEFAULTS: dict[tuple[str, ...], Any] = {
+    ("data", "val_limit"): None,
+}
+"""Key paths of settings added after trials were first stored, and the default that trains as
+before. A spec holding the default is hashed as if the key were absent, so adding a row here
+(with its setting) changes no stored trial's identity. Keys absent from a stored spec read as
+their default."""
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: the same value always gives the same text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def identity(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved spec as it is hashed: without the settings that hold their neutral default."""
+    out = json.loads(canonical_json(spec))
+    for path, default in NEUTRAL_DEFAULTS.items():
+        node = out
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == default:
+            del node[path[-1]]
+    return out
+
+
+def trial_hash(spec: Mapping[str, Any], seed: int) -> str:
+    """The stable identity of a trial: its resolved spec (less neutral defaults), its seed and
+    the format version."""
+    text = canonical_json({"v": FORMAT_VERSION, "spec": identity(spec), "seed": seed})
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data set, how it is limited and split. ``path``: the file of a user's ``npz``;
+    ``test_fraction``: the test share of a data set without its own test split (else None)."""
+
+    name: str
+    path: str | None
+    split: Mapping[str, Any]
+    train_limit: int | None
+    test_limit: int | None
+    val_limit: int | None = None
+    test_fraction: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "path": self.path, "split": dict(self.split),
+                               "train_limit": self.train_limit, "test_limit": self.test_limit}
+        if self.val_limit is not None:
+            out["val_limit"] = self.val_limit
+        if self.test_fraction is not None:
+            out["test_fraction"] = self.test_fraction
+        return out
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> DataSpec:
+        return cls(value["name"], value.get("path"), dict(value["split"]), value.get("train_limit"),
+                   value.get("test_limit"), value.get("val_limit"), value.get("test_fraction"))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The layers, each a complete config (``type`` and every parameter)."""
+
+    layers: tuple[Mapping[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layers": [json.loads(canonical_json(layer)) for layer in self.layers]}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ModelSpec:
+        return cls(tuple(value["layers"]))
+
+    @property
+    def convolutional(self) -> bool:
+        return any(layer["type"] == "Conv2D" for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer's name and its complete options (every Keras parameter explicit)."""
+
+    name: str
+    options: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> OptimizerSpec:
+        return cls(value["name"], {k: v for k, v in value.items() if k != "name"})
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.options["learning_rate"])
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The ``train`` table: how long, in what batches, with which loss, monitor and callbacks."""
+
+    epochs: int
+    batch_size: int | str
+    loss: str
+    shuffle: bool
+    monitor: str
+    keep: str
+    early_stopping: dict[str, Any] | None
+    reduce_lr_on_plateau: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> TrainSettings:
+        return cls(**value)
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any]) -> TrainSettings:
+        """The settings of a resolved spec given as a dict (its ``train`` table)."""
+        return cls.from_json(spec["train"])
+
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size == "full"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial's resolved spec: data, model, optimizer, training settings and the task
+    (``classification`` or ``regression``)."""
+
+    data: DataSpec
+    model: ModelSpec
+    optimizer: OptimizerSpec
+    train: TrainSettings
+    task: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"data": self.data.to_json(), "model": self.model.to_json(), "optimizer": self.optimizer.to_json(),
+                "task": self.task, "train": self.train.to_json()}
+
+    def json(self) -> str:
+        """The canonical JSON text, as the store keeps it."""
+        return canonical_json(self.to_json())
+
+    @classmethod
+    def from_json(cls, value: str | Mapping[str, Any]) -> TrialSpec:
+        """From a resolved spec, as a dict or the store's JSON text."""
+        raw = json.loads(value) if isinstance(value, str) else value
+        return cls(DataSpec.from_json(raw["data"]), ModelSpec.from_json(raw["model"]),
+                   OptimizerSpec.from_json(raw["optimizer"]), TrainSettings.from_json(raw["train"]), raw["task"])
+
+    def hash(self, seed: int) -> str:
+        return trial_hash(self.to_json(), seed)

@@ -160,7 +160,7 @@ def _failing_adam(monkeypatch: pytest.MonkeyPatch) -> None:
     real = executors.train_unit
 
     def train_unit(job: Any, *args: Any, **kwargs: Any) -> Any:
-        if any(json.loads(s)["optimizer"]["name"] == "adam" for s in job.specs):
+        if any(s.optimizer.name == "adam" for s in job.specs):
             raise RuntimeError("boom: this trial cannot train")
         return real(job, *args, **kwargs)
 

@@ -274,10 +274,8 @@ def test_an_exception_fails_the_unit_without_retry(cluster: str, tmp_path: Path,
         if broken in job.hashes:
             if where == "in the task":
                 raise RuntimeError("the task broke")
-            specs = [json.loads(s) for s in job.specs]
-            for s in specs:
-                s["optimizer"]["name"] = "NoSuchOptimizer"
-            job = replace(job, specs=tuple(json.dumps(s) for s in specs))
+            job = replace(job, specs=tuple(replace(s, optimizer=replace(s.optimizer, name="NoSuchOptimizer"))
+                                           for s in job.specs))
         yield from unit_events(job)
 
     summary, watcher = run(study_path, "ray.db", population=1, worker=raises)

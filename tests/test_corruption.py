@@ -182,7 +182,8 @@ def test_bit_rot_in_a_checkpoint_fails_that_trial_alone_and_retry_trains_it_afre
 
     monkeypatch.chdir(tiny_study.parent)
     code, out, err = cli("run", tiny_study.name, "--store", str(store), "--workers", "1", "--population", "1", "--format", "none")
-    assert code == 0 and "Traceback" not in err, err
+    assert code == 1 and "Traceback" not in err, err  # the run finished, but a trial failed
+    assert "1 trial of study tiny failed with an error" in err
     assert f"{held[0].label} seed {held[0].seed}: failed: a stored checkpoint or weights file is damaged" in out
     with Store.open(store) as db:
         trials = {t.id: t for t in db.trials(db.study("tiny").id)}  # type: ignore[union-attr]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -354,7 +356,9 @@ def test_smoke_run_shrinks_every_variant_and_keeps_its_own_name(tmp_path: Path) 
     again = spec.from_dict(study.raw, default_name="x")
     assert again.name == "staged-smoke" and [x.spec for x in again.variants] == [x.spec for x in study.variants]
     full = spec.load(path)
-    assert full.variants[0].spec["train"]["epochs"] == 50 and "val_limit" not in full.variants[0].spec["data"]
+    assert full.variants[0].spec["train"]["epochs"] == 50 and full.variants[0].spec["data"]["val_limit"] is None
+    # Without a limit the key is stored and hashed as before it existed.
+    assert "val_limit" not in json.loads(full.trials()[0].spec_json())["data"]
 
 
 def test_hidden_and_dropout_edits_rebuild_the_dense_stack(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ from trainlab.executors import (
     unit_job,
 )
 from trainlab.spec import Study
+from trainlab.trial import TrialSpec
 from trainlab.store import FINISHED_STATUSES, ClaimLostError, Store, TrialRecord, make_owner
 
 DEFAULT_MAX_RETRIES = 2

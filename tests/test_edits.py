@@ -78,6 +78,10 @@ APPLIED: dict[str, tuple[list[dict[str, Any]], Any, dict[str, Any], list[dict[st
         MLP, SGD, {"insert": {"at": 0, "layers": CONV_BLOCK}, "batch_norm": True},
         [CONV_BLOCK[0], {"type": "BatchNormalization"}, CONV_BLOCK[1], FLAT, dense(16, "relu"), {"type": "BatchNormalization"},
          dense(8, "relu"), {"type": "BatchNormalization"}, dense(10, "softmax")], SGD),
+    "an inserted layer is hidden in a model without one": (
+        BARE, SGD, {"insert": {"at": 1, "layers": [dense(6)]}, "activation": "relu"}, [FLAT, dense(6, "relu"), dense(10, "softmax")], SGD),
+    "a rebuilt layer is hidden in a model without one": (
+        BARE, SGD, {"hidden": [4], "batch_norm": True}, [FLAT, dense(4), {"type": "BatchNormalization"}, dense(10, "softmax")], SGD),
     "rebuilt layers get the new widths, activation and batch norm": (
         MLP, SGD, {"hidden": [4, 4, 4], "scale_widths": 2, "activation": "elu", "batch_norm": True, "scale_lr": 2},
         [FLAT, *[layer for _ in range(3) for layer in (dense(8, "elu"), {"type": "BatchNormalization"})], dense(10, "softmax")],

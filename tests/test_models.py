@@ -117,24 +117,24 @@ def test_shape_errors_name_the_layer() -> None:
 # and the (parameters, trainable parameters) Keras' model.summary() shows, computed by hand:
 # Dense in*units + units (bias); Conv2D kh*kw*in_channels*filters + filters (bias), output
 # floor((n - k) / s) + 1 ('valid') or ceil(n / s) ('same'); BatchNormalization 2*C trainable
-# (gamma, beta) + 2*C non-trainable (moving mean, variance).
-LAYER_CASES: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...], int, int]] = {
-    "dense": ({"type": "Dense", "units": 10}, (784,), (10,), 7850, 7850),
-    "dense without bias": ({"type": "Dense", "units": 4, "use_bias": False}, (3,), (4,), 12, 12),
-    "conv valid": ({"type": "Conv2D", "filters": 32, "kernel_size": 3}, (1, 28, 28), (32, 26, 26), 320, 320),
+# (gamma, beta) + 2*C non-trainable (moving mean, variance); and the torch modules it builds.
+LAYER_CASES: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...], int, int, list[str]]] = {
+    "dense": ({"type": "Dense", "units": 10}, (784,), (10,), 7850, 7850, ["Linear"]),
+    "dense without bias": ({"type": "Dense", "units": 4, "use_bias": False}, (3,), (4,), 12, 12, ["Linear"]),
+    "conv valid": ({"type": "Conv2D", "filters": 32, "kernel_size": 3}, (1, 28, 28), (32, 26, 26), 320, 320, ["Conv2d"]),
     "conv same strided": ({"type": "Conv2D", "filters": 8, "kernel_size": [3, 5], "strides": 2, "padding": "same"},
-                          (3, 7, 9), (8, 4, 5), 368, 368),
+                          (3, 7, 9), (8, 4, 5), 368, 368, ["Conv2d"]),
     "conv without bias": ({"type": "Convolution2D", "filters": 4, "kernel_size": 2, "strides": [1, 3], "use_bias": False},
-                          (2, 6, 10), (4, 5, 3), 32, 32),
-    "pool": ({"type": "MaxPooling2D"}, (32, 26, 26), (32, 13, 13), 0, 0),
-    "pool same": ({"type": "MaxPool2D", "pool_size": 3, "padding": "same"}, (4, 7, 7), (4, 3, 3), 0, 0),
-    "pool strided": ({"type": "MaxPooling2D", "pool_size": [2, 3], "strides": 1}, (2, 5, 6), (2, 4, 4), 0, 0),
-    "flatten": ({"type": "Flatten"}, (32, 13, 13), (5408,), 0, 0),
-    "dropout": ({"type": "Dropout", "rate": 0.5}, (10,), (10,), 0, 0),
-    "batch norm": ({"type": "BatchNormalization"}, (16,), (16,), 64, 32),
-    "batch norm of channels, no beta": ({"type": "BatchNormalization", "center": False}, (8, 5, 5), (8, 5, 5), 24, 8),
-    "batch norm, nothing trains": ({"type": "BatchNormalization", "center": False, "scale": False}, (6,), (6,), 12, 0),
-    "activation": ({"type": "Activation", "activation": "relu"}, (3, 4, 4), (3, 4, 4), 0, 0),
+                          (2, 6, 10), (4, 5, 3), 32, 32, ["Conv2d"]),
+    "pool": ({"type": "MaxPooling2D"}, (32, 26, 26), (32, 13, 13), 0, 0, ["MaxPool2d"]),
+    "pool same": ({"type": "MaxPool2D", "pool_size": 3, "padding": "same"}, (4, 7, 7), (4, 3, 3), 0, 0, ["ConstantPad2d", "MaxPool2d"]),
+    "pool strided": ({"type": "MaxPooling2D", "pool_size": [2, 3], "strides": 1}, (2, 5, 6), (2, 4, 4), 0, 0, ["MaxPool2d"]),
+    "flatten": ({"type": "Flatten"}, (32, 13, 13), (5408,), 0, 0, ["Flatten"]),
+    "dropout": ({"type": "Dropout", "rate": 0.5}, (10,), (10,), 0, 0, ["Dropout"]),
+    "batch norm": ({"type": "BatchNormalization"}, (16,), (16,), 64, 32, ["KerasBatchNorm"]),
+    "batch norm of channels, no beta": ({"type": "BatchNormalization", "center": False}, (8, 5, 5), (8, 5, 5), 24, 8, ["KerasBatchNorm"]),
+    "batch norm, nothing trains": ({"type": "BatchNormalization", "center": False, "scale": False}, (6,), (6,), 12, 0, ["KerasBatchNorm"]),
+    "activation": ({"type": "Activation", "activation": "relu"}, (3, 4, 4), (3, 4, 4), 0, 0, ["ReLU"]),
 }
 
 
@@ -147,7 +147,7 @@ def test_layer_cases_cover_every_layer_type() -> None:
 
 @pytest.mark.parametrize("case", LAYER_CASES)
 def test_layer_shape_and_parameters_match_keras(case: str) -> None:
-    layer, shape, expected_shape, params, trainable = LAYER_CASES[case]
+    layer, shape, expected_shape, params, trainable, _ = LAYER_CASES[case]
     model = models.resolve({"layers": [layer]}, shape)
     assert models.shapes(model, shape) == [expected_shape]
     [row] = models.summary(model, shape)
@@ -158,8 +158,9 @@ def test_layer_shape_and_parameters_match_keras(case: str) -> None:
 def test_built_layer_has_the_shape_and_parameters_it_declares(case: str) -> None:
     """The torch module, counted apart from the formulas: trainable = parameters that train,
     non-trainable = a batch norm's moving statistics."""
-    layer, shape, expected_shape, params, trainable = LAYER_CASES[case]
+    layer, shape, expected_shape, params, trainable, modules = LAYER_CASES[case]
     net = models.build(models.resolve({"layers": [layer]}, shape), shape, seed=0).eval()
+    assert [type(m).__name__ for m in net.body] == modules
     assert net(torch.rand(2, *shape)).shape == (2, *expected_shape)
     trains = sum(p.numel() for p in net.parameters() if p.requires_grad)
     moving = sum(b.numel() for name, b in net.named_buffers() if name.endswith(("running_mean", "running_var")))

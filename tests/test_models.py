@@ -111,3 +111,94 @@ def test_shape_errors_name_the_layer() -> None:
         models.resolve({"layers": [{"type": "Flatten"}, {"type": "Dropout", "rate": 1.5}]}, (1, 3, 3))
     with pytest.raises(SpecError, match=r"model.layers\[0\].units.*required"):
         models.resolve({"layers": [{"type": "Dense"}]})
+
+
+# One table of every layer type: each case is a layer on an input shape, with the output shape
+# and the (parameters, trainable parameters) Keras' model.summary() shows, computed by hand:
+# Dense in*units + units (bias); Conv2D kh*kw*in_channels*filters + filters (bias), output
+# floor((n - k) / s) + 1 ('valid') or ceil(n / s) ('same'); BatchNormalization 2*C trainable
+# (gamma, beta) + 2*C non-trainable (moving mean, variance); and the torch modules it builds.
+LAYER_CASES: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...], int, int, list[str]]] = {
+    "dense": ({"type": "Dense", "units": 10}, (784,), (10,), 7850, 7850, ["Linear"]),
+    "dense without bias": ({"type": "Dense", "units": 4, "use_bias": False}, (3,), (4,), 12, 12, ["Linear"]),
+    "conv valid": ({"type": "Conv2D", "filters": 32, "kernel_size": 3}, (1, 28, 28), (32, 26, 26), 320, 320, ["Conv2d"]),
+    "conv same strided": ({"type": "Conv2D", "filters": 8, "kernel_size": [3, 5], "strides": 2, "padding": "same"},
+                          (3, 7, 9), (8, 4, 5), 368, 368, ["Conv2d"]),
+    "conv without bias": ({"type": "Convolution2D", "filters": 4, "kernel_size": 2, "strides": [1, 3], "use_bias": False},
+                          (2, 6, 10), (4, 5, 3), 32, 32, ["Conv2d"]),
+    "pool": ({"type": "MaxPooling2D"}, (32, 26, 26), (32, 13, 13), 0, 0, ["MaxPool2d"]),
+    "pool same": ({"type": "MaxPool2D", "pool_size": 3, "padding": "same"}, (4, 7, 7), (4, 3, 3), 0, 0, ["ConstantPad2d", "MaxPool2d"]),
+    "pool strided": ({"type": "MaxPooling2D", "pool_size": [2, 3], "strides": 1}, (2, 5, 6), (2, 4, 4), 0, 0, ["MaxPool2d"]),
+    "flatten": ({"type": "Flatten"}, (32, 13, 13), (5408,), 0, 0, ["Flatten"]),
+    "dropout": ({"type": "Dropout", "rate": 0.5}, (10,), (10,), 0, 0, ["Dropout"]),
+    "batch norm": ({"type": "BatchNormalization"}, (16,), (16,), 64, 32, ["KerasBatchNorm"]),
+    "batch norm of channels, no beta": ({"type": "BatchNormalization", "center": False}, (8, 5, 5), (8, 5, 5), 24, 8, ["KerasBatchNorm"]),
+    "batch norm, nothing trains": ({"type": "BatchNormalization", "center": False, "scale": False}, (6,), (6,), 12, 0, ["KerasBatchNorm"]),
+    "activation": ({"type": "Activation", "activation": "relu"}, (3, 4, 4), (3, 4, 4), 0, 0, ["ReLU"]),
+}
+
+
+def test_layer_cases_cover_every_layer_type() -> None:
+    covered = {models.LAYERS.canonical(layer["type"], "") for layer, *_ in LAYER_CASES.values()}
+    assert covered == set(models.LAYER_DEFS)
+    assert set(models.LAYERS.names()) == set(models.LAYER_DEFS)
+    assert models.WEIGHTED == ("Dense", "Conv2D")
+
+
+@pytest.mark.parametrize("case", LAYER_CASES)
+def test_layer_shape_and_parameters_match_keras(case: str) -> None:
+    layer, shape, expected_shape, params, trainable, _ = LAYER_CASES[case]
+    model = models.resolve({"layers": [layer]}, shape)
+    assert models.shapes(model, shape) == [expected_shape]
+    [row] = models.summary(model, shape)
+    assert (row.output_shape, row.params, row.trainable) == (expected_shape, params, trainable)
+
+
+@pytest.mark.parametrize("case", LAYER_CASES)
+def test_built_layer_has_the_shape_and_parameters_it_declares(case: str) -> None:
+    """The torch module, counted apart from the formulas: trainable = parameters that train,
+    non-trainable = a batch norm's moving statistics."""
+    layer, shape, expected_shape, params, trainable, modules = LAYER_CASES[case]
+    net = models.build(models.resolve({"layers": [layer]}, shape), shape, seed=0).eval()
+    assert [type(m).__name__ for m in net.body] == modules
+    assert net(torch.rand(2, *shape)).shape == (2, *expected_shape)
+    trains = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    moving = sum(b.numel() for name, b in net.named_buffers() if name.endswith(("running_mean", "running_var")))
+    assert (trains + moving, trains) == (params, trainable)
+
+
+# Every layer type whose output shape can refuse its input: (layer, input shape, message).
+SHAPE_ERRORS: dict[str, tuple[dict, tuple[int, ...], str]] = {
+    "Dense on an image": ({"type": "Dense", "units": 3}, (1, 4, 4),
+                          "Dense needs a flat input but gets shape (1, 4, 4); put { type = \"Flatten\" } before it"),
+    "Conv2D on a vector": ({"type": "Conv2D", "filters": 2, "kernel_size": 3}, (16,),
+                           "Conv2D needs an image input (channels, height, width) but gets shape (16,)"),
+    "Conv2D too large": ({"type": "Conv2D", "filters": 2, "kernel_size": [2, 5]}, (1, 4, 4),
+                         "Conv2D leaves no pixels: input (1, 4, 4) with window (2, 5) and 'valid' padding"),
+    "MaxPooling2D on a vector": ({"type": "MaxPooling2D"}, (16,),
+                                 "MaxPooling2D needs an image input (channels, height, width) but gets shape (16,)"),
+    "MaxPooling2D too large": ({"type": "MaxPooling2D", "pool_size": 5}, (2, 3, 3),
+                               "MaxPooling2D leaves no pixels: input (2, 3, 3) with window (5, 5) and 'valid' padding"),
+}
+
+
+@pytest.mark.parametrize("case", SHAPE_ERRORS)
+def test_a_layer_that_cannot_apply_names_its_key_path(case: str) -> None:
+    layer, shape, reason = SHAPE_ERRORS[case]
+    model = models.resolve({"layers": [{"type": "Dropout", "rate": 0.1}, layer]})
+    with pytest.raises(SpecError) as info:
+        models.shapes(model, shape, path="stage[0].model")
+    assert (info.value.path, info.value.reason) == ("stage[0].model.layers[1]", reason)
+
+
+def test_same_padding_limit_uses_each_windows_strides() -> None:
+    """A 'same' window of size k and strides s pads n pixels to (ceil(n / s) - 1) * s + k a side.
+    A 3150-wide convolution (strides 1) pads 28 pixels to 27 + 3150 = 3177: 1 x 3177 x 3177 =
+    10,093,329 values, over the 10M limit; a 3150-wide pooling (strides 3150, its size) pads them
+    to 3150: 9,922,500 values, allowed."""
+    with pytest.raises(SpecError, match=r"Conv2D with 'same' padding pads its input \(1, 28, 28\) to 3177x3177 pixels"):
+        models.resolve({"layers": [{"type": "Conv2D", "filters": 1, "kernel_size": 3150, "padding": "same"}]}, (1, 28, 28))
+    pooled = models.resolve({"layers": [{"type": "MaxPooling2D", "pool_size": 3150, "padding": "same"}]}, (1, 28, 28))
+    assert models.shapes(pooled, (1, 28, 28)) == [(1, 1, 1)]
+    with pytest.raises(SpecError, match=r"MaxPooling2D with 'same' padding pads its input \(1, 28, 28\) to 3200x3200 pixels"):
+        models.resolve({"layers": [{"type": "MaxPooling2D", "pool_size": 3200, "padding": "same"}]}, (1, 28, 28))

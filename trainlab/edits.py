@@ -6,6 +6,9 @@ learning rate times five, convolutional layers inserted after the input, other w
 is a small table; :func:`apply` turns a resolved trial spec into the edited, unresolved tables,
 which the caller resolves (and so validates) again.
 
+Each kind of edit is one row of :data:`EDITS`: how its value is checked when the study is read
+and how it changes the trial tables, so that a new edit is one row (and one test).
+
 ``hidden`` layers are the Dense and Conv2D layers before the last Dense or Conv2D (the output).
 """
 
@@ -13,15 +16,37 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from trainlab import models
 from trainlab.errors import SpecError
 from trainlab.registry import join
 
-KEYS = ("insert", "hidden", "activation", "widths", "scale_widths", "dropout", "batch_norm", "scale_lr")
-WEIGHT_LAYERS = ("Dense", "Conv2D")
+WEIGHT_LAYERS = models.WEIGHTED
+"""The layer types with a kernel, whose width an edit may change."""
 BATCH_NORM = (True, False, "after", "before_activation")
+
+Check = Callable[[Any, str], None]
+"""Validates an edit's value at its key path; raises a SpecError saying what is allowed."""
+Apply = Callable[[dict[str, Any], Any, str], None]
+"""Changes the trial tables (a deep copy, changed in place) by an edit's value; its key path names errors."""
+
+
+@dataclass(frozen=True)
+class EditDef:
+    """One kind of edit: how its value is checked and how it changes the trial tables.
+
+    ``rebuilds``: the edit adds or replaces layers, so it runs before the others and the layers it
+    makes count as hidden ones (and get batch normalization when both are asked for).
+    ``needs_hidden``: the edit changes the hidden layers, so a model without any is refused.
+    """
+
+    check: Check
+    apply: Apply
+    rebuilds: bool = False
+    needs_hidden: bool = False
 
 
 def check(edit: Any, where: str) -> dict[str, Any]:
@@ -31,26 +56,81 @@ def check(edit: Any, where: str) -> dict[str, Any]:
                         path=where)
     for key, value in edit.items():
         path = join(where, key)
-        if key not in KEYS:
+        if key not in EDITS:
             raise SpecError(f"unknown edit {key!r}", path=path, allowed=KEYS, got=key)
-        if key == "activation" and not isinstance(value, (str, Mapping)):
-            raise SpecError(f"an activation name or table, got {value!r}", path=path)
-        if key == "batch_norm" and value not in BATCH_NORM:
-            raise SpecError(f"true (after each hidden layer), \"before_activation\" or false, got {value!r}",
-                            path=path, allowed=("true", "false", "after", "before_activation"))
-        if key in ("scale_lr", "scale_widths") and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0):
-            raise SpecError(f"a positive factor, got {value!r}", path=path)
-        if key in ("widths", "hidden") and (not isinstance(value, list) or not all(
-                isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value) or (key == "widths" and not value)):
-            what = "one per hidden Dense or Conv2D layer" if key == "widths" else "the hidden Dense layers' widths ([] for none)"
-            raise SpecError(f"a list of positive integers, {what}, got {value!r}", path=path)
-        if key == "dropout" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
-            raise SpecError(f"a dropout rate in [0, 1), got {value!r}", path=path)
-        if key == "insert":
-            for i, item in enumerate(value if isinstance(value, list) else [value]):
-                _check_insert(item, join(path, i) if isinstance(value, list) else path)
+        EDITS[key].check(value, path)
     return dict(edit)
+
+
+def hidden(layers: list[Mapping[str, Any]]) -> list[int]:
+    """Indices of the hidden Dense and Conv2D layers: all but the last weight layer."""
+    weights = [i for i, layer in enumerate(layers) if layer.get("type") in WEIGHT_LAYERS]
+    return weights[:-1]
+
+
+def apply(spec: Mapping[str, Any], edit: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The trial tables of ``spec`` with ``edit`` applied, in the order of :data:`KEYS`.
+
+    The edits that add or replace layers (inserting, rebuilding the hidden Dense layers) come
+    before the others, so that the new layers count as hidden ones (and get batch normalization
+    when both are asked for).
+    """
+    out = {key: copy.deepcopy(value) for key, value in spec.items() if key != "task"}
+    asked = [(name, row) for name, row in EDITS.items() if name in edit]
+    for name, row in asked:
+        if row.rebuilds:
+            row.apply(out, edit[name], join(where, name))
+    if any(row.needs_hidden for _, row in asked) and not hidden(out["model"]["layers"]):
+        raise SpecError("the model has no hidden Dense or Conv2D layer to edit", path=where)
+    for name, row in asked:
+        if not row.rebuilds:
+            row.apply(out, edit[name], join(where, name))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks of an edit's value
+
+
+def _check_activation(value: Any, path: str) -> None:
+    if not isinstance(value, (str, Mapping)):
+        raise SpecError(f"an activation name or table, got {value!r}", path=path)
+
+
+def _check_batch_norm(value: Any, path: str) -> None:
+    if value not in BATCH_NORM:
+        raise SpecError(f"true (after each hidden layer), \"before_activation\" or false, got {value!r}",
+                        path=path, allowed=("true", "false", "after", "before_activation"))
+
+
+def _check_factor(value: Any, path: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise SpecError(f"a positive factor, got {value!r}", path=path)
+
+
+def _is_widths(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)
+
+
+def _check_widths(value: Any, path: str) -> None:
+    if not _is_widths(value) or not value:
+        raise SpecError(f"a list of positive integers, one per hidden Dense or Conv2D layer, got {value!r}", path=path)
+
+
+def _check_hidden(value: Any, path: str) -> None:
+    if not _is_widths(value):
+        raise SpecError(f"a list of positive integers, the hidden Dense layers' widths ([] for none), got {value!r}",
+                        path=path)
+
+
+def _check_dropout(value: Any, path: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise SpecError(f"a dropout rate in [0, 1), got {value!r}", path=path)
+
+
+def _check_inserts(value: Any, path: str) -> None:
+    for i, item in enumerate(value if isinstance(value, list) else [value]):
+        _check_insert(item, join(path, i) if isinstance(value, list) else path)
 
 
 def _check_insert(item: Any, where: str) -> None:
@@ -63,67 +143,87 @@ def _check_insert(item: Any, where: str) -> None:
         raise SpecError("a non-empty list of layer tables", path=join(where, "layers"))
 
 
-def hidden(layers: list[Mapping[str, Any]]) -> list[int]:
-    """Indices of the hidden Dense and Conv2D layers: all but the last weight layer."""
-    weights = [i for i, layer in enumerate(layers) if layer.get("type") in WEIGHT_LAYERS]
-    return weights[:-1]
+# ---------------------------------------------------------------------------------------------
+# What each edit does to the trial tables
 
 
-def apply(spec: Mapping[str, Any], edit: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """The trial tables of ``spec`` with ``edit`` applied, in the order of :data:`KEYS`.
+def _layers(tables: dict[str, Any]) -> list[dict[str, Any]]:
+    layers: list[dict[str, Any]] = tables["model"]["layers"]
+    return layers
 
-    Inserting and rebuilding the hidden Dense layers come before the other edits, so that the
-    new layers count as hidden ones (and get batch normalization when both are asked for).
-    """
-    out = {key: copy.deepcopy(value) for key, value in spec.items() if key != "task"}
-    layers: list[dict[str, Any]] = out["model"]["layers"]
-    if "insert" in edit:
-        items = edit["insert"] if isinstance(edit["insert"], list) else [edit["insert"]]
-        for item in sorted(items, key=lambda x: x["at"] if x["at"] >= 0 else len(layers) + x["at"], reverse=True):
-            at = item["at"]
-            if not -len(layers) <= at <= len(layers):
-                raise SpecError(f"position {at} is outside the model's {len(layers)} layers", path=join(where, "insert.at"))
-            at = at if at >= 0 else len(layers) + at
-            layers[at:at] = [dict(layer) for layer in item["layers"]]
-    if "hidden" in edit:
-        layers[:] = _rebuild_dense(layers, edit["hidden"], join(where, "hidden"))
+
+def _insert(tables: dict[str, Any], value: Any, path: str) -> None:
+    """Insert each item's layers at its position, the last position first so that every
+    position counts in the model as it was."""
+    layers = _layers(tables)
+    items = value if isinstance(value, list) else [value]
+    for item in sorted(items, key=lambda x: x["at"] if x["at"] >= 0 else len(layers) + x["at"], reverse=True):
+        at = item["at"]
+        if not -len(layers) <= at <= len(layers):
+            raise SpecError(f"position {at} is outside the model's {len(layers)} layers", path=join(path, "at"))
+        at = at if at >= 0 else len(layers) + at
+        layers[at:at] = [dict(layer) for layer in item["layers"]]
+
+
+def _hidden(tables: dict[str, Any], value: Any, path: str) -> None:
+    layers = _layers(tables)
+    layers[:] = _rebuild_dense(layers, value, path)
+
+
+def _activation(tables: dict[str, Any], value: Any, path: str) -> None:
+    """Every hidden layer's activation and every Activation layer's before the output."""
+    layers = _layers(tables)
     inner = hidden(layers)
-    if not inner and any(k in edit for k in ("activation", "batch_norm", "widths", "scale_widths")):
-        raise SpecError("the model has no hidden Dense or Conv2D layer to edit", path=where)
-    if "activation" in edit:
-        last = max(i for i, layer in enumerate(layers) if layer.get("type") in WEIGHT_LAYERS)
-        for i, layer in enumerate(layers):
-            if i < last and (i in inner or layer.get("type") == "Activation"):
-                layer["activation"] = copy.deepcopy(edit["activation"])
-    if "widths" in edit:
-        if len(edit["widths"]) != len(inner):
-            raise SpecError(f"the model has {len(inner)} hidden Dense/Conv2D layers, the edit gives {len(edit['widths'])} widths",
-                            path=join(where, "widths"))
-        for i, width in zip(inner, edit["widths"]):
-            layers[i][_width_key(layers[i])] = width
-    if "scale_widths" in edit:
-        for i in inner:
-            key = _width_key(layers[i])
-            layers[i][key] = max(1, round(layers[i][key] * edit["scale_widths"]))
-    if "dropout" in edit:
-        dropouts = [layer for layer in layers if layer.get("type") == "Dropout"]
-        if not dropouts:
-            raise SpecError("the model has no Dropout layer to set", path=join(where, "dropout"))
-        for layer in dropouts:
-            layer["rate"] = edit["dropout"]
-    if edit.get("batch_norm"):
-        for i in reversed(inner):
-            added: list[dict[str, Any]] = [{"type": "BatchNormalization"}]
-            if edit["batch_norm"] == "before_activation":
-                added.append({"type": "Activation", "activation": layers[i].get("activation", "linear")})
-                layers[i]["activation"] = "linear"
-            layers[i + 1:i + 1] = added
-    if "scale_lr" in edit:
-        optimizer = out["optimizer"]
-        if not isinstance(optimizer, Mapping) or "learning_rate" not in optimizer:
-            raise SpecError("scale_lr needs the optimizer's learning_rate", path=join(where, "scale_lr"))
-        optimizer["learning_rate"] = optimizer["learning_rate"] * edit["scale_lr"]
-    return out
+    last = max(i for i, layer in enumerate(layers) if layer.get("type") in WEIGHT_LAYERS)
+    for i, layer in enumerate(layers):
+        if i < last and (i in inner or layer.get("type") == "Activation"):
+            layer["activation"] = copy.deepcopy(value)
+
+
+def _widths(tables: dict[str, Any], value: Any, path: str) -> None:
+    layers = _layers(tables)
+    inner = hidden(layers)
+    if len(value) != len(inner):
+        raise SpecError(f"the model has {len(inner)} hidden Dense/Conv2D layers, the edit gives {len(value)} widths",
+                        path=path)
+    for i, width in zip(inner, value):
+        layers[i][_width_key(layers[i])] = width
+
+
+def _scale_widths(tables: dict[str, Any], value: Any, path: str) -> None:
+    layers = _layers(tables)
+    for i in hidden(layers):
+        key = _width_key(layers[i])
+        layers[i][key] = max(1, round(layers[i][key] * value))
+
+
+def _dropout(tables: dict[str, Any], value: Any, path: str) -> None:
+    dropouts = [layer for layer in _layers(tables) if layer.get("type") == "Dropout"]
+    if not dropouts:
+        raise SpecError("the model has no Dropout layer to set", path=path)
+    for layer in dropouts:
+        layer["rate"] = value
+
+
+def _batch_norm(tables: dict[str, Any], value: Any, path: str) -> None:
+    """A BatchNormalization layer after each hidden layer (false: none); ``"before_activation"``
+    moves the layer's activation into an Activation layer after the normalization."""
+    if not value:
+        return
+    layers = _layers(tables)
+    for i in reversed(hidden(layers)):
+        added: list[dict[str, Any]] = [{"type": "BatchNormalization"}]
+        if value == "before_activation":
+            added.append({"type": "Activation", "activation": layers[i].get("activation", "linear")})
+            layers[i]["activation"] = "linear"
+        layers[i + 1:i + 1] = added
+
+
+def _scale_lr(tables: dict[str, Any], value: Any, path: str) -> None:
+    optimizer = tables["optimizer"]
+    if not isinstance(optimizer, Mapping) or "learning_rate" not in optimizer:
+        raise SpecError("scale_lr needs the optimizer's learning_rate", path=path)
+    optimizer["learning_rate"] = optimizer["learning_rate"] * value
 
 
 def _rebuild_dense(layers: list[dict[str, Any]], widths: list[int], where: str) -> list[dict[str, Any]]:
@@ -146,4 +246,21 @@ def _rebuild_dense(layers: list[dict[str, Any]], widths: list[int], where: str) 
 
 
 def _width_key(layer: Mapping[str, Any]) -> str:
-    return "units" if layer["type"] == "Dense" else "filters"
+    """The parameter that sets a weight layer's width (``units``, ``filters``)."""
+    width = models.LAYER_DEFS[layer["type"]].width
+    assert width is not None, f"{layer['type']} has no width"
+    return width
+
+
+EDITS: dict[str, EditDef] = {
+    "insert": EditDef(_check_inserts, _insert, rebuilds=True),
+    "hidden": EditDef(_check_hidden, _hidden, rebuilds=True),
+    "activation": EditDef(_check_activation, _activation, needs_hidden=True),
+    "widths": EditDef(_check_widths, _widths, needs_hidden=True),
+    "scale_widths": EditDef(_check_factor, _scale_widths, needs_hidden=True),
+    "dropout": EditDef(_check_dropout, _dropout),
+    "batch_norm": EditDef(_check_batch_norm, _batch_norm, needs_hidden=True),
+    "scale_lr": EditDef(_check_factor, _scale_lr),
+}
+"""Every kind of edit by its key in an ``edit`` table, in the order they apply."""
+KEYS = tuple(EDITS)

@@ -4,6 +4,8 @@ A model is a list of layer tables (``{ type = "Dense", units = 128, activation =
 :func:`resolve` fills every default (model-level ``activation`` and ``kernel_initializer``
 included) and checks the shapes flow from the data's input to the output; :func:`build` makes
 the :class:`Net`; :func:`summary` gives the Keras-style table of output shapes and parameters.
+What each layer type is (its parameters, output shape, parameter count and torch modules) is
+one row of :data:`LAYER_DEFS`; those functions loop over the layers and ask each one's row.
 
 Images are N, C, H, W (PyTorch's layout); ``Flatten`` therefore orders features channel-first,
 which permutes the next layer's weights relative to Keras but changes nothing else.
@@ -12,7 +14,7 @@ which permutes the next layer's weights relative to Keras but changes nothing el
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,33 +62,50 @@ _CONV = {
     "padding": param("valid", str, check=one_of("valid", "same")),
     **{k: v for k, v in _DENSE.items() if k != "units"},
 }
-LAYERS = Registry(
-    "layer type",
-    {
-        "Dense": Entry(_DENSE),
-        "Conv2D": Entry(_CONV, aliases=("Convolution2D",)),
-        "MaxPooling2D": Entry(
-            {
-                "pool_size": param(2, int, list, check=_int_pair),
-                "strides": Param(None, (int, list, type(None)), _int_pair),
-                "padding": param("valid", str, check=one_of("valid", "same")),
-            },
-            aliases=("MaxPool2D",),
-        ),
-        "Flatten": Entry(),
-        "Dropout": Entry({"rate": required(float, check=fraction)}),
-        "BatchNormalization": Entry(
-            {
-                "momentum": param(0.99, float, check=fraction),
-                "epsilon": param(1e-3, float, check=positive),
-                "center": param(True, bool),
-                "scale": param(True, bool),
-            }
-        ),
-        "Activation": Entry({"activation": required(str, dict)}),
-    },
-)
-WEIGHTED = ("Dense", "Conv2D")
+_POOL = {
+    "pool_size": param(2, int, list, check=_int_pair),
+    "strides": Param(None, (int, list, type(None)), _int_pair),
+    "padding": param("valid", str, check=one_of("valid", "same")),
+}
+_BATCH_NORM = {
+    "momentum": param(0.99, float, check=fraction),
+    "epsilon": param(1e-3, float, check=positive),
+    "center": param(True, bool),
+    "scale": param(True, bool),
+}
+Pair = tuple[int, int]
+Layer = Mapping[str, Any]
+"""A resolved layer table: ``type`` and every parameter of its type."""
+
+
+def _no_weights(layer: Layer, shape: Shape) -> tuple[int, int]:
+    return 0, 0
+
+
+@dataclass(frozen=True)
+class LayerDef:
+    """Everything trainlab knows of one layer type, so that a new type is one row of :data:`LAYER_DEFS`.
+
+    ``output_shape(layer, input_shape, where)`` is the shape (without batch) the layer gives, or a
+    SpecError at ``where`` when it cannot apply to its input. ``weights(layer, input_shape)`` is
+    (parameters, trainable parameters) as Keras' ``model.summary()`` counts them (a
+    BatchNormalization layer's moving statistics are non-trainable parameters).
+    ``modules(layer, input_shape, generator)`` builds the torch modules, initializing any kernel
+    from ``generator``; a layer with a kernel returns the kernel's module last. The layer's
+    ``activation``, if it has one, is added by :func:`build` after them.
+    ``width`` names the parameter that sets the number of outputs of a layer with a kernel
+    (``units``, ``filters``; None for layers without one), ``window(layer)`` the (size, strides)
+    of a sliding-window layer (None for the others).
+    """
+
+    params: Mapping[str, Param]
+    output_shape: Callable[[Layer, Shape, str], Shape]
+    modules: Callable[[Layer, Shape, torch.Generator], list[nn.Module]]
+    weights: Callable[[Layer, Shape], tuple[int, int]] = _no_weights
+    aliases: tuple[str, ...] = ()
+    width: str | None = None
+    window: Callable[[Layer], tuple[Pair, Pair]] | None = None
+
 MODEL_KEYS = {
     "layers": Param(None, (list,), required=True),
     "activation": Param(None, (str, dict, type(None))),
@@ -147,6 +166,7 @@ def check_size(model: Mapping[str, Any], input_shape: Shape, path: str = "model"
     for i, (layer, row) in enumerate(zip(model["layers"], summary(model, input_shape))):
         where = join(join(path, "layers"), i)
         kind = layer["type"]
+        window = LAYER_DEFS[kind].window
         total += row.params
         if total > MAX_PARAMETERS:
             raise SpecError(
@@ -154,9 +174,8 @@ def check_size(model: Mapping[str, Any], input_shape: Shape, path: str = "model"
                 f"(400 MB of float32 weights); use fewer units or filters",
                 path=where,
             )
-        if kind in ("Conv2D", "MaxPooling2D") and layer["padding"] == "same":
-            k = _pair(layer["kernel_size"] if kind == "Conv2D" else layer["pool_size"])
-            s = _pair(layer["strides"] if kind == "Conv2D" else (layer["strides"] or layer["pool_size"]))
+        if window is not None and layer["padding"] == "same":
+            k, s = window(layer)
             padded = [n + sum(_same_pads(n, kk, ss)) for n, kk, ss in zip(shape[1:], k, s)]
             if shape[0] * math.prod(padded) > MAX_VALUES:
                 raise SpecError(
@@ -190,32 +209,7 @@ def shapes(model: Mapping[str, Any], input_shape: Shape, path: str = "model") ->
     shape = tuple(input_shape)
     out = []
     for i, layer in enumerate(model["layers"]):
-        where = join(join(path, "layers"), i)
-        kind = layer["type"]
-        if kind == "Dense":
-            if len(shape) != 1:
-                raise SpecError(
-                    f"Dense needs a flat input but gets shape {shape}; put {{ type = \"Flatten\" }} before it",
-                    path=where,
-                )
-            shape = (layer["units"],)
-        elif kind in ("Conv2D", "MaxPooling2D"):
-            if len(shape) != 3:
-                raise SpecError(
-                    f"{kind} needs an image input (channels, height, width) but gets shape {shape}",
-                    path=where,
-                )
-            if kind == "Conv2D":
-                k, s, channels = _pair(layer["kernel_size"]), _pair(layer["strides"]), layer["filters"]
-            else:
-                k = _pair(layer["pool_size"])
-                s, channels = _pair(layer["strides"] or layer["pool_size"]), shape[0]
-            hw = [_out_size(n, kk, ss, layer["padding"]) for n, kk, ss in zip(shape[1:], k, s)]
-            if min(hw) < 1:
-                raise SpecError(f"{kind} leaves no pixels: input {shape} with window {k} and 'valid' padding", path=where)
-            shape = (channels, *hw)
-        elif kind == "Flatten":
-            shape = (math.prod(shape),)
+        shape = LAYER_DEFS[layer["type"]].output_shape(layer, shape, join(join(path, "layers"), i))
         out.append(shape)
     return out
 
@@ -253,16 +247,7 @@ def summary(model: Mapping[str, Any], input_shape: Shape) -> list[LayerSummary]:
     for layer, out in zip(model["layers"], shapes(model, input_shape)):
         kind = layer["type"]
         counts[kind] = counts.get(kind, 0) + 1
-        params = trainable = 0
-        if kind == "Dense":
-            params = trainable = shape[0] * layer["units"] + layer["units"] * layer["use_bias"]
-        elif kind == "Conv2D":
-            kh, kw = _pair(layer["kernel_size"])
-            params = trainable = kh * kw * shape[0] * layer["filters"] + layer["filters"] * layer["use_bias"]
-        elif kind == "BatchNormalization":
-            channels = shape[0]
-            trainable = channels * (layer["center"] + layer["scale"])
-            params = trainable + 2 * channels
+        params, trainable = LAYER_DEFS[kind].weights(layer, shape)
         rows.append(LayerSummary(f"{_snake(kind)}_{counts[kind]}", kind, out, params, trainable))
         shape = out
     return rows
@@ -384,53 +369,18 @@ def build(model: Mapping[str, Any], input_shape: Shape, seed: int) -> Net:
     layers = list(model["layers"])
     output_activation: nn.Module = nn.Identity()
     for i, (layer, out) in enumerate(zip(layers, shapes(model, input_shape))):
-        kind = layer["type"]
-        if kind == "Dense":
-            core: nn.Module = nn.Linear(shape[0], layer["units"], bias=layer["use_bias"])
-            _init(core, layer, "dense", generator)
-            modules.append(core)
-            core_index = len(modules) - 1
-        elif kind == "Conv2D":
-            k, s = _pair(layer["kernel_size"]), _pair(layer["strides"])
-            pads = [(0, 0), (0, 0)]
-            if layer["padding"] == "same":
-                pads = [_same_pads(n, kk, ss) for n, kk, ss in zip(shape[1:], k, s)]
-            symmetric = all(a == b for a, b in pads)
-            if not symmetric:
-                modules.append(nn.ZeroPad2d((pads[1][0], pads[1][1], pads[0][0], pads[0][1])))
-            core = nn.Conv2d(
-                shape[0], layer["filters"], k, stride=s, bias=layer["use_bias"],
-                padding=(pads[0][0], pads[1][0]) if symmetric else 0,
-            )
-            _init(core, layer, "conv2d", generator)
-            modules.append(core)
-            core_index = len(modules) - 1
-        elif kind == "MaxPooling2D":
-            k = _pair(layer["pool_size"])
-            s = _pair(layer["strides"] or layer["pool_size"])
-            if layer["padding"] == "same":
-                pads = [_same_pads(n, kk, ss) for n, kk, ss in zip(shape[1:], k, s)]
-                if any(sum(p) for p in pads):
-                    modules.append(nn.ConstantPad2d((pads[1][0], pads[1][1], pads[0][0], pads[0][1]), float("-inf")))
-            modules.append(nn.MaxPool2d(k, s))
-        elif kind == "Flatten":
-            modules.append(nn.Flatten())
-        elif kind == "Dropout":
-            modules.append(nn.Dropout(layer["rate"]))
-        elif kind == "BatchNormalization":
-            bn = KerasBatchNorm(shape[0], momentum=layer["momentum"], epsilon=layer["epsilon"])
-            bn.weight.requires_grad_(layer["scale"])
-            bn.bias.requires_grad_(layer["center"])
-            modules.append(bn)
+        definition = LAYER_DEFS[layer["type"]]
+        modules += definition.modules(layer, shape, generator)
+        kernel = len(modules) - 1  # a layer with a kernel builds it last
         if "activation" in layer:
             act = layer["activation"]
             if i == len(layers) - 1 and act["name"] == "softmax":
                 output_activation = ACTIVATIONS.build(act)
             elif act["name"] != "linear":
                 modules.append(ACTIVATIONS.build(act))
-        if kind in WEIGHTED and layer.get("kernel_regularizer"):
+        if definition.width is not None and layer.get("kernel_regularizer"):
             reg = layer["kernel_regularizer"]
-            penalties.append((f"body.{core_index}.weight", reg["l1"], reg["l2"]))
+            penalties.append((f"body.{kernel}.weight", reg["l1"], reg["l2"]))
         shape = out
     return Net(nn.Sequential(*modules), output_activation, penalties)
 
@@ -443,6 +393,145 @@ def _init(core: nn.Linear | nn.Conv2d, layer: Mapping[str, Any], layout: str, ge
             # Keras computes a bias's fans from its own shape (n,): (n, n).
             b_in, b_out = initializers.fans(tuple(core.bias.shape), "keras")
             initializers.initialize_(core.bias, layer["bias_initializer"], fan_in=b_in, fan_out=b_out, generator=generator)
+
+
+# ---------------------------------------------------------------------------------------------
+# The layer types, one row each
+
+
+def _identity_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    return shape
+
+
+def _dense_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    if len(shape) != 1:
+        raise SpecError(f"Dense needs a flat input but gets shape {shape}; put {{ type = \"Flatten\" }} before it", path=where)
+    return (layer["units"],)
+
+
+def _dense_weights(layer: Layer, shape: Shape) -> tuple[int, int]:
+    count = shape[0] * layer["units"] + layer["units"] * layer["use_bias"]
+    return count, count
+
+
+def _dense_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    core = nn.Linear(shape[0], layer["units"], bias=layer["use_bias"])
+    _init(core, layer, "dense", generator)
+    return [core]
+
+
+def _conv_window(layer: Layer) -> tuple[Pair, Pair]:
+    return _pair(layer["kernel_size"]), _pair(layer["strides"])
+
+
+def _pool_window(layer: Layer) -> tuple[Pair, Pair]:
+    """Keras' pooling strides default to the pool size."""
+    return _pair(layer["pool_size"]), _pair(layer["strides"] or layer["pool_size"])
+
+
+def _window_output(layer: Layer, shape: Shape, where: str, window: tuple[Pair, Pair], channels: int | None) -> Shape:
+    """The (channels, height, width) after a sliding window of (size, strides) over an image;
+    ``channels`` None keeps the input's."""
+    kind = layer["type"]
+    if len(shape) != 3:
+        raise SpecError(f"{kind} needs an image input (channels, height, width) but gets shape {shape}", path=where)
+    k, s = window
+    hw = [_out_size(n, kk, ss, layer["padding"]) for n, kk, ss in zip(shape[1:], k, s)]
+    if min(hw) < 1:
+        raise SpecError(f"{kind} leaves no pixels: input {shape} with window {k} and 'valid' padding", path=where)
+    return (shape[0] if channels is None else channels, *hw)
+
+
+def _conv_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    return _window_output(layer, shape, where, _conv_window(layer), layer["filters"])
+
+
+def _pool_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    return _window_output(layer, shape, where, _pool_window(layer), None)
+
+
+def _conv_weights(layer: Layer, shape: Shape) -> tuple[int, int]:
+    kh, kw = _pair(layer["kernel_size"])
+    count = kh * kw * shape[0] * layer["filters"] + layer["filters"] * layer["use_bias"]
+    return count, count
+
+
+def _conv_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    """TensorFlow's 'same' padding: symmetric padding in the convolution when it can be, else
+    an explicit zero pad before it (the extra pixel after)."""
+    k, s = _conv_window(layer)
+    pads = [(0, 0), (0, 0)]
+    if layer["padding"] == "same":
+        pads = [_same_pads(n, kk, ss) for n, kk, ss in zip(shape[1:], k, s)]
+    symmetric = all(a == b for a, b in pads)
+    modules: list[nn.Module] = []
+    if not symmetric:
+        modules.append(nn.ZeroPad2d((pads[1][0], pads[1][1], pads[0][0], pads[0][1])))
+    core = nn.Conv2d(
+        shape[0], layer["filters"], k, stride=s, bias=layer["use_bias"],
+        padding=(pads[0][0], pads[1][0]) if symmetric else 0,
+    )
+    _init(core, layer, "conv2d", generator)
+    return [*modules, core]
+
+
+def _pool_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    """'same' padding pads with -inf, which no window's maximum picks."""
+    k, s = _pool_window(layer)
+    modules: list[nn.Module] = []
+    if layer["padding"] == "same":
+        pads = [_same_pads(n, kk, ss) for n, kk, ss in zip(shape[1:], k, s)]
+        if any(sum(p) for p in pads):
+            modules.append(nn.ConstantPad2d((pads[1][0], pads[1][1], pads[0][0], pads[0][1]), float("-inf")))
+    return [*modules, nn.MaxPool2d(k, s)]
+
+
+def _flatten_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    return (math.prod(shape),)
+
+
+def _flatten_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    return [nn.Flatten()]
+
+
+def _dropout_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    return [nn.Dropout(layer["rate"])]
+
+
+def _batch_norm_weights(layer: Layer, shape: Shape) -> tuple[int, int]:
+    """gamma (``scale``) and beta (``center``) train; the moving mean and variance do not."""
+    channels = shape[0]
+    trainable = channels * (layer["center"] + layer["scale"])
+    return trainable + 2 * channels, trainable
+
+
+def _batch_norm_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    bn = KerasBatchNorm(shape[0], momentum=layer["momentum"], epsilon=layer["epsilon"])
+    bn.weight.requires_grad_(layer["scale"])
+    bn.bias.requires_grad_(layer["center"])
+    return [bn]
+
+
+def _no_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    return []
+
+
+LAYER_DEFS: dict[str, LayerDef] = {
+    "Dense": LayerDef(_DENSE, _dense_output, _dense_modules, _dense_weights, width="units"),
+    "Conv2D": LayerDef(_CONV, _conv_output, _conv_modules, _conv_weights, aliases=("Convolution2D",), width="filters",
+                       window=_conv_window),
+    "MaxPooling2D": LayerDef(_POOL, _pool_output, _pool_modules, aliases=("MaxPool2D",), window=_pool_window),
+    "Flatten": LayerDef({}, _flatten_output, _flatten_modules),
+    "Dropout": LayerDef({"rate": required(float, check=fraction)}, _identity_output, _dropout_modules),
+    "BatchNormalization": LayerDef(_BATCH_NORM, _identity_output, _batch_norm_modules, _batch_norm_weights),
+    "Activation": LayerDef({"activation": required(str, dict)}, _identity_output, _no_modules),
+}
+"""Every layer type by its Keras name."""
+LAYERS = Registry("layer type", {name: Entry(d.params, aliases=d.aliases) for name, d in LAYER_DEFS.items()})
+"""The layer types' names, aliases and parameters, for resolving a layer table."""
+WEIGHTED = tuple(name for name, d in LAYER_DEFS.items() if d.width is not None)
+"""The layer types with a kernel (Dense, Conv2D): the model-level ``activation`` and
+``kernel_initializer`` reach them, and stage edits count them as hidden layers."""
 
 
 def check_output(model: Mapping[str, Any], input_shape: Shape, task: str, loss: str, num_classes: int, path: str = "model") -> None:

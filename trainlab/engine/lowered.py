@@ -194,7 +194,7 @@ class LoweredSGD:
             step_fn(x, z, target, self._buffers_for(size), -lr * scale / size, momentum, nesterov, classification, last)
             if on_batch is not None and (step + 1) % report_every == 0:
                 on_batch(step + 1, steps)
-        self.optimizer._iterations.add_(steps)
+        self.optimizer.advance(steps)
         with torch.no_grad():
             if classification:
                 return {"loss": float(F.cross_entropy(out, ys, reduction="sum").double() / n),

@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from trainlab.data.cache import Tensors
 from trainlab.engine import checkpoint
-from trainlab.engine.loop import EVAL_BATCH, OnBatch, Tensors, epoch_batches
+from trainlab.engine.loop import EVAL_BATCH, OnBatch, epoch_batches
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, single_threaded
 from trainlab.engine.tracker import FitResult, Tracker, Weights
 from trainlab.losses import LOSSES, METRICS
@@ -79,7 +80,7 @@ class _Stack:
             a = b
         self.static = tuple((a, b, g.definition, tuple(sorted(g.opts.items()))) for a, b, g in self.groups)
         """What a compiled step specialises on: each group's slice, update rule and options."""
-        self.states = [(g.state, g.hp, g._iterations) for _, _, g in self.groups]
+        self.states = [(g.state, g.hp, g.step_counter) for _, _, g in self.groups]
         """Each group's mutable tensors (state slots, hyper-parameters, step counter), updated in place."""
         self.size = len(nets)
         """How many models are stacked."""

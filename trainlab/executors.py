@@ -79,9 +79,9 @@ CHECKPOINT_EVERY = 10.0
 
 Every epoch's metrics are recorded as it ends; the resumable state (weights, optimizer state,
 callbacks) is written with an epoch only when this long has passed since the last one. Writing
-it costs milliseconds to tens of milliseconds (packing the weights and optimizer state, and the
-store write): nothing next to an epoch of seconds, but the whole cost of a full-batch epoch on
-a small data set, or a large share of one on MNIST. A crash then loses at most this much
+it (packing the weights and optimizer state, and the store write) costs little next to a long
+epoch, but most of a short one: a full-batch epoch on a small data set, or a large share of one
+on MNIST (bench/README.md, benchmark 5). A crash then loses at most this much
 training: the next run resumes from the last checkpoint and re-does the epochs after it,
 deterministically (every epoch's randomness derives from the trial seed and the epoch), and
 their re-recorded rows replace those the crashed run left.
@@ -116,7 +116,7 @@ class CheckpointPolicy:
 
 
 def _convolutional(spec: Mapping[str, Any]) -> bool:
-    """Convolutional models train a third faster in channels_last layout here (bench/README.md)."""
+    """Convolutional models train faster in channels_last layout on CPU (bench/README.md, benchmark 3)."""
     return any(layer["type"] == "Conv2D" for layer in spec["model"]["layers"])
 
 

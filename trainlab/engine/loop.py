@@ -79,7 +79,7 @@ def epoch_batches(data: Tensors, settings: TrainSettings, seed: int, epoch: int,
     A full batch is not shuffled unless the model is ``stochastic`` (draws noise per example,
     as Dropout does): its one gradient is then the same sum in another order, which changes it
     by float rounding only, and the shuffle would copy the whole training set every epoch
-    (170 MB for MNIST, a tenth of a full-batch epoch).
+    (170 MB for MNIST; its cost: bench/README.md, benchmark 5).
     """
     torch.manual_seed(derive(seed, "noise", epoch))
     n = len(data.x_train)

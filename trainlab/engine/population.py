@@ -256,9 +256,9 @@ class _Programs:
 
     ``whole``: gradients, every optimizer group's update and the metrics in one program; it
     pays when one update rule covers the population. With several groups, each group updating
-    a slice of the compiled program's inputs costs a full copy per group (measured: a mixed
-    population of six ran at 7.6 ms per step compiled whole, 4.0 ms eager), so there only the
-    gradients are compiled (``grads``) and the updates run eagerly.
+    a slice of the compiled program's inputs costs a full copy per group, which made the whole
+    compiled step slower than the eager one (bench/README.md, benchmark 2, "What closed the
+    gap"), so there only the gradients are compiled (``grads``) and the updates run eagerly.
     """
 
     whole: Callable[..., Any]

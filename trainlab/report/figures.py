@@ -212,7 +212,8 @@ def embed(features: np.ndarray, seed: int = 0) -> np.ndarray:
     50 dimensions by PCA, the usual practice, which keeps t-SNE fast on flattened conv maps.
 
     t-SNE runs on one OpenMP thread: with torch's OpenMP runtime loaded beside scikit-learn's,
-    their thread pools contend on a busy machine and a map that takes 0.4 s alone took 7 s.
+    their thread pools contend on a busy machine and slow the map many times over
+    (bench/README.md, "Smaller measurements").
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE

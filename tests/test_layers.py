@@ -253,3 +253,12 @@ def test_reports_and_exports_load_without_the_executors() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "[]"
+
+
+def test_the_data_face_does_not_load_torch() -> None:
+    """``import trainlab.data`` (the ``trainlab data`` commands) stays free of torch; the tensor
+    cache is imported from its own module."""
+    code = "import sys, trainlab.data; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "False"

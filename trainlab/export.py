@@ -17,6 +17,9 @@ containers. No file is ever unpickled as arbitrary objects.
 :func:`load_model` rebuilds the network with :func:`trainlab.models.build` from ``model.json``
 and loads the weights, so an exported model predicts exactly what the trial's weights did:
 evaluated on the same test split it scores the test metrics recorded for the trial, bit for bit.
+
+The trial exported is the one :func:`trainlab.report.trials.find_trial` names, and its weights
+are read through :mod:`trainlab.trained`, which the report uses too.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from trainlab.errors import TrainlabError
 from trainlab.report import plots
 from trainlab.report.catalog import FIGURES
 from trainlab.report.tables import Options, current_trials, stage_views, study_report
+from trainlab.report.trials import find_trial
 from trainlab.store import Store, TrialRecord
 
 
@@ -57,14 +58,14 @@ class Skip:
 class StudyFigures:
     """The figures of one study, drawing each at most once.
 
-    ``trial`` selects the trial of the trial figures as :func:`trainlab.export.find_trial`
+    ``trial`` selects the trial of the trial figures as :func:`trainlab.report.trials.find_trial`
     does (default: the one chosen on validation). ``tsne_samples`` test examples go into
     each t-SNE map; ``grid_images`` into the image grid.
     """
 
     def __init__(self, store: Store, study: str, *, report: Mapping[str, Any] | None = None, trial: str | None = None,
                  tsne_samples: int = 500, grid_images: int = 32, options: Options | None = None) -> None:
-        from trainlab.executors import DataCache
+        from trainlab.data.cache import DataCache
 
         self.store = store
         self.study = study
@@ -97,8 +98,6 @@ class StudyFigures:
 
     @cached_property
     def chosen_trial(self) -> TrialRecord:
-        from trainlab.export import find_trial
-
         return find_trial(self.store, self.study, self.selector)
 
     def trial_title(self, trial: TrialRecord) -> str:
@@ -175,7 +174,6 @@ class StudyFigures:
         return plots.predicted_vs_true(p.y_true, p.y_pred, f"Test set: {self.trial_title(p.trial)}")
 
     def _tsne(self) -> Figure | Skip:
-        from trainlab.export import find_trial
         from trainlab.report.inspect import last_hidden
 
         if self.task != "classification":
@@ -214,7 +212,8 @@ def embed(features: np.ndarray, seed: int = 0) -> np.ndarray:
     50 dimensions by PCA, the usual practice, which keeps t-SNE fast on flattened conv maps.
 
     t-SNE runs on one OpenMP thread: with torch's OpenMP runtime loaded beside scikit-learn's,
-    their thread pools contend on a busy machine and a map that takes 0.4 s alone took 7 s.
+    their thread pools contend on a busy machine and slow the map many times over
+    (bench/README.md, "Smaller measurements").
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE

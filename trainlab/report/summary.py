@@ -11,7 +11,8 @@ from typing import Any
 
 from trainlab.models import LayerSummary, summary
 from trainlab.report.tables import current_trials
-from trainlab.store import WEIGHTS, Store
+from trainlab.store import Store
+from trainlab.trained import stored_input_shape
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,9 @@ def study_models(store: Store, study: str) -> list[ModelSummary]:
 
 def _input_shape(store: Store, trial_id: int, spec: Mapping[str, Any]) -> tuple[int, ...] | None:
     """The input shape stored with the trial's weights; else the data set's, if it can be known."""
-    artifact = store.artifact(trial_id, WEIGHTS)
-    if artifact is not None:
-        from trainlab.engine.checkpoint import unpack
-
-        _, meta = unpack(artifact.data)
-        if meta.get("input_shape"):
-            return tuple(meta["input_shape"])
+    stored = stored_input_shape(store, trial_id)
+    if stored is not None:
+        return stored
     from trainlab.errors import TrainlabError
     from trainlab.spec import dataset_info
 

@@ -18,8 +18,9 @@ import torch
 
 from conftest import make_npz
 from trainlab import models, spec
+from trainlab.data.cache import DataCache
 from trainlab.engine.checkpoint import unpack
-from trainlab.executors import DataCache, run_local
+from trainlab.executors import run_local
 from trainlab.store import WEIGHTS, Store
 
 MOMENTUM, EPSILON = 0.99, 1e-3

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from test_data_formats import fixture_cifar_definition, write_cifar_tarball
-from trainlab import export, models, spec
+from trainlab import models, spec, trained
 from trainlab.data import clear_memory
 from trainlab.data import datasets as ds
-from trainlab.executors import DataCache, run_local
+from trainlab.data.cache import DataCache
+from trainlab.executors import run_local
 from trainlab.store import WEIGHTS, Store, TrialRecord
 
 CIFAR_STUDY = """
@@ -64,9 +65,9 @@ ONE_IMAGE_IN_FLOAT32 = 1e-6
 
 def independent_val_accuracy(store: Store, trial: TrialRecord) -> float:
     """The fraction of validation images the trial's stored weights classify right, computed with
-    the network rebuilt from the spec (``export.trial_model``), not with the training loop's evaluation."""
-    net, meta = export.trial_model(store, trial)
-    tensors, _, _ = DataCache().get(meta["spec"]["data"])
+    the network rebuilt from the spec (``trained.trial_model``), not with the training loop's evaluation."""
+    net, meta = trained.trial_model(store, trial)
+    tensors, _, _ = DataCache().get(meta["spec"].data.to_json())
     with torch.no_grad():
         predicted = net(tensors.x_val).argmax(dim=1)
     return float((predicted == tensors.y_val).double().mean())

@@ -22,9 +22,11 @@ import pytest
 from conftest import STUDY, make_npz
 from trained_study import trained_store
 
-from trainlab import export, spec
+from trainlab import spec
 from trainlab.cli import EXIT_USER_ERROR, main
-from trainlab.executors import DataCache, run_local
+from trainlab.data.cache import DataCache
+from trainlab.executors import run_local
+from trainlab.report.trials import find_trial
 from trainlab.store import CHECKPOINT, WEIGHTS, Store
 
 
@@ -132,7 +134,7 @@ def _flip_inside(store: Path, blob: bytes) -> None:
 def test_bit_rot_inside_the_final_weights_is_detected_not_used(sound: Path, tmp_path: Path) -> None:
     store = copy_store(sound, tmp_path)
     with Store.open(store) as db:
-        chosen = export.find_trial(db, "small")
+        chosen = find_trial(db, "small")
         blob = db.artifact(chosen.id, WEIGHTS).data  # type: ignore[union-attr]
     _flip_inside(store, blob)
     with Store.open(store) as db:  # SQLite's own check cannot see it: the pages are sound

@@ -11,8 +11,8 @@ import torch
 
 from conftest import STUDY, make_npz
 from trainlab import models, spec
+from trainlab.data.cache import DataCache
 from trainlab.engine import FitResult, fit
-from trainlab.executors import DataCache
 from trainlab.optim import Optimizer
 from trainlab.trial import TrainSettings
 

@@ -18,7 +18,9 @@ from trainlab import export
 from trainlab.cli import main
 from trainlab.errors import TrainlabError
 from trainlab.report import study_report
+from trainlab.report.trials import find_trial
 from trainlab.store import Store
+from trainlab.trained import trial_model
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def test_export_writes_spec_and_weights(small: Path, exported: Path) -> None:
     assert sorted(p.name for p in exported.iterdir()) == ["model.json", "model.pt", "model.safetensors"]
     meta = json.loads((exported / "model.json").read_text())
     with Store.open(small) as store:
-        chosen = export.find_trial(store, "small")
+        chosen = find_trial(store, "small")
     assert meta["format"] == "trainlab-model/1"
     assert (meta["trial"], meta["label"], meta["seed"]) == (chosen.hash, chosen.label, chosen.seed)
     assert meta["input_shape"] == [1, 8, 8] and meta["task"] == "classification"
@@ -52,8 +54,8 @@ def test_exported_model_scores_exactly_the_recorded_test_metrics(small: Path, ex
     scores = export.evaluate_test(model)
     assert scores == model.meta["recorded"]["test"], "bit for bit, not approximately"
     with Store.open(small) as store:
-        trial = export.find_trial(store, "small")
-        net, _ = export.trial_model(store, trial)
+        trial = find_trial(store, "small")
+        net, _ = trial_model(store, trial)
     x, _ = export.test_split(model.meta)
     assert torch.equal(export.predict(model, x), net.predict(x))
     assert torch.equal(export.predict(export.load_model(exported, prefer="torch"), x), net.predict(x))
@@ -139,20 +141,20 @@ def test_torch_file_with_arbitrary_objects_is_refused(exported: Path, tmp_path: 
 
 def test_trial_selectors(small: Path, tmp_path: Path) -> None:
     with Store.open(small) as store:
-        chosen = export.find_trial(store, "small")
+        chosen = find_trial(store, "small")
         trials = {(t.label, t.seed): t for t in store.trials(store.study("small").id)}
         selection = study_report(store, "small")["selection"]
         assert (chosen.label, chosen.hash) == (selection["chosen"], selection["chosen_trial"])
-        cnn_best = export.find_trial(store, "small", "cnn")
+        cnn_best = find_trial(store, "small", "cnn")
         assert cnn_best.label == "cnn"
-        assert export.find_trial(store, "small", "cnn:1").hash == trials[("cnn", 1)].hash
-        assert export.find_trial(store, "small", trials[("mlp sgd", 0)].hash[:6]).hash == trials[("mlp sgd", 0)].hash
+        assert find_trial(store, "small", "cnn:1").hash == trials[("cnn", 1)].hash
+        assert find_trial(store, "small", trials[("mlp sgd", 0)].hash[:6]).hash == trials[("mlp sgd", 0)].hash
         with pytest.raises(TrainlabError, match="variant 'cnn' has no seed '7'; its seeds: 0, 1"):
-            export.find_trial(store, "small", "cnn:7")
+            find_trial(store, "small", "cnn:7")
         with pytest.raises(TrainlabError, match="no trial 'rnn' in study 'small'.*'mlp sgd', 'mlp adam', 'cnn'"):
-            export.find_trial(store, "small", "rnn")
+            find_trial(store, "small", "rnn")
         with pytest.raises(TrainlabError, match="no study named 'big'"):
-            export.find_trial(store, "big")
+            find_trial(store, "big")
     assert main(["export", "small", "--store", str(small), "--trial", "mlp sgd:1", "--out", str(tmp_path / "m")]) == 0
     assert json.loads((tmp_path / "m" / "model.json").read_text())["seed"] == 1
 

@@ -49,9 +49,15 @@ def start(study: Path, store: Path, *options: str, quiet: bool = True, prefix: t
         command.append("--quiet")
     err = open(study.parent / f"stderr-{time.monotonic_ns()}.txt", "w+")  # noqa: SIM115 - closed in stderr_of
     proc = subprocess.Popen([sys.executable, *command], cwd=study.parent, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
-                            start_new_session=group)
+                            start_new_session=group, preexec_fn=_default_sigint)
     proc.err_file = err  # type: ignore[attr-defined]
     return proc
+
+
+def _default_sigint() -> None:
+    """Ctrl-C as a terminal delivers it: a test runner started as a shell's background job ignores
+    SIGINT, and a child would inherit that (Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stderr_of(proc: subprocess.Popen[str]) -> str:

@@ -27,7 +27,8 @@ import torch
 from conftest import make_npz
 
 from trainlab import spec
-from trainlab.executors import DataCache, Silent, run_local
+from trainlab.data.cache import DataCache
+from trainlab.executors import Silent, run_local
 from trainlab.store import Store
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc/self/statm")

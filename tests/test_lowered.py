@@ -12,9 +12,9 @@ import torch
 
 from conftest import make_npz
 from trainlab import models, spec
-from trainlab.engine import Tensors, fit
+from trainlab.data.cache import DataCache, Tensors
+from trainlab.engine import fit
 from trainlab.engine.lowered import lower
-from trainlab.executors import DataCache
 from trainlab.optim import Optimizer
 from trainlab.trial import TrainSettings
 

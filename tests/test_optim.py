@@ -323,6 +323,34 @@ def test_iterations_and_current_lr_follow_legacy_decay() -> None:
     assert opt.current_lr() == pytest.approx(0.05 / (1 + 0.01 * 5), rel=1e-6)
 
 
+def test_updates_made_outside_step_are_counted_by_advance() -> None:
+    """A hand-written step that updates the parameters itself counts its updates with
+    ``advance``: legacy decay then goes on as Keras' ``lr / (1 + decay * iterations)``."""
+    opt = optim.Optimizer([torch.zeros(3)], {"name": "sgd", "learning_rate": 0.1, "decay": 0.01})
+    opt.advance(7)
+    assert opt.iterations == 7 and opt.state_dict()["iterations"].item() == 7
+    assert opt.current_lr() == pytest.approx(0.1 / (1 + 0.01 * 7), rel=1e-6)
+    params = opt.params[0].clone()
+    opt.step([torch.ones(3)])  # the 8th update uses the rate after 7
+    assert torch.allclose(opt.params[0], params - 0.1 / (1 + 0.01 * 7))
+    assert opt.iterations == 8
+    with pytest.raises(ValueError, match="negative"):
+        opt.advance(-1)
+
+
+def test_the_step_counter_is_the_live_count_that_functional_updates_advance() -> None:
+    """``apply_gradients`` called with an optimizer's own tensors (as a compiled population step
+    does) counts in ``iterations`` and in the next update's decayed rate."""
+    params = [torch.zeros(3)]
+    opt = optim.Optimizer(params, {"name": "sgd", "learning_rate": 0.1, "decay": 0.5})
+    for _ in range(3):
+        optim.apply_gradients(opt.definition, opt.params, [torch.ones(3)], opt.state, opt.hp, opt.step_counter, opt.opts)
+    assert opt.iterations == 3
+    assert opt.current_lr() == pytest.approx(0.1 / (1 + 0.5 * 3), rel=1e-6)
+    expected = -sum(0.1 / (1 + 0.5 * k) for k in range(3))
+    assert torch.allclose(params[0], torch.full((3,), expected))
+
+
 def test_wrong_number_of_gradients_is_refused() -> None:
     opt = optim.Optimizer([torch.zeros(2), torch.zeros(3)], "sgd")
     with pytest.raises(ValueError, match="2 parameters"):

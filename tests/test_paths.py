@@ -18,8 +18,9 @@ from conftest import make_npz
 
 from trainlab import spec
 from trainlab.cli import main
+from trainlab.data.cache import DataCache
 from trainlab.errors import SpecError
-from trainlab.executors import DataCache, run_local
+from trainlab.executors import run_local
 from trainlab.report.plots import safe_stem
 from trainlab.store import Store
 

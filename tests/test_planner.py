@@ -10,8 +10,9 @@ import pytest
 
 from conftest import STUDY, make_npz
 from trainlab import models, planner, spec
+from trainlab.data.cache import DataCache
 from trainlab.engine.lowered import lower
-from trainlab.executors import DataCache, run_local
+from trainlab.executors import run_local
 from trainlab.optim import Optimizer
 from trainlab.trial import TrialSpec
 from trainlab.store import Store

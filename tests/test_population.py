@@ -10,8 +10,9 @@ import torch
 
 from conftest import make_npz
 from trainlab import spec
+from trainlab.data.cache import DataCache
 from trainlab.engine.checkpoint import unpack
-from trainlab.executors import DataCache, run_local
+from trainlab.executors import run_local
 from trainlab.store import WEIGHTS, Store
 
 STUDY = """
@@ -360,7 +361,7 @@ def test_a_members_numbers_do_not_depend_on_its_mates() -> None:
     as a population of one: its epochs and weights are the same bits each time. Two threads, a
     batch large enough that torch splits the work between them."""
     from trainlab import models
-    from trainlab.engine.loop import Tensors
+    from trainlab.data.cache import Tensors
     from trainlab.engine.population import Member, fit_population
     from trainlab.executors import _threads
     from trainlab.spec import resolve_trial

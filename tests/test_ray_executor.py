@@ -367,19 +367,19 @@ def test_ctrl_c_cancels_the_tasks_and_gives_the_trials_back(cluster: str, tmp_pa
 
 
 def test_unit_events_streams_a_units_events_and_reuses_the_prepared_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainlab.data
+    import trainlab.data.cache
     from trainlab import cluster
 
     study_path = study_file(tmp_path, epochs=2)
     calls = []
-    real = trainlab.data.prepare
+    real = trainlab.data.cache.prepare
 
     def counting(data: Any) -> Any:
         calls.append(data)
         return real(data)
 
     monkeypatch.setattr(cluster, "_worker_cache", None)  # a fresh worker process
-    monkeypatch.setattr(trainlab.data, "prepare", counting)
+    monkeypatch.setattr(trainlab.data.cache, "prepare", counting)
     with Store.open(tmp_path / "s.db") as store:
         from trainlab.executors import register
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from trainlab import spec
-from trainlab.executors import DataCache, run_local
+from trainlab.data.cache import DataCache
+from trainlab.executors import run_local
 from trainlab.report import render, study_report
 from trainlab.store import Store
 

@@ -88,8 +88,8 @@ def test_trial_figures_use_the_chosen_trials_test_predictions(small: Path) -> No
 
 
 def test_tsne_uses_the_last_hidden_layer_of_each_variant(small: Path) -> None:
-    from trainlab.export import find_trial
     from trainlab.report.inspect import last_hidden
+    from trainlab.report.trials import find_trial
 
     with Store.open(small) as store:
         mlp = last_hidden(store, find_trial(store, "small", "mlp adam"), 50)

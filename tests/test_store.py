@@ -30,6 +30,7 @@ from trainlab.store import (
     Store,
     make_owner,
 )
+from trainlab.store.base import SQLITE, backend, register_backend
 
 
 class StoreFactory(Protocol):
@@ -538,6 +539,25 @@ class TestSQLiteFile:
         with Store.open(tmp_path / "sub" / "dir" / "s.db") as store:
             assert isinstance(store, SQLiteStore)
             assert store.path == tmp_path / "sub" / "dir" / "s.db"
+
+    def test_store_open_uses_the_registered_backend(self, tmp_path: Path) -> None:
+        """``Store.open`` opens with whatever class is registered for SQLite files, not a name it imports."""
+
+        class Recording(SQLiteStore):
+            pass
+
+        register_backend(SQLITE, Recording)
+        try:
+            with Store.open(tmp_path / "s.db") as store:
+                assert type(store) is Recording
+        finally:
+            register_backend(SQLITE, SQLiteStore)
+        with Store.open(tmp_path / "s.db") as store:
+            assert type(store) is SQLiteStore
+
+    def test_a_kind_without_a_backend_is_a_store_error(self) -> None:
+        with pytest.raises(StoreError, match=r"no store backend for 'tape' locations \(registered: sqlite\)"):
+            backend("tape")
 
     def test_settings(self, tmp_path: Path) -> None:
         path = tmp_path / "s.db"

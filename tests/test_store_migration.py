@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from trainlab import spec
-from trainlab.executors import DataCache, run_local
+from trainlab.data.cache import DataCache
+from trainlab.executors import run_local
 from trainlab.report import study_report
 from trainlab.store import Store
 

@@ -262,7 +262,8 @@ def _open_store(path: str, *, create: bool) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from trainlab import plan, spec
-    from trainlab.executors import CHECKPOINT_EVERY, DataCache, RunSummary, check_data, register
+    from trainlab.data.cache import DataCache
+    from trainlab.executors import CHECKPOINT_EVERY, RunSummary, check_data, register
     from trainlab.report import render, study_report
 
     every = CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every

@@ -38,9 +38,9 @@ from typing import Any
 
 import torch
 
+from trainlab.data.cache import DataCache
 from trainlab.errors import TrainlabError
 from trainlab.executors import (
-    DataCache,
     Event,
     Recorder,
     Reporter,
@@ -51,9 +51,9 @@ from trainlab.executors import (
     check_data,
     claim_mates,
     plan_unplanned,
-    _start_epoch,
     error_text,
     register,
+    start_epoch,
     train_unit,
     unit_job,
 )
@@ -307,7 +307,7 @@ class _Driver:
                     pass
                 self._count(giving_up.statuses())
             else:
-                retry.setdefault(_start_epoch(self.store, trial), []).append(trial)
+                retry.setdefault(start_epoch(self.store, trial), []).append(trial)
         for start, trials in sorted(retry.items()):
             attempt = max(self.deaths[t.id] for t in trials)
             self.reporter.unit_retried(trials, start, reason)

@@ -27,9 +27,9 @@ from typing import Any, Protocol
 
 import torch
 
-from trainlab import data as datasets
 from trainlab import models, planner
-from trainlab.engine import Tensors, evaluate, fit, weights_bytes
+from trainlab.data.cache import DataCache
+from trainlab.engine import evaluate, fit, weights_bytes
 from trainlab.engine.loop import OnBatch
 from trainlab.engine.population import Member, fit_population
 from trainlab.errors import SpecError, StoreError, TrainlabError
@@ -74,37 +74,14 @@ class RunSummary:
     busy_elsewhere: int = 0
 
 
-class DataCache:
-    """Prepared data sets as tensors, by their resolved ``data`` spec, loaded once per process."""
-
-    def __init__(self) -> None:
-        self._cache: dict[str, tuple[Tensors, datasets.DataInfo, dict[str, Any]]] = {}
-
-    def get(self, spec: Mapping[str, Any], *, channels_last: bool = False) -> tuple[Tensors, datasets.DataInfo, dict[str, Any]]:
-        """The tensors of a data spec; ``channels_last`` lays images out N, H, W, C in memory (same shape)."""
-        key = canonical_json({"data": spec, "channels_last": channels_last})
-        if key not in self._cache:
-            if channels_last:
-                plain, info, split = self.get(spec)
-                tensors = Tensors(*(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in (
-                    plain.x_train, plain.y_train, plain.x_val, plain.y_val, plain.x_test, plain.y_test)))
-            else:
-                prepared = datasets.prepare(spec)
-                tensors = Tensors(*(torch.from_numpy(getattr(prepared, name)) for name in (
-                    "x_train", "y_train", "x_val", "y_val", "x_test", "y_test")))
-                info, split = prepared.info, prepared.split
-            self._cache[key] = (tensors, info, split)
-        return self._cache[key]
-
-
 CHECKPOINT_EVERY = 10.0
 """Default seconds of training between two checkpoints of a trial.
 
 Every epoch's metrics are recorded as it ends; the resumable state (weights, optimizer state,
 callbacks) is written with an epoch only when this long has passed since the last one. Writing
-it costs milliseconds to tens of milliseconds (packing the weights and optimizer state, and the
-store write): nothing next to an epoch of seconds, but the whole cost of a full-batch epoch on
-a small data set, or a large share of one on MNIST. A crash then loses at most this much
+it (packing the weights and optimizer state, and the store write) costs little next to a long
+epoch, but most of a short one: a full-batch epoch on a small data set, or a large share of one
+on MNIST (bench/README.md, benchmark 5). A crash then loses at most this much
 training: the next run resumes from the last checkpoint and re-does the epochs after it,
 deterministically (every epoch's randomness derives from the trial seed and the epoch), and
 their re-recorded rows replace those the crashed run left.
@@ -196,7 +173,8 @@ def _resumes_at(saved: ArtifactRecord | None) -> int:
     return saved.epoch + 1 if saved is not None and saved.epoch is not None else 0
 
 
-def _start_epoch(store: Store, trial: TrialRecord) -> int:
+def start_epoch(store: Store, trial: TrialRecord) -> int:
+    """The epoch a trial trains from next: after its stored checkpoint's, else 0."""
     return _resumes_at(store.artifact(trial.id, CHECKPOINT))
 
 
@@ -212,7 +190,7 @@ def plan_unplanned(store: Store, study_id: int, hashes: Sequence[str], cache: Da
     todo = [t for t in store.trials(study_id, hashes=wanted) if t.plan is None and t.status not in FINISHED_STATUSES]
     if not todo:
         return
-    trials = [planner.Planned(t.hash, t.seed, TrialSpec.from_json(t.spec_json), _start_epoch(store, t)) for t in todo]
+    trials = [planner.Planned(t.hash, t.seed, TrialSpec.from_json(t.spec_json), start_epoch(store, t)) for t in todo]
     plans = planner.plan_trials(
         trials, input_shape=lambda spec: cache.get(spec.data.to_json())[1].input_shape,
         train_size=lambda spec: len(cache.get(spec.data.to_json())[0].x_train),
@@ -231,12 +209,12 @@ def claim_mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[st
     population = (leader.plan or {}).get("population")
     if population is None:
         return []
-    start = _start_epoch(store, leader)
+    start = start_epoch(store, leader)
     mates = []
     for trial in store.trials(study_id, hashes=wanted):
         if trial.id == leader.id or trial.status not in ("pending", "running"):
             continue
-        if (trial.plan or {}).get("population") == population and _start_epoch(store, trial) == start \
+        if (trial.plan or {}).get("population") == population and start_epoch(store, trial) == start \
                 and store.claim(trial.id, owner):
             mates.append(trial)
     return mates

@@ -17,6 +17,9 @@ containers. No file is ever unpickled as arbitrary objects.
 :func:`load_model` rebuilds the network with :func:`trainlab.models.build` from ``model.json``
 and loads the weights, so an exported model predicts exactly what the trial's weights did:
 evaluated on the same test split it scores the test metrics recorded for the trial, bit for bit.
+
+The trial exported is the one :func:`trainlab.report.trials.find_trial` names, and its weights
+are read through :mod:`trainlab.trained`, which the report uses too.
 """
 
 from __future__ import annotations
@@ -32,9 +35,13 @@ import numpy as np
 import torch
 
 from trainlab import models
+from trainlab.data.cache import DataCache
 from trainlab.errors import TrainlabError
 from trainlab.jsonio import finite
-from trainlab.store import WEIGHTS, Store, TrialRecord
+from trainlab.report.trials import find_trial
+from trainlab.store import Store
+from trainlab.trained import data_input_shape, rebuild, stored_spec, trial_state
+from trainlab.trial import TrialSpec
 
 MODEL_FORMAT = "trainlab-model/1"
 SPEC_FILE = "model.json"
@@ -42,124 +49,19 @@ WEIGHTS_FILE = "model.safetensors"
 TORCH_FILE = "model.pt"
 
 
-# --- finding a trial ------------------------------------------------------------------------
+# --- the data set of a stored trial ----------------------------------------------------------
 
 
-def find_trial(store: Store, study: str, selector: str | None = None) -> TrialRecord:
-    """The finished trial of ``study`` that ``selector`` names.
-
-    ``None``: the trial chosen on validation (the best seed of the chosen variant). A variant
-    label: that variant's best seed. ``LABEL:SEED``: that seed of that variant. Otherwise a
-    trial hash or a unique prefix of one (at least 4 characters), as ``trainlab report`` lists them.
-    """
-    from trainlab.report.tables import best_trial_row, current_trials, study_report
-
-    report = study_report(store, study)
-    trials = current_trials(store, study)
-    by_hash = {t.hash: t for t in trials}
-    metric = report["selection"]["metric"]
-    labels = {v["label"]: v for v in report["variants"]}
-
-    def best_of(variant: Mapping[str, Any]) -> TrialRecord:
-        if variant["n"] == 0:
-            raise TrainlabError(f"variant {variant['label']!r} of study {study!r} has no finished trial; run the study first")
-        return by_hash[best_trial_row(variant, metric)["hash"]]
-
-    if selector is None:
-        chosen = report["selection"]["chosen"]
-        if chosen is None:
-            raise TrainlabError(f"study {study!r} has no finished trial yet; run it first with `trainlab run`")
-        return best_of(labels[chosen])
-    if selector in labels:
-        return best_of(labels[selector])
-    label, sep, seed = selector.rpartition(":")
-    if sep and label in labels:
-        matches = [t for t in trials if t.label == label and str(t.seed) == seed.strip()]
-        if not matches:
-            seeds = ", ".join(str(t.seed) for t in trials if t.label == label)
-            raise TrainlabError(f"variant {label!r} has no seed {seed.strip()!r}; its seeds: {seeds}")
-        return _finished(matches[0])
-    if len(selector) >= 4:
-        matches = [t for t in trials if t.hash.startswith(selector.lower())]
-        if len(matches) == 1:
-            return _finished(matches[0])
-        if len(matches) > 1:
-            raise TrainlabError(f"trial {selector!r} is ambiguous ({len(matches)} trials start so); give more characters")
-    known = ", ".join(repr(v) for v in labels)
-    raise TrainlabError(
-        f"no trial {selector!r} in study {study!r}; give a trial hash (or its first characters, "
-        f"see `trainlab report {study} --format json`), a variant label ({known}), or LABEL:SEED"
-    )
-
-
-def _finished(trial: TrialRecord) -> TrialRecord:
-    if trial.status != "done":
-        raise TrainlabError(f"trial {trial.hash[:10]} ({trial.label}, seed {trial.seed}) is {trial.status}, not done: it has no chosen weights to use")
-    return trial
-
-
-# --- the model of a stored trial ------------------------------------------------------------
-
-
-def trial_state(store: Store, trial: TrialRecord) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The chosen weights of a finished trial and the metadata stored with them."""
-    from trainlab.engine.checkpoint import unpack
-
-    artifact = store.artifact(trial.id, WEIGHTS)
-    if artifact is None:
-        raise TrainlabError(f"trial {trial.hash[:10]} ({trial.label}, seed {trial.seed}) has no stored weights; it is {trial.status}")
-    groups, meta = unpack(artifact.data)
-    return groups["model"], meta
-
-
-def trial_model(store: Store, trial: TrialRecord) -> tuple[models.Net, dict[str, Any]]:
-    """The network of a finished trial with its chosen weights, in eval mode, and its metadata."""
-    state, meta = trial_state(store, trial)
-    spec = meta.get("spec") or json.loads(trial.spec_json)
-    shape = tuple(meta.get("input_shape") or _input_shape(spec))
-    net = rebuild(spec["model"], shape, state)
-    return net, {**meta, "spec": spec, "input_shape": list(shape)}
-
-
-def rebuild(model_spec: Mapping[str, Any], input_shape: Sequence[int], state: Mapping[str, torch.Tensor]) -> models.Net:
-    """A network built from a resolved model spec alone, with ``state`` loaded (strictly), in eval mode."""
-    net = models.build(model_spec, tuple(input_shape), seed=0)
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        parts = [f"missing {', '.join(missing[:3])}" if missing else "", f"unexpected {', '.join(unexpected[:3])}" if unexpected else ""]
-        raise TrainlabError(f"the weights do not fit the model spec: {'; '.join(p for p in parts if p)}")
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise TrainlabError(
-                f"the weights do not fit the model spec: {name} has shape {tuple(tensor.shape)}, "
-                f"the model needs {tuple(expected[name].shape)}"
-            )
-    try:
-        net.load_state_dict(dict(state), strict=True)
-    except RuntimeError as exc:
-        raise TrainlabError(f"the weights do not fit the model spec: {str(exc).splitlines()[0]}") from None
-    net.eval()
-    return net
-
-
-def _input_shape(spec: Mapping[str, Any]) -> tuple[int, ...]:
-    from trainlab.spec import dataset_info
-
-    return tuple(dataset_info(spec["data"]).input_shape)
-
-
-def _class_names(spec: Mapping[str, Any]) -> list[str]:
+def _class_names(spec: TrialSpec) -> list[str]:
     """The data set's class names; numbers when the data set cannot be asked (an npz file moved)."""
-    if spec["task"] != "classification":
+    if spec.task != "classification":
         return []
     from trainlab.spec import dataset_info
 
     try:
-        return list(dataset_info(spec["data"]).class_names)
+        return list(dataset_info(spec.data.to_json()).class_names)
     except TrainlabError:
-        return [str(k) for k in range(spec["model"]["layers"][-1]["units"])]
+        return [str(k) for k in range(spec.model.layers[-1]["units"])]
 
 
 # --- export ---------------------------------------------------------------------------------
@@ -180,10 +82,10 @@ def export_trial(store: Store, study: str, selector: str | None, out: str | Path
 
     trial = find_trial(store, study, selector)
     state, meta = trial_state(store, trial)
-    spec = meta.get("spec") or json.loads(trial.spec_json)
+    spec = stored_spec(meta, trial)
     result = trial.result or {}
     split = result.get("split", {})
-    shape = list(meta.get("input_shape") or _input_shape(spec))
+    shape = list(meta.get("input_shape") or data_input_shape(spec))
     image = len(shape) == 3
     info = {
         "format": MODEL_FORMAT,
@@ -191,12 +93,12 @@ def export_trial(store: Store, study: str, selector: str | None, out: str | Path
         "trial": trial.hash,
         "label": trial.label,
         "seed": trial.seed,
-        "task": spec["task"],
+        "task": spec.task,
         "input_shape": shape,
         "class_names": _class_names(spec),
-        "model": spec["model"],
-        "loss": spec["train"]["loss"],
-        "data": spec["data"],
+        "model": spec.model.to_json(),
+        "loss": spec.train.loss,
+        "data": spec.data.to_json(),
         "preprocessing": (
             {"kind": "pixels", "scale": 1 / 255, "layout": "NCHW"} if image else
             {"kind": "standardize", **split["standardize"]} if "standardize" in split else {"kind": "none"}
@@ -211,7 +113,7 @@ def export_trial(store: Store, study: str, selector: str | None, out: str | Path
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     files = [folder / SPEC_FILE, folder / WEIGHTS_FILE]
-    rebuild(spec["model"], shape, state)  # refuse to write a model that would not load back
+    rebuild(spec.model.to_json(), shape, state)  # refuse to write a model that would not load back
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / WEIGHTS_FILE),
               metadata={"format": MODEL_FORMAT, "trial": trial.hash})
     if torch_file:
@@ -372,7 +274,6 @@ def predict(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
 def test_split(meta: Mapping[str, Any], source: str = SPEC_FILE) -> tuple[torch.Tensor, torch.Tensor]:
     """The test split the model was evaluated on, prepared exactly as in training."""
     from trainlab.errors import SpecError
-    from trainlab.executors import DataCache
 
     if not isinstance(meta.get("data"), Mapping):
         raise TrainlabError(f"{source} names no data set ('data'), so there is no test split; predict on image files instead")

@@ -785,6 +785,28 @@ class _Stateful:
         """Number of updates applied so far."""
         return int(self._iterations)
 
+    @property
+    def step_counter(self) -> Tensor:
+        """The count of updates applied, as the live 0-d int64 tensor the updates read and advance.
+
+        For a caller that applies updates through :func:`apply_gradients` itself (a compiled
+        population step passes each optimizer's tensors into the program): handing it this
+        tensor keeps ``iterations``, legacy decay and ``state_dict`` true. Advance it only
+        through those updates or :meth:`advance`.
+        """
+        return self._iterations
+
+    def advance(self, steps: int) -> None:
+        """Count ``steps`` updates applied to the parameters outside :meth:`step`.
+
+        For a hand-written training step that updates the parameters and state in place (the
+        lowered small-batch step): legacy decay, ``iterations`` and ``state_dict`` then go on
+        as if :meth:`step` had made those updates.
+        """
+        if steps < 0:
+            raise ValueError(f"an optimizer cannot count a negative number of updates, got {steps}")
+        self._iterations.add_(steps)
+
     def state_dict(self) -> dict[str, Tensor]:
         """A flat ``name -> tensor`` snapshot: ``iterations``, ``hp.<name>`` and ``state.<slot>.<i>``.
 

@@ -134,7 +134,7 @@ def auto_workers(trials: Iterable[Planned], cores: int | None = None) -> int:
     not change the answer).
 
     Where trials form populations (two or more per group on average), one worker using every
-    core is faster (bench/README.md, benchmark 3); where trials train alone, one worker per core,
+    core is faster (bench/README.md, benchmark 2); where trials train alone, one worker per core,
     at most one per group.
     """
     groups: dict[str, int] = {}

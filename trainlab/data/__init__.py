@@ -1,12 +1,14 @@
 """Data sets for trainlab: found, verified against facts recorded in code, split and scaled.
 
-``prepare(data)`` is the entry point the engine uses; ``available``, ``verify`` and
-``add_local`` back the ``trainlab data`` commands. Nothing here imports torch: the engine
-turns the arrays into tensors.
+``prepare(data)`` is the entry point; ``available``, ``verify`` and ``add_local`` back the
+``trainlab data`` commands. Nothing this face imports loads torch: ``cache``, which turns the
+arrays into tensors for training and for reading a trial's test split, is imported from
+:mod:`trainlab.data.cache` by those who need it.
 
 Modules: ``sources`` (cache dir, package copies, downloads), ``formats`` (file decoders),
 ``datasets`` (one definition and its facts per data set), ``loader`` (the source chain),
-``splits`` (train / validation splits), ``prepare`` (the public entry point).
+``splits`` (train / validation splits), ``prepare`` (the public entry point), ``cache``
+(prepared data sets as tensors, once per process).
 """
 
 from trainlab.data.datasets import DATASETS, DataInfo, Raw

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from trainlab.data.cache import Tensors
 from trainlab.engine import checkpoint
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower, single_threaded
 from trainlab.engine.tracker import FitResult, Tracker
@@ -26,18 +26,6 @@ from trainlab.seeding import derive
 from trainlab.trial import TrainSettings
 
 EVAL_BATCH = 2048
-
-
-@dataclass(frozen=True)
-class Tensors:
-    """A prepared data set as tensors: float inputs, int64 classes or float targets."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
 
 
 OnEpoch = Callable[[int, dict[str, float], Callable[[], bytes]], "bool | None"]
@@ -91,7 +79,7 @@ def epoch_batches(data: Tensors, settings: TrainSettings, seed: int, epoch: int,
     A full batch is not shuffled unless the model is ``stochastic`` (draws noise per example,
     as Dropout does): its one gradient is then the same sum in another order, which changes it
     by float rounding only, and the shuffle would copy the whole training set every epoch
-    (170 MB for MNIST, a tenth of a full-batch epoch).
+    (170 MB for MNIST; its cost: bench/README.md, benchmark 5).
     """
     torch.manual_seed(derive(seed, "noise", epoch))
     n = len(data.x_train)

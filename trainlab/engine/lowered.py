@@ -56,10 +56,9 @@ def single_threaded() -> Iterator[None]:
     At batch sizes up to :data:`ONE_THREAD_MAX_BATCH` no operation is large enough for a second
     thread to pay much, and every parallel one (an elementwise pass over the first layer's 100k
     weights, an optimizer's foreach update) waits for all threads at its end. On cores shared
-    with other processes, one of them is often descheduled, and the step waits for it: measured
-    under load on 2 cores, the autograd loop at batch 1 took 0.9 ms a step on one thread and
-    17-32 ms on two (Adam; batch 16: 1.5 ms against 5-12 ms); the lowered step with momentum
-    7.6 s an epoch against 36 s.
+    with other processes, one of them is often descheduled, and the step waits for it, so such
+    steps run many times slower on two threads than on one (the figures: bench/README.md,
+    benchmark 4, "One thread at small batches").
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -194,7 +193,7 @@ class LoweredSGD:
             step_fn(x, z, target, self._buffers_for(size), -lr * scale / size, momentum, nesterov, classification, last)
             if on_batch is not None and (step + 1) % report_every == 0:
                 on_batch(step + 1, steps)
-        self.optimizer._iterations.add_(steps)
+        self.optimizer.advance(steps)
         with torch.no_grad():
             if classification:
                 return {"loss": float(F.cross_entropy(out, ys, reduction="sum").double() / n),

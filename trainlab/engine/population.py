@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from trainlab.data.cache import Tensors
 from trainlab.engine import checkpoint
-from trainlab.engine.loop import EVAL_BATCH, OnBatch, Tensors, epoch_batches
+from trainlab.engine.loop import EVAL_BATCH, OnBatch, epoch_batches
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, single_threaded
 from trainlab.engine.tracker import FitResult, Tracker, Weights
 from trainlab.losses import LOSSES, METRICS
@@ -79,7 +80,7 @@ class _Stack:
             a = b
         self.static = tuple((a, b, g.definition, tuple(sorted(g.opts.items()))) for a, b, g in self.groups)
         """What a compiled step specialises on: each group's slice, update rule and options."""
-        self.states = [(g.state, g.hp, g._iterations) for _, _, g in self.groups]
+        self.states = [(g.state, g.hp, g.step_counter) for _, _, g in self.groups]
         """Each group's mutable tensors (state slots, hyper-parameters, step counter), updated in place."""
         self.size = len(nets)
         """How many models are stacked."""
@@ -255,9 +256,9 @@ class _Programs:
 
     ``whole``: gradients, every optimizer group's update and the metrics in one program; it
     pays when one update rule covers the population. With several groups, each group updating
-    a slice of the compiled program's inputs costs a full copy per group (measured: a mixed
-    population of six ran at 7.6 ms per step compiled whole, 4.0 ms eager), so there only the
-    gradients are compiled (``grads``) and the updates run eagerly.
+    a slice of the compiled program's inputs costs a full copy per group, which made the whole
+    compiled step slower than the eager one (bench/README.md, benchmark 2, "What closed the
+    gap"), so there only the gradients are compiled (``grads``) and the updates run eagerly.
     """
 
     whole: Callable[..., Any]

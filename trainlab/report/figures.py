@@ -12,7 +12,6 @@ reason, so that a report says what is missing instead of failing whole.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,9 +22,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from trainlab.errors import TrainlabError
+from trainlab.trial import TrialSpec
 from trainlab.report import plots
 from trainlab.report.catalog import FIGURES
 from trainlab.report.tables import Options, current_trials, stage_views, study_report
+from trainlab.report.trials import find_trial
 from trainlab.store import Store, TrialRecord
 
 
@@ -57,14 +58,14 @@ class Skip:
 class StudyFigures:
     """The figures of one study, drawing each at most once.
 
-    ``trial`` selects the trial of the trial figures as :func:`trainlab.export.find_trial`
+    ``trial`` selects the trial of the trial figures as :func:`trainlab.report.trials.find_trial`
     does (default: the one chosen on validation). ``tsne_samples`` test examples go into
     each t-SNE map; ``grid_images`` into the image grid.
     """
 
     def __init__(self, store: Store, study: str, *, report: Mapping[str, Any] | None = None, trial: str | None = None,
                  tsne_samples: int = 500, grid_images: int = 32, options: Options | None = None) -> None:
-        from trainlab.executors import DataCache
+        from trainlab.data.cache import DataCache
 
         self.store = store
         self.study = study
@@ -97,8 +98,6 @@ class StudyFigures:
 
     @cached_property
     def chosen_trial(self) -> TrialRecord:
-        from trainlab.export import find_trial
-
         return find_trial(self.store, self.study, self.selector)
 
     def trial_title(self, trial: TrialRecord) -> str:
@@ -175,7 +174,6 @@ class StudyFigures:
         return plots.predicted_vs_true(p.y_true, p.y_pred, f"Test set: {self.trial_title(p.trial)}")
 
     def _tsne(self) -> Figure | Skip:
-        from trainlab.export import find_trial
         from trainlab.report.inspect import last_hidden
 
         if self.task != "classification":
@@ -189,8 +187,8 @@ class StudyFigures:
             trial = self.chosen_trial if v["label"] == self.chosen_trial.label else find_trial(self.store, self.study, v["label"])
             hidden = last_hidden(self.store, trial, self.tsne_samples, self.cache)
             if not names:
-                spec = json.loads(trial.spec_json)
-                names = tuple(self.cache.get(spec["data"])[1].class_names)
+                spec = TrialSpec.from_json(trial.spec_json)
+                names = tuple(self.cache.get(spec.data.to_json())[1].class_names)
             samples = len(hidden.features)
             panels.append((f"{v['label']} (seed {trial.seed})", embed(hidden.features), hidden.labels, hidden.layer))
         if samples < 5:
@@ -214,7 +212,8 @@ def embed(features: np.ndarray, seed: int = 0) -> np.ndarray:
     50 dimensions by PCA, the usual practice, which keeps t-SNE fast on flattened conv maps.
 
     t-SNE runs on one OpenMP thread: with torch's OpenMP runtime loaded beside scikit-learn's,
-    their thread pools contend on a busy machine and a map that takes 0.4 s alone took 7 s.
+    their thread pools contend on a busy machine and slow the map many times over
+    (bench/README.md, "Smaller measurements").
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE

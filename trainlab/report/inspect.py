@@ -1,22 +1,25 @@
 """What a finished trial's chosen weights do on the test set: the data behind the confusion
 matrix, the grid of test images, the predicted-vs-true scatter and the t-SNE feature picture.
 
-This is the one place the report touches the data set (through the executor's
-:class:`~trainlab.executors.DataCache`, so the split is exactly the trial's) and torch. It
+This is the one place the report touches the data set (through
+:class:`~trainlab.data.cache.DataCache`, so the split is exactly the trial's) and torch, and
+it reads the trained model through :mod:`trainlab.trained`. It
 reads the test set only for the trial already chosen on validation (or one the user names);
 nothing here feeds back into choosing.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from trainlab.data.cache import DataCache
 from trainlab.store import Store, TrialRecord
+from trainlab.trained import predict_all, trial_model
+from trainlab.trial import TrialSpec
 
 
 @dataclass(frozen=True)
@@ -38,23 +41,17 @@ class TestPredictions:
 
 
 def _data(trial: TrialRecord, cache: object | None) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...], str]:
-    from trainlab.executors import DataCache
-
-    spec = json.loads(trial.spec_json)
+    spec = TrialSpec.from_json(trial.spec_json)
     data_cache = cache if isinstance(cache, DataCache) else DataCache()
-    tensors, info, _ = data_cache.get(spec["data"])
+    tensors, info, _ = data_cache.get(spec.data.to_json())
     return tensors.x_test, tensors.y_test, tuple(info.class_names), info.task
 
 
 def test_predictions(store: Store, trial: TrialRecord, cache: object | None = None) -> TestPredictions:
     """Run the trial's chosen weights on its whole test split."""
-    from trainlab.engine.loop import EVAL_BATCH
-    from trainlab.export import trial_model
-
     net, _ = trial_model(store, trial)
     x, y, class_names, task = _data(trial, cache)
-    outs = [net.predict(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
-    out = torch.cat(outs) if outs else torch.zeros((0, 1))
+    out = predict_all(net, x)
     if task == "classification":
         proba = out.numpy()
         return TestPredictions(trial, x.numpy(), y.numpy(), proba.argmax(1), proba, class_names, task)
@@ -78,8 +75,6 @@ def last_hidden(store: Store, trial: TrialRecord, samples: int, cache: object | 
     The same examples are drawn for every trial on the same data, so that the pictures of
     two models show the same images.
     """
-    from trainlab.export import trial_model
-
     net, meta = trial_model(store, trial)
     x, y, _, _ = _data(trial, cache)
     n = min(samples, len(x))
@@ -95,7 +90,7 @@ def last_hidden(store: Store, trial: TrialRecord, samples: int, cache: object | 
     features = captured[0].reshape(n, -1).numpy()
     from trainlab.models import summary
 
-    rows = summary(meta["spec"]["model"], tuple(meta["input_shape"]))
+    rows = summary(meta["spec"].model.to_json(), tuple(meta["input_shape"]))
     if any(r.type in ("Dense", "Conv2D") for r in rows[:-1]):
         layer = f"output of {rows[-2].name}, {features.shape[1]} features"
     else:

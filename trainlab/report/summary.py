@@ -4,14 +4,13 @@ each variant's trials and the input shape stored with their weights."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from trainlab.models import LayerSummary, summary
 from trainlab.report.tables import current_trials
-from trainlab.store import WEIGHTS, Store
+from trainlab.store import Store
+from trainlab.trained import stored_input_shape
+from trainlab.trial import TrialSpec, canonical_json
 
 
 @dataclass(frozen=True)
@@ -42,40 +41,36 @@ def shape_text(shape: tuple[int, ...]) -> str:
 
 def study_models(store: Store, study: str) -> list[ModelSummary]:
     """One summary per distinct model of the study's variants, in variant order."""
-    from trainlab.trial import canonical_json
 
     found: dict[str, ModelSummary] = {}
     seen_labels: set[str] = set()
     for trial in current_trials(store, study):
         if trial.label in seen_labels:
             continue
-        spec = json.loads(trial.spec_json)
+        spec = TrialSpec.from_json(trial.spec_json)
         shape = _input_shape(store, trial.id, spec)
         if shape is None:
             continue
         seen_labels.add(trial.label)
-        key = canonical_json({"model": spec["model"], "shape": list(shape)})
+        model = spec.model.to_json()
+        key = canonical_json({"model": model, "shape": list(shape)})
         if key in found:
             found[key].labels.append(trial.label)
         else:
-            found[key] = ModelSummary([trial.label], shape, summary(spec["model"], shape))
+            found[key] = ModelSummary([trial.label], shape, summary(model, shape))
     return list(found.values())
 
 
-def _input_shape(store: Store, trial_id: int, spec: Mapping[str, Any]) -> tuple[int, ...] | None:
+def _input_shape(store: Store, trial_id: int, spec: TrialSpec) -> tuple[int, ...] | None:
     """The input shape stored with the trial's weights; else the data set's, if it can be known."""
-    artifact = store.artifact(trial_id, WEIGHTS)
-    if artifact is not None:
-        from trainlab.engine.checkpoint import unpack
-
-        _, meta = unpack(artifact.data)
-        if meta.get("input_shape"):
-            return tuple(meta["input_shape"])
+    stored = stored_input_shape(store, trial_id)
+    if stored is not None:
+        return stored
     from trainlab.errors import TrainlabError
     from trainlab.spec import dataset_info
 
     try:
-        return tuple(dataset_info(spec["data"]).input_shape)
+        return tuple(dataset_info(spec.data.to_json()).input_shape)
     except TrainlabError:
         return None
 

@@ -2,13 +2,15 @@
 
 ``Store.open(path)`` opens (or creates) a store; :mod:`trainlab.store.base` holds the
 interface every backend implements and the records it returns, :mod:`trainlab.store.sqlite`
-the SQLite backend.
+the SQLite backend. The backends build on the interface, so the interface does not import
+them: this package registers each one with :func:`~trainlab.store.base.register_backend`.
 """
 
 from trainlab.store.base import (
     CHECKPOINT,
     DEFAULT_LEASE,
     FINISHED_STATUSES,
+    SQLITE,
     STATUSES,
     WEIGHTS,
     ArtifactRecord,
@@ -21,8 +23,11 @@ from trainlab.store.base import (
     TrialRecord,
     make_owner,
     owner_alive,
+    register_backend,
 )
 from trainlab.store.sqlite import SQLiteStore
+
+register_backend(SQLITE, SQLiteStore)
 
 __all__ = [
     "CHECKPOINT",

@@ -147,6 +147,32 @@ class ArtifactRecord:
     created: float
 
 
+SQLITE: Final = "sqlite"
+"""The kind of location :meth:`Store.open` opens today: a SQLite file."""
+
+_BACKENDS: dict[str, type[Store]] = {}
+
+
+def register_backend(kind: str, store_class: type[Store]) -> None:
+    """Make ``store_class`` the backend :meth:`Store.open` uses for locations of ``kind``.
+
+    Backends build on this module, so it cannot import them: :mod:`trainlab.store` registers
+    the backends trainlab ships when it is imported, which Python does before any of its
+    modules, so they are registered before any store can be opened.
+    """
+    _BACKENDS[kind] = store_class
+
+
+def backend(kind: str) -> type[Store]:
+    """The backend registered for locations of ``kind``; a :class:`StoreError` naming the
+    registered kinds if there is none."""
+    try:
+        return _BACKENDS[kind]
+    except KeyError:
+        known = ", ".join(sorted(_BACKENDS)) or "none"
+        raise StoreError(f"no store backend for {kind!r} locations (registered: {known})") from None
+
+
 class Store(abc.ABC):
     """Where studies, trials, epochs and artifacts live; see the module docstring.
 
@@ -167,8 +193,8 @@ class Store(abc.ABC):
     ) -> Store:
         """Open (creating if missing) the store at ``path``.
 
-        Called on :class:`Store` itself it picks the backend for the location; today every
-        location is a SQLite file. ``lease``: seconds without a heartbeat after which an
+        Called on :class:`Store` itself it picks the backend for the location from those
+        registered with :func:`register_backend`; today every location is a SQLite file. ``lease``: seconds without a heartbeat after which an
         owner on another host is presumed dead. ``timeout``: seconds a write waits for
         other processes' writes. ``check``: verify the store's integrity first.
         ``clock``: the time source, replaceable in tests.
@@ -177,9 +203,7 @@ class Store(abc.ABC):
         store, newer schema, damaged).
         """
         if cls is Store:
-            from trainlab.store.sqlite import SQLiteStore
-
-            return SQLiteStore.open(path, lease=lease, timeout=timeout, check=check, clock=clock)
+            return backend(SQLITE).open(path, lease=lease, timeout=timeout, check=check, clock=clock)
         raise NotImplementedError(f"{cls.__name__} does not implement open()")
 
     @abc.abstractmethod

@@ -176,9 +176,9 @@ class SQLiteStore(Store):
 
         ``lease``: seconds without a heartbeat after which an owner on another host is
         presumed dead. ``timeout``: seconds to wait for another process's write (the
-        busy timeout). ``check``: run ``PRAGMA quick_check`` (reads the whole file once,
-        about 0.2 s for 200 MB) to refuse a damaged store. ``clock``: the time source,
-        replaceable in tests.
+        busy timeout). ``check``: run ``PRAGMA quick_check`` (reads the whole file once;
+        its cost: bench/README.md, "Smaller measurements") to refuse a damaged store.
+        ``clock``: the time source, replaceable in tests.
 
         Raises :class:`StoreError` naming the file if it is not a SQLite database, is a
         database of something else, has a newer schema, or is damaged; such a file is

@@ -29,11 +29,9 @@ import torch
 
 from trainlab import models, planner
 from trainlab.data.cache import DataCache
-from trainlab.engine import evaluate, fit, weights_bytes
+from trainlab.engine import evaluate, steps, weights_bytes
 from trainlab.engine.loop import OnBatch
-from trainlab.engine.population import Member, fit_population
 from trainlab.errors import SpecError, StoreError, TrainlabError
-from trainlab.optim import Optimizer
 from trainlab.plan import Pruning, UnitPruner
 from trainlab.seeding import derive
 from trainlab.spec import Study, fold_specs
@@ -338,20 +336,13 @@ def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on
 
     plan = job.plan
     step = plan.step if plan is not None else ("population" if len(nets) > 1 else "lowered")
+    unit = steps.Unit(nets, specs, job.resumes, tensors, info.task, job.seeds[0],
+                      compile=plan.compile if plan is not None else False,
+                      channels_last=lambda: cache.get(specs[0].data.to_json(), channels_last=True)[0])
+    unit = steps.laid_out(step, unit)
+    tensors = unit.data
     with _threads(plan.threads if plan is not None else None):
-        if step != "population":
-            if specs[0].model.convolutional:  # a third faster in channels_last layout (bench/README.md)
-                nets[0] = nets[0].to(memory_format=torch.channels_last)
-                tensors, _, _ = cache.get(specs[0].data.to_json(), channels_last=True)
-            optimizer = Optimizer([p for p in nets[0].parameters() if p.requires_grad], specs[0].optimizer.to_json())
-            results = [fit(nets[0], optimizer, tensors, specs[0].train, info.task, seed=job.seeds[0],
-                           resume=job.resumes[0], on_epoch=lambda e, logs, ck: on_epoch(0, e, logs, ck),
-                           on_batch=on_batch, lowered=step == "lowered")]
-        else:
-            members = [Member(net, spec.optimizer.to_json(), spec.train, resume)
-                       for net, spec, resume in zip(nets, specs, job.resumes)]
-            results = fit_population(members, tensors, info.task, seed=job.seeds[0], on_epoch=on_epoch, on_batch=on_batch,
-                                     compile=plan.compile if plan is not None else False)
+        results = steps.train(step, unit, on_epoch, on_batch)
         # The test evaluation too runs at the plan's threads: its sums depend on the thread count.
         for i, (trial_hash, spec, net, result) in enumerate(zip(job.hashes, specs, nets, results)):
             net.load_state_dict(result.weights)

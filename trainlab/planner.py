@@ -65,8 +65,6 @@ NOMINAL_FLOPS = 2e10
 The compile decision uses these nominal figures, never a measurement, so that it is the same on
 every run of a study: an estimate of the work ahead, not a timing."""
 
-STEPS = ("population", "lowered", "autograd")
-"""The training steps a plan can choose."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,94 @@
+"""The training steps, in one table: which implementation a unit of trials trains with, and why.
+
+A unit is one trial, or a population of trials that share their batches (see
+:mod:`trainlab.planner`, which decides each trial's step and records it in its plan). Every step
+trains its models to their end and reports each epoch in the same form, so that any step can
+resume another's checkpoint.
+
+| step         | implementation                                         | chosen for |
+|--------------|--------------------------------------------------------|------------|
+| ``population`` | stacked weights, ``vmap(grad(...))`` over the members (:mod:`.population`); compiled whole when one update rule covers the population and the plan compiles, gradients only when several do | two or more trials that share their batches |
+| ``lowered``  | hand-written forward, backward and SGD update, no autograd (:mod:`.lowered`) | a trial alone whose dense network, small batch and SGD the lowered step covers |
+| ``autograd`` | the model's own modules, ``torch.autograd.grad`` and trainlab's optimizer (:mod:`.loop`) | every other trial alone |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from trainlab.data.cache import Tensors
+from trainlab.engine.loop import OnBatch, fit
+from trainlab.engine.population import Member, OnMemberEpoch, fit_population
+from trainlab.engine.tracker import FitResult
+from trainlab.models import Net
+from trainlab.optim import Optimizer
+from trainlab.trial import TrialSpec
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What a step trains: the models (built, not yet trained), their specs and checkpoints to
+    resume from, the data, the task and the shared seed; ``compile`` for a population's step;
+    ``channels_last`` gives the data in channels_last layout (see :func:`laid_out`)."""
+
+    nets: Sequence[Net]
+    specs: Sequence[TrialSpec]
+    resumes: Sequence[bytes | None]
+    data: Tensors
+    task: str
+    seed: int
+    compile: bool = False
+    channels_last: Callable[[], Tensors] | None = None
+
+
+StepFn = Callable[[Unit, OnMemberEpoch | None, OnBatch | None], list[FitResult]]
+
+
+def _alone(lowered: bool) -> StepFn:
+    def train(unit: Unit, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None) -> list[FitResult]:
+        (net,), (spec,), (resume,) = unit.nets, unit.specs, unit.resumes
+        optimizer = Optimizer([p for p in net.parameters() if p.requires_grad], spec.optimizer.to_json())
+        report = None if on_epoch is None else (lambda epoch, logs, make: on_epoch(0, epoch, logs, make))
+        return [fit(net, optimizer, unit.data, spec.train, unit.task, seed=unit.seed, resume=resume, on_epoch=report,
+                    on_batch=on_batch, lowered=lowered)]
+
+    return train
+
+
+def _population(unit: Unit, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None) -> list[FitResult]:
+    members = [Member(net, spec.optimizer.to_json(), spec.train, resume)
+               for net, spec, resume in zip(unit.nets, unit.specs, unit.resumes)]
+    return fit_population(members, unit.data, unit.task, seed=unit.seed, on_epoch=on_epoch, on_batch=on_batch,
+                          compile=unit.compile)
+
+
+STEPS: dict[str, StepFn] = {
+    "population": _population,
+    "lowered": _alone(lowered=True),
+    "autograd": _alone(lowered=False),
+}
+"""Each step's trainer, by the name a plan records."""
+
+
+def laid_out(step: str, unit: Unit) -> Unit:
+    """``unit`` in the memory layout its step trains fastest in: a convolutional model trained alone
+    goes channels_last, model and data (bench/README.md, benchmark 3); populations keep the plain
+    layout. Evaluate the trained models on the returned unit's data, so that the test set is seen
+    in the layout training used."""
+    if step == "population" or unit.channels_last is None or not unit.specs[0].model.convolutional:
+        return unit
+    for net in unit.nets:
+        net.to(memory_format=torch.channels_last)
+    return replace(unit, data=unit.channels_last())
+
+
+def train(step: str, unit: Unit, on_epoch: OnMemberEpoch | None = None, on_batch: OnBatch | None = None) -> list[FitResult]:
+    """Train ``unit`` with ``step`` (a key of :data:`STEPS`); results in the unit's order."""
+    if step not in STEPS:
+        raise ValueError(f"unknown training step {step!r}; the steps are {', '.join(STEPS)}")
+    if step != "population" and len(unit.nets) != 1:
+        raise ValueError(f"the {step} step trains one model, not {len(unit.nets)}")
+    return STEPS[step](unit, on_epoch, on_batch)

@@ -220,7 +220,7 @@ def claim_mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[st
 
 def auto_workers(study: Study) -> int:
     """Worker processes for a study: decided from all its trials (see :func:`planner.auto_workers`)."""
-    return planner.auto_workers([planner.Planned(t.hash, t.seed, t.spec) for t in study.trials()])
+    return planner.auto_workers([planner.Planned(t.hash, t.seed, TrialSpec.from_json(t.spec)) for t in study.trials()])
 
 
 def check_data(study: Study, cache: DataCache) -> None:

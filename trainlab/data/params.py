@@ -119,8 +119,7 @@ def _check_data(table: Any, path: str, *, stated: bool) -> dict[str, Any]:
     if stated:
         _require(data, STATED["data"], path)
     out = check_params(data, DATA, path)
-    _check_name(out["name"], join(path, "name"))
-    _check_path(out["name"], out["path"], join(path, "path"))
+    check_source(out["name"], out["path"], path=path)
     out["split"] = check_split(out["split"], path=join(path, "split"), stated=stated)
     return out
 
@@ -151,14 +150,12 @@ def _check_fold(split: Mapping[str, Any], path: str) -> None:
         raise SpecError(f"fold {fold} does not exist: folds are 0..{folds - 1}", path=join(path, "fold"))
 
 
-def _check_name(name: str, path: str) -> None:
+def check_source(name: Any, file: Any, *, path: str = "data") -> None:
+    """The data set a ``[data]`` table names is one there is, and ``path`` is the file of an
+    ``npz`` data set and of nothing else."""
     if name not in NAMES:
-        raise SpecError(f"unknown data set {name!r}", path=path, allowed=NAMES, got=name)
-
-
-def _check_path(name: str, file: str | None, path: str) -> None:
-    """``path`` is the file of an ``npz`` data set, and of nothing else."""
+        raise SpecError(f"unknown data set {name!r}", path=join(path, "name"), allowed=NAMES, got=name)
     if name == USER_NPZ and not file:
-        raise SpecError("an npz data set needs 'path', the file with x_train, y_train (x_test, y_test)", path=path)
+        raise SpecError("an npz data set needs 'path', the file with x_train, y_train (x_test, y_test)", path=join(path, "path"))
     if name != USER_NPZ and file is not None:
-        raise SpecError(f'path applies only to name = "npz", not to {name}', path=path, got=file)
+        raise SpecError(f'path applies only to name = "npz", not to {name}', path=join(path, "path"), got=file)

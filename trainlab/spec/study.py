@@ -76,7 +76,7 @@ class Study:
                     out.append(Trial(v.label, v.params, spec, seed, trial_hash(spec, seed)))
         return out
 
-    def with_variants(self, variants: Sequence[Variant]) -> "Study":
+    def with_variants(self, variants: Sequence[Variant]) -> Study:
         """The same study with another list of variants (one round of a staged study)."""
         return replace(self, variants=tuple(variants))
 

@@ -149,6 +149,8 @@ NEVER_REACHES: list[tuple[str, tuple[str, ...], str]] = [
      "reading a trained model sits below both its readers"),
     ("trainlab.executors", ("trainlab.report", "trainlab.export", "trainlab.cluster", "trainlab.cli"),
      "executors train; the report and the commands sit above them"),
+    ("trainlab.spec", ("trainlab.engine", "trainlab.store", "trainlab.search", *UPPER),
+     "a study file is read and resolved without the engine, the store or the search samplers"),
     ("trainlab.data", ("trainlab.engine", "trainlab.store", "trainlab.spec", "trainlab.models", "trainlab.optim", *UPPER),
      "data sets are below the engine and the models"),
     ("trainlab.models", ("trainlab.engine", "trainlab.store", "trainlab.data", *UPPER), "models are below the engine"),

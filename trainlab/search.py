@@ -22,7 +22,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 
 from trainlab.seeding import derive
-from trainlab.spec import Dimension, SearchSpec
+from trainlab.spec.space import Dimension, SearchSpec
 
 optuna.logging.set_verbosity(logging.WARNING)
 

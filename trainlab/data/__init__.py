@@ -7,7 +7,8 @@ arrays into tensors for training and for reading a trial's test split, is import
 
 Modules: ``sources`` (cache dir, package copies, downloads), ``formats`` (file decoders),
 ``datasets`` (one definition and its facts per data set), ``loader`` (the source chain),
-``splits`` (train / validation splits), ``prepare`` (the public entry point), ``cache``
+``params`` (the ``[data]`` keys, their types, defaults and checks, for the study parser and
+``prepare`` alike), ``splits`` (train / validation splits), ``prepare`` (the public entry point), ``cache``
 (prepared data sets as tensors, once per process).
 """
 

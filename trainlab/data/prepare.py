@@ -14,13 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from trainlab.data import splits
-from trainlab.data.datasets import DATASETS, USER_NPZ, DataInfo, Raw
+from trainlab.data import params, splits
+from trainlab.data.datasets import USER_NPZ, DataInfo, Raw
 from trainlab.data.loader import load_raw
-from trainlab.errors import SpecError
-
-_KEYS = ("name", "path", "split", "train_limit", "val_limit", "test_limit", "test_fraction")
-DEFAULT_TEST_FRACTION = 0.2
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,7 +40,7 @@ class _Request:
     split: splits.SplitSpec
     train_limit: int | None
     test_limit: int | None
-    test_fraction: float | int | None
+    test_fraction: float
     val_limit: int | None = None
 
 
@@ -53,10 +49,11 @@ def prepare(data: Mapping[str, Any]) -> Prepared:
 
     ``data`` is the study's resolved ``[data]`` table, e.g.
     ``{"name": "mnist", "split": {"kind": "first", "validation": 5000, "seed": 0}}``;
-    optional ``path`` (for ``name = "npz"``), ``test_fraction`` (default 0.2; used only by
-    data sets without an official test split, ignored otherwise), ``train_limit``,
-    ``val_limit`` and ``test_limit`` (keep the first N, after splitting; for smoke runs). Raises SpecError for
-    an invalid table, DataError when the data cannot be found or verified.
+    optional ``path`` (for ``name = "npz"``), ``test_fraction`` (a fraction in (0, 1), default
+    0.2; used only by data sets without an official test split, ignored otherwise),
+    ``train_limit``, ``val_limit`` and ``test_limit`` (keep the first N, after splitting; for
+    smoke runs). The keys are those of :mod:`trainlab.data.params`, checked as a study's are.
+    Raises SpecError for an invalid table, DataError when the data cannot be found or verified.
     """
     request = _parse(data)
     raw = load_raw(request.name, path=request.path)
@@ -68,7 +65,7 @@ def prepare(data: Mapping[str, Any]) -> Prepared:
         x_test, y_test = raw.x_test, raw.y_test
         record["test"] = {"kind": "official"}
     else:
-        fraction = DEFAULT_TEST_FRACTION if request.test_fraction is None else request.test_fraction
+        fraction = request.test_fraction
         pool, test_idx = splits.carve_test(len(raw.x_train), fraction, request.split.seed)
         x_pool, y_pool = raw.x_train[pool], raw.y_train[pool]
         x_test, y_test = raw.x_train[test_idx], raw.y_train[test_idx]
@@ -140,47 +137,15 @@ def _targets(raw: Raw, y: np.ndarray) -> np.ndarray:
 
 
 def _parse(data: Mapping[str, Any]) -> _Request:
-    if not isinstance(data, Mapping):
-        raise SpecError("must be a table with at least name and split", path="data", got=data)
-    unknown = [k for k in data if k not in _KEYS]
-    if unknown:
-        raise SpecError(
-            f"unknown key {unknown[0]!r}", path=f"data.{unknown[0]}", allowed=_KEYS, got=str(unknown[0])
-        )
-    name = data.get("name")
-    names = (*DATASETS, USER_NPZ)
-    if name not in names:
-        raise SpecError(f"unknown data set {name!r}", path="data.name", allowed=names, got=name)
-    path = data.get("path")
-    if name == USER_NPZ:
-        if not isinstance(path, str) or not path:
-            raise SpecError('the npz data set needs path = "/path/to/file.npz"', path="data.path", got=path)
-    elif path is not None:
-        raise SpecError(f'path applies only to name = "npz", not to {name}', path="data.path", got=path)
-    if "split" not in data:
-        raise SpecError(
-            'is required, e.g. {kind = "random", validation = 0.2, seed = 0}',
-            path="data.split",
-            allowed=splits.KINDS,
-        )
-    split = splits.parse_split(data["split"])
-    limits = {}
-    for key in ("train_limit", "val_limit", "test_limit"):
-        value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise SpecError(f"must be an int >= 1, got {value!r}", path=f"data.{key}", got=value)
-        limits[key] = value
-    fraction = data.get("test_fraction")
-    if fraction is not None:
-        bad_type = isinstance(fraction, bool) or not isinstance(fraction, (int, float))
-        if (
-            bad_type
-            or (isinstance(fraction, float) and not 0 < fraction < 1)
-            or (isinstance(fraction, int) and fraction < 1)
-        ):
-            raise SpecError(
-                f"must be a fraction in (0, 1) or a count >= 1, got {fraction!r}",
-                path="data.test_fraction",
-                got=fraction,
-            )
-    return _Request(name, path, split, limits["train_limit"], limits["test_limit"], fraction, limits["val_limit"])
+    """The request a resolved ``[data]`` table makes, checked against the one table of data
+    keys (:mod:`trainlab.data.params`) the study parser resolves it with."""
+    table = params.check_resolved(data)
+    return _Request(
+        table["name"],
+        table["path"],
+        splits.as_split_spec(table["split"]),
+        table["train_limit"],
+        table["test_limit"],
+        table["test_fraction"],
+        table["val_limit"],
+    )

@@ -1,6 +1,6 @@
 """Splitting a training set into training and validation parts, reproducibly.
 
-Kinds:
+Kinds (:data:`trainlab.data.params.KINDS`):
   ``first``       the first N examples are validation (report A: the first 5000 of MNIST)
   ``random``      a seeded random subset
   ``stratified``  a seeded random subset taking each class in proportion (report E)
@@ -22,12 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from trainlab.data.params import check_split
 from trainlab.errors import SpecError
 from trainlab.seeding import derive
-
-KINDS = ("first", "random", "stratified", "kfold")
-_KEYS = ("kind", "validation", "seed")
-_KFOLD_KEYS = ("kind", "folds", "fold", "seed")
 
 
 @dataclass(frozen=True)
@@ -47,59 +44,16 @@ class SplitSpec:
 
 
 def parse_split(table: Any, *, path: str = "data.split") -> SplitSpec:
-    """Validate a split table; SpecError names the key path and the allowed values."""
-    if not isinstance(table, Mapping):
-        raise SpecError(
-            'must be a table such as {kind = "random", validation = 0.2, seed = 0}', path=path, got=table
-        )
-    if table.get("kind") == "kfold":
-        return _parse_kfold(table, path)
-    unknown = [k for k in table if k not in _KEYS]
-    if unknown:
-        raise SpecError(
-            f"unknown key {unknown[0]!r}", path=f"{path}.{unknown[0]}", allowed=_KEYS, got=str(unknown[0])
-        )
-    kind = table.get("kind")
-    if kind not in KINDS:
-        raise SpecError(f"unknown split kind {kind!r}", path=f"{path}.kind", allowed=KINDS, got=kind)
-    if "validation" not in table:
-        raise SpecError(
-            "is required: a count of validation examples (int >= 1) or a fraction in (0, 1)",
-            path=f"{path}.validation",
-        )
-    validation = table["validation"]
-    if isinstance(validation, bool) or not isinstance(validation, (int, float)):
-        raise SpecError(
-            f"must be an int >= 1 or a float in (0, 1), got {validation!r}",
-            path=f"{path}.validation",
-            got=validation,
-        )
-    if isinstance(validation, int) and validation < 1:
-        raise SpecError(f"a count must be >= 1, got {validation}", path=f"{path}.validation", got=validation)
-    if isinstance(validation, float) and not 0.0 < validation < 1.0:
-        raise SpecError(
-            f"a fraction must lie strictly between 0 and 1, got {validation}; use an int for a count",
-            path=f"{path}.validation",
-            got=validation,
-        )
-    seed = table.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise SpecError(f"must be an integer, got {seed!r}", path=f"{path}.seed", got=seed)
-    return SplitSpec(kind, validation, seed)
+    """Validate a resolved split table (every key a resolved table states, stated; see
+    :mod:`trainlab.data.params`); SpecError names the key path and the allowed values."""
+    return as_split_spec(check_split(table, path=path, stated=True))
 
 
-def _parse_kfold(table: Mapping[str, Any], path: str) -> SplitSpec:
-    unknown = [k for k in table if k not in _KFOLD_KEYS]
-    if unknown:
-        raise SpecError(f"unknown key {unknown[0]!r}", path=f"{path}.{unknown[0]}", allowed=_KFOLD_KEYS, got=str(unknown[0]))
-    folds, fold, seed = table.get("folds", 5), table.get("fold"), table.get("seed", 0)
-    for key, value, low in (("folds", folds, 2), ("fold", fold, 0), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            hint = " (a study sets it: each variant trains once per fold)" if key == "fold" and value is None else ""
-            raise SpecError(f"must be an integer >= {low}, got {value!r}{hint}", path=f"{path}.{key}", got=value)
-    if fold >= folds:
-        raise SpecError(f"fold {fold} does not exist: folds are 0..{folds - 1}", path=f"{path}.fold", got=fold)
-    return SplitSpec("kfold", 0, seed, folds, fold)
+def as_split_spec(split: Mapping[str, Any]) -> SplitSpec:
+    """The :class:`SplitSpec` of a split table already checked by :func:`check_split` with ``stated``."""
+    if split["kind"] == "kfold":
+        return SplitSpec("kfold", 0, split["seed"], split["folds"], split["fold"])
+    return SplitSpec(split["kind"], split["validation"], split["seed"])
 
 
 def count_of(amount: int | float, n: int, *, path: str, what: str) -> int:

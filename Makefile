@@ -46,10 +46,12 @@ test: setup
 test-slow: setup
 	$(BIN)/pytest -q -m slow
 
-# test_data_real.py goes whole: each of its tests takes seconds on 2 cores (its CIFAR-10 test
+# data/test_real_data.py goes whole: each of its tests takes seconds on 2 cores (its CIFAR-10 test
 # runs only where TRAINLAB_CIFAR10 names the tarball, and is skipped elsewhere).
+CI_SLOW_TESTS := tests/scenarios/test_ci_slow.py tests/data/test_real_data.py tests/scenarios/test_studies_smoke.py
+
 test-ci: test
-	$(BIN)/pytest -q -m slow tests/test_ci_slow.py tests/test_data_real.py tests/test_studies_smoke.py
+	$(BIN)/pytest -q -m slow $(CI_SLOW_TESTS)
 
 # The benchmarks against plain PyTorch and Keras (TensorFlow, JAX): the peers are an optional extra.
 bench: setup

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from conftest import STUDY, make_npz
+from factories import load_study, tiny_study_tables
+from helpers import make_npz
 from trainlab import models, planner, spec
 from trainlab.data.cache import DataCache
 from trainlab.engine.lowered import lower
@@ -165,8 +166,7 @@ def test_plan_round_trips_through_json() -> None:
 def test_a_trial_keeps_its_recorded_plan(tmp_path: Path) -> None:
     """The first run records every plan; a later run with another --population keeps them."""
     make_npz(tmp_path / "tiny.npz")
-    (tmp_path / "tiny.toml").write_text(STUDY.format(epochs=1))
-    study = spec.load(tmp_path / "tiny.toml")
+    study = load_study(tmp_path, tiny_study_tables(epochs=1), name="tiny")
     with Store.open(tmp_path / "s.db") as store:
         run_local(study, store, cache=DataCache())
         record = store.study("tiny")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_npz
+from helpers import make_npz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

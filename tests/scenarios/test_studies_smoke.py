@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from test_data_formats import write_cifar_tarball
+from helpers import STUDIES, write_cifar_tarball
 from trainlab.store import WEIGHTS
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
 FILES = sorted(p.name for p in STUDIES.glob("*.toml"))
 NEEDS_CIFAR = {"report_b2_cifar_mlp.toml"}
 SMOKE_EPOCHS = 2  # a smoke run trains every trial for at most two epochs

@@ -6,11 +6,9 @@ import dataclasses
 import functools
 import gzip
 import hashlib
-import io
 import socket
 import struct
 import sys
-import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -18,55 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CAL_HOUSING_ROWS, california_fixture, write_cal_housing_tgz
 
 from trainlab.data import DataWarning, available, cache_dir, formats, load_raw, verify
 from trainlab.data.datasets import (
-    DatasetDef,
     Facts,
-    LocalSource,
     arrays_sha256,
-    california_housing_definition,
     mnist_definition,
 )
 from trainlab.data.loader import add_definition, cache_file, load_definition
 from trainlab.data.sources import RemoteFile, fetch, package_file, read_npz, write_npz_atomic
 from trainlab.errors import DataError
-
-ROWS = np.array(
-    [
-        [-122.23, 37.88, 41, 880, 129, 322, 126, 8.3252, 452600],
-        [-122.22, 37.86, 21, 7099, 1106, 2401, 1138, 8.3014, 358500],
-        [-122.24, 37.85, 52, 1467, 190, 496, 177, 7.2574, 352100],
-        [-122.25, 37.85, 52, 1274, 235, 558, 219, 5.6431, 341300],
-    ]
-)
-
-
-def write_cal_housing_tgz(path: Path, rows: np.ndarray = ROWS) -> bytes:
-    text = "\n".join(",".join(f"{v:f}" for v in row) for row in rows).encode() + b"\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as archive:
-        member = tarfile.TarInfo(formats.CAL_HOUSING_MEMBER)
-        member.size = len(text)
-        archive.addfile(member, io.BytesIO(text))
-    return path.read_bytes()
-
-
-def fixture_facts(path: Path, *, with_sha: bool = True) -> Facts:
-    sha = arrays_sha256(formats.read_cal_housing_tgz(path))
-    return Facts((len(ROWS), 8), (0, 8), "float32", "float32", None, None, sha if with_sha else None)
-
-
-def california_fixture(tgz: Path, *, with_sha: bool = True, local: bool = True) -> DatasetDef:
-    """The California definition held to the fixture's facts, with a local file source
-    (or none) instead of the package copy."""
-    digest = hashlib.sha256(tgz.read_bytes()).hexdigest()
-    defn = california_housing_definition(fixture_facts(tgz, with_sha=with_sha), sha256=digest)
-    source = LocalSource(
-        "file", f"fixture {tgz}", lambda: tgz, formats.read_cal_housing_tgz, "write the fixture"
-    )
-    return dataclasses.replace(defn, sources=(source,) if local else ())
-
 
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
@@ -172,7 +132,7 @@ def test_a_served_file_with_the_wrong_checksum_is_never_used(
     root, base = mirror_server
     tgz = tmp_path / "cal_housing.tgz"
     write_cal_housing_tgz(tgz)
-    write_cal_housing_tgz(root / "california_housing" / "cal_housing.tgz", ROWS[:3])
+    write_cal_housing_tgz(root / "california_housing" / "cal_housing.tgz", CAL_HOUSING_ROWS[:3])
     monkeypatch.setenv("TRAINLAB_MIRROR", base)
     with pytest.raises(DataError, match="sha256 mismatch"):
         load_definition(california_fixture(tgz, local=False), cache_dir())

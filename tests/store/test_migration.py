@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers import FIXTURES
 
 from trainlab import spec
 from trainlab.data.cache import DataCache
@@ -19,7 +20,6 @@ from trainlab.executors import run_local
 from trainlab.report import study_report
 from trainlab.store import Store
 
-FIXTURES = Path(__file__).parent / "fixtures"
 OLD_HASHES = {"sgd": "9c636413b4d958fa3fae", "adam": "4f3e2fe660ede502c22b"}
 """The trial hashes trainlab 0.1.0 gave the study's trials: the same study must find them."""
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 
-from test_stages import STAGES, write
+from factories import STAGED_STUDY, write_tiny_study_text
 from trainlab.cli import main
 from trainlab.report import plots, render, study_report
 from trainlab.report.figures import StudyFigures
@@ -29,7 +29,7 @@ def staged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The three-stage study of test_stages, run through the command line once; its store, the
     JSON the run printed and the run's progress and summary (standard error)."""
     folder = tmp_path_factory.mktemp("staged")
-    study = write(folder, STAGES)
+    study = write_tiny_study_text(folder, STAGED_STUDY)
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         code = main(["run", str(study), "--store", str(folder / "s.db"), "--workers", "1", "--population", "1",

@@ -9,20 +9,17 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import STUDY, make_npz
-from trainlab import models, spec
+from factories import mlp_spec
+from trainlab import models
 from trainlab.data.cache import DataCache
 from trainlab.engine import FitResult, fit
 from trainlab.optim import Optimizer
 from trainlab.trial import TrainSettings
 
 
-def variant(tmp_path: Path, extra_train: str = "", optimizer: str = "adam", epochs: int = 4) -> dict[str, Any]:
-    make_npz(tmp_path / "tiny.npz")
-    text = STUDY.format(epochs=epochs).replace("batch_size = 16", "batch_size = 16\n" + extra_train)
-    text = text.split("[[compare]]")[0] + f'\n[optimizer]\nname = "{optimizer}"\n'
-    (tmp_path / "s.toml").write_text(text)
-    return spec.load(tmp_path / "s.toml").variants[0].spec
+def variant(tmp_path: Path, train: dict[str, Any] | None = None, optimizer: str = "adam", epochs: int = 4) -> dict[str, Any]:
+    """The tiny study's MLP trained with ``optimizer``, ``train`` adding to its training settings."""
+    return mlp_spec(tmp_path, optimizer=optimizer, epochs=epochs, train=train)
 
 
 def train(trial: dict[str, Any], seed: int = 0, **kw: Any) -> tuple[FitResult, list[tuple[int, dict[str, float], bytes]], torch.nn.Module]:
@@ -50,7 +47,7 @@ def test_learns_the_tiny_task_and_records_keras_metrics(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("stop_after", [0, 2])
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path, stop_after: int) -> None:
-    trial = variant(tmp_path, 'reduce_lr_on_plateau = { patience = 1, factor = 0.5 }')
+    trial = variant(tmp_path, {"reduce_lr_on_plateau": {"patience": 1, "factor": 0.5}})
     full, seen, full_net = train(trial)
     tensors, info, _ = DataCache().get(trial["data"])
     net = models.build(trial["model"], info.input_shape, 123)  # other init: the checkpoint must overwrite it
@@ -65,7 +62,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path, st
 
 
 def test_a_checkpoint_of_a_stopped_run_finishes_without_training(tmp_path: Path) -> None:
-    trial = variant(tmp_path, 'early_stopping = { monitor = "val_loss", patience = 0, min_delta = 10.0 }', epochs=10)
+    trial = variant(tmp_path, {"early_stopping": {"monitor": "val_loss", "patience": 0, "min_delta": 10.0}}, epochs=10)
     full, seen, _ = train(trial)
     assert full.epochs == 2 and "early stopping" in full.stop_reason
     tensors, info, _ = DataCache().get(trial["data"])

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from trainlab import data
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 ONE_EPOCH = """

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import make_npz
+from helpers import make_npz
 
 from trainlab import spec
 from trainlab.cli import main

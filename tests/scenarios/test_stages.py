@@ -7,79 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_npz
+from factories import STAGED_BASE as BASE
+from factories import STAGED_STUDY as STAGES
+from factories import write_tiny_study_text as write
 from trainlab import edits, plan, spec
 from trainlab.errors import SpecError, TrainlabError
 from trainlab.executors import run_local
 from trainlab.report import render, study_report
 from trainlab.search import Point, Pruner, propose
 from trainlab.store import Store
-
-BASE = """
-[study]
-name = "staged"
-seeds = [0, 1]
-
-[data]
-name = "npz"
-path = "tiny.npz"
-split = { kind = "stratified", validation = 0.25 }
-
-[model]
-layers = [
-  { type = "Flatten" },
-  { type = "Dense", units = 16, activation = "relu" },
-  { type = "Dense", units = 8, activation = "relu" },
-  { type = "Dense", units = 3, activation = "softmax" },
-]
-
-[optimizer]
-name = "sgd"
-learning_rate = 0.05
-
-[train]
-epochs = 3
-batch_size = 16
-"""
-
-STAGES = BASE + """
-[[stage]]
-name = "first"
-[[stage.compare]]
-label = "narrow"
-edit = { widths = [4, 4] }
-[[stage.compare]]
-label = "wide"
-
-[[stage]]
-name = "second"
-from = "first"
-description = "sigmoid with batch norm, lr x5"
-[[stage.compare]]
-label = "as chosen"
-[[stage.compare]]
-label = "bn sigmoid x5"
-edit = { activation = "sigmoid", batch_norm = true, scale_lr = 5 }
-
-[[stage]]
-name = "third"
-from = "second"
-[[stage.compare]]
-label = "adam"
-optimizer = "adam"
-[[stage.compare]]
-label = "conv first"
-edit = { insert = { at = 0, layers = [{ type = "Conv2D", filters = 2, kernel_size = 3, padding = "same" }, { type = "MaxPooling2D" }] } }
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
-    if not (tmp_path / "tiny.npz").exists():
-        make_npz(tmp_path / "tiny.npz")
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
 
 def run_rounds(study: spec.Study, db: Path, stop_after: int | None) -> list:
     """Train ``study`` round by round into ``db``, stopping (as Ctrl-C would) after ``stop_after``

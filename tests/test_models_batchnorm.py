@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_npz
+from helpers import make_npz
 from trainlab import models, spec
 from trainlab.data.cache import DataCache
 from trainlab.engine.checkpoint import unpack

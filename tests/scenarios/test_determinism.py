@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make_npz
+from helpers import make_npz
 from trainlab.engine.checkpoint import unpack
 from trainlab.store import WEIGHTS, Store
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STUDY, make_npz
+from factories import tiny_study_tables, write_study
+from helpers import make_npz
 
 from trainlab.store import Store
 
@@ -196,9 +197,7 @@ def assert_close(got: dict[str, Any], want: dict[str, Any]) -> None:
 
 def make_study(folder: Path, *, n_train: int = 1200, epochs: int = EPOCHS) -> Path:
     make_npz(folder / "tiny.npz", n_train=n_train)
-    study = folder / "tiny.toml"
-    study.write_text(STUDY.format(epochs=epochs))
-    return study
+    return write_study(folder / "tiny.toml", tiny_study_tables(epochs=epochs))
 
 
 ONE_AT_A_TIME = ("--workers", "1", "--population", "1", "--checkpoint-every", "0")
@@ -327,7 +326,7 @@ def test_ctrl_c_reaches_pool_workers(tmp_path: Path, to_group: bool) -> None:
     processes give their trials back too, so nothing stays claimed by a process that is gone."""
     study = tmp_path / "tiny.toml"
     make_npz(tmp_path / "tiny.npz", n_train=3000)
-    study.write_text(STUDY.format(epochs=40).replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3]"))
+    write_study(study, tiny_study_tables(epochs=40, seeds=[0, 1, 2, 3]))
     store = tmp_path / "pool.db"
     proc = start(study, store, "--workers", "2", "--population", "1", group=to_group)
     # The trials held at the moment of Ctrl-C, read in the same query that shows both workers

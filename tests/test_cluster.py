@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from conftest import STUDY, make_npz
+from factories import tiny_study_tables, variant, write_study
+from helpers import make_npz
 from trainlab import cli, spec
 from trainlab.executors import EpochEnded, RunSummary, Silent, TrialEnded, UnitJob, run_local, unit_job
 from trainlab.report import render, study_report
@@ -28,12 +29,8 @@ from trainlab.store import Store
 
 # A third variant that stops early (after its second epoch) while its population trains on: a
 # member whose checkpoint says "finished" before its result is reported.
-STUDY3 = STUDY + """
-[[compare]]
-label = "stops"
-optimizer = "adam"
-train = {{ early_stopping = {{ monitor = "val_loss", patience = 0, min_delta = 10.0 }} }}
-"""
+STOPS = variant("stops", optimizer="adam",
+                train={"early_stopping": {"monitor": "val_loss", "patience": 0, "min_delta": 10.0}})
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +54,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 os.environ[key] = value
 
 
-def study_file(tmp_path: Path, text: str = STUDY, epochs: int = 4) -> Path:
+def study_file(tmp_path: Path, *, extra: Sequence[dict[str, Any]] = (), epochs: int = 4) -> Path:
+    """The tiny study in ``tmp_path`` (``extra`` variants after SGD and Adam), with its data."""
     make_npz(tmp_path / "tiny.npz")
-    path = tmp_path / "tiny.toml"
-    path.write_text(text.format(epochs=epochs))
-    return path
+    tables = tiny_study_tables(epochs=epochs)
+    tables["compare"] += extra
+    return write_study(tmp_path / "tiny.toml", tables)
 
 
 class Watcher(Silent):
@@ -186,7 +184,7 @@ def test_cli_ray_gives_what_local_gives(cluster: str, tiny_study: Path) -> None:
 
 
 def test_killed_workers_are_retried_from_the_last_recorded_epoch(cluster: str, tmp_path: Path) -> None:
-    study_path = study_file(tmp_path, STUDY3, epochs=5)
+    study_path = study_file(tmp_path, extra=[STOPS], epochs=5)
     store_path = tmp_path / "ray.db"
     killed_at = 7
 

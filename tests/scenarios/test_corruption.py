@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STUDY, make_npz
+from factories import tiny_study_tables, write_study
+from helpers import make_npz
 from trained_study import trained_store
 
 from trainlab import spec
@@ -221,7 +222,7 @@ def test_a_truncated_data_file_is_refused_before_anything_is_written(data_env: P
     make_npz(data_env / "tiny.npz")
     data = (data_env / "tiny.npz").read_bytes()
     (data_env / "tiny.npz").write_bytes(data[: int(len(data) * keep)])
-    (data_env / "tiny.toml").write_text(STUDY.format(epochs=2))
+    write_study(data_env / "tiny.toml", tiny_study_tables(epochs=2))
     for command in (["check", "tiny.toml"], ["run", "tiny.toml", "--store", "s.db"]):
         code, _, err = cli(*command)
         assert_refused(code, err, "tiny.toml: data.path", "tiny.npz", "cannot be read as .npz")
@@ -258,7 +259,7 @@ def test_a_damaged_data_cache_with_nothing_to_rebuild_it_stops_the_run(data_env:
 
 
 def test_a_damaged_cache_rebuilt_from_another_source_is_reported_in_one_line(data_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_data_sources import california_fixture, write_cal_housing_tgz
+    from helpers import california_fixture, write_cal_housing_tgz
 
     from trainlab.data import datasets
     from trainlab.data.loader import cache_file, load_definition

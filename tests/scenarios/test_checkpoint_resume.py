@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from conftest import STUDY, make_npz
+from factories import load_study, tiny_study_tables
+from helpers import make_npz
 from trainlab import executors, spec
 from trainlab.executors import CheckpointPolicy, Silent, run_local
 from trainlab.store import CHECKPOINT, Store, TrialRecord
@@ -43,9 +44,7 @@ class StopAfter(Silent):
 @pytest.fixture
 def study(tmp_path: Path) -> spec.Study:
     make_npz(tmp_path / "tiny.npz")
-    path = tmp_path / "tiny.toml"
-    path.write_text(STUDY.format(epochs=5).replace("seeds = [0, 1]", "seeds = [0]"))
-    return spec.load(path)
+    return load_study(tmp_path, tiny_study_tables(epochs=5, seeds=[0]), name="tiny")
 
 
 def test_policy_writes_a_checkpoint_when_the_interval_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_data_formats import fixture_cifar_definition, write_cifar_tarball
+from helpers import fixture_cifar_definition, write_cifar_tarball
 from trainlab import models, spec, trained
 from trainlab.data import clear_memory
 from trainlab.data import datasets as ds

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import make_npz
+from helpers import make_npz
 
 from trainlab import spec
 from trainlab.data.cache import DataCache

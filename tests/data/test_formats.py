@@ -4,44 +4,21 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 import pickle
-import struct
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CAL_HOUSING_ROWS, fixture_cifar_definition, idx_bytes, py2_pickle, write_cal_housing_tgz, write_cifar_tarball, write_idx_folder
 
 from trainlab.data import formats
-from trainlab.data.datasets import CIFAR_CLASSES, DatasetDef, Facts, cifar10_definition
+from trainlab.data.datasets import CIFAR_CLASSES, cifar10_definition
 from trainlab.data.loader import add_definition, load_definition
 from trainlab.errors import DataError
 
 # ---------------------------------------------------------------------------------------------
 # IDX
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An IDX file as MNIST ships it: magic (0, 0, type, ndim), big-endian dims, payload."""
-    assert array.dtype == np.uint8
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
-    return header + array.tobytes()
-
-
-def write_idx_folder(folder: Path, n_train: int = 12, n_test: int = 5, seed: int = 0) -> formats.Decoded:
-    rng = np.random.default_rng(seed)
-    decoded = formats.Decoded(
-        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        (np.arange(n_train) % 10).astype(np.uint8),
-        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        (np.arange(n_test) % 10).astype(np.uint8),
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem, array in zip(formats.IDX_STEMS, decoded, strict=True):
-        (folder / f"{stem}.gz").write_bytes(gzip.compress(idx_bytes(array)))
-    return decoded
 
 
 def test_idx_round_trip_plain_and_gzip(tmp_path: Path) -> None:
@@ -98,77 +75,6 @@ def test_idx_folder_reads_the_four_files(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # CIFAR-10
-
-
-class Py2Pickler(pickle._Pickler):  # type: ignore[misc]
-    """Writes ``str`` and ``bytes`` as Python 2 strings and names numpy's reconstruct the old
-    way, so fixtures look like the official batches (pickled by Python 2's cPickle)."""
-
-    dispatch = pickle._Pickler.dispatch.copy()  # type: ignore[attr-defined]
-
-    def save_py2_string(self, obj: str | bytes) -> None:
-        data = obj if isinstance(obj, bytes) else obj.encode("latin1")
-        if len(data) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
-        self.memoize(obj)
-
-    dispatch[str] = save_py2_string
-    dispatch[bytes] = save_py2_string
-
-
-def py2_pickle(obj: object) -> bytes:
-    out = io.BytesIO()
-    Py2Pickler(out, protocol=2).dump(obj)
-    return out.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
-
-
-def write_cifar_tarball(
-    path: Path,
-    per_class_train: int = 1,
-    per_class_test: int = 1,
-    seed: int = 0,
-    members: dict[str, bytes] | None = None,
-) -> formats.Decoded:
-    """A cifar-10-python.tar.gz in the official layout with ``per_class_train`` images of each
-    class in every one of the five training batches."""
-    rng = np.random.default_rng(seed)
-    blobs: dict[str, bytes] = {}
-    xs, ys = [], []
-    for i, name in enumerate((*formats.CIFAR_TRAIN_BATCHES, formats.CIFAR_TEST_BATCH)):
-        per_class = per_class_test if name == formats.CIFAR_TEST_BATCH else per_class_train
-        labels = [k for k in range(10) for _ in range(per_class)]
-        data = rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)
-        blobs[name] = py2_pickle(
-            {
-                b"batch_label": f"batch {i}".encode(),
-                b"labels": labels,
-                b"data": data,
-                b"filenames": [b"x.png"] * len(labels),
-            }
-        )
-        xs.append(data.reshape(-1, 3, 32, 32))
-        ys.append(np.array(labels, np.uint8))
-    blobs[formats.CIFAR_META] = py2_pickle(
-        {
-            b"num_cases_per_batch": 10 * per_class_train,
-            b"label_names": [n.encode() for n in CIFAR_CLASSES],
-            b"num_vis": 3072,
-        }
-    )
-    blobs.update(members or {})
-    with tarfile.open(path, "w:gz") as archive:
-        for name, blob in blobs.items():
-            member = tarfile.TarInfo(f"{formats.CIFAR_FOLDER}/{name}")
-            member.size = len(blob)
-            archive.addfile(member, io.BytesIO(blob))
-    return formats.Decoded(np.concatenate(xs[:5]), np.concatenate(ys[:5]), xs[5], ys[5])
-
-
-def fixture_cifar_definition(path: Path) -> DatasetDef:
-    facts = Facts((50, 3, 32, 32), (20, 3, 32, 32), "uint8", "uint8", (5,) * 10, (2,) * 10, None)
-    return cifar10_definition(facts, md5=hashlib.md5(path.read_bytes()).hexdigest())
 
 
 def test_cifar_tarball_decodes_in_the_official_layout(tmp_path: Path) -> None:
@@ -255,29 +161,9 @@ def test_truncated_cifar_tarball_is_refused(tmp_path: Path) -> None:
 # California housing, StatLib layout
 
 
-def cal_housing_rows() -> np.ndarray:
-    """Raw StatLib columns: longitude, latitude, age, rooms, bedrooms, population, households,
-    income, value (the first three rows of the real file)."""
-    return np.array(
-        [
-            [-122.23, 37.88, 41, 880, 129, 322, 126, 8.3252, 452600],
-            [-122.22, 37.86, 21, 7099, 1106, 2401, 1138, 8.3014, 358500],
-            [-122.24, 37.85, 52, 1467, 190, 496, 177, 7.2574, 352100],
-        ]
-    )
-
-
-def write_cal_housing_tgz(path: Path, rows: np.ndarray) -> None:
-    text = "\n".join(",".join(f"{v:f}" for v in row) for row in rows).encode() + b"\n"
-    with tarfile.open(path, "w:gz") as archive:
-        member = tarfile.TarInfo(formats.CAL_HOUSING_MEMBER)
-        member.size = len(text)
-        archive.addfile(member, io.BytesIO(text))
-
-
 def test_cal_housing_tgz_gets_sklearns_features(tmp_path: Path) -> None:
     path = tmp_path / "cal_housing.tgz"
-    write_cal_housing_tgz(path, cal_housing_rows())
+    write_cal_housing_tgz(path, CAL_HOUSING_ROWS[:3])
     decoded = formats.read_cal_housing_tgz(path)
     assert decoded.x_train.dtype == np.float32 and decoded.x_train.shape == (3, 8)
     assert decoded.x_test.shape == (0, 8)

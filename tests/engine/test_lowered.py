@@ -10,37 +10,31 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_npz
-from trainlab import models, spec
+from factories import load_study, npz_study
+from helpers import make_npz
+from trainlab import models
 from trainlab.data.cache import DataCache, Tensors
 from trainlab.engine import fit
 from trainlab.engine.lowered import lower
 from trainlab.optim import Optimizer
 from trainlab.trial import TrainSettings
 
-BASE = """
-[data]
-name = "npz"
-path = "{file}"
-split = {{ kind = "first", validation = 40 }}
-
-[model]
-layers = {layers}
-
-[optimizer]
-name = "sgd"
-
-[train]
-epochs = 3
-batch_size = {batch}
-"""
-CLASSIFIER = """[{ type = "Flatten" }, { type = "Dense", units = 12, activation = "relu" },
-  { type = "Dense", units = 6, activation = "tanh" }, { type = "Dense", units = 5, activation = "sigmoid" },
-  { type = "Dense", units = 3, activation = "softmax" }]"""
-REGRESSOR = """[{ type = "Dense", units = 8, activation = "relu" }, { type = "Dense", units = 1, use_bias = false }]"""
+CLASSIFIER: list[dict[str, Any]] = [
+    {"type": "Flatten"}, {"type": "Dense", "units": 12, "activation": "relu"},
+    {"type": "Dense", "units": 6, "activation": "tanh"}, {"type": "Dense", "units": 5, "activation": "sigmoid"},
+    {"type": "Dense", "units": 3, "activation": "softmax"},
+]
+REGRESSOR: list[dict[str, Any]] = [{"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense", "units": 1, "use_bias": False}]
+TANH = 2
+"""Where CLASSIFIER's tanh layer is."""
 
 
-def trial(tmp_path: Path, *, batch: int = 1, layers: str = CLASSIFIER, optimizer: dict[str, Any] | None = None,
+def with_layer(index: int, layer: dict[str, Any]) -> list[dict[str, Any]]:
+    """CLASSIFIER with its layer at ``index`` replaced by ``layer``."""
+    return [layer if i == index else dict(old) for i, old in enumerate(CLASSIFIER)]
+
+
+def trial(tmp_path: Path, *, batch: int = 1, layers: list[dict[str, Any]] = CLASSIFIER, optimizer: dict[str, Any] | None = None,
           regression: bool = False) -> dict[str, Any]:
     if regression:
         rng = np.random.default_rng(0)
@@ -50,8 +44,9 @@ def trial(tmp_path: Path, *, batch: int = 1, layers: str = CLASSIFIER, optimizer
     else:
         make_npz(tmp_path / "tiny.npz", n_train=150)
         file = "tiny.npz"
-    (tmp_path / "s.toml").write_text(BASE.format(file=file, layers=layers, batch=batch))
-    resolved = spec.load(tmp_path / "s.toml").variants[0].spec
+    tables = npz_study(name=None, seeds=None, data=file, split={"kind": "first", "validation": 40}, layers=layers,
+                       optimizer="sgd", epochs=3, batch_size=batch)
+    resolved = load_study(tmp_path, tables, name="s").variants[0].spec
     if optimizer:
         resolved["optimizer"] = {**resolved["optimizer"], **optimizer}
     return resolved
@@ -113,9 +108,9 @@ def test_lowered_training_resumes_exactly(tmp_path: Path) -> None:
     {"optimizer": {"clipnorm": 1.0}},
     {"optimizer": {"weight_decay": 0.01}},
     {"batch": 32},
-    {"layers": CLASSIFIER.replace('{ type = "Dense", units = 6, activation = "tanh" }', '{ type = "Dropout", rate = 0.2 }')},
-    {"layers": CLASSIFIER.replace('activation = "tanh"', 'activation = "elu"')},
-    {"layers": CLASSIFIER.replace('activation = "tanh"', 'activation = "tanh", kernel_regularizer = "l2"')},
+    {"layers": with_layer(TANH, {"type": "Dropout", "rate": 0.2})},
+    {"layers": with_layer(TANH, {**CLASSIFIER[TANH], "activation": "elu"})},
+    {"layers": with_layer(TANH, {**CLASSIFIER[TANH], "kernel_regularizer": "l2"})},
 ], ids=["adam", "clipnorm", "weight-decay", "batch-32", "dropout", "elu", "l2"])
 def test_the_autograd_loop_trains_what_the_lowered_step_does_not_cover(tmp_path: Path, change: dict[str, Any]) -> None:
     resolved = trial(tmp_path, batch=change.get("batch", 1), layers=change.get("layers", CLASSIFIER))

@@ -20,7 +20,7 @@ out. This module does so, with every intermediate in a buffer allocated once:
 The results equal those of the autograd loop up to float rounding: the fused update rounds
 ``W - lr * (g.T a)`` once where the loop rounds ``g`` and ``lr * g`` apart. After 6000 steps at
 batch 1 on MNIST the weights agree to 1e-6 and the metrics to 1e-7 relative (plain SGD, and
-momentum 0.9 at lr 0.001); tests/test_lowered.py holds them to 2e-5 on a small problem. As with
+momentum 0.9 at lr 0.001); tests/engine/test_lowered.py holds them to 2e-5 on a small problem. As with
 any change of rounding, a run that is itself chaotic (momentum 0.9 at lr 0.01 and batch 1,
 where perturbing the initial weights by 1e-7 changes the final accuracy by 20 points) follows
 another path. Anything else (other layers, optimizers, penalties, clipping, larger batches)

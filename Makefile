@@ -39,7 +39,10 @@ $(STAMP): pyproject.toml Makefile
 run: setup
 	$(BIN)/trainlab run studies/quickstart.toml
 
+# Lint and format first (ruff, configured in pyproject.toml; `ruff format .` mends the layout), then the tests.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
 # Tests on the real data sets and longer training; CI runs the selection in test-ci.

@@ -10,6 +10,7 @@ steps (validation on one image), for SGD and for SGD with decay 1e-6 and momentu
 final training loss. ``full``: seconds of each full-batch epoch (validation included). Run the
 two trees alternately, a few times, and compare medians: the machine's load moves both.
 """
+
 import json
 import os
 import sys
@@ -17,21 +18,37 @@ import sys
 import torch
 
 tree, mode = sys.argv[1], sys.argv[2]
-from trainlab import data as datasets, models, spec
+import trainlab
+from trainlab import data as datasets
+from trainlab import models, spec
 from trainlab.engine import Tensors, fit
 from trainlab.optim import Optimizer
 from trainlab.trial import TrainSettings
-import trainlab
 
 assert trainlab.__file__.startswith(os.path.abspath(tree)), f"PYTHONPATH must put {tree} first, got {trainlab.__file__}"
 prep = datasets.prepare({"name": "mnist", "split": {"kind": "first", "validation": 5000, "seed": 0}})
 t = Tensors(*(torch.from_numpy(getattr(prep, k)) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")))
-MLP = [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
-       {"type": "Dense", "units": 64, "activation": "relu"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
+MLP = [
+    {"type": "Flatten"},
+    {"type": "Dense", "units": 128, "activation": "relu"},
+    {"type": "Dense", "units": 64, "activation": "relu"},
+    {"type": "Dense", "units": 10, "activation": "softmax"},
+]
+
+
 def trial(opt, batch, epochs):
-    st = spec.from_dict({"data": {"name": "mnist", "split": {"kind": "first", "validation": 5000, "seed": 0}}, "model": {"layers": MLP},
-                         "optimizer": opt, "train": {"epochs": epochs, "batch_size": batch, "keep": "last"}, "study": {"seeds": [0]}})
+    st = spec.from_dict(
+        {
+            "data": {"name": "mnist", "split": {"kind": "first", "validation": 5000, "seed": 0}},
+            "model": {"layers": MLP},
+            "optimizer": opt,
+            "train": {"epochs": epochs, "batch_size": batch, "keep": "last"},
+            "study": {"seeds": [0]},
+        }
+    )
     return st.variants[0].spec
+
+
 out = {}
 if mode == "pure":
     steps = int(sys.argv[3])

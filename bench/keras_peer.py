@@ -32,12 +32,21 @@ OPTIMIZERS = {
 def build(kind: str) -> keras.Model:
     """The benchmark models, layer for layer as the trainlab study files write them."""
     if kind == "mlp":
-        layers = [keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"),
-                  keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+        layers = [
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
     else:
-        layers = [keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(2),
-                  keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(2),
-                  keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+        layers = [
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
     return keras.Sequential([keras.Input((28, 28, 1)), *layers])
 
 
@@ -82,12 +91,33 @@ def main() -> None:
             model = build(args.model)
             model.compile(optimizer=OPTIMIZERS[name](), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             timer = EpochTimer()
-            history = model.fit(x_train, y_train, batch_size=batch, epochs=args.epochs,
-                                validation_data=(x_val, y_val), callbacks=[timer], verbose=0)
-            runs.append({"optimizer": name, "seed": seed, "epoch_seconds": timer.seconds,
-                         "val_accuracy": history.history["val_accuracy"]})
-    print(json.dumps({"backend": keras.backend.backend(), "keras": keras.__version__, "runs": runs,
-                      "wall_seconds": time.perf_counter() - began}))
+            history = model.fit(
+                x_train,
+                y_train,
+                batch_size=batch,
+                epochs=args.epochs,
+                validation_data=(x_val, y_val),
+                callbacks=[timer],
+                verbose=0,
+            )
+            runs.append(
+                {
+                    "optimizer": name,
+                    "seed": seed,
+                    "epoch_seconds": timer.seconds,
+                    "val_accuracy": history.history["val_accuracy"],
+                }
+            )
+    print(
+        json.dumps(
+            {
+                "backend": keras.backend.backend(),
+                "keras": keras.__version__,
+                "runs": runs,
+                "wall_seconds": time.perf_counter() - began,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -55,11 +55,20 @@ from trainlab.engine.population import Member, fit_population  # noqa: E402
 from trainlab.optim import Optimizer  # noqa: E402
 from trainlab.trial import TrainSettings  # noqa: E402
 
-MLP = [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
-       {"type": "Dense", "units": 64, "activation": "relu"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
-CNN = [{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"}, {"type": "MaxPooling2D"},
-       {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"}, {"type": "MaxPooling2D"},
-       {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
+MLP = [
+    {"type": "Flatten"},
+    {"type": "Dense", "units": 128, "activation": "relu"},
+    {"type": "Dense", "units": 64, "activation": "relu"},
+    {"type": "Dense", "units": 10, "activation": "softmax"},
+]
+CNN = [
+    {"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
+    {"type": "MaxPooling2D"},
+    {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"},
+    {"type": "MaxPooling2D"},
+    {"type": "Flatten"},
+    {"type": "Dense", "units": 10, "activation": "softmax"},
+]
 SPLIT = {"name": "mnist", "split": {"kind": "first", "validation": 5000, "seed": 0}}
 
 
@@ -100,23 +109,38 @@ def mlp_flops(n: int, exact: bool = False) -> float:
 
 def tensors() -> tuple[Tensors, Any]:
     prepared = datasets.prepare(SPLIT)
-    t = Tensors(*(torch.from_numpy(getattr(prepared, k)) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")))
+    t = Tensors(
+        *(torch.from_numpy(getattr(prepared, k)) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"))
+    )
     return t, prepared
 
 
 def trial_spec(layers: list[dict[str, Any]], optimizer: Any, batch: int | str, epochs: int) -> dict[str, Any]:
-    study = spec.from_dict({"data": SPLIT, "model": {"layers": layers}, "optimizer": optimizer,
-                            "train": {"epochs": epochs, "batch_size": batch, "keep": "last"}, "study": {"seeds": [0]}})
+    study = spec.from_dict(
+        {
+            "data": SPLIT,
+            "model": {"layers": layers},
+            "optimizer": optimizer,
+            "train": {"epochs": epochs, "batch_size": batch, "keep": "last"},
+            "study": {"seeds": [0]},
+        }
+    )
     return study.variants[0].spec
 
 
-def trainlab_single(t: Tensors, layers: list[dict[str, Any]], batch: int, epochs: int, channels_last: bool = False) -> list[float]:
+def trainlab_single(
+    t: Tensors, layers: list[dict[str, Any]], batch: int, epochs: int, channels_last: bool = False
+) -> list[float]:
     s = trial_spec(layers, "sgd", batch, epochs)
     net = models.build(s["model"], (1, 28, 28), 0)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-        t = Tensors(*(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in
-                      (t.x_train, t.y_train, t.x_val, t.y_val, t.x_test, t.y_test)))
+        t = Tensors(
+            *(
+                x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+                for x in (t.x_train, t.y_train, t.x_val, t.y_val, t.x_test, t.y_test)
+            )
+        )
     opt = Optimizer([p for p in net.parameters() if p.requires_grad], s["optimizer"])
     result = fit(net, opt, t, TrainSettings.of(s), "classification", seed=0)
     return [h["seconds"] for h in result.history]
@@ -181,12 +205,16 @@ def export_arrays(prepared: Any, folder: Path) -> Path:
 
 def bench1(t: Tensors, data_file: Path, epochs: int) -> dict[str, Any]:
     peak = matmul_peak()
-    print(f"matmul peak {peak:.0f} GFLOP/s; an MLP epoch is {mlp_flops(len(t.x_train)) / 1e9:.1f} GFLOP "
-          f"(3 x forward; exactly {mlp_flops(len(t.x_train), exact=True) / 1e9:.1f})")
+    print(
+        f"matmul peak {peak:.0f} GFLOP/s; an MLP epoch is {mlp_flops(len(t.x_train)) / 1e9:.1f} GFLOP "
+        f"(3 x forward; exactly {mlp_flops(len(t.x_train), exact=True) / 1e9:.1f})"
+    )
     out: dict[str, Any] = {"matmul_peak_gflops": peak, "batches": {}}
     for batch in (32, 128):
-        row: dict[str, Any] = {"floor": mlp_flops(len(t.x_train)) / (peak * 1e9),
-                               "floor (exact FLOPs)": mlp_flops(len(t.x_train), exact=True) / (peak * 1e9)}
+        row: dict[str, Any] = {
+            "floor": mlp_flops(len(t.x_train)) / (peak * 1e9),
+            "floor (exact FLOPs)": mlp_flops(len(t.x_train), exact=True) / (peak * 1e9),
+        }
         row["trainlab single"] = median(trainlab_single(t, MLP, batch, epochs))
         pop = trainlab_population(t, batch, epochs + 1)
         row["trainlab population K=8"] = median(pop[1:])
@@ -208,9 +236,11 @@ def print_bench1(batch: int, row: dict[str, Any]) -> None:
             print(f"  {name:<36} {value:7.1f}")
             continue
         print(f"  {name:<36} {value:7.3f}   {value / base:6.2f}x the population")
-    print(f"  population / floor: {base / row['floor']:.2f}x (exact FLOPs: {base / row['floor (exact FLOPs)']:.2f}x); "
-          f"Keras/TF / population: {row['Keras/tensorflow'] / base:.1f}x; "
-          f"Keras/JAX / population: {row['Keras/jax'] / base:.1f}x")
+    print(
+        f"  population / floor: {base / row['floor']:.2f}x (exact FLOPs: {base / row['floor (exact FLOPs)']:.2f}x); "
+        f"Keras/TF / population: {row['Keras/tensorflow'] / base:.1f}x; "
+        f"Keras/JAX / population: {row['Keras/jax'] / base:.1f}x"
+    )
 
 
 SIX = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
@@ -264,8 +294,13 @@ def bench2(data_file: Path, folder: Path) -> dict[str, Any]:
     study.write_text(SIX_STUDY)
     store = folder / "six.db"
     began = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "trainlab.cli", "run", str(study), "--store", str(store), "--quiet", "--format", "none"],
-                          capture_output=True, text=True, timeout=3600, env={**os.environ, "TRAINLAB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", "run", str(study), "--store", str(store), "--quiet", "--format", "none"],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env={**os.environ, "TRAINLAB_OFFLINE": "1"},
+    )
     ours_seconds = time.perf_counter() - began
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr)
@@ -281,9 +316,13 @@ def bench2(data_file: Path, folder: Path) -> dict[str, Any]:
     theirs: dict[str, list[float]] = {name: [] for name in SIX}
     for run in peer["runs"]:
         theirs[run["optimizer"]].append(run["val_accuracy"][-1])
-    out = {"trainlab_seconds": ours_seconds, "keras_tensorflow_seconds": peer["process_seconds"],
-           "speedup": peer["process_seconds"] / ours_seconds, "population_sizes": populations,
-           "val_accuracy": {name: {"trainlab": ours[name], "keras": theirs[name]} for name in SIX}}
+    out = {
+        "trainlab_seconds": ours_seconds,
+        "keras_tensorflow_seconds": peer["process_seconds"],
+        "speedup": peer["process_seconds"] / ours_seconds,
+        "population_sizes": populations,
+        "val_accuracy": {name: {"trainlab": ours[name], "keras": theirs[name]} for name in SIX},
+    }
     print("\nbenchmark 2: six optimizers at Keras defaults x 3 seeds x 5 epochs, MLP on MNIST, batch 32")
     print(f"  trainlab run (end to end)      {ours_seconds:7.1f} s   (population sizes {sorted(set(populations))})")
     print(f"  Keras/TensorFlow loop           {peer['process_seconds']:7.1f} s")
@@ -293,8 +332,11 @@ def bench2(data_file: Path, folder: Path) -> dict[str, Any]:
         a, b = ours[name], theirs[name]
         spread = max(statistics.stdev(a), statistics.stdev(b), 1e-9)
         diff = statistics.fmean(a) - statistics.fmean(b)
-        print(f"    {name:<9} trainlab {statistics.fmean(a):.4f} ± {statistics.stdev(a):.4f}   "
-              f"keras {statistics.fmean(b):.4f} ± {statistics.stdev(b):.4f}   diff {diff:+.4f} ({abs(diff) / spread:.1f} sd)")
+        print(
+            f"    {name:<9} trainlab {statistics.fmean(a):.4f} ± {statistics.stdev(a):.4f}   "
+            f"keras {statistics.fmean(b):.4f} ± {statistics.stdev(b):.4f}   "
+            f"diff {diff:+.4f} ({abs(diff) / spread:.1f} sd)"
+        )
     return out
 
 
@@ -390,8 +432,10 @@ def bench4(t: Tensors, data_file: Path, steps: int, reps: int) -> dict[str, Any]
 
 def print_bench4(out: dict[str, Any], steps: int, reps: int) -> None:
     base = out["trainlab, lowered step (default)"]
-    print(f"\nbenchmark 4: pure SGD (batch 1), MLP 784-128-64-10, MNIST: seconds per 55000-step epoch, "
-          f"extrapolated from {steps} steps (median of {reps}; Keras and the population: one run)")
+    print(
+        f"\nbenchmark 4: pure SGD (batch 1), MLP 784-128-64-10, MNIST: seconds per 55000-step epoch, "
+        f"extrapolated from {steps} steps (median of {reps}; Keras and the population: one run)"
+    )
     for name, value in out.items():
         if name == "runs":
             continue
@@ -492,13 +536,17 @@ def bench5(t: Tensors, data_file: Path, folder: Path, epochs: int) -> dict[str, 
     run = keras("tensorflow", data_file, model="mlp", batch=0, epochs=epochs)
     row["Keras/tensorflow"] = median(run["runs"][0]["epoch_seconds"][1:])
     base = row["trainlab run, checkpoint every 10 s"]
-    print(f"\nbenchmark 5: full-batch gradient descent, MLP 784-128-64-10, MNIST 55000 + 5000 validation: "
-          f"seconds per epoch (median of {epochs - 1} epochs after the first)")
+    print(
+        f"\nbenchmark 5: full-batch gradient descent, MLP 784-128-64-10, MNIST 55000 + 5000 validation: "
+        f"seconds per epoch (median of {epochs - 1} epochs after the first)"
+    )
     for name, value in row.items():
         if name.startswith("checkpoints"):
             print(f"  {name:<48} {value:8d}")
             continue
-        print(f"  {name:<48} {value:8.3f}   {value / base:5.2f}x trainlab run   1000 epochs: {value * 1000 / 60:6.1f} min")
+        print(
+            f"  {name:<48} {value:8.3f}   {value / base:5.2f}x trainlab run   1000 epochs: {value * 1000 / 60:6.1f} min"
+        )
     return row
 
 
@@ -513,8 +561,10 @@ def main() -> None:
     which = {int(x) for x in args.only.split(",")}
     t, prepared = tensors()
     results: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

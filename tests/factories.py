@@ -115,8 +115,9 @@ def load_study(folder: Path, tables: Mapping[str, Any], *, name: str = "study") 
 
     Relative data paths are taken from ``folder``; nothing is written.
     """
-    return spec.from_dict(copy.deepcopy(dict(tables)), source=str(folder / f"{name}.toml"), default_name=name,
-                          base_dir=folder)
+    return spec.from_dict(
+        copy.deepcopy(dict(tables)), source=str(folder / f"{name}.toml"), default_name=name, base_dir=folder
+    )
 
 
 def write_study(path: Path, tables: Mapping[str, Any]) -> Path:
@@ -133,9 +134,16 @@ def with_tiny_npz(folder: Path, **npz: Any) -> Path:
     return folder
 
 
-def mlp_spec(folder: Path, *, optimizer: str | Mapping[str, Any] = "adam", epochs: int = 4, batch_size: int | str = 16,
-             layers: Sequence[Mapping[str, Any]] = TINY_LAYERS, train: Mapping[str, Any] | None = None,
-             **study: Any) -> dict[str, Any]:
+def mlp_spec(
+    folder: Path,
+    *,
+    optimizer: str | Mapping[str, Any] = "adam",
+    epochs: int = 4,
+    batch_size: int | str = 16,
+    layers: Sequence[Mapping[str, Any]] = TINY_LAYERS,
+    train: Mapping[str, Any] | None = None,
+    **study: Any,
+) -> dict[str, Any]:
     """The resolved spec of one trial of the tiny data set in ``folder`` (written there if absent):
     ``layers`` trained with ``optimizer`` for ``epochs`` at ``batch_size``, ``train`` adding keys
     to ``[train]``; every default explicit, as a study resolves it."""
@@ -177,7 +185,9 @@ batch_size = 16
 """
 """The base of the staged study: an SGD MLP on the tiny npz, two seeds, three epochs."""
 
-STAGED_STUDY = STAGED_BASE + """
+STAGED_STUDY = (
+    STAGED_BASE
+    + """
 [[stage]]
 name = "first"
 [[stage.compare]]
@@ -206,6 +216,7 @@ optimizer = "adam"
 label = "conv first"
 edit = { insert = { at = 0, layers = [{ type = "Conv2D", filters = 2, kernel_size = 3, padding = "same" }, { type = "MaxPooling2D" }] } }
 """
+)
 """Three stages: widths, then activation and batch norm, then optimizer and a convolution in front."""
 
 
@@ -283,7 +294,9 @@ RECORD_SPEC = '{"model": "mlp"}'
 def new_trials(n: int, prefix: str = "h") -> list[NewTrial]:
     """``n`` trials to add to a study, hashed ``prefix0``, ``prefix1``, ..."""
     return [
-        NewTrial(hash=f"{prefix}{i}", label=f"lr={i}", params={"lr": 10.0**-i, "depth": i}, seed=i, spec_json=RECORD_SPEC)
+        NewTrial(
+            hash=f"{prefix}{i}", label=f"lr={i}", params={"lr": 10.0**-i, "depth": i}, seed=i, spec_json=RECORD_SPEC
+        )
         for i in range(n)
     ]
 

@@ -37,7 +37,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # A user npz
 
 
-def make_npz(path: Path, *, n_train: int = 240, n_test: int = 60, classes: int = 3, size: int = 8, seed: int = 0) -> Path:
+def make_npz(
+    path: Path, *, n_train: int = 240, n_test: int = 60, classes: int = 3, size: int = 8, seed: int = 0
+) -> Path:
     """Images whose class is a brighter band at a class-specific row, plus noise: learnable in a few epochs."""
     rng = np.random.default_rng(seed)
 
@@ -195,7 +197,5 @@ def california_fixture(tgz: Path, *, with_sha: bool = True, local: bool = True) 
     (or none) instead of the package copy."""
     digest = hashlib.sha256(tgz.read_bytes()).hexdigest()
     defn = california_housing_definition(fixture_facts(tgz, with_sha=with_sha), sha256=digest)
-    source = LocalSource(
-        "file", f"fixture {tgz}", lambda: tgz, formats.read_cal_housing_tgz, "write the fixture"
-    )
+    source = LocalSource("file", f"fixture {tgz}", lambda: tgz, formats.read_cal_housing_tgz, "write the fixture")
     return dataclasses.replace(defn, sources=(source,) if local else ())

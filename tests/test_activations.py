@@ -34,7 +34,10 @@ def slope_applied(config: Any) -> float:
 
 
 def test_the_string_activation_is_keras_3s_function_with_slope_0_2() -> None:
-    assert ACTIVATIONS.resolve("leaky_relu", "activation") == {"name": "leaky_relu", "negative_slope": KERAS3_FUNCTION_SLOPE}
+    assert ACTIVATIONS.resolve("leaky_relu", "activation") == {
+        "name": "leaky_relu",
+        "negative_slope": KERAS3_FUNCTION_SLOPE,
+    }
     module = ACTIVATIONS.build(ACTIVATIONS.resolve("leaky_relu", "activation"))
     torch.testing.assert_close(module(X), keras_leaky_relu(X, KERAS3_FUNCTION_SLOPE))
 
@@ -55,8 +58,17 @@ def test_keras_3_and_keras_2_names_give_the_same_parameter(key: str) -> None:
 
 def test_giving_both_names_is_refused_naming_both() -> None:
     with pytest.raises(SpecError) as info:
-        models.resolve({"layers": [{"type": "Dense", "units": 2,
-                                    "activation": {"name": "leaky_relu", "negative_slope": 0.3, "alpha": 0.3}}]})
+        models.resolve(
+            {
+                "layers": [
+                    {
+                        "type": "Dense",
+                        "units": 2,
+                        "activation": {"name": "leaky_relu", "negative_slope": 0.3, "alpha": 0.3},
+                    }
+                ]
+            }
+        )
     message = str(info.value)
     assert "model.layers[0].activation.alpha" in message
     assert "'negative_slope' and 'alpha'" in message
@@ -78,11 +90,17 @@ def test_a_negative_slope_below_zero_is_refused_under_either_name() -> None:
 def test_the_activation_layer_and_the_model_default_use_the_function_slope() -> None:
     """Keras' Activation("leaky_relu") layer calls the function; so do trainlab's Activation layer
     and the model-level activation."""
-    model = models.resolve({"activation": "leaky_relu", "layers": [
-        {"type": "Dense", "units": 4},
-        {"type": "Activation", "activation": "leaky_relu"},
-        {"type": "Dense", "units": 2},
-    ]}, (3,))
+    model = models.resolve(
+        {
+            "activation": "leaky_relu",
+            "layers": [
+                {"type": "Dense", "units": 4},
+                {"type": "Activation", "activation": "leaky_relu"},
+                {"type": "Dense", "units": 2},
+            ],
+        },
+        (3,),
+    )
     net = models.build(model, (3,), seed=0)
     slopes = [m.negative_slope for m in net.body if isinstance(m, torch.nn.LeakyReLU)]
     assert slopes == [KERAS3_FUNCTION_SLOPE, KERAS3_FUNCTION_SLOPE]
@@ -92,4 +110,6 @@ def test_keras_leaky_relu_layer_default_is_one_parameter_away() -> None:
     """trainlab has no LeakyReLU layer type; Keras' layer default is written as a parameter."""
     with pytest.raises(SpecError, match=r"unknown layer type 'LeakyReLU'"):
         models.resolve({"layers": [{"type": "LeakyReLU"}]})
-    assert slope_applied({"name": "leaky_relu", "negative_slope": KERAS3_LAYER_SLOPE}) == pytest.approx(KERAS3_LAYER_SLOPE)
+    assert slope_applied({"name": "leaky_relu", "negative_slope": KERAS3_LAYER_SLOPE}) == pytest.approx(
+        KERAS3_LAYER_SLOPE
+    )

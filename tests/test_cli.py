@@ -16,8 +16,9 @@ import pytest
 
 def trainlab(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TRAINLAB_OFFLINE": "1", "TRAINLAB_DATA": str(cwd / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "trainlab.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"trainlab {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -43,9 +44,35 @@ def test_run_resume_status_and_report(tiny_study: Path) -> None:
     assert "epoch 1/4" not in again.stdout
 
     status = trainlab("status", cwd=cwd).stdout.splitlines()
-    assert status[0].split() == ["study", "trials", "pending", "running", "done", "failed", "diverged", "pruned", "plan"]
-    assert status[1].split() == ["tiny", "4", "0", "0", "4", "0", "0", "0",
-                                 "4", "x", "population", "of", "2,", "eager,", "1", "thread"]
+    assert status[0].split() == [
+        "study",
+        "trials",
+        "pending",
+        "running",
+        "done",
+        "failed",
+        "diverged",
+        "pruned",
+        "plan",
+    ]
+    assert status[1].split() == [
+        "tiny",
+        "4",
+        "0",
+        "0",
+        "4",
+        "0",
+        "0",
+        "0",
+        "4",
+        "x",
+        "population",
+        "of",
+        "2,",
+        "eager,",
+        "1",
+        "thread",
+    ]
 
     report = json.loads(trainlab("report", "tiny", "--format", "json", cwd=cwd).stdout)
     assert report["format"] == "trainlab-report/1"
@@ -111,7 +138,9 @@ def test_help_teaches() -> None:
     out = subprocess.run([sys.executable, "-m", "trainlab.cli", "--help"], capture_output=True, text=True).stdout
     for word in ("run", "status", "report", "data", "examples:"):
         assert word in out
-    out = subprocess.run([sys.executable, "-m", "trainlab.cli", "report", "--help"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", "report", "--help"], capture_output=True, text=True
+    ).stdout
     assert "--format" in out and "REPORT-JSON" in out
 
 
@@ -136,8 +165,15 @@ def test_machine_formats_leave_stdout_to_the_report(tiny_study: Path) -> None:
     assert "this run: nothing to run" in table.stdout and "this run:" not in table.stderr
 
     env = {**os.environ, "TRAINLAB_OFFLINE": "1", "TRAINLAB_DATA": str(cwd / "cache")}
-    piped = subprocess.run(f"{sys.executable} -m trainlab.cli run {tiny_study.name} --format json | {sys.executable} -m json.tool",
-                           shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    piped = subprocess.run(
+        f"{sys.executable} -m trainlab.cli run {tiny_study.name} --format json | {sys.executable} -m json.tool",
+        shell=True,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert piped.returncode == 0, piped.stderr
     assert json.loads(piped.stdout)["selection"] == report["selection"]
     assert "this run: nothing to run" in piped.stderr
@@ -167,8 +203,9 @@ def _failing_adam(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(executors, "train_unit", train_unit)
 
 
-def test_run_exits_1_when_trials_failed_and_0_when_one_diverged(tiny_study: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_exits_1_when_trials_failed_and_0_when_one_diverged(
+    tiny_study: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from trainlab.cli import EXIT_TRIALS_FAILED, main
 
     cwd = tiny_study.parent
@@ -197,9 +234,11 @@ def test_run_exits_1_when_trials_failed_and_0_when_one_diverged(tiny_study: Path
     assert "failed" not in err
 
 
-def test_a_stage_that_cannot_start_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_stage_that_cannot_start_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from test_stages import STAGES, write
+
     from trainlab import executors
     from trainlab.cli import EXIT_USER_ERROR, main
 
@@ -209,7 +248,9 @@ def test_a_stage_that_cannot_start_exits_2(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(executors, "train_unit", train_unit)
     monkeypatch.setenv("TRAINLAB_OFFLINE", "1")
     study = write(tmp_path, STAGES)
-    code = main(["run", str(study), "--store", str(tmp_path / "s.db"), "--workers", "1", "--population", "1", "--quiet"])
+    code = main(
+        ["run", str(study), "--store", str(tmp_path / "s.db"), "--workers", "1", "--population", "1", "--quiet"]
+    )
     assert code == EXIT_USER_ERROR == 2
     assert "none of its trials finished" in capsys.readouterr().err
 
@@ -219,7 +260,11 @@ def test_run_help_and_readme_say_what_each_exit_status_means() -> None:
 
     out = subprocess.run([sys.executable, "-m", "trainlab.cli", "run", "--help"], capture_output=True, text=True).stdout
     section = out.split("exit status:")[1]
-    codes = [line.split()[0] for line in section.splitlines() if line.strip() and line.startswith("  ") and not line.startswith("     ")]
+    codes = [
+        line.split()[0]
+        for line in section.splitlines()
+        if line.strip() and line.startswith("  ") and not line.startswith("     ")
+    ]
     assert codes == ["0", str(EXIT_TRIALS_FAILED), str(EXIT_USER_ERROR), str(EXIT_INTERRUPTED)]
     assert "diverged or pruned" in section and "failed with an error" in section
     assert "standard error" in out.split("output:")[1]

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from factories import tiny_study_tables, variant, write_study
 from helpers import make_npz
+
 from trainlab import cli, spec
 from trainlab.executors import EpochEnded, RunSummary, Silent, TrialEnded, UnitJob, run_local, unit_job
 from trainlab.report import render, study_report
@@ -29,8 +29,9 @@ from trainlab.store import Store
 
 # A third variant that stops early (after its second epoch) while its population trains on: a
 # member whose checkpoint says "finished" before its result is reported.
-STOPS = variant("stops", optimizer="adam",
-                train={"early_stopping": {"monitor": "val_loss", "patience": 0, "min_delta": 10.0}})
+STOPS = variant(
+    "stops", optimizer="adam", train={"early_stopping": {"monitor": "val_loss", "patience": 0, "min_delta": 10.0}}
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,10 @@ def results(store_path: Path, name: str = "tiny") -> dict[str, dict[str, Any]]:
             if "best" in result:
                 result["best"] = {k: v for k, v in result["best"].items() if k != "seconds"}
             out[trial.hash] = {
-                "label": trial.label, "seed": trial.seed, "status": trial.status, "error": trial.error,
+                "label": trial.label,
+                "seed": trial.seed,
+                "status": trial.status,
+                "error": trial.error,
                 "epochs": [e.epoch for e in epochs],
                 "metrics": [{k: v for k, v in e.metrics.items() if k != "seconds"} for e in epochs],
                 "result": result,
@@ -139,19 +143,45 @@ def run(study_path: Path, store_name: str, **options: Any) -> tuple[RunSummary, 
 
 def trainlab(*args: str, cwd: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TRAINLAB_OFFLINE": "1", "TRAINLAB_DATA": str(cwd / "cache"), **env_vars}
-    proc = subprocess.run([sys.executable, "-m", "trainlab.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, f"trainlab {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
 def test_cli_ray_gives_what_local_gives(cluster: str, tiny_study: Path) -> None:
     cwd = tiny_study.parent
-    ray_run = trainlab("run", tiny_study.name, "--store", "ray.db", "--executor", "ray", "--address", cluster,
-                       "--population", "2", "--format", "json", cwd=cwd)
+    ray_run = trainlab(
+        "run",
+        tiny_study.name,
+        "--store",
+        "ray.db",
+        "--executor",
+        "ray",
+        "--address",
+        cluster,
+        "--population",
+        "2",
+        "--format",
+        "json",
+        cwd=cwd,
+    )
     # One thread, as each Ray task has: the same arithmetic in the same order.
-    trainlab("run", tiny_study.name, "--store", "local.db", "--workers", "1", "--population", "2", "--format", "none",
-             cwd=cwd, OMP_NUM_THREADS="1")
+    trainlab(
+        "run",
+        tiny_study.name,
+        "--store",
+        "local.db",
+        "--workers",
+        "1",
+        "--population",
+        "2",
+        "--format",
+        "none",
+        cwd=cwd,
+        OMP_NUM_THREADS="1",
+    )
     # With --format json the report alone is on stdout; progress and notes are on stderr.
     assert json.loads(ray_run.stdout)["trials"]["total"] == 4
     assert "training on the Ray cluster at" in ray_run.stderr and "up to 2 units at once" in ray_run.stderr
@@ -178,8 +208,19 @@ def test_cli_ray_gives_what_local_gives(cluster: str, tiny_study: Path) -> None:
         assert r["val_accuracy"]["mean"] == pytest.approx(l["val_accuracy"]["mean"], rel=1e-5, abs=1e-6)
         assert [t["hash"] for t in r["trials"]] == [t["hash"] for t in l["trials"]]
 
-    again = trainlab("run", tiny_study.name, "--store", "ray.db", "--executor", "ray", "--address", cluster,
-                     "--format", "none", cwd=cwd)
+    again = trainlab(
+        "run",
+        tiny_study.name,
+        "--store",
+        "ray.db",
+        "--executor",
+        "ray",
+        "--address",
+        cluster,
+        "--format",
+        "none",
+        cwd=cwd,
+    )
     assert "this run: nothing to run; already finished before: 4" in again.stdout
 
 
@@ -199,8 +240,13 @@ def test_killed_workers_are_retried_from_the_last_recorded_epoch(cluster: str, t
             marks = ",".join("?" * len(hashes))
             try:
                 with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5) as db:
-                    return int(db.execute(f"select count(*) from epochs join trials on trials.id = epochs.trial_id "
-                                          f"where trials.hash in ({marks})", tuple(hashes)).fetchone()[0])
+                    return int(
+                        db.execute(
+                            f"select count(*) from epochs join trials on trials.id = epochs.trial_id "
+                            f"where trials.hash in ({marks})",
+                            tuple(hashes),
+                        ).fetchone()[0]
+                    )
             except sqlite3.Error:
                 return 0
 
@@ -224,9 +270,14 @@ def test_killed_workers_are_retried_from_the_last_recorded_epoch(cluster: str, t
     # again from epoch 3, and sgd with stops (its checkpoint says it has stopped; its end is still
     # to report) from epoch 2, as a separate unit since they start from another epoch.
     by_name = {(g["label"], g["seed"]): h for h, g in results(store_path).items()}
-    want = sorted(item for seed in (0, 1) for item in [
-        ((by_name["adam", seed],), 3), (tuple(sorted((by_name["sgd", seed], by_name["stops", seed]))), 2)])
-    assert sorted((tuple(sorted(hashes)), resumed_at) for hashes, resumed_at, _ in watcher.retried) == want, watcher.retried
+    want = sorted(
+        item
+        for seed in (0, 1)
+        for item in [((by_name["adam", seed],), 3), (tuple(sorted((by_name["sgd", seed], by_name["stops", seed]))), 2)]
+    )
+    assert sorted((tuple(sorted(hashes)), resumed_at) for hashes, resumed_at, _ in watcher.retried) == want, (
+        watcher.retried
+    )
     assert all("died" in reason for _, _, reason in watcher.retried)
     got = results(tmp_path / "ray.db")
     assert_same_results(got, reference(study_path, population=3))
@@ -250,8 +301,9 @@ def test_a_trial_that_keeps_dying_fails_and_the_others_finish(cluster: str, tmp_
 
     summary, watcher = run(study_path, "ray.db", population=1, max_retries=1, worker=kills_one_trial)
     assert summary.ran == {"done": 3, "failed": 1}
-    assert [(hashes, reason) for hashes, _, reason in watcher.retried] == [([doomed], watcher.retried[0][2])], \
+    assert [(hashes, reason) for hashes, _, reason in watcher.retried] == [([doomed], watcher.retried[0][2])], (
         "handed out again once (--max-retries 1), then failed"
+    )
     got = results(tmp_path / "ray.db")
     assert got[doomed]["status"] == "failed"
     assert "died 2 times" in got[doomed]["error"] and "--max-retries (1)" in got[doomed]["error"]
@@ -272,8 +324,9 @@ def test_an_exception_fails_the_unit_without_retry(cluster: str, tmp_path: Path,
         if broken in job.hashes:
             if where == "in the task":
                 raise RuntimeError("the task broke")
-            job = replace(job, specs=tuple(replace(s, optimizer=replace(s.optimizer, name="NoSuchOptimizer"))
-                                           for s in job.specs))
+            job = replace(
+                job, specs=tuple(replace(s, optimizer=replace(s.optimizer, name="NoSuchOptimizer")) for s in job.specs)
+            )
         yield from unit_events(job)
 
     summary, watcher = run(study_path, "ray.db", population=1, worker=raises)
@@ -281,7 +334,9 @@ def test_an_exception_fails_the_unit_without_retry(cluster: str, tmp_path: Path,
     assert watcher.retried == []
     got = results(tmp_path / "ray.db")
     assert got[broken]["status"] == "failed"
-    assert ("unknown optimizer 'NoSuchOptimizer'" if where == "in training" else "the task broke") in got[broken]["error"]
+    assert ("unknown optimizer 'NoSuchOptimizer'" if where == "in training" else "the task broke") in got[broken][
+        "error"
+    ]
     assert [g["status"] for h, g in got.items() if h != broken] == ["done"] * 3
 
 
@@ -364,7 +419,9 @@ def test_ctrl_c_cancels_the_tasks_and_gives_the_trials_back(cluster: str, tmp_pa
     assert_same_results(results(tmp_path / "ray.db"), reference(study_path, population=1))
 
 
-def test_unit_events_streams_a_units_events_and_reuses_the_prepared_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unit_events_streams_a_units_events_and_reuses_the_prepared_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import trainlab.data.cache
     from trainlab import cluster
 
@@ -386,8 +443,13 @@ def test_unit_events_streams_a_units_events_and_reuses_the_prepared_data(tmp_pat
         jobs = [unit_job(trials[:2], store), unit_job(trials[2:3], store)]
     first = list(cluster.unit_events(jobs[0]))
     assert [(type(e).__name__, e.index, getattr(e, "epoch", None)) for e in first] == [
-        ("EpochEnded", 0, 0), ("EpochEnded", 1, 0), ("EpochEnded", 0, 1), ("EpochEnded", 1, 1),
-        ("TrialEnded", 0, None), ("TrialEnded", 1, None)]
+        ("EpochEnded", 0, 0),
+        ("EpochEnded", 1, 0),
+        ("EpochEnded", 0, 1),
+        ("EpochEnded", 1, 1),
+        ("TrialEnded", 0, None),
+        ("TrialEnded", 1, None),
+    ]
     assert all(isinstance(e, EpochEnded) and e.checkpoint for e in first[:4])
     assert all(isinstance(e, TrialEnded) and e.status == "done" and e.weights for e in first[4:])
     second = list(cluster.unit_events(jobs[1]))
@@ -410,8 +472,9 @@ def test_slots_are_cluster_cpus_over_cpus_per_task() -> None:
     assert slots(Fake(0), 1) == 1  # type: ignore[arg-type]
 
 
-def test_without_ray_the_run_says_how_to_install_it(tiny_study: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_ray_the_run_says_how_to_install_it(
+    tiny_study: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     store = tiny_study.parent / "t.db"
     assert cli.main(["run", str(tiny_study), "--store", str(store), "--executor", "ray"]) == cli.EXIT_USER_ERROR

@@ -39,50 +39,84 @@ def settings(extra: str = "", base: str = BASE) -> dict[str, Any]:
 
 def test_keras_defaults_show_only_what_always_shows() -> None:
     assert settings() == {
-        "optimizer.name": "sgd", "optimizer.learning_rate": 0.01, "train.epochs": 3, "train.batch_size": 32,
+        "optimizer.name": "sgd",
+        "optimizer.learning_rate": 0.01,
+        "train.epochs": 3,
+        "train.batch_size": 32,
         "model.layers[0].type": "Flatten",
-        "model.layers[1].type": "Dense", "model.layers[1].units": 64, "model.layers[1].activation": "relu",
-        "model.layers[2].type": "Dropout", "model.layers[2].rate": 0.2,
-        "model.layers[3].type": "Dense", "model.layers[3].units": 10, "model.layers[3].activation": "softmax",
+        "model.layers[1].type": "Dense",
+        "model.layers[1].units": 64,
+        "model.layers[1].activation": "relu",
+        "model.layers[2].type": "Dropout",
+        "model.layers[2].rate": 0.2,
+        "model.layers[3].type": "Dense",
+        "model.layers[3].units": 10,
+        "model.layers[3].activation": "softmax",
     }
 
 
 def test_an_optimizers_parameters_are_compared_with_its_own_defaults() -> None:
     adam = settings('\n[optimizer]\nname = "adam"\nbeta_2 = 0.99\namsgrad = true\nclipnorm = 1.0\n')
     assert {k: v for k, v in adam.items() if k.startswith("optimizer.")} == {
-        "optimizer.name": "adam", "optimizer.learning_rate": 0.001, "optimizer.beta_2": 0.99,
-        "optimizer.amsgrad": True, "optimizer.clipnorm": 1.0,
+        "optimizer.name": "adam",
+        "optimizer.learning_rate": 0.001,
+        "optimizer.beta_2": 0.99,
+        "optimizer.amsgrad": True,
+        "optimizer.clipnorm": 1.0,
     }
     written_out = settings('\n[optimizer]\nname = "rmsprop"\nlearning_rate = 0.001\nrho = 0.9\n')
     assert [k for k in written_out if k.startswith("optimizer.")] == ["optimizer.name", "optimizer.learning_rate"]
 
 
 def test_named_parts_show_their_name_and_parameters_off_their_own_defaults() -> None:
-    out = settings(base=BASE.replace(
-        'units = 64, activation = "relu"',
-        'units = 64, activation = { name = "leaky_relu", alpha = 0.5 }, kernel_initializer = { name = "random_normal", stddev = 0.1 }, '
-        'bias_initializer = { name = "constant", value = 0.0 }, kernel_regularizer = { l2 = 0.001 }, use_bias = true'))
-    layer = {k[len("model.layers[1]."):]: v for k, v in out.items() if k.startswith("model.layers[1].")}
+    out = settings(
+        base=BASE.replace(
+            'units = 64, activation = "relu"',
+            'units = 64, activation = { name = "leaky_relu", alpha = 0.5 }, kernel_initializer = { name = "random_normal", stddev = 0.1 }, '
+            'bias_initializer = { name = "constant", value = 0.0 }, kernel_regularizer = { l2 = 0.001 }, use_bias = true',
+        )
+    )
+    layer = {k[len("model.layers[1].") :]: v for k, v in out.items() if k.startswith("model.layers[1].")}
     assert layer == {
-        "type": "Dense", "units": 64, "activation": "leaky_relu", "activation.negative_slope": 0.5,
-        "kernel_initializer": "random_normal", "kernel_initializer.stddev": 0.1,
-        "bias_initializer": "constant", "kernel_regularizer.l2": 0.001,
+        "type": "Dense",
+        "units": 64,
+        "activation": "leaky_relu",
+        "activation.negative_slope": 0.5,
+        "kernel_initializer": "random_normal",
+        "kernel_initializer.stddev": 0.1,
+        "bias_initializer": "constant",
+        "kernel_regularizer.l2": 0.001,
     }
     # Keras 3's leaky_relu slope (0.2) and RandomNormal stddev (0.05) are defaults: the name alone shows.
-    plain = settings(base=BASE.replace('units = 64, activation = "relu"',
-                                       'units = 64, activation = { name = "leaky_relu", alpha = 0.2 }, kernel_initializer = "random_normal"'))
-    assert plain["model.layers[1].activation"] == "leaky_relu" and "model.layers[1].activation.negative_slope" not in plain
-    assert plain["model.layers[1].kernel_initializer"] == "random_normal" and "model.layers[1].kernel_initializer.stddev" not in plain
+    plain = settings(
+        base=BASE.replace(
+            'units = 64, activation = "relu"',
+            'units = 64, activation = { name = "leaky_relu", alpha = 0.2 }, kernel_initializer = "random_normal"',
+        )
+    )
+    assert (
+        plain["model.layers[1].activation"] == "leaky_relu" and "model.layers[1].activation.negative_slope" not in plain
+    )
+    assert (
+        plain["model.layers[1].kernel_initializer"] == "random_normal"
+        and "model.layers[1].kernel_initializer.stddev" not in plain
+    )
 
 
 def test_train_settings_against_the_tasks_defaults_and_callbacks_with_their_monitor() -> None:
-    out = settings(base=BASE + 'batch_size = 128\nmonitor = "val_loss"\nloss = "sparse_categorical_crossentropy"\n'
-                              'early_stopping = { monitor = "val_loss", patience = 4, mode = "auto" }\n'
-                              'reduce_lr_on_plateau = { monitor = "val_accuracy", mode = "min" }\n')
+    out = settings(
+        base=BASE + 'batch_size = 128\nmonitor = "val_loss"\nloss = "sparse_categorical_crossentropy"\n'
+        'early_stopping = { monitor = "val_loss", patience = 4, mode = "auto" }\n'
+        'reduce_lr_on_plateau = { monitor = "val_accuracy", mode = "min" }\n'
+    )
     assert {k: v for k, v in out.items() if k.startswith("train.")} == {
-        "train.epochs": 3, "train.batch_size": 128, "train.monitor": "val_loss",
-        "train.early_stopping.monitor": "val_loss", "train.early_stopping.patience": 4,
-        "train.reduce_lr_on_plateau.monitor": "val_accuracy", "train.reduce_lr_on_plateau.mode": "min",
+        "train.epochs": 3,
+        "train.batch_size": 128,
+        "train.monitor": "val_loss",
+        "train.early_stopping.monitor": "val_loss",
+        "train.early_stopping.patience": 4,
+        "train.reduce_lr_on_plateau.monitor": "val_accuracy",
+        "train.reduce_lr_on_plateau.mode": "min",
     }
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from trained_study import trained_store
+
 from trainlab import export
 from trainlab.cli import main
 from trainlab.errors import TrainlabError
@@ -61,7 +61,9 @@ def test_exported_model_scores_exactly_the_recorded_test_metrics(small: Path, ex
     assert torch.equal(export.predict(export.load_model(exported, prefer="torch"), x), net.predict(x))
 
 
-def test_predict_command_evaluates_and_lists_test_predictions(exported: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_command_evaluates_and_lists_test_predictions(
+    exported: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["predict", str(exported), "--test", "4", "--evaluate"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["test", "#", "true", "predicted", "probability"]
@@ -69,7 +71,9 @@ def test_predict_command_evaluates_and_lists_test_predictions(exported: Path, ca
     assert out[-1].endswith(": identical") and out[-2].startswith("test set (120 examples): accuracy ")
 
 
-def test_predict_detects_weights_that_do_not_reproduce_the_trial(exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_detects_weights_that_do_not_reproduce_the_trial(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from safetensors.torch import load_file, save_file
 
     copy = tmp_path / "model"
@@ -87,8 +91,9 @@ def _write_png(path: Path, pixels: np.ndarray, mode: str = "L") -> Path:
     return path
 
 
-def test_image_files_give_the_predictions_of_the_test_images(small: Path, exported: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_image_files_give_the_predictions_of_the_test_images(
+    small: Path, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     raw = np.load(small.parent / "small.npz")
     files = [_write_png(tmp_path / f"test{i}.png", raw["x_test"][i]) for i in range(5)]
     rgb = _write_png(tmp_path / "rgb.png", np.repeat(raw["x_test"][0][:, :, None], 3, axis=2), mode="RGB")
@@ -108,7 +113,9 @@ def test_image_files_give_the_predictions_of_the_test_images(small: Path, export
     assert lines[1].split(None, 1) == [str(files[0]), expected]
 
 
-def test_image_of_the_wrong_size_is_refused_unless_resized(exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_image_of_the_wrong_size_is_refused_unless_resized(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     big = _write_png(tmp_path / "big.png", np.zeros((28, 28), np.uint8))
     assert main(["predict", str(exported), str(big)]) == 2
     err = capsys.readouterr().err
@@ -128,7 +135,9 @@ class Payload:
         return (print, ("unpickled!",))
 
 
-def test_torch_file_with_arbitrary_objects_is_refused(exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_torch_file_with_arbitrary_objects_is_refused(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "evil"
     folder.mkdir()
     (folder / "model.json").write_text((exported / "model.json").read_text())
@@ -188,7 +197,10 @@ def _with(d: dict, **changes: object) -> dict:
 @pytest.mark.parametrize(
     ("state", "words"),
     [
-        (lambda w: _with(w, **{"body.1.weight": torch.zeros(3, 3)}), "body.1.weight has shape (3, 3), the model needs (24, 64)"),
+        (
+            lambda w: _with(w, **{"body.1.weight": torch.zeros(3, 3)}),
+            "body.1.weight has shape (3, 3), the model needs (24, 64)",
+        ),
         (lambda w: {k: v for k, v in w.items() if k != "body.1.bias"}, "missing body.1.bias"),
         (lambda w: _with(w, extra=torch.zeros(2)), "unexpected extra"),
         (lambda w: {k: v.double() for k, v in w.items()}, "is torch.float64, the model's weights are torch.float32"),
@@ -196,8 +208,9 @@ def _with(d: dict, **changes: object) -> dict:
     ],
     ids=["wrong-shape", "missing", "extra", "float64", "int8"],
 )
-def test_weights_that_do_not_fit_the_spec_are_refused_naming_the_file(exported: Path, tmp_path: Path, state: object,
-                                                                      words: str) -> None:
+def test_weights_that_do_not_fit_the_spec_are_refused_naming_the_file(
+    exported: Path, tmp_path: Path, state: object, words: str
+) -> None:
     folder = _copy_model(exported, tmp_path / "m", state=state)
     with pytest.raises(TrainlabError) as info:
         export.load_model(folder)
@@ -208,12 +221,28 @@ def test_weights_that_do_not_fit_the_spec_are_refused_naming_the_file(exported: 
 @pytest.mark.parametrize(
     ("meta", "words"),
     [
-        (lambda m: _with(m, model={**m["model"], "layers": [m["model"]["layers"][0], {**m["model"]["layers"][1], "units": 32},
-                                                           *m["model"]["layers"][2:]]}), "model.safetensors: the weights do not fit"),
-        (lambda m: _with(m, model={"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10**9}]}),
-         "model.json: model.layers[1]: Dense brings the model to 65,000,000,000 parameters"),
-        (lambda m: _with(m, model={"layers": [{"type": "Lambda", "function": "os.system('touch pwned')"}]}),
-         "model.json: model.layers[0].type: unknown layer type 'Lambda'"),
+        (
+            lambda m: _with(
+                m,
+                model={
+                    **m["model"],
+                    "layers": [
+                        m["model"]["layers"][0],
+                        {**m["model"]["layers"][1], "units": 32},
+                        *m["model"]["layers"][2:],
+                    ],
+                },
+            ),
+            "model.safetensors: the weights do not fit",
+        ),
+        (
+            lambda m: _with(m, model={"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10**9}]}),
+            "model.json: model.layers[1]: Dense brings the model to 65,000,000,000 parameters",
+        ),
+        (
+            lambda m: _with(m, model={"layers": [{"type": "Lambda", "function": "os.system('touch pwned')"}]}),
+            "model.json: model.layers[0].type: unknown layer type 'Lambda'",
+        ),
         (lambda m: _with(m, input_shape="1,8,8"), "model.json: input_shape: expected a list"),
         (lambda m: _with(m, input_shape=[1, 10**6, 10**6]), "model.json: input_shape: expected a list"),
         (lambda m: _with(m, task="clustering"), "model.json: task:"),
@@ -223,10 +252,23 @@ def test_weights_that_do_not_fit_the_spec_are_refused_naming_the_file(exported: 
         (lambda m: {k: v for k, v in m.items() if k != "model"}, "model.json: model: expected the model spec"),
         (lambda m: [m], "model.json: format None is not"),
     ],
-    ids=["spec-mismatch", "billion-units", "unknown-layer", "shape-type", "shape-huge", "task", "loss", "weights-up",
-         "weights-absolute", "no-model", "not-an-object"],
+    ids=[
+        "spec-mismatch",
+        "billion-units",
+        "unknown-layer",
+        "shape-type",
+        "shape-huge",
+        "task",
+        "loss",
+        "weights-up",
+        "weights-absolute",
+        "no-model",
+        "not-an-object",
+    ],
 )
-def test_model_json_is_checked_before_anything_is_built(exported: Path, tmp_path: Path, meta: object, words: str) -> None:
+def test_model_json_is_checked_before_anything_is_built(
+    exported: Path, tmp_path: Path, meta: object, words: str
+) -> None:
     folder = _copy_model(exported, tmp_path / "m", meta=meta)
     with pytest.raises(TrainlabError) as info:
         export.load_model(folder)
@@ -234,8 +276,11 @@ def test_model_json_is_checked_before_anything_is_built(exported: Path, tmp_path
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("content", [[torch.zeros(2)], {"body.1.weight": 3}, {"body.1.weight": [1.0, 2.0]}],
-                         ids=["list", "number", "plain-list"])
+@pytest.mark.parametrize(
+    "content",
+    [[torch.zeros(2)], {"body.1.weight": 3}, {"body.1.weight": [1.0, 2.0]}],
+    ids=["list", "number", "plain-list"],
+)
 def test_torch_file_that_is_not_named_tensors_is_refused(exported: Path, tmp_path: Path, content: object) -> None:
     folder = _copy_model(exported, tmp_path / "m")
     torch.save(content, folder / "model.pt")
@@ -244,11 +289,17 @@ def test_torch_file_that_is_not_named_tensors_is_refused(exported: Path, tmp_pat
     assert str(info.value).startswith(f"{folder / 'model.pt'}: ") and "expected named tensors" in str(info.value)
 
 
-def test_predict_refuses_hostile_folders_in_one_line_with_exit_2(exported: Path, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    bad_shape = _copy_model(exported, tmp_path / "shape", state=lambda w: _with(w, **{"body.1.weight": torch.zeros(3, 3)}))
-    huge = _copy_model(exported, tmp_path / "huge", meta=lambda m: _with(m, model={"layers": [{"type": "Flatten"},
-                                                                                              {"type": "Dense", "units": 10**9}]}))
+def test_predict_refuses_hostile_folders_in_one_line_with_exit_2(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad_shape = _copy_model(
+        exported, tmp_path / "shape", state=lambda w: _with(w, **{"body.1.weight": torch.zeros(3, 3)})
+    )
+    huge = _copy_model(
+        exported,
+        tmp_path / "huge",
+        meta=lambda m: _with(m, model={"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10**9}]}),
+    )
     no_data = _copy_model(exported, tmp_path / "nodata", meta=lambda m: {k: v for k, v in m.items() if k != "data"})
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "model.json").write_text("{not json")

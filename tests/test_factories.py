@@ -58,14 +58,23 @@ def test_the_tiny_study_is_the_file_written_by_hand() -> None:
     assert tiny_study_tables(epochs=4) == tomllib.loads(TINY_BY_HAND)
 
 
-@pytest.mark.parametrize("tables", [
-    tiny_study_tables(epochs=2, seeds=[0, 1, 2, 3]),
-    npz_study(optimizer={"name": "sgd", "momentum": 0.5}, train={"keep": "last", "early_stopping": {"patience": 0}},
-              compare=[variant("a", **{"optimizer.learning_rate": 0.001}), variant("b c", model={"layers": []})]),
-    {"odd keys": {"a.b": 1, "x y": "quote \" and \\ and\nnewline", "é": [1.5, -2, 1e-07, True, False]},
-     "stage": [{"name": "first", "compare": [{"label": "l", "edit": {"widths": [4, 4]}}]}, {"name": "second"}],
-     "empty": {"table": {}, "list": []}},
-], ids=["tiny", "npz-study", "odd-values"])
+@pytest.mark.parametrize(
+    "tables",
+    [
+        tiny_study_tables(epochs=2, seeds=[0, 1, 2, 3]),
+        npz_study(
+            optimizer={"name": "sgd", "momentum": 0.5},
+            train={"keep": "last", "early_stopping": {"patience": 0}},
+            compare=[variant("a", **{"optimizer.learning_rate": 0.001}), variant("b c", model={"layers": []})],
+        ),
+        {
+            "odd keys": {"a.b": 1, "x y": 'quote " and \\ and\nnewline', "é": [1.5, -2, 1e-07, True, False]},
+            "stage": [{"name": "first", "compare": [{"label": "l", "edit": {"widths": [4, 4]}}]}, {"name": "second"}],
+            "empty": {"table": {}, "list": []},
+        },
+    ],
+    ids=["tiny", "npz-study", "odd-values"],
+)
 def test_toml_text_reads_back_as_the_tables_it_was_given(tables: dict[str, Any]) -> None:
     assert tomllib.loads(toml_text(tables)) == tables
 
@@ -86,7 +95,9 @@ def test_a_study_in_python_resolves_as_its_file_does(tmp_path: Path) -> None:
     tables = tiny_study_tables(epochs=3)
     from_python = load_study(tmp_path, tables, name="tiny")
     from_file = spec.load(write_study(tmp_path / "tiny.toml", tables))
-    assert [(t.label, t.seed, t.hash) for t in from_python.trials()] == [(t.label, t.seed, t.hash) for t in from_file.trials()]
+    assert [(t.label, t.seed, t.hash) for t in from_python.trials()] == [
+        (t.label, t.seed, t.hash) for t in from_file.trials()
+    ]
     assert [t.label for t in from_python.trials()] == ["sgd", "sgd", "adam", "adam"]
 
 

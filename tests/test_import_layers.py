@@ -58,8 +58,10 @@ def _imported(module: str, tree: ast.Module) -> Iterator[tuple[str, str]]:
 def graph() -> dict[str, set[str]]:
     """trainlab module -> the trainlab modules it imports."""
     modules = _sources()
-    return {m: {target for target, _ in _imported(m, tree) if target in modules and target != m}
-            for m, tree in modules.items()}
+    return {
+        m: {target for target, _ in _imported(m, tree) if target in modules and target != m}
+        for m, tree in modules.items()
+    }
 
 
 def _within(module: str, layer: str) -> bool:
@@ -128,36 +130,68 @@ def cycles(edges: dict[str, set[str]] | None = None) -> list[list[str]]:
     return found
 
 
-UPPER = ("trainlab.cli", "trainlab.report", "trainlab.export", "trainlab.plan", "trainlab.executors",
-         "trainlab.cluster", "trainlab.planner", "trainlab.trained")
+UPPER = (
+    "trainlab.cli",
+    "trainlab.report",
+    "trainlab.export",
+    "trainlab.plan",
+    "trainlab.executors",
+    "trainlab.cluster",
+    "trainlab.planner",
+    "trainlab.trained",
+)
 """The modules that drive training or read its results: nothing below them reaches them."""
 
 NEVER_IMPORTS: list[tuple[str, tuple[str, ...], str]] = [
-    ("trainlab.report", ("trainlab.export", "trainlab.engine"),
-     "export is above report (it picks its trial with the report's selection); the report reads "
-     "trained models through trainlab.trained, not through the engine's internals"),
+    (
+        "trainlab.report",
+        ("trainlab.export", "trainlab.engine"),
+        "export is above report (it picks its trial with the report's selection); the report reads "
+        "trained models through trainlab.trained, not through the engine's internals",
+    ),
     ("trainlab.store.base", ("trainlab.store.sqlite",), "backends build on the interface and register with it"),
 ]
 """(importer, imported, why): direct imports that must not exist."""
 
 NEVER_REACHES: list[tuple[str, tuple[str, ...], str]] = [
     ("trainlab.engine", ("trainlab.store", *UPPER), "the engine trains; it never imports the store or its drivers"),
-    ("trainlab.report", ("trainlab.executors", "trainlab.cluster", "trainlab.export", "trainlab.cli"),
-     "a report reads the store; it does not load the executors"),
+    (
+        "trainlab.report",
+        ("trainlab.executors", "trainlab.cluster", "trainlab.export", "trainlab.cli"),
+        "a report reads the store; it does not load the executors",
+    ),
     ("trainlab.export", ("trainlab.executors", "trainlab.cluster", "trainlab.cli"), "an export reads the store"),
-    ("trainlab.trained", ("trainlab.report", "trainlab.export", "trainlab.executors", "trainlab.cli"),
-     "reading a trained model sits below both its readers"),
-    ("trainlab.executors", ("trainlab.report", "trainlab.export", "trainlab.cluster", "trainlab.cli"),
-     "executors train; the report and the commands sit above them"),
-    ("trainlab.spec", ("trainlab.engine", "trainlab.store", "trainlab.search", *UPPER),
-     "a study file is read and resolved without the engine, the store or the search samplers"),
-    ("trainlab.data", ("trainlab.engine", "trainlab.store", "trainlab.spec", "trainlab.models", "trainlab.optim", *UPPER),
-     "data sets are below the engine and the models"),
+    (
+        "trainlab.trained",
+        ("trainlab.report", "trainlab.export", "trainlab.executors", "trainlab.cli"),
+        "reading a trained model sits below both its readers",
+    ),
+    (
+        "trainlab.executors",
+        ("trainlab.report", "trainlab.export", "trainlab.cluster", "trainlab.cli"),
+        "executors train; the report and the commands sit above them",
+    ),
+    (
+        "trainlab.spec",
+        ("trainlab.engine", "trainlab.store", "trainlab.search", *UPPER),
+        "a study file is read and resolved without the engine, the store or the search samplers",
+    ),
+    (
+        "trainlab.data",
+        ("trainlab.engine", "trainlab.store", "trainlab.spec", "trainlab.models", "trainlab.optim", *UPPER),
+        "data sets are below the engine and the models",
+    ),
     ("trainlab.models", ("trainlab.engine", "trainlab.store", "trainlab.data", *UPPER), "models are below the engine"),
-    ("trainlab.optim", ("trainlab.engine", "trainlab.store", "trainlab.data", "trainlab.models", *UPPER),
-     "optimizers are below the engine"),
-    ("trainlab.store", ("trainlab.engine", "trainlab.data", "trainlab.spec", "trainlab.models", "trainlab.optim", *UPPER),
-     "the store knows nothing of torch, models or data"),
+    (
+        "trainlab.optim",
+        ("trainlab.engine", "trainlab.store", "trainlab.data", "trainlab.models", *UPPER),
+        "optimizers are below the engine",
+    ),
+    (
+        "trainlab.store",
+        ("trainlab.engine", "trainlab.data", "trainlab.spec", "trainlab.models", "trainlab.optim", *UPPER),
+        "the store knows nothing of torch, models or data",
+    ),
 ]
 """(importer, reached, why): modules that must not be reached even through others."""
 
@@ -192,15 +226,25 @@ def test_no_import_cycle_between_sub_packages() -> None:
 
 @pytest.mark.parametrize(("importer", "imported", "why"), NEVER_IMPORTS, ids=[r[0] for r in NEVER_IMPORTS])
 def test_no_import_runs_back_up(importer: str, imported: tuple[str, ...], why: str) -> None:
-    wrong = sorted(f"{m} imports {t}" for m, targets in graph().items() if _within(m, importer)
-                   for t in targets if any(_within(t, layer) for layer in imported))
+    wrong = sorted(
+        f"{m} imports {t}"
+        for m, targets in graph().items()
+        if _within(m, importer)
+        for t in targets
+        if any(_within(t, layer) for layer in imported)
+    )
     assert wrong == [], why
 
 
 @pytest.mark.parametrize(("importer", "reached", "why"), NEVER_REACHES, ids=[r[0] for r in NEVER_REACHES])
 def test_no_module_reaches_a_layer_above_it(importer: str, reached: tuple[str, ...], why: str) -> None:
-    wrong = sorted(" -> ".join(path) for m in graph() if _within(m, importer)
-                   for t, path in _reach(m).items() if any(_within(t, layer) for layer in reached))
+    wrong = sorted(
+        " -> ".join(path)
+        for m in graph()
+        if _within(m, importer)
+        for t, path in _reach(m).items()
+        if any(_within(t, layer) for layer in reached)
+    )
     assert wrong == [], why
 
 
@@ -213,8 +257,12 @@ def _private_attributes(tree: ast.Module) -> set[str]:
                 names.add(node.name)
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node in cls.body:
                 names.add(node.target.id)
-            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" \
-                    and isinstance(node.ctx, ast.Store):
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "self"
+                and isinstance(node.ctx, ast.Store)
+            ):
                 names.add(node.attr)
     return {n for n in names if n.startswith("_") and not n.startswith("__")}
 
@@ -226,12 +274,18 @@ def test_no_module_reads_another_modules_private_names() -> None:
     private = {m: _private_attributes(tree) for m, tree in sources.items()}
     wrong = []
     for m, tree in sources.items():
-        wrong += [f"{m} imports {name} from {target}" for target, name in _imported(m, tree)
-                  if target in sources and target != m and name.startswith("_") and not name.startswith("__")]
+        wrong += [
+            f"{m} imports {name} from {target}"
+            for target, name in _imported(m, tree)
+            if target in sources and target != m and name.startswith("_") and not name.startswith("__")
+        ]
         others = set().union(*(names for other, names in private.items() if other != m)) - private[m]
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr in others \
-                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in others
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
                 wrong.append(f"{m}:{node.lineno} reads .{node.attr}")
     assert wrong == []
 
@@ -239,21 +293,29 @@ def test_no_module_reads_another_modules_private_names() -> None:
 def test_reports_and_exports_load_without_the_executors() -> None:
     """A report's figures (which hold the data cache) and an export's test split import neither
     the executors nor Optuna."""
-    code = "\n".join([
-        "import sys",
-        "from trainlab import export",
-        "from trainlab.errors import TrainlabError",
-        "from trainlab.report.figures import StudyFigures",
-        "import trainlab.report.html, trainlab.report.inspect",
-        "StudyFigures(None, 'study', report={'variants': []})",
-        "try:",
-        "    export.test_split({})",
-        "except TrainlabError:",
-        "    pass",
-        "print(sorted(m for m in ('trainlab.executors', 'trainlab.cluster', 'optuna') if m in sys.modules))",
-    ])
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = "\n".join(
+        [
+            "import sys",
+            "from trainlab import export",
+            "from trainlab.errors import TrainlabError",
+            "from trainlab.report.figures import StudyFigures",
+            "import trainlab.report.html, trainlab.report.inspect",
+            "StudyFigures(None, 'study', report={'variants': []})",
+            "try:",
+            "    export.test_split({})",
+            "except TrainlabError:",
+            "    pass",
+            "print(sorted(m for m in ('trainlab.executors', 'trainlab.cluster', 'optuna') if m in sys.modules))",
+        ]
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -261,6 +323,12 @@ def test_the_data_face_does_not_load_torch() -> None:
     """``import trainlab.data`` (the ``trainlab data`` commands) stays free of torch; the tensor
     cache is imported from its own module."""
     code = "import sys, trainlab.data; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == "False"

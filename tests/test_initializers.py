@@ -38,7 +38,10 @@ RANDOM_CASES: dict[str, tuple[Any, float, float, float | None]] = {
     "truncated_normal": ("truncated_normal", 0.0, 0.05 * TRUNC, 0.1),
     "glorot_uniform": ("glorot_uniform", 0.0, math.sqrt(2 / (FAN_IN + FAN_OUT)), math.sqrt(6 / (FAN_IN + FAN_OUT))),
     "glorot_normal": (
-        "glorot_normal", 0.0, math.sqrt(2 / (FAN_IN + FAN_OUT)), 2 * math.sqrt(2 / (FAN_IN + FAN_OUT)) / TRUNC,
+        "glorot_normal",
+        0.0,
+        math.sqrt(2 / (FAN_IN + FAN_OUT)),
+        2 * math.sqrt(2 / (FAN_IN + FAN_OUT)) / TRUNC,
     ),
     "he_uniform": ("he_uniform", 0.0, math.sqrt(2 / FAN_IN), math.sqrt(6 / FAN_IN)),
     "he_normal": ("he_normal", 0.0, math.sqrt(2 / FAN_IN), 2 * math.sqrt(2 / FAN_IN) / TRUNC),
@@ -47,11 +50,15 @@ RANDOM_CASES: dict[str, tuple[Any, float, float, float | None]] = {
     "variance_scaling_default": ("variance_scaling", 0.0, math.sqrt(1 / FAN_IN), 2 * math.sqrt(1 / FAN_IN) / TRUNC),
     "variance_scaling_untruncated_fan_out": (
         {"name": "variance_scaling", "scale": 3.0, "mode": "fan_out", "distribution": "untruncated_normal"},
-        0.0, math.sqrt(3 / FAN_OUT), None,
+        0.0,
+        math.sqrt(3 / FAN_OUT),
+        None,
     ),
     "variance_scaling_uniform_fan_avg": (
         {"name": "VarianceScaling", "scale": 0.5, "mode": "fan_avg", "distribution": "uniform"},
-        0.0, math.sqrt(0.5 / 200), math.sqrt(3 * 0.5 / 200),
+        0.0,
+        math.sqrt(0.5 / 200),
+        math.sqrt(3 * 0.5 / 200),
     ),
 }
 
@@ -79,7 +86,9 @@ def test_fan_in_of_at_least_one() -> None:
     assert x.abs().max().item() > 0.9 * math.sqrt(6.0)
 
 
-@pytest.mark.parametrize("config,value", [("zeros", 0.0), ("ones", 1.0), ({"name": "constant", "value": 0.3}, 0.3), ("constant", 0.0)])
+@pytest.mark.parametrize(
+    "config,value", [("zeros", 0.0), ("ones", 1.0), ({"name": "constant", "value": 0.3}, 0.3), ("constant", 0.0)]
+)
 def test_constant_initializers(config: Any, value: float) -> None:
     x = torch.full((3, 4), 7.0)
     initializers.initialize_(x, config, fan_in=4, fan_out=3, generator=torch.Generator())
@@ -102,7 +111,11 @@ def test_orthogonal_needs_a_matrix() -> None:
 @pytest.mark.parametrize("config", ["glorot_uniform", "he_normal", "random_normal", "truncated_normal", "orthogonal"])
 def test_same_seed_same_weights_and_only_the_given_generator_is_used(config: str) -> None:
     global_state = torch.random.get_rng_state()
-    a, b, c = draw(config, seed=7, shape=(20, 30)), draw(config, seed=7, shape=(20, 30)), draw(config, seed=8, shape=(20, 30))
+    a, b, c = (
+        draw(config, seed=7, shape=(20, 30)),
+        draw(config, seed=7, shape=(20, 30)),
+        draw(config, seed=8, shape=(20, 30)),
+    )
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert torch.equal(torch.random.get_rng_state(), global_state)
@@ -162,7 +175,10 @@ def test_fans_refuse_shapes_that_do_not_fit(shape: tuple[int, ...], layout: str)
         ("random_normal", {"name": "random_normal", "mean": 0.0, "stddev": 0.05}),
         ("random_uniform", {"name": "random_uniform", "minval": -0.05, "maxval": 0.05}),
         ("truncated_normal", {"name": "truncated_normal", "mean": 0.0, "stddev": 0.05}),
-        ("variance_scaling", {"name": "variance_scaling", "scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}),
+        (
+            "variance_scaling",
+            {"name": "variance_scaling", "scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"},
+        ),
         ("orthogonal", {"name": "orthogonal", "gain": 1.0}),
         ("glorot_uniform", {"name": "glorot_uniform"}),
         ({"name": "random_normal", "stddev": 1}, {"name": "random_normal", "mean": 0.0, "stddev": 1.0}),
@@ -179,10 +195,19 @@ def test_resolve_fills_keras_defaults(config: Any, expected: dict[str, Any]) -> 
 @pytest.mark.parametrize(
     "spelling,name",
     [
-        ("GlorotUniform", "glorot_uniform"), ("HeNormal", "he_normal"), ("LecunNormal", "lecun_normal"),
-        ("RandomNormal", "random_normal"), ("Zeros", "zeros"), (" he_uniform ", "he_uniform"),
-        ("normal", "random_normal"), ("uniform", "random_uniform"), ("zero", "zeros"), ("one", "ones"),
-        ("Orthogonal", "orthogonal"), ("OrthogonalInitializer", "orthogonal"), ("TruncatedNormal", "truncated_normal"),
+        ("GlorotUniform", "glorot_uniform"),
+        ("HeNormal", "he_normal"),
+        ("LecunNormal", "lecun_normal"),
+        ("RandomNormal", "random_normal"),
+        ("Zeros", "zeros"),
+        (" he_uniform ", "he_uniform"),
+        ("normal", "random_normal"),
+        ("uniform", "random_uniform"),
+        ("zero", "zeros"),
+        ("one", "ones"),
+        ("Orthogonal", "orthogonal"),
+        ("OrthogonalInitializer", "orthogonal"),
+        ("TruncatedNormal", "truncated_normal"),
     ],
 )
 def test_resolve_accepts_keras_spellings_and_aliases(spelling: str, name: str) -> None:
@@ -192,7 +217,9 @@ def test_resolve_accepts_keras_spellings_and_aliases(spelling: str, name: str) -
 def test_every_initializer_resolves_and_draws() -> None:
     for name in initializers.INITIALIZERS:
         x = torch.empty(6, 5)
-        initializers.initialize_(x, initializers.resolve(name, path="p"), fan_in=5, fan_out=6, generator=torch.Generator())
+        initializers.initialize_(
+            x, initializers.resolve(name, path="p"), fan_in=5, fan_out=6, generator=torch.Generator()
+        )
         assert torch.isfinite(x).all()
 
 

@@ -8,12 +8,14 @@ import torch
 from trainlab import models
 from trainlab.errors import SpecError
 
-MLP = {"layers": [
-    {"type": "Flatten"},
-    {"type": "Dense", "units": 128, "activation": "relu"},
-    {"type": "Dense", "units": 64, "activation": "relu"},
-    {"type": "Dense", "units": 10, "activation": "softmax"},
-]}
+MLP = {
+    "layers": [
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 128, "activation": "relu"},
+        {"type": "Dense", "units": 64, "activation": "relu"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ]
+}
 
 
 def test_report_b_mlp_has_109386_parameters() -> None:
@@ -57,16 +59,18 @@ def test_glorot_uniform_bounds_hold_for_the_built_kernel() -> None:
 
 
 def test_cnn_same_padding_and_pooling_shapes_match_keras() -> None:
-    cnn = {"layers": [
-        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
-        {"type": "BatchNormalization"},
-        {"type": "MaxPooling2D", "pool_size": 2, "padding": "same"},
-        {"type": "Conv2D", "filters": 64, "kernel_size": 3, "strides": 2, "padding": "same"},
-        {"type": "MaxPooling2D", "pool_size": 2, "padding": "same"},
-        {"type": "Dropout", "rate": 0.25},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ]}
+    cnn = {
+        "layers": [
+            {"type": "Conv2D", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "BatchNormalization"},
+            {"type": "MaxPooling2D", "pool_size": 2, "padding": "same"},
+            {"type": "Conv2D", "filters": 64, "kernel_size": 3, "strides": 2, "padding": "same"},
+            {"type": "MaxPooling2D", "pool_size": 2, "padding": "same"},
+            {"type": "Dropout", "rate": 0.25},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+    }
     model = models.resolve(cnn, (1, 28, 28))
     rows = models.summary(model, (1, 28, 28))
     # Keras: 28 -> same conv 28 -> pool same 14 -> conv stride 2 same 7 -> pool same 4 (ceil(7/2))
@@ -80,24 +84,45 @@ def test_cnn_same_padding_and_pooling_shapes_match_keras() -> None:
 
 
 def test_batch_norm_uses_keras_momentum_and_epsilon() -> None:
-    model = models.resolve({"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 8}, {"type": "BatchNormalization"},
-                                        {"type": "Dense", "units": 10}]}, (1, 4, 4))
+    model = models.resolve(
+        {
+            "layers": [
+                {"type": "Flatten"},
+                {"type": "Dense", "units": 8},
+                {"type": "BatchNormalization"},
+                {"type": "Dense", "units": 10},
+            ]
+        },
+        (1, 4, 4),
+    )
     bn = models.build(model, (1, 4, 4), seed=0).body[2]
     assert isinstance(bn, models.KerasBatchNorm)
     assert bn.momentum == pytest.approx(0.99) and bn.epsilon == pytest.approx(1e-3)
 
 
 def test_l2_regularizer_adds_keras_penalty() -> None:
-    model = models.resolve({"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "kernel_regularizer": {"l2": 0.01}}]}, (1, 2, 2))
+    model = models.resolve(
+        {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "kernel_regularizer": {"l2": 0.01}}]}, (1, 2, 2)
+    )
     net = models.build(model, (1, 2, 2), seed=0)
     expected = 0.01 * net.body[1].weight.square().sum()
     assert torch.allclose(net.penalty(), expected)
-    assert models.resolve({"layers": [{"type": "Dense", "units": 1, "kernel_regularizer": "l1"}]})["layers"][0]["kernel_regularizer"] == {"l1": 0.01, "l2": 0.0}
+    assert models.resolve({"layers": [{"type": "Dense", "units": 1, "kernel_regularizer": "l1"}]})["layers"][0][
+        "kernel_regularizer"
+    ] == {"l1": 0.01, "l2": 0.0}
 
 
 def test_activation_parameters_reach_the_module() -> None:
-    model = models.resolve({"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 4, "activation": {"name": "leaky_relu", "alpha": 0.5}},
-                                       {"type": "Dense", "units": 10}]}, (1, 2, 2))
+    model = models.resolve(
+        {
+            "layers": [
+                {"type": "Flatten"},
+                {"type": "Dense", "units": 4, "activation": {"name": "leaky_relu", "alpha": 0.5}},
+                {"type": "Dense", "units": 10},
+            ]
+        },
+        (1, 2, 2),
+    )
     act = models.build(model, (1, 2, 2), seed=0).body[2]
     assert isinstance(act, torch.nn.LeakyReLU) and act.negative_slope == 0.5
 
@@ -121,19 +146,66 @@ def test_shape_errors_name_the_layer() -> None:
 LAYER_CASES: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...], int, int, list[str]]] = {
     "dense": ({"type": "Dense", "units": 10}, (784,), (10,), 7850, 7850, ["Linear"]),
     "dense without bias": ({"type": "Dense", "units": 4, "use_bias": False}, (3,), (4,), 12, 12, ["Linear"]),
-    "conv valid": ({"type": "Conv2D", "filters": 32, "kernel_size": 3}, (1, 28, 28), (32, 26, 26), 320, 320, ["Conv2d"]),
-    "conv same strided": ({"type": "Conv2D", "filters": 8, "kernel_size": [3, 5], "strides": 2, "padding": "same"},
-                          (3, 7, 9), (8, 4, 5), 368, 368, ["Conv2d"]),
-    "conv without bias": ({"type": "Convolution2D", "filters": 4, "kernel_size": 2, "strides": [1, 3], "use_bias": False},
-                          (2, 6, 10), (4, 5, 3), 32, 32, ["Conv2d"]),
+    "conv valid": (
+        {"type": "Conv2D", "filters": 32, "kernel_size": 3},
+        (1, 28, 28),
+        (32, 26, 26),
+        320,
+        320,
+        ["Conv2d"],
+    ),
+    "conv same strided": (
+        {"type": "Conv2D", "filters": 8, "kernel_size": [3, 5], "strides": 2, "padding": "same"},
+        (3, 7, 9),
+        (8, 4, 5),
+        368,
+        368,
+        ["Conv2d"],
+    ),
+    "conv without bias": (
+        {"type": "Convolution2D", "filters": 4, "kernel_size": 2, "strides": [1, 3], "use_bias": False},
+        (2, 6, 10),
+        (4, 5, 3),
+        32,
+        32,
+        ["Conv2d"],
+    ),
     "pool": ({"type": "MaxPooling2D"}, (32, 26, 26), (32, 13, 13), 0, 0, ["MaxPool2d"]),
-    "pool same": ({"type": "MaxPool2D", "pool_size": 3, "padding": "same"}, (4, 7, 7), (4, 3, 3), 0, 0, ["ConstantPad2d", "MaxPool2d"]),
-    "pool strided": ({"type": "MaxPooling2D", "pool_size": [2, 3], "strides": 1}, (2, 5, 6), (2, 4, 4), 0, 0, ["MaxPool2d"]),
+    "pool same": (
+        {"type": "MaxPool2D", "pool_size": 3, "padding": "same"},
+        (4, 7, 7),
+        (4, 3, 3),
+        0,
+        0,
+        ["ConstantPad2d", "MaxPool2d"],
+    ),
+    "pool strided": (
+        {"type": "MaxPooling2D", "pool_size": [2, 3], "strides": 1},
+        (2, 5, 6),
+        (2, 4, 4),
+        0,
+        0,
+        ["MaxPool2d"],
+    ),
     "flatten": ({"type": "Flatten"}, (32, 13, 13), (5408,), 0, 0, ["Flatten"]),
     "dropout": ({"type": "Dropout", "rate": 0.5}, (10,), (10,), 0, 0, ["Dropout"]),
     "batch norm": ({"type": "BatchNormalization"}, (16,), (16,), 64, 32, ["KerasBatchNorm"]),
-    "batch norm of channels, no beta": ({"type": "BatchNormalization", "center": False}, (8, 5, 5), (8, 5, 5), 24, 8, ["KerasBatchNorm"]),
-    "batch norm, nothing trains": ({"type": "BatchNormalization", "center": False, "scale": False}, (6,), (6,), 12, 0, ["KerasBatchNorm"]),
+    "batch norm of channels, no beta": (
+        {"type": "BatchNormalization", "center": False},
+        (8, 5, 5),
+        (8, 5, 5),
+        24,
+        8,
+        ["KerasBatchNorm"],
+    ),
+    "batch norm, nothing trains": (
+        {"type": "BatchNormalization", "center": False, "scale": False},
+        (6,),
+        (6,),
+        12,
+        0,
+        ["KerasBatchNorm"],
+    ),
     "activation": ({"type": "Activation", "activation": "relu"}, (3, 4, 4), (3, 4, 4), 0, 0, ["ReLU"]),
 }
 
@@ -169,16 +241,31 @@ def test_built_layer_has_the_shape_and_parameters_it_declares(case: str) -> None
 
 # Every layer type whose output shape can refuse its input: (layer, input shape, message).
 SHAPE_ERRORS: dict[str, tuple[dict, tuple[int, ...], str]] = {
-    "Dense on an image": ({"type": "Dense", "units": 3}, (1, 4, 4),
-                          "Dense needs a flat input but gets shape (1, 4, 4); put { type = \"Flatten\" } before it"),
-    "Conv2D on a vector": ({"type": "Conv2D", "filters": 2, "kernel_size": 3}, (16,),
-                           "Conv2D needs an image input (channels, height, width) but gets shape (16,)"),
-    "Conv2D too large": ({"type": "Conv2D", "filters": 2, "kernel_size": [2, 5]}, (1, 4, 4),
-                         "Conv2D leaves no pixels: input (1, 4, 4) with window (2, 5) and 'valid' padding"),
-    "MaxPooling2D on a vector": ({"type": "MaxPooling2D"}, (16,),
-                                 "MaxPooling2D needs an image input (channels, height, width) but gets shape (16,)"),
-    "MaxPooling2D too large": ({"type": "MaxPooling2D", "pool_size": 5}, (2, 3, 3),
-                               "MaxPooling2D leaves no pixels: input (2, 3, 3) with window (5, 5) and 'valid' padding"),
+    "Dense on an image": (
+        {"type": "Dense", "units": 3},
+        (1, 4, 4),
+        'Dense needs a flat input but gets shape (1, 4, 4); put { type = "Flatten" } before it',
+    ),
+    "Conv2D on a vector": (
+        {"type": "Conv2D", "filters": 2, "kernel_size": 3},
+        (16,),
+        "Conv2D needs an image input (channels, height, width) but gets shape (16,)",
+    ),
+    "Conv2D too large": (
+        {"type": "Conv2D", "filters": 2, "kernel_size": [2, 5]},
+        (1, 4, 4),
+        "Conv2D leaves no pixels: input (1, 4, 4) with window (2, 5) and 'valid' padding",
+    ),
+    "MaxPooling2D on a vector": (
+        {"type": "MaxPooling2D"},
+        (16,),
+        "MaxPooling2D needs an image input (channels, height, width) but gets shape (16,)",
+    ),
+    "MaxPooling2D too large": (
+        {"type": "MaxPooling2D", "pool_size": 5},
+        (2, 3, 3),
+        "MaxPooling2D leaves no pixels: input (2, 3, 3) with window (5, 5) and 'valid' padding",
+    ),
 }
 
 
@@ -197,8 +284,12 @@ def test_same_padding_limit_uses_each_windows_strides() -> None:
     10,093,329 values, over the 10M limit; a 3150-wide pooling (strides 3150, its size) pads them
     to 3150: 9,922,500 values, allowed."""
     with pytest.raises(SpecError, match=r"Conv2D with 'same' padding pads its input \(1, 28, 28\) to 3177x3177 pixels"):
-        models.resolve({"layers": [{"type": "Conv2D", "filters": 1, "kernel_size": 3150, "padding": "same"}]}, (1, 28, 28))
+        models.resolve(
+            {"layers": [{"type": "Conv2D", "filters": 1, "kernel_size": 3150, "padding": "same"}]}, (1, 28, 28)
+        )
     pooled = models.resolve({"layers": [{"type": "MaxPooling2D", "pool_size": 3150, "padding": "same"}]}, (1, 28, 28))
     assert models.shapes(pooled, (1, 28, 28)) == [(1, 1, 1)]
-    with pytest.raises(SpecError, match=r"MaxPooling2D with 'same' padding pads its input \(1, 28, 28\) to 3200x3200 pixels"):
+    with pytest.raises(
+        SpecError, match=r"MaxPooling2D with 'same' padding pads its input \(1, 28, 28\) to 3200x3200 pixels"
+    ):
         models.resolve({"layers": [{"type": "MaxPooling2D", "pool_size": 3200, "padding": "same"}]}, (1, 28, 28))

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
 from helpers import make_npz
+
 from trainlab import models, spec
 from trainlab.data.cache import DataCache
 from trainlab.engine.checkpoint import unpack
@@ -51,13 +51,17 @@ class KerasReference:
 
     def _normalise(self, x: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
         s = self._shape(x)
-        return (x - mean.reshape(s)) / np.sqrt(variance.reshape(s) + EPSILON) * self.gamma.reshape(s) + self.beta.reshape(s)
+        return (x - mean.reshape(s)) / np.sqrt(variance.reshape(s) + EPSILON) * self.gamma.reshape(
+            s
+        ) + self.beta.reshape(s)
 
 
 def built_norm(input_shape: tuple[int, ...]) -> torch.nn.Module:
     """The BatchNormalization module trainlab builds for a Dense (flat input) or Conv2D model,
     with gamma and beta set away from 1 and 0 so that both show in the outputs."""
-    first: dict[str, Any] = {"type": "Dense", "units": 4} if len(input_shape) == 1 else {"type": "Conv2D", "filters": 4, "kernel_size": 1}
+    first: dict[str, Any] = (
+        {"type": "Dense", "units": 4} if len(input_shape) == 1 else {"type": "Conv2D", "filters": 4, "kernel_size": 1}
+    )
     model = models.resolve({"layers": [first, {"type": "BatchNormalization"}]}, input_shape)
     norm = models.build(model, input_shape, seed=0).body[1]
     with torch.no_grad():
@@ -110,7 +114,9 @@ def test_a_one_example_batch_passes_only_beta_its_gradient() -> None:
     assert torch.equal(beta, upstream[0])
 
 
-@pytest.mark.parametrize("shape", [(8, 4), (1, 4), (8, 4, 3, 3), (1, 4, 2, 2)], ids=["dense-8", "dense-1", "conv-8", "conv-1"])
+@pytest.mark.parametrize(
+    "shape", [(8, 4), (1, 4), (8, 4, 3, 3), (1, 4, 2, 2)], ids=["dense-8", "dense-1", "conv-8", "conv-1"]
+)
 def test_moving_statistics_after_several_steps_and_inference_match_keras(shape: tuple[int, ...]) -> None:
     norm = built_norm(shape[1:2] if len(shape) == 2 else shape[1:])
     keras = KerasReference(norm.weight.detach().numpy(), norm.bias.detach().numpy())
@@ -157,8 +163,16 @@ def test_the_lowered_sgd_step_leaves_batch_norm_models_to_the_autograd_loop() ->
     from trainlab.optim import Optimizer, resolve
     from trainlab.trial import TrainSettings
 
-    settings = TrainSettings(epochs=1, batch_size=1, loss="sparse_categorical_crossentropy", shuffle=True,
-                             monitor="val_loss", keep="last", early_stopping=None, reduce_lr_on_plateau=None)
+    settings = TrainSettings(
+        epochs=1,
+        batch_size=1,
+        loss="sparse_categorical_crossentropy",
+        shuffle=True,
+        monitor="val_loss",
+        keep="last",
+        early_stopping=None,
+        reduce_lr_on_plateau=None,
+    )
     dense = [{"type": "Dense", "units": 4, "activation": "relu"}, {"type": "Dense", "units": 3}]
     for layers, lowered in ((dense, True), ([dense[0], {"type": "BatchNormalization"}, dense[1]], False)):
         net = models.build(models.resolve({"layers": layers}, (5,)), (5,), seed=0)
@@ -200,8 +214,10 @@ label = "nesterov"
 optimizer = {{ name = "sgd", momentum = 0.5, nesterov = true, learning_rate = 0.02 }}
 """
 DENSE = '[{ type = "Flatten" }, { type = "Dense", units = 16, activation = "relu" }, { type = "BatchNormalization" }, { type = "Dense", units = 3, activation = "softmax" }]'
-CONV = ('[{ type = "Conv2D", filters = 4, kernel_size = 3, activation = "relu" }, { type = "BatchNormalization" }, '
-        '{ type = "MaxPooling2D" }, { type = "Flatten" }, { type = "BatchNormalization" }, { type = "Dense", units = 3, activation = "softmax" }]')
+CONV = (
+    '[{ type = "Conv2D", filters = 4, kernel_size = 3, activation = "relu" }, { type = "BatchNormalization" }, '
+    '{ type = "MaxPooling2D" }, { type = "Flatten" }, { type = "BatchNormalization" }, { type = "Dense", units = 3, activation = "softmax" }]'
+)
 
 
 def train(tmp_path: Path, name: str, layers: str, batch_size: int, population: int) -> dict[str, Any]:
@@ -216,15 +232,23 @@ def train(tmp_path: Path, name: str, layers: str, batch_size: int, population: i
         for trial in store.trials(record.id):
             artifact = store.artifact(trial.id, WEIGHTS)
             assert artifact is not None
-            out[trial.label] = {"status": trial.status, "population": trial.result["population"],
-                                "epochs": [{k: v for k, v in e.metrics.items() if k != "seconds"} for e in store.epochs(trial.id)],
-                                "weights": unpack(artifact.data)[0]["model"]}
+            out[trial.label] = {
+                "status": trial.status,
+                "population": trial.result["population"],
+                "epochs": [{k: v for k, v in e.metrics.items() if k != "seconds"} for e in store.epochs(trial.id)],
+                "weights": unpack(artifact.data)[0]["model"],
+            }
     return out
 
 
-@pytest.mark.parametrize(("layers", "batch_size"), [(DENSE, 1), (DENSE, 16), (DENSE, 192), (CONV, 16)],
-                         ids=["dense-1", "dense-16", "dense-192", "conv-16"])
-def test_a_one_example_last_batch_trains_alone_and_in_a_population_alike(tmp_path: Path, layers: str, batch_size: int) -> None:
+@pytest.mark.parametrize(
+    ("layers", "batch_size"),
+    [(DENSE, 1), (DENSE, 16), (DENSE, 192), (CONV, 16)],
+    ids=["dense-1", "dense-16", "dense-192", "conv-16"],
+)
+def test_a_one_example_last_batch_trains_alone_and_in_a_population_alike(
+    tmp_path: Path, layers: str, batch_size: int
+) -> None:
     """Three SGD variants (Adam's normalised steps turn rounding-level gradients of a Dense bias
     before the normalisation into visible weight differences, with or without a short batch)."""
     assert (193 - 1) % batch_size == 0, "the last batch of every epoch holds one example"
@@ -244,4 +268,6 @@ def test_a_one_example_last_batch_trains_alone_and_in_a_population_alike(tmp_pat
             assert torch.allclose(w.double(), b["weights"][key].double(), atol=1e-4), (label, key)
         steps = 3 * -(-193 // batch_size)
         tracked = [w for key, w in a["weights"].items() if key.endswith("num_batches_tracked")]
-        assert tracked and all(int(t) == steps for t in tracked), "every batch, the one-example one included, updated the statistics"
+        assert tracked and all(int(t) == steps for t in tracked), (
+            "every batch, the one-example one included, updated the statistics"
+        )

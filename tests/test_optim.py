@@ -71,8 +71,16 @@ def keras_reference(config: Mapping[str, Any], params: Vectors, grads_seq: Seque
 
 
 def _reference_element(
-    name: str, c: Mapping[str, Any], x: float, g: float, s: dict[str, Any], i: int, j: int,
-    lr: float, t: int, u_product: float,
+    name: str,
+    c: Mapping[str, Any],
+    x: float,
+    g: float,
+    s: dict[str, Any],
+    i: int,
+    j: int,
+    lr: float,
+    t: int,
+    u_product: float,
 ) -> float:
     m, v = s["m"][i], s["v"][i]
     if name == "sgd":
@@ -147,8 +155,11 @@ def assert_matches(got: list[Vectors], expected: list[Vectors], rtol: float = 2e
     for step, (g_step, e_step) in enumerate(zip(got, expected, strict=True)):
         for g, e in zip(g_step, e_step, strict=True):
             torch.testing.assert_close(
-                torch.tensor(g, dtype=torch.float64), torch.tensor(e, dtype=torch.float64),
-                rtol=rtol, atol=atol, msg=lambda m, step=step: f"update {step + 1}: {m}",
+                torch.tensor(g, dtype=torch.float64),
+                torch.tensor(e, dtype=torch.float64),
+                rtol=rtol,
+                atol=atol,
+                msg=lambda m, step=step: f"update {step + 1}: {m}",
             )
 
 
@@ -227,41 +238,55 @@ def test_literal_single_steps() -> None:
 # one update with gradient 0.01, then updates with gradient (0.1, 0.2, ..., 1.0); rows are x before
 # each of those.
 KERAS_GOLDEN: dict[str, tuple[dict[str, Any], list[list[float]]]] = {
-    "sgd": ({"name": "SGD", "nesterov": True}, [
-        [0.9999] * 10,
-        [0.9989, 0.9979, 0.9969, 0.9959, 0.9949, 0.9939, 0.9929, 0.9919, 0.9909, 0.9899],
-        [0.9979, 0.9959, 0.9939, 0.9919, 0.9899, 0.9879, 0.9859, 0.9839, 0.9819, 0.9799],
-        [0.9969, 0.9939, 0.9909, 0.9879, 0.9849, 0.9819, 0.9789, 0.9759, 0.9729, 0.9699],
-        [0.9959, 0.9919, 0.9879, 0.9839, 0.9799, 0.9759, 0.9719, 0.9679, 0.9639, 0.9599],
-    ]),
+    "sgd": (
+        {"name": "SGD", "nesterov": True},
+        [
+            [0.9999] * 10,
+            [0.9989, 0.9979, 0.9969, 0.9959, 0.9949, 0.9939, 0.9929, 0.9919, 0.9909, 0.9899],
+            [0.9979, 0.9959, 0.9939, 0.9919, 0.9899, 0.9879, 0.9859, 0.9839, 0.9819, 0.9799],
+            [0.9969, 0.9939, 0.9909, 0.9879, 0.9849, 0.9819, 0.9789, 0.9759, 0.9729, 0.9699],
+            [0.9959, 0.9919, 0.9879, 0.9839, 0.9799, 0.9759, 0.9719, 0.9679, 0.9639, 0.9599],
+        ],
+    ),
     "adam_amsgrad": ({"name": "Adam", "amsgrad": True}, [[x] * 10 for x in (0.999, 0.9982, 0.9974, 0.9965, 0.9955)]),
-    "rmsprop_centered": ({"name": "RMSprop", "centered": True}, [
-        [x] * 10 for x in (0.9967, 0.9933, 0.9908, 0.9885, 0.9864)
-    ]),
-    "adagrad": ({"name": "Adagrad", "learning_rate": 0.2, "initial_accumulator_value": 0.3, "epsilon": 1e-6}, [
-        [0.9963] * 10,
-        [0.9604, 0.9278, 0.9003, 0.8784, 0.8615, 0.8487, 0.8388, 0.8313, 0.8255, 0.8209],
-        [0.9251, 0.8629, 0.8137, 0.7768, 0.7497, 0.7298, 0.7151, 0.704, 0.6956, 0.6891],
-        [0.8903, 0.8012, 0.7342, 0.6862, 0.6521, 0.6277, 0.6099, 0.5967, 0.5867, 0.579],
-        [0.856, 0.7422, 0.6604, 0.6037, 0.5644, 0.5367, 0.5168, 0.5021, 0.491, 0.4825],
-    ]),
-    "adamax": ({"name": "Adamax", "learning_rate": 0.2, "beta_1": 0.85, "beta_2": 0.95, "epsilon": 1e-6}, [
-        [0.8] * 10,
-        [0.6827, 0.6873, 0.6888, 0.6896, 0.6901, 0.6904, 0.6906, 0.6908, 0.6909, 0.691],
-        [0.5333, 0.5407, 0.5431, 0.5444, 0.5451, 0.5456, 0.546, 0.5462, 0.5464, 0.5466],
-        [0.368, 0.3773, 0.3804, 0.382, 0.3829, 0.3835, 0.384, 0.3843, 0.3846, 0.3848],
-        [0.1933, 0.204, 0.2076, 0.2094, 0.2105, 0.2112, 0.2117, 0.2121, 0.2124, 0.2126],
-    ]),
-    "nadam": ({"name": "Nadam", "learning_rate": 0.5, "beta_1": 0.5, "beta_2": 0.67, "epsilon": 1e-5}, [
-        [0.4281] * 10,
-        [-0.1738, -0.1731, -0.1726, -0.1723, -0.1721, -0.172, -0.1719, -0.1718, -0.1718, -0.1717],
-        [-0.7115, -0.7103, -0.7096, -0.7092, -0.709, -0.7088, -0.7086, -0.7085, -0.7085, -0.7084],
-        [-1.2335, -1.2322, -1.2313, -1.2309, -1.2306, -1.2304, -1.2302, -1.2301, -1.23, -1.2299],
-        [-1.7492, -1.7478, -1.7469, -1.7464, -1.7461, -1.7459, -1.7457, -1.7456, -1.7455, -1.7454],
-    ]),
-    "adadelta": ({"name": "Adadelta", "learning_rate": 1.0, "rho": 0.8, "epsilon": 1e-6}, [
-        [x] * 10 for x in (0.9978, 0.9947, 0.9915, 0.9882, 0.9849)
-    ]),
+    "rmsprop_centered": (
+        {"name": "RMSprop", "centered": True},
+        [[x] * 10 for x in (0.9967, 0.9933, 0.9908, 0.9885, 0.9864)],
+    ),
+    "adagrad": (
+        {"name": "Adagrad", "learning_rate": 0.2, "initial_accumulator_value": 0.3, "epsilon": 1e-6},
+        [
+            [0.9963] * 10,
+            [0.9604, 0.9278, 0.9003, 0.8784, 0.8615, 0.8487, 0.8388, 0.8313, 0.8255, 0.8209],
+            [0.9251, 0.8629, 0.8137, 0.7768, 0.7497, 0.7298, 0.7151, 0.704, 0.6956, 0.6891],
+            [0.8903, 0.8012, 0.7342, 0.6862, 0.6521, 0.6277, 0.6099, 0.5967, 0.5867, 0.579],
+            [0.856, 0.7422, 0.6604, 0.6037, 0.5644, 0.5367, 0.5168, 0.5021, 0.491, 0.4825],
+        ],
+    ),
+    "adamax": (
+        {"name": "Adamax", "learning_rate": 0.2, "beta_1": 0.85, "beta_2": 0.95, "epsilon": 1e-6},
+        [
+            [0.8] * 10,
+            [0.6827, 0.6873, 0.6888, 0.6896, 0.6901, 0.6904, 0.6906, 0.6908, 0.6909, 0.691],
+            [0.5333, 0.5407, 0.5431, 0.5444, 0.5451, 0.5456, 0.546, 0.5462, 0.5464, 0.5466],
+            [0.368, 0.3773, 0.3804, 0.382, 0.3829, 0.3835, 0.384, 0.3843, 0.3846, 0.3848],
+            [0.1933, 0.204, 0.2076, 0.2094, 0.2105, 0.2112, 0.2117, 0.2121, 0.2124, 0.2126],
+        ],
+    ),
+    "nadam": (
+        {"name": "Nadam", "learning_rate": 0.5, "beta_1": 0.5, "beta_2": 0.67, "epsilon": 1e-5},
+        [
+            [0.4281] * 10,
+            [-0.1738, -0.1731, -0.1726, -0.1723, -0.1721, -0.172, -0.1719, -0.1718, -0.1718, -0.1717],
+            [-0.7115, -0.7103, -0.7096, -0.7092, -0.709, -0.7088, -0.7086, -0.7085, -0.7085, -0.7084],
+            [-1.2335, -1.2322, -1.2313, -1.2309, -1.2306, -1.2304, -1.2302, -1.2301, -1.23, -1.2299],
+            [-1.7492, -1.7478, -1.7469, -1.7464, -1.7461, -1.7459, -1.7457, -1.7456, -1.7455, -1.7454],
+        ],
+    ),
+    "adadelta": (
+        {"name": "Adadelta", "learning_rate": 1.0, "rho": 0.8, "epsilon": 1e-6},
+        [[x] * 10 for x in (0.9978, 0.9947, 0.9915, 0.9882, 0.9849)],
+    ),
 }
 
 
@@ -292,7 +317,9 @@ def test_clipping_literals() -> None:
     got = run({"name": "sgd", "learning_rate": 1.0, "clipvalue": 1.0}, [[0.0, 0.0]], [[[100.0, -100.0]]])
     assert got[0][0] == pytest.approx([-1.0, 1.0])
     # Global: norm of (3, 4) and (12,) is 13 -> scale 1/13.
-    got = run({"name": "sgd", "learning_rate": 1.0, "global_clipnorm": 1.0}, [[0.0, 0.0], [0.0]], [[[3.0, 4.0], [12.0]]])
+    got = run(
+        {"name": "sgd", "learning_rate": 1.0, "global_clipnorm": 1.0}, [[0.0, 0.0], [0.0]], [[[3.0, 4.0], [12.0]]]
+    )
     assert got[0] == [pytest.approx([-3 / 13, -4 / 13]), pytest.approx([-12 / 13])]
 
 
@@ -344,7 +371,9 @@ def test_the_step_counter_is_the_live_count_that_functional_updates_advance() ->
     params = [torch.zeros(3)]
     opt = optim.Optimizer(params, {"name": "sgd", "learning_rate": 0.1, "decay": 0.5})
     for _ in range(3):
-        optim.apply_gradients(opt.definition, opt.params, [torch.ones(3)], opt.state, opt.hp, opt.step_counter, opt.opts)
+        optim.apply_gradients(
+            opt.definition, opt.params, [torch.ones(3)], opt.state, opt.hp, opt.step_counter, opt.opts
+        )
     assert opt.iterations == 3
     assert opt.current_lr() == pytest.approx(0.1 / (1 + 0.5 * 3), rel=1e-6)
     expected = -sum(0.1 / (1 + 0.5 * k) for k in range(3))
@@ -392,7 +421,9 @@ def _quadratic() -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Ten
     return params, targets, curvature
 
 
-def _loss_and_grads(params: list[torch.Tensor], targets: list[torch.Tensor], curvature: list[torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
+def _loss_and_grads(
+    params: list[torch.Tensor], targets: list[torch.Tensor], curvature: list[torch.Tensor]
+) -> tuple[float, list[torch.Tensor]]:
     loss = sum(float((a * (p - c) ** 2).sum()) / 2 for p, c, a in zip(params, targets, curvature))
     return loss, [a * (p - c) for p, c, a in zip(params, targets, curvature)]
 
@@ -470,7 +501,12 @@ KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
     "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False},
     "adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False},
     "adamw": {
-        "learning_rate": 0.001, "weight_decay": 0.004, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False,
+        "learning_rate": 0.001,
+        "weight_decay": 0.004,
+        "beta_1": 0.9,
+        "beta_2": 0.999,
+        "epsilon": 1e-7,
+        "amsgrad": False,
     },
     "adagrad": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
     "adamax": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
@@ -485,7 +521,11 @@ def test_resolve_fills_keras_defaults_exactly(name: str) -> None:
     expected = {"name": name, **COMMON, **KERAS_DEFAULTS[name]}
     assert optim.resolve(name) == expected
     assert optim.resolve({"name": name}) == expected
-    assert list(optim.resolve(name)) == ["name", *KERAS_DEFAULTS[name], *(k for k in COMMON if k not in KERAS_DEFAULTS[name])]
+    assert list(optim.resolve(name)) == [
+        "name",
+        *KERAS_DEFAULTS[name],
+        *(k for k in COMMON if k not in KERAS_DEFAULTS[name]),
+    ]
 
 
 @pytest.mark.parametrize("case", TABLE)
@@ -499,7 +539,9 @@ def test_keras_defaults_table_covers_every_optimizer() -> None:
     assert set(KERAS_DEFAULTS) == set(optim.OPTIMIZERS)
 
 
-@pytest.mark.parametrize("spelling,name", [("SGD", "sgd"), ("RMSprop", "rmsprop"), ("Adam", "adam"), (" Nadam ", "nadam")])
+@pytest.mark.parametrize(
+    "spelling,name", [("SGD", "sgd"), ("RMSprop", "rmsprop"), ("Adam", "adam"), (" Nadam ", "nadam")]
+)
 def test_resolve_names_are_case_insensitive(spelling: str, name: str) -> None:
     assert optim.resolve(spelling)["name"] == name
 
@@ -515,7 +557,7 @@ def test_resolve_normalizes_values() -> None:
     [
         ("adamm", "optimizer", "did you mean 'adam'"),
         ({"name": "rmsprob"}, "optimizer.name", "did you mean 'rmsprop'"),
-        ("momentum", "optimizer", 'momentum = 0.9'),
+        ("momentum", "optimizer", "momentum = 0.9"),
         ({"name": "adam", "beta1": 0.9}, "optimizer.beta1", "did you mean 'beta_1'"),
         ({"name": "adam", "momentum": 0.9}, "optimizer.momentum", "allowed: amsgrad, beta_1"),
         ({"name": "sgd", "momentum": 1.5}, "optimizer.momentum", "[0, 1]"),
@@ -554,13 +596,16 @@ POPULATIONS: dict[str, list[dict[str, Any]]] = {
         {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "decay": 0.1},
         {"name": "sgd", "learning_rate": 0.2, "momentum": 0.5, "weight_decay": 0.01},
     ],
-    "sgd_nesterov": [{"name": "sgd", "learning_rate": lr, "momentum": 0.9, "nesterov": True} for lr in (0.1, 0.01, 0.3)],
+    "sgd_nesterov": [
+        {"name": "sgd", "learning_rate": lr, "momentum": 0.9, "nesterov": True} for lr in (0.1, 0.01, 0.3)
+    ],
     "rmsprop_centered_momentum": [
         {"name": "rmsprop", "learning_rate": 0.01, "rho": rho, "momentum": mom, "centered": True}
         for rho, mom in ((0.9, 0.0), (0.8, 0.5), (0.95, 0.9))
     ],
     "adam_amsgrad": [
-        {"name": "adam", "learning_rate": lr, "beta_1": b1, "amsgrad": True} for lr, b1 in ((0.1, 0.9), (0.01, 0.5), (0.05, 0.0))
+        {"name": "adam", "learning_rate": lr, "beta_1": b1, "amsgrad": True}
+        for lr, b1 in ((0.1, 0.9), (0.01, 0.5), (0.05, 0.0))
     ],
     "adam_clipnorm": [{"name": "adam", "clipnorm": c} for c in (0.1, 1.0, 10.0)],
     "adam_global_clipnorm": [{"name": "adam", "global_clipnorm": c} for c in (0.1, 1.0, 10.0)],

@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from factories import load_study, tiny_study_tables
 from helpers import make_npz
+
 from trainlab import models, planner, spec
 from trainlab.data.cache import DataCache
 from trainlab.engine.lowered import lower
 from trainlab.executors import run_local
 from trainlab.optim import Optimizer
-from trainlab.trial import TrialSpec
 from trainlab.store import Store
+from trainlab.trial import TrialSpec
 
 INPUT = (1, 28, 28)
 MLP = [
@@ -26,25 +26,41 @@ MLP = [
 ]
 
 
-def trial_spec(*, optimizer: Any = "sgd", batch_size: Any = 32, layers: list[dict[str, Any]] | None = None,
-               epochs: int = 3) -> TrialSpec:
+def trial_spec(
+    *, optimizer: Any = "sgd", batch_size: Any = 32, layers: list[dict[str, Any]] | None = None, epochs: int = 3
+) -> TrialSpec:
     """A resolved MNIST trial spec, as a study resolves it."""
-    return TrialSpec.from_json(spec.resolve_trial({
-        "data": {"name": "mnist", "split": {"kind": "first", "validation": 5000}},
-        "model": {"layers": copy.deepcopy(layers or MLP)},
-        "optimizer": optimizer,
-        "train": {"epochs": epochs, "batch_size": batch_size},
-    }))
+    return TrialSpec.from_json(
+        spec.resolve_trial(
+            {
+                "data": {"name": "mnist", "split": {"kind": "first", "validation": 5000}},
+                "model": {"layers": copy.deepcopy(layers or MLP)},
+                "optimizer": optimizer,
+                "train": {"epochs": epochs, "batch_size": batch_size},
+            }
+        )
+    )
 
 
 def plan(trials: list[planner.Planned], **options: Any) -> dict[str, planner.Plan]:
     return planner.plan_trials(trials, input_shape=lambda s: INPUT, train_size=lambda s: 55000, **options)
 
 
-@pytest.mark.parametrize(("n", "limit", "sizes"), [
-    (1, 16, [1]), (3, 16, [3]), (16, 16, [16]), (17, 16, [9, 8]), (18, 16, [9, 9]), (33, 16, [11, 11, 11]),
-    (3, 2, [2, 1]), (5, 2, [2, 2, 1]), (4, 1, [1, 1, 1, 1]), (0, 16, []),
-])
+@pytest.mark.parametrize(
+    ("n", "limit", "sizes"),
+    [
+        (1, 16, [1]),
+        (3, 16, [3]),
+        (16, 16, [16]),
+        (17, 16, [9, 8]),
+        (18, 16, [9, 9]),
+        (33, 16, [11, 11, 11]),
+        (3, 2, [2, 1]),
+        (5, 2, [2, 2, 1]),
+        (4, 1, [1, 1, 1, 1]),
+        (0, 16, []),
+    ],
+)
 def test_groups_split_into_near_equal_consecutive_populations(n: int, limit: int, sizes: list[int]) -> None:
     hashes = [f"h{i}" for i in range(n)]
     parts = planner.split_group(hashes, limit)
@@ -79,13 +95,29 @@ def test_auto_workers_from_the_groups_of_the_whole_study() -> None:
     assert planner.auto_workers([], cores=2) == 1
 
 
-@pytest.mark.parametrize(("batch_size", "layers", "available", "threads"), [
-    (1, MLP, 2, 1), (16, MLP, 4, 1), (17, MLP, 4, 4), ("full", MLP, 2, 2), (32, MLP, 0, 1),
-    (1, [{"type": "Conv2D", "filters": 2, "kernel_size": 3}, {"type": "Flatten"},
-         {"type": "Dense", "units": 10, "activation": "softmax"}], 2, 2),
-])
-def test_threads_follow_the_batch_and_the_model(batch_size: Any, layers: list[dict[str, Any]], available: int,
-                                                threads: int) -> None:
+@pytest.mark.parametrize(
+    ("batch_size", "layers", "available", "threads"),
+    [
+        (1, MLP, 2, 1),
+        (16, MLP, 4, 1),
+        (17, MLP, 4, 4),
+        ("full", MLP, 2, 2),
+        (32, MLP, 0, 1),
+        (
+            1,
+            [
+                {"type": "Conv2D", "filters": 2, "kernel_size": 3},
+                {"type": "Flatten"},
+                {"type": "Dense", "units": 10, "activation": "softmax"},
+            ],
+            2,
+            2,
+        ),
+    ],
+)
+def test_threads_follow_the_batch_and_the_model(
+    batch_size: Any, layers: list[dict[str, Any]], available: int, threads: int
+) -> None:
     assert planner.threads_for(trial_spec(batch_size=batch_size, layers=layers), available) == threads
 
 
@@ -96,10 +128,18 @@ LOWERING_CASES = {
     "adam": ({"optimizer": "adam", "batch_size": 1}, False),
     "full batch": ({"optimizer": "sgd", "batch_size": "full"}, False),
     "clipnorm": ({"optimizer": {"name": "sgd", "clipnorm": 1.0}, "batch_size": 1}, False),
-    "dropout": ({"optimizer": "sgd", "batch_size": 1, "layers": [*MLP[:2], {"type": "Dropout", "rate": 0.5}, MLP[2]]},
-                False),
-    "l2": ({"optimizer": "sgd", "batch_size": 1,
-            "layers": [MLP[0], {**MLP[1], "kernel_regularizer": {"l2": 0.01}}, MLP[2]]}, False),
+    "dropout": (
+        {"optimizer": "sgd", "batch_size": 1, "layers": [*MLP[:2], {"type": "Dropout", "rate": 0.5}, MLP[2]]},
+        False,
+    ),
+    "l2": (
+        {
+            "optimizer": "sgd",
+            "batch_size": 1,
+            "layers": [MLP[0], {**MLP[1], "kernel_regularizer": {"l2": 0.01}}, MLP[2]],
+        },
+        False,
+    ),
 }
 
 
@@ -123,7 +163,9 @@ def test_eager_estimate_by_hand() -> None:
 
 def test_plans_of_a_sweep() -> None:
     """Three optimizers x two seeds: a population of three per seed, eager (short), every core."""
-    trials = [planner.Planned(f"{o}{s}", s, trial_spec(optimizer=o)) for s in (0, 1) for o in ("sgd", "adam", "rmsprop")]
+    trials = [
+        planner.Planned(f"{o}{s}", s, trial_spec(optimizer=o)) for s in (0, 1) for o in ("sgd", "adam", "rmsprop")
+    ]
     plans = plan(trials, cores=2)
     assert plans == plan(list(trials), cores=2)  # the same study plans the same way
     by_seed = {s: {plans[t.hash].population for t in trials if t.seed == s} for s in (0, 1)}
@@ -136,10 +178,15 @@ def test_plans_of_a_sweep() -> None:
 
 
 def test_population_one_trains_every_trial_alone_with_its_engine_step() -> None:
-    trials = [planner.Planned("sgd", 0, trial_spec(batch_size=1)), planner.Planned("adam", 0, trial_spec(optimizer="adam", batch_size=1))]
+    trials = [
+        planner.Planned("sgd", 0, trial_spec(batch_size=1)),
+        planner.Planned("adam", 0, trial_spec(optimizer="adam", batch_size=1)),
+    ]
     plans = plan(trials, population=1, cores=2)
     assert [(p.population, p.members, p.step, p.threads) for p in plans.values()] == [
-        (None, 1, "lowered", 1), (None, 1, "autograd", 1)]
+        (None, 1, "lowered", 1),
+        (None, 1, "autograd", 1),
+    ]
 
 
 def test_a_long_population_is_compiled() -> None:

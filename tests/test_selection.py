@@ -22,8 +22,10 @@ NAN = float("nan")
 # --- the pieces ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("metric,other", [("val_accuracy", "val_loss"), ("val_loss", "val_accuracy"),
-                                          ("val_mse", "val_loss"), ("val_mae", "val_loss")])
+@pytest.mark.parametrize(
+    "metric,other",
+    [("val_accuracy", "val_loss"), ("val_loss", "val_accuracy"), ("val_mse", "val_loss"), ("val_mae", "val_loss")],
+)
 def test_the_tie_break_metric_is_the_other_validation_metric(metric: str, other: str) -> None:
     assert selection.tie_break(metric) == other
 
@@ -123,15 +125,24 @@ SEEDS = {
 def test_a_report_chooses_by_the_same_rule(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.db") as store:
         study_id = store.ensure_study("sel", json.dumps({"study": {"name": "sel"}}), "h", None)
-        store.add_trials(study_id, [NewTrial(f"{label}{seed}", label, {}, seed, SPEC)
-                                    for label, rows in SEEDS.items() for seed in range(len(rows))])
+        store.add_trials(
+            study_id,
+            [
+                NewTrial(f"{label}{seed}", label, {}, seed, SPEC)
+                for label, rows in SEEDS.items()
+                for seed in range(len(rows))
+            ],
+        )
         ids = {t.hash: t.id for t in store.trials(study_id)}
         for label, rows in SEEDS.items():
             for seed, (status, acc, loss) in enumerate(rows):
                 trial_id = ids[f"{label}{seed}"]
                 assert store.claim(trial_id, "me")
-                result = None if status == "failed" else {
-                    "best_epoch": 0, "best": {"val_accuracy": acc, "val_loss": loss}, "epochs": 1}
+                result = (
+                    None
+                    if status == "failed"
+                    else {"best_epoch": 0, "best": {"val_accuracy": acc, "val_loss": loss}, "epochs": 1}
+                )
                 store.finish_trial(trial_id, "me", status, result=result, error="boom" if status == "failed" else None)
         report = study_report(store, "sel")
     assert report["selection"]["chosen"] == "tied-better"

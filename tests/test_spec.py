@@ -77,7 +77,9 @@ def test_hash_depends_on_seed_and_spec_and_is_stable() -> None:
 def test_round_trip_through_stored_json() -> None:
     import json
 
-    study = parse('\n[[compare]]\nlabel = "a"\noptimizer = "adam"\n[[compare]]\nlabel = "s"\noptimizer = { name = "sgd", momentum = 0.9 }\n')
+    study = parse(
+        '\n[[compare]]\nlabel = "a"\noptimizer = "adam"\n[[compare]]\nlabel = "s"\noptimizer = { name = "sgd", momentum = 0.9 }\n'
+    )
     again = spec.from_dict(json.loads(study.spec_json()))
     assert [t.hash for t in again.trials()] == [t.hash for t in study.trials()]
     assert again.hash == study.hash
@@ -104,8 +106,11 @@ optimizer = { name = "adam" }
 
 
 def test_key_paths_edit_list_elements_and_model_defaults_skip_the_output() -> None:
-    base = BASE.replace('units = 32, activation = "relu"', "units = 32").replace("[model]", '[model]\nactivation = "relu"')
-    study = parse("""
+    base = BASE.replace('units = 32, activation = "relu"', "units = 32").replace(
+        "[model]", '[model]\nactivation = "relu"'
+    )
+    study = parse(
+        """
 [[compare]]
 label = "sigmoid"
 "model.layers[1].activation" = "sigmoid"
@@ -116,7 +121,9 @@ label = "relu"
 [[compare]]
 label = "selu-lecun"
 model = { activation = "selu", kernel_initializer = "lecun_normal" }
-""", base=base)
+""",
+        base=base,
+    )
     sig, relu, selu = study.variants
     assert sig.spec["model"]["layers"][1]["activation"]["name"] == "sigmoid"
     assert relu.spec["model"]["layers"][1]["activation"]["name"] == "relu"
@@ -138,26 +145,39 @@ optimizer = "sgd"
 """)
     labels = [v.label for v in study.variants]
     assert labels == [
-        "sgd learning_rate=0.1 batch_size=32", "sgd learning_rate=0.1 batch_size=128",
-        "sgd learning_rate=0.01 batch_size=32", "sgd learning_rate=0.01 batch_size=128",
+        "sgd learning_rate=0.1 batch_size=32",
+        "sgd learning_rate=0.1 batch_size=128",
+        "sgd learning_rate=0.01 batch_size=32",
+        "sgd learning_rate=0.01 batch_size=128",
     ]
     assert study.variants[1].params == {"optimizer.learning_rate": 0.1, "train.batch_size": 128}
     assert len(study.trials()) == 8
 
 
 def test_seeds_as_a_count_and_full_batch() -> None:
-    study = parse(base=BASE.replace("seeds = [0, 1]", "seeds = 3").replace("epochs = 2", "epochs = 2\nbatch_size = \"full\""))
+    study = parse(
+        base=BASE.replace("seeds = [0, 1]", "seeds = 3").replace("epochs = 2", 'epochs = 2\nbatch_size = "full"')
+    )
     assert study.seeds == (0, 1, 2)
     assert study.variants[0].spec["train"]["batch_size"] == "full"
 
 
 def test_callbacks_get_keras_defaults_and_auto_mode() -> None:
-    study = parse(base=BASE + 'early_stopping = { monitor = "val_accuracy", patience = 2 }\nreduce_lr_on_plateau = { patience = 3 }\n')
+    study = parse(
+        base=BASE
+        + 'early_stopping = { monitor = "val_accuracy", patience = 2 }\nreduce_lr_on_plateau = { patience = 3 }\n'
+    )
     train = study.variants[0].spec["train"]
     assert train["early_stopping"]["mode"] == "max"
     assert train["early_stopping"]["restore_best_weights"] is False
     assert train["reduce_lr_on_plateau"] == {
-        "monitor": "val_loss", "mode": "min", "factor": 0.1, "patience": 3, "min_delta": 1e-4, "cooldown": 0, "min_lr": 0.0,
+        "monitor": "val_loss",
+        "mode": "min",
+        "factor": 0.1,
+        "patience": 3,
+        "min_delta": 1e-4,
+        "cooldown": 0,
+        "min_lr": 0.0,
     }
 
 
@@ -166,7 +186,11 @@ def test_callbacks_get_keras_defaults_and_auto_mode() -> None:
     [
         ('\n[optimzer]\nname = "adam"\n', "optimzer", ["unknown section", "did you mean 'optimizer'"]),
         ('\n[optimizer]\nname = "adamm"\n', "optimizer.name", ["unknown optimizer", "did you mean 'adam'"]),
-        ('\n[optimizer]\nname = "adam"\nbeta1 = 0.8\n', "optimizer.beta1", ["no hyper-parameter 'beta1'", "did you mean 'beta_1'"]),
+        (
+            '\n[optimizer]\nname = "adam"\nbeta1 = 0.8\n',
+            "optimizer.beta1",
+            ["no hyper-parameter 'beta1'", "did you mean 'beta_1'"],
+        ),
         ("", "train.epochs", ["1..100000"]),
     ],
 )
@@ -184,14 +208,21 @@ def test_errors_name_file_path_and_nearest_match(text: str, path: str, words: li
     [
         (("epochs = 2", "epochs = 2\nbatch_size = 0"), "train.batch_size", "positive integer"),
         (("epochs = 2", "epochs = 2\nbatch_size = 1.5"), "train.batch_size", "expected"),
-        (("epochs = 2", "epochs = 2\nmonitor = \"val_acc\""), "train.monitor", "val_accuracy"),
-        (("epochs = 2", "epochs = 2\nloss = \"mse\""), "train.loss", "does not fit a classification"),
-        (('{ type = "Flatten" },', ""), "model.layers[0]", "put { type = \"Flatten\" } before it"),
+        (("epochs = 2", 'epochs = 2\nmonitor = "val_acc"'), "train.monitor", "val_accuracy"),
+        (("epochs = 2", 'epochs = 2\nloss = "mse"'), "train.loss", "does not fit a classification"),
+        (('{ type = "Flatten" },', ""), "model.layers[0]", 'put { type = "Flatten" } before it'),
         (('units = 10, activation = "softmax"', 'units = 5, activation = "softmax"'), "model.layers[2]", "10 units"),
-        (('units = 10, activation = "softmax"', 'units = 10, activation = "relu"'), "model.layers[2].activation", "softmax"),
+        (
+            ('units = 10, activation = "softmax"', 'units = 10, activation = "relu"'),
+            "model.layers[2].activation",
+            "softmax",
+        ),
         (('type = "Dense", units = 32', 'type = "Dens", units = 32'), "model.layers[1].type", "did you mean 'Dense'"),
-        (('units = 32, activation = "relu"', 'units = 32, activation = "relu", kernel_initializer = "he_normall"'),
-         "model.layers[1].kernel_initializer", "he_normal"),
+        (
+            ('units = 32, activation = "relu"', 'units = 32, activation = "relu", kernel_initializer = "he_normall"'),
+            "model.layers[1].kernel_initializer",
+            "he_normal",
+        ),
         (('name = "mnist"', 'name = "mnsit"'), "data.name", "did you mean 'mnist'"),
         (('kind = "first"', 'kind = "firts"'), "data.split.kind", "'first'"),
         (("seeds = [0, 1]", "seeds = [0, 0]"), "study.seeds", "repeat"),

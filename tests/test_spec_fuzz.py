@@ -30,29 +30,46 @@ from trainlab import models, spec
 from trainlab.cli import EXIT_USER_ERROR, main
 from trainlab.errors import SpecError
 
-FUZZ = settings(max_examples=300, derandomize=True, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=300,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 FEW = settings(FUZZ, max_examples=40)
 
 CNN = {
     "study": {"name": "fz", "seeds": [0, 1], "description": "fuzzed"},
     "data": {"name": "mnist", "split": {"kind": "stratified", "validation": 0.1, "seed": 0}, "train_limit": 1000},
-    "model": {"activation": "relu", "kernel_initializer": "he_normal", "layers": [
-        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": [1, 1], "padding": "same"},
-        {"type": "MaxPooling2D", "pool_size": 2, "padding": "valid"},
-        {"type": "BatchNormalization", "momentum": 0.9},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 16, "kernel_regularizer": {"l2": 0.001}, "bias_initializer": "zeros"},
-        {"type": "Activation", "activation": {"name": "leaky_relu", "alpha": 0.2}},
-        {"type": "Dropout", "rate": 0.2},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ]},
+    "model": {
+        "activation": "relu",
+        "kernel_initializer": "he_normal",
+        "layers": [
+            {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": [1, 1], "padding": "same"},
+            {"type": "MaxPooling2D", "pool_size": 2, "padding": "valid"},
+            {"type": "BatchNormalization", "momentum": 0.9},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 16, "kernel_regularizer": {"l2": 0.001}, "bias_initializer": "zeros"},
+            {"type": "Activation", "activation": {"name": "leaky_relu", "alpha": 0.2}},
+            {"type": "Dropout", "rate": 0.2},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ],
+    },
     "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9, "nesterov": True, "clipnorm": 1.0},
-    "train": {"epochs": 3, "batch_size": 32, "shuffle": True, "keep": "best", "monitor": "val_accuracy",
-              "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.001, "restore_best_weights": True},
-              "reduce_lr_on_plateau": {"factor": 0.5, "patience": 1, "min_lr": 1e-5}},
-    "compare": [{"label": "adam", "optimizer": {"name": "adam", "learning_rate": 0.001}},
-                {"label": "fast", "optimizer.learning_rate": 0.1, "train.batch_size": 64}],
+    "train": {
+        "epochs": 3,
+        "batch_size": 32,
+        "shuffle": True,
+        "keep": "best",
+        "monitor": "val_accuracy",
+        "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.001, "restore_best_weights": True},
+        "reduce_lr_on_plateau": {"factor": 0.5, "patience": 1, "min_lr": 1e-5},
+    },
+    "compare": [
+        {"label": "adam", "optimizer": {"name": "adam", "learning_rate": 0.001}},
+        {"label": "fast", "optimizer.learning_rate": 0.1, "train.batch_size": 64},
+    ],
     "grid": {"model.layers[6].rate": [0.1, 0.3]},
 }
 REGRESSION = {
@@ -71,15 +88,82 @@ NPZ = {
 BASES = {"cnn": CNN, "regression": REGRESSION, "npz": NPZ}
 
 ABSURD: list[Any] = [
-    0, -1, 1, 2, 3, 10, 28, -(10**9), 10**6, 10**9, 2**31, 2**63 - 1, 2**63, 2**64, -(2**63), 10**30,
-    0.0, -0.0, 0.5, 1.0, 1.5, -0.5, 1e-300, 5e-324, 1e300, -1e300, math.nan, math.inf, -math.inf,
-    True, False, "", " ", "full", "nan", "inf", "relu", "softmax", "adam", "SGD", "Dense", "conv2d", "he_normal",
-    "val_loss", "val_accuracy", "mnist", "npz", "same", "valid", "best", "../../x", "/etc/passwd", "x" * 300,
-    "é\u200b", "model.layers[0].units", [], [0], [1, 1], [0, 0], [10**9, 10**9], [-1, 2], [math.nan], ["a", "a"],
-    {}, {"name": "adam"}, {"name": "adamw", "weight_decay": -1}, {"type": "Dense"}, {"type": "Dense", "units": 10**9},
-    {"type": "Conv2D", "filters": 10**6, "kernel_size": 1, "padding": "same"}, {"l1": -1.0}, {"name": 3},
-    {"name": "glorot_uniform", "seed": -5}, {"name": "x", "y": math.nan}, datetime.date(2020, 1, 1),
-    datetime.datetime(2020, 1, 1, 12, 0), datetime.time(7, 30),
+    0,
+    -1,
+    1,
+    2,
+    3,
+    10,
+    28,
+    -(10**9),
+    10**6,
+    10**9,
+    2**31,
+    2**63 - 1,
+    2**63,
+    2**64,
+    -(2**63),
+    10**30,
+    0.0,
+    -0.0,
+    0.5,
+    1.0,
+    1.5,
+    -0.5,
+    1e-300,
+    5e-324,
+    1e300,
+    -1e300,
+    math.nan,
+    math.inf,
+    -math.inf,
+    True,
+    False,
+    "",
+    " ",
+    "full",
+    "nan",
+    "inf",
+    "relu",
+    "softmax",
+    "adam",
+    "SGD",
+    "Dense",
+    "conv2d",
+    "he_normal",
+    "val_loss",
+    "val_accuracy",
+    "mnist",
+    "npz",
+    "same",
+    "valid",
+    "best",
+    "../../x",
+    "/etc/passwd",
+    "x" * 300,
+    "é\u200b",
+    "model.layers[0].units",
+    [],
+    [0],
+    [1, 1],
+    [0, 0],
+    [10**9, 10**9],
+    [-1, 2],
+    [math.nan],
+    ["a", "a"],
+    {},
+    {"name": "adam"},
+    {"name": "adamw", "weight_decay": -1},
+    {"type": "Dense"},
+    {"type": "Dense", "units": 10**9},
+    {"type": "Conv2D", "filters": 10**6, "kernel_size": 1, "padding": "same"},
+    {"l1": -1.0},
+    {"name": 3},
+    {"name": "glorot_uniform", "seed": -5},
+    {"name": "x", "y": math.nan},
+    datetime.date(2020, 1, 1),
+    datetime.datetime(2020, 1, 1, 12, 0),
+    datetime.time(7, 30),
 ]
 """Values that have broken parsers: wrong types, out-of-range and non-finite numbers, huge
 integers, names that exist elsewhere, path-like strings, TOML dates."""
@@ -98,13 +182,31 @@ values = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=3),
-        st.dictionaries(st.sampled_from(["name", "type", "units", "rate", "learning_rate", "seed", "x"]), inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["name", "type", "units", "rate", "learning_rate", "seed", "x"]), inner, max_size=3
+        ),
         st.fixed_dictionaries({"name": names}, optional={"learning_rate": inner, "alpha": inner, "seed": inner}),
     ),
     max_leaves=6,
 )
-new_keys = st.sampled_from(["bogus", "unitz", "lr", "name", "type", "label", "seed", "units", "layers[0].units",
-                            "optimizer.learning_rate", "train.epochs", "model.layers[99].rate", "data.path", "1x"])
+new_keys = st.sampled_from(
+    [
+        "bogus",
+        "unitz",
+        "lr",
+        "name",
+        "type",
+        "label",
+        "seed",
+        "units",
+        "layers[0].units",
+        "optimizer.learning_rate",
+        "train.epochs",
+        "model.layers[99].rate",
+        "data.path",
+        "1x",
+    ]
+)
 
 
 def key_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -172,8 +274,11 @@ def to_toml(study: dict[str, Any]) -> str:
 
 
 edits = st.lists(
-    st.tuples(st.integers(0, 10**6), st.sampled_from(["replace", "replace", "replace", "delete", "add"]), values, new_keys),
-    min_size=1, max_size=3,
+    st.tuples(
+        st.integers(0, 10**6), st.sampled_from(["replace", "replace", "replace", "delete", "add"]), values, new_keys
+    ),
+    min_size=1,
+    max_size=3,
 )
 
 
@@ -228,9 +333,15 @@ def test_any_edit_of_a_valid_study_parses_or_names_a_key_path(folder: Path, base
 
 
 @FUZZ
-@given(base=st.sampled_from(sorted(BASES)), start=st.integers(0, 10**6), length=st.integers(0, 40),
-       insert=st.text(alphabet=st.sampled_from(list("[]{}=\"'.,#\n 0123456789abcxyz_-+e\\")), max_size=8))
-def test_damaged_toml_text_parses_or_names_a_key_path(folder: Path, base: str, start: int, length: int, insert: str) -> None:
+@given(
+    base=st.sampled_from(sorted(BASES)),
+    start=st.integers(0, 10**6),
+    length=st.integers(0, 40),
+    insert=st.text(alphabet=st.sampled_from(list("[]{}=\"'.,#\n 0123456789abcxyz_-+e\\")), max_size=8),
+)
+def test_damaged_toml_text_parses_or_names_a_key_path(
+    folder: Path, base: str, start: int, length: int, insert: str
+) -> None:
     text = to_toml(BASES[base])
     at = start % (len(text) + 1)
     check(text[:at] + insert + text[at + length :], folder)
@@ -251,7 +362,9 @@ def test_arbitrary_text_parses_or_is_a_spec_error(folder: Path, text: str) -> No
         (("model", "layers", 1, "pool_size"), "model.layers[1]", "leaves no pixels"),
     ],
 )
-def test_a_billion_units_or_filters_is_refused_before_any_allocation(edit: tuple[Any, ...], path: str, words: str) -> None:
+def test_a_billion_units_or_filters_is_refused_before_any_allocation(
+    edit: tuple[Any, ...], path: str, words: str
+) -> None:
     study = copy.deepcopy(CNN)
     node: Any = study
     for part in edit[:-1]:
@@ -265,7 +378,9 @@ def test_a_billion_units_or_filters_is_refused_before_any_allocation(edit: tuple
 def test_layer_output_and_same_padding_limits() -> None:
     wide = copy.deepcopy(CNN)
     wide["model"]["layers"][0] = {"type": "Conv2D", "filters": 20_000, "kernel_size": 1}  # 20000 x 28 x 28 values
-    with pytest.raises(SpecError, match=r"model\.layers\[0\]: Conv2D outputs 15,680,000 values per example.*10,000,000"):
+    with pytest.raises(
+        SpecError, match=r"model\.layers\[0\]: Conv2D outputs 15,680,000 values per example.*10,000,000"
+    ):
         spec.parse(to_toml(wide), source="f.toml")
     pad = copy.deepcopy(CNN)
     pad["model"]["layers"][1] = {"type": "MaxPooling2D", "pool_size": 10**6, "strides": 1, "padding": "same"}
@@ -318,8 +433,10 @@ def test_a_value_a_variant_overrides_must_still_be_storable() -> None:
 
 def test_a_grid_too_large_to_expand_is_refused_without_expanding() -> None:
     study = copy.deepcopy(CNN)
-    study["grid"] = {f"model.layers[{i}].{key}": list(range(1, 11)) for i, key in
-                     [(0, "filters"), (4, "units"), (0, "kernel_size"), (1, "pool_size"), (6, "rate")]}
+    study["grid"] = {
+        f"model.layers[{i}].{key}": list(range(1, 11))
+        for i, key in [(0, "filters"), (4, "units"), (0, "kernel_size"), (1, "pool_size"), (6, "rate")]
+    }
     with pytest.raises(SpecError, match=r"200,000 variants, 400,000 trials with the seeds; a study has at most 10,000"):
         spec.parse(to_toml(study), source="g.toml")
     study["grid"] = {"model.layers[4].units": list(range(1, 201))}
@@ -351,8 +468,15 @@ def test_cli_refuses_bad_files_with_exit_2_and_writes_nothing(folder: Path, base
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TRAINLAB_OFFLINE": "1", "TRAINLAB_DATA": str(cwd / "cache")}
-    return subprocess.run([sys.executable, "-m", "trainlab.cli", *args], check=False, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_processes_refuse_bad_and_impossible_studies_and_write_nothing(tmp_path: Path) -> None:

@@ -46,7 +46,9 @@ epochs = 2
 early_stopping = { monitor = "val_accuracy", patience = 3, restore_best_weights = true }
 """
 
-STAGED = BASE.replace("learning_rate = 0.1\n", "") + """
+STAGED = (
+    BASE.replace("learning_rate = 0.1\n", "")
+    + """
 [[stage]]
 name = "rate"
 [stage.grid]
@@ -65,6 +67,7 @@ optimizer = { name = "sgd", momentum = 0.9 }
 label = "momentum at the chosen rate"
 "optimizer.momentum" = 0.9
 """
+)
 
 
 def variant(text: str, base: str = BASE) -> spec.Variant:
@@ -136,8 +139,10 @@ def test_train_merges_one_level_and_a_table_inside_replaces_whole() -> None:
 
 
 def test_a_model_table_merges_one_level_and_an_activation_table_is_complete() -> None:
-    v = variant('\n[[compare]]\nlabel = "l"\nmodel = { activation = { name = "leaky_relu" } }\n',
-                base=BASE.replace('activation = "relu"', 'activation = { name = "leaky_relu", alpha = 0.5 }'))
+    v = variant(
+        '\n[[compare]]\nlabel = "l"\nmodel = { activation = { name = "leaky_relu" } }\n',
+        base=BASE.replace('activation = "relu"', 'activation = { name = "leaky_relu", alpha = 0.5 }'),
+    )
     # Keras 3's activation function leaky_relu: negative_slope 0.2, not the base's 0.5.
     assert v.spec["model"]["layers"][1]["activation"] == {"name": "leaky_relu", "negative_slope": 0.2}
     assert [layer["type"] for layer in v.spec["model"]["layers"]] == ["Flatten", "Dense", "Dense"]
@@ -146,8 +151,16 @@ def test_a_model_table_merges_one_level_and_an_activation_table_is_complete() ->
 @pytest.mark.parametrize(
     ("entry", "path", "words"),
     [
-        ('"optimizer.momentun" = 0.9', "optimizer.momentun", ["no hyper-parameter 'momentun'", "did you mean 'momentum'"]),
-        ('"model.layerz[1].units" = 64', "compare[0].model.layerz[1].units", ["no list 'layerz'", "did you mean 'layers'"]),
+        (
+            '"optimizer.momentun" = 0.9',
+            "optimizer.momentun",
+            ["no hyper-parameter 'momentun'", "did you mean 'momentum'"],
+        ),
+        (
+            '"model.layerz[1].units" = 64',
+            "compare[0].model.layerz[1].units",
+            ["no list 'layerz'", "did you mean 'layers'"],
+        ),
         ('"model.layers[5].units" = 64', "compare[0].model.layers[5].units", ["out of range", "indices 0..2"]),
         ('"optimzer.learning_rate" = 0.1', "compare[0].optimzer.learning_rate", ["did you mean 'optimizer'"]),
         ('"train.early_stoping.patience" = 3', "train.early_stoping", ["unknown key", "did you mean 'early_stopping'"]),
@@ -174,7 +187,7 @@ def test_a_bad_key_path_in_a_grid_and_in_a_later_stage_names_where_it_is_written
 
 
 def test_a_model_default_that_reaches_no_layer_is_refused() -> None:
-    every_layer_names_one = BASE.replace('units = 32 }', 'units = 32, activation = "tanh" }')
+    every_layer_names_one = BASE.replace("units = 32 }", 'units = 32, activation = "tanh" }')
     message = error('\n[[compare]]\nlabel = "s"\n"model.activation" = "sigmoid"\n', base=every_layer_names_one)
     assert message.startswith("t.toml: compare[0].model.activation") and "change nothing" in message
     # In a later stage every layer of the chosen variant names its own activation.
@@ -190,13 +203,23 @@ def test_quickstart_and_unchanged_report_a_trials_keep_their_hashes() -> None:
     """Hashes computed before parts given whole stopped inheriting the base's settings."""
     quickstart = spec.load(ROOT / "studies" / "quickstart.toml")
     assert [t.hash for t in quickstart.trials()] == [
-        "79a393f8b892ed7f18fd", "6b64c8648fa030bad067", "adee7762ab65cc8be389",
-        "c5009ae070cb8d738a3d", "d7e0d60f5218db170aad", "4bdb03600ea624ee6299",
+        "79a393f8b892ed7f18fd",
+        "6b64c8648fa030bad067",
+        "adee7762ab65cc8be389",
+        "c5009ae070cb8d738a3d",
+        "d7e0d60f5218db170aad",
+        "4bdb03600ea624ee6299",
     ]
     report_a = spec.load(ROOT / "studies" / "report_a_mnist.toml")
     first = {t.label: t.hash for t in report_a.trials() if t.seed == 0}
-    assert first["architecture: 128 activation=relu kernel_initializer=glorot_uniform learning_rate=0.1"] == "7bad85671ef19b28d8ff"
-    assert first["architecture: 128 activation=tanh kernel_initializer=he_normal learning_rate=0.01"] == "210fd142859b051bf911"
+    assert (
+        first["architecture: 128 activation=relu kernel_initializer=glorot_uniform learning_rate=0.1"]
+        == "7bad85671ef19b28d8ff"
+    )
+    assert (
+        first["architecture: 128 activation=tanh kernel_initializer=he_normal learning_rate=0.01"]
+        == "210fd142859b051bf911"
+    )
 
 
 def test_report_a_optimizers_train_at_keras_defaults_on_every_base() -> None:
@@ -210,7 +233,9 @@ def test_report_a_optimizers_train_at_keras_defaults_on_every_base() -> None:
     for v in study.variants:
         hidden = [layer for layer in v.spec["model"]["layers"] if layer["type"] == "Dense"][:-1]
         assert {layer["activation"]["name"] for layer in hidden} == {v.params["model.activation"]}, v.label
-        assert {layer["kernel_initializer"]["name"] for layer in hidden} == {v.params["model.kernel_initializer"]}, v.label
+        assert {layer["kernel_initializer"]["name"] for layer in hidden} == {v.params["model.kernel_initializer"]}, (
+            v.label
+        )
 
 
 def test_check_lists_each_variants_non_default_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -218,16 +243,20 @@ def test_check_lists_each_variants_non_default_settings(tmp_path: Path, capsys: 
     path.write_text(STAGED)
     assert cli.main(["check", str(path)]) == 0
     out = capsys.readouterr().out
-    block = out[out.index("stage optimizers"):]
+    block = out[out.index("stage optimizers") :]
     assert "resolved on each of the 2 variants of 'rate' it may start from" in block
-    sgd, momentum, chosen = (block[block.index(f"  optimizers: {label}\n"):].splitlines()[1:4]
-                             for label in ("sgd", "momentum", "momentum at the chosen rate"))
+    sgd, momentum, chosen = (
+        block[block.index(f"  optimizers: {label}\n") :].splitlines()[1:4]
+        for label in ("sgd", "momentum", "momentum at the chosen rate")
+    )
     assert sgd[0].strip() == "optimizer: sgd, learning_rate=0.01"
     assert momentum[0].strip() == "optimizer: sgd, learning_rate=0.01, momentum=0.9"
     assert chosen[0].strip() == "optimizer: sgd, learning_rate=0.05|0.1, momentum=0.9"
-    assert momentum[1].strip() == ("train: epochs=2, batch_size=32, early_stopping.monitor=val_accuracy, "
-                                   "early_stopping.patience=3, early_stopping.restore_best_weights=true")
-    first = out[out.index("  rate: learning_rate=0.1\n"):].splitlines()[1:4]
+    assert momentum[1].strip() == (
+        "train: epochs=2, batch_size=32, early_stopping.monitor=val_accuracy, "
+        "early_stopping.patience=3, early_stopping.restore_best_weights=true"
+    )
+    first = out[out.index("  rate: learning_rate=0.1\n") :].splitlines()[1:4]
     assert first[2].strip() == "model: Flatten; Dense units=32 activation=relu; Dense units=10 activation=softmax"
 
 
@@ -236,8 +265,11 @@ def test_the_report_json_carries_each_variants_settings(tmp_path: Path) -> None:
     from trainlab.report import study_report
     from trainlab.store import Store
 
-    study = spec.parse(BASE + '\n[[compare]]\nlabel = "sgd"\n[[compare]]\nlabel = "momentum"\n'
-                              'optimizer = { name = "sgd", momentum = 0.9, nesterov = true }\n', source="t.toml")
+    study = spec.parse(
+        BASE + '\n[[compare]]\nlabel = "sgd"\n[[compare]]\nlabel = "momentum"\n'
+        'optimizer = { name = "sgd", momentum = 0.9, nesterov = true }\n',
+        source="t.toml",
+    )
     with Store.open(tmp_path / "s.db") as store:
         register(study, store)
         report = json.loads(json.dumps(study_report(store, "t")))
@@ -245,14 +277,19 @@ def test_the_report_json_carries_each_variants_settings(tmp_path: Path) -> None:
     assert settings["sgd"]["optimizer.learning_rate"] == 0.1
     momentum = settings["momentum"]
     assert {k: momentum[k] for k in momentum if k.startswith("optimizer.")} == {
-        "optimizer.name": "sgd", "optimizer.learning_rate": KERAS_SGD_LEARNING_RATE,
-        "optimizer.momentum": 0.9, "optimizer.nesterov": True,
+        "optimizer.name": "sgd",
+        "optimizer.learning_rate": KERAS_SGD_LEARNING_RATE,
+        "optimizer.momentum": 0.9,
+        "optimizer.nesterov": True,
     }
     assert momentum["model.layers[1].activation"] == "relu" and momentum["train.early_stopping.patience"] == 3
 
 
 def test_a_grid_key_path_changes_one_setting_and_a_grid_part_is_whole() -> None:
     study = spec.parse(BASE + '\n[grid]\n"optimizer.momentum" = [0.5, 0.9]\n', source="t.toml")
-    assert [(v.spec["optimizer"]["learning_rate"], v.spec["optimizer"]["momentum"]) for v in study.variants] == [(0.1, 0.5), (0.1, 0.9)]
+    assert [(v.spec["optimizer"]["learning_rate"], v.spec["optimizer"]["momentum"]) for v in study.variants] == [
+        (0.1, 0.5),
+        (0.1, 0.9),
+    ]
     whole = spec.parse(BASE + '\n[grid]\noptimizer = [{ name = "sgd", momentum = 0.9 }, "adam"]\n', source="t.toml")
     assert [v.spec["optimizer"]["learning_rate"] for v in whole.variants] == [KERAS_SGD_LEARNING_RATE, 0.001]

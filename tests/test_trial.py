@@ -18,7 +18,7 @@ from trainlab.trial import TrialSpec, canonical_json, trial_hash
 ROOT = Path(__file__).resolve().parent.parent
 
 GOLDEN_STUDIES = {
-"mlp": '''
+    "mlp": """
 [study]
 name = "g-mlp"
 seeds = [0, 3]
@@ -38,8 +38,8 @@ epochs = 20
 batch_size = 128
 early_stopping = { monitor = "val_loss", patience = 3 }
 reduce_lr_on_plateau = { monitor = "val_loss", factor = 0.5, patience = 2 }
-''',
-"cnn": '''
+""",
+    "cnn": """
 [study]
 name = "g-cnn"
 seeds = [1]
@@ -56,8 +56,8 @@ learning_rate = 0.0005
 [train]
 epochs = 5
 batch_size = 64
-''',
-"housing": '''
+""",
+    "housing": """
 [study]
 name = "g-housing"
 seeds = [2]
@@ -71,7 +71,7 @@ name = "rmsprop"
 [train]
 epochs = 10
 batch_size = "full"
-''',
+""",
 }
 
 GOLDEN_HASHES = {
@@ -111,11 +111,24 @@ def test_every_example_trial_round_trips_through_the_typed_spec() -> None:
 def test_the_typed_spec_reads_its_parts() -> None:
     t = spec.parse(GOLDEN_STUDIES["mlp"]).trials()[0]
     typed = TrialSpec.from_json(t.spec_json())
-    assert (typed.optimizer.name, typed.optimizer.learning_rate, typed.optimizer.options["nesterov"]) == ("sgd", 0.1, True)
+    assert (typed.optimizer.name, typed.optimizer.learning_rate, typed.optimizer.options["nesterov"]) == (
+        "sgd",
+        0.1,
+        True,
+    )
     assert (typed.train.epochs, typed.train.batch_size, typed.train.full_batch) == (20, 128, False)
     assert typed.train.early_stopping is not None and typed.train.early_stopping["patience"] == 3
-    assert [layer["type"] for layer in typed.model.layers] == ["Flatten", "Dense", "Dropout", "BatchNormalization", "Dense"]
-    assert not typed.model.convolutional and TrialSpec.from_json(spec.parse(GOLDEN_STUDIES["cnn"]).trials()[0].spec).model.convolutional
+    assert [layer["type"] for layer in typed.model.layers] == [
+        "Flatten",
+        "Dense",
+        "Dropout",
+        "BatchNormalization",
+        "Dense",
+    ]
+    assert (
+        not typed.model.convolutional
+        and TrialSpec.from_json(spec.parse(GOLDEN_STUDIES["cnn"]).trials()[0].spec).model.convolutional
+    )
     assert (typed.data.name, typed.data.val_limit, typed.data.test_fraction) == ("mnist", None, None)
     assert typed.task == "classification"
     housing = TrialSpec.from_json(spec.parse(GOLDEN_STUDIES["housing"]).trials()[0].spec)

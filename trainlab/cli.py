@@ -68,147 +68,268 @@ examples:
 
 def _store_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", default=os.environ.get("TRAINLAB_STORE", DEFAULT_STORE), metavar="PATH",
+        "--store",
+        default=os.environ.get("TRAINLAB_STORE", DEFAULT_STORE),
+        metavar="PATH",
         help=f"SQLite file holding studies, trials and epochs (default: $TRAINLAB_STORE or ./{DEFAULT_STORE})",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trainlab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="trainlab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"trainlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="train every unfinished trial of a study, then print its table",
-                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG,
-                         description="Train every unfinished trial of STUDY, recording each epoch as it ends.\n"
-                                     "Finished trials are skipped; a trial cut off by a crash resumes from its last\n"
-                                     "finished epoch. Several processes may run one study on one store: each trial\n"
-                                     "runs once. A staged study trains its stages in order, each starting from the\n"
-                                     "variant the stage it names chose; a search samples its variants round by round.")
+    run = sub.add_parser(
+        "run",
+        help="train every unfinished trial of a study, then print its table",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=RUN_EPILOG,
+        description="Train every unfinished trial of STUDY, recording each epoch as it ends.\n"
+        "Finished trials are skipped; a trial cut off by a crash resumes from its last\n"
+        "finished epoch. Several processes may run one study on one store: each trial\n"
+        "runs once. A staged study trains its stages in order, each starting from the\n"
+        "variant the stage it names chose; a search samples its variants round by round.",
+    )
     run.add_argument("study", metavar="STUDY", help="the study file (TOML)")
-    run.add_argument("--smoke", action="store_true",
-                     help="a quick run of the whole study: one seed, 1024 training examples, 2 epochs, at most 3 "
-                          "search trials and 2 folds, recorded as NAME-smoke (every code path, little work)")
+    run.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a quick run of the whole study: one seed, 1024 training examples, 2 epochs, at most 3 "
+        "search trials and 2 folds, recorded as NAME-smoke (every code path, little work)",
+    )
     _store_arg(run)
     run.add_argument("--retry-failed", action="store_true", help="run failed and diverged trials again from scratch")
     run.add_argument("--quiet", action="store_true", help="no progress display")
-    run.add_argument("--workers", metavar="N", default="auto",
-                     help="worker processes sharing the cores (default auto, decided from the study: one using "
-                          "every core where trials form populations, else one per core). Part of each trial's "
-                          "recorded plan: another count divides the cores otherwise, which changes results "
-                          "within float rounding")
-    run.add_argument("--population", type=int, metavar="K", default=None,
-                     help="train at most K trials that can share a population at once (default: 16; 1 trains "
-                          "one at a time). Part of each trial's recorded plan")
-    run.add_argument("--format", choices=("table", "markdown", "csv", "json", "none"), default="table",
-                     help="how to print the results at the end (default: table)")
-    run.add_argument("--executor", choices=("local", "ray"), default="local",
-                     help="local: train on this machine (default); ray: train on a Ray cluster, this process "
-                          "recording the results (docs/CLUSTER.md; needs pip install 'trainlab[ray]')")
-    run.add_argument("--address", metavar="ADDR", default=None,
-                     help="ray: the cluster to use, 'auto' (the one `ray start` runs on this machine) or HOST:PORT "
-                          "of its head (default: start Ray on this machine for the run)")
-    run.add_argument("--max-retries", type=int, metavar="N", default=None,
-                     help="ray: hand a trial out again at most N times after the task training it died, "
-                          "resuming from its last recorded epoch (default: 2)")
-    run.add_argument("--cpus-per-task", type=int, metavar="N", default=None,
-                     help="ray: CPUs each task holds and torch threads it uses (default: 1); tasks in flight = "
-                          "cluster CPUs / N")
-    run.add_argument("--checkpoint-every", type=float, metavar="SECONDS", default=None,
-                     help="local: seconds of training between two checkpoints of a trial (default: 10; 0: every "
-                          "epoch). Every epoch's metrics are recorded; a crash loses at most this much training, "
-                          "which the next run re-does identically")
+    run.add_argument(
+        "--workers",
+        metavar="N",
+        default="auto",
+        help="worker processes sharing the cores (default auto, decided from the study: one using "
+        "every core where trials form populations, else one per core). Part of each trial's "
+        "recorded plan: another count divides the cores otherwise, which changes results "
+        "within float rounding",
+    )
+    run.add_argument(
+        "--population",
+        type=int,
+        metavar="K",
+        default=None,
+        help="train at most K trials that can share a population at once (default: 16; 1 trains "
+        "one at a time). Part of each trial's recorded plan",
+    )
+    run.add_argument(
+        "--format",
+        choices=("table", "markdown", "csv", "json", "none"),
+        default="table",
+        help="how to print the results at the end (default: table)",
+    )
+    run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: train on this machine (default); ray: train on a Ray cluster, this process "
+        "recording the results (docs/CLUSTER.md; needs pip install 'trainlab[ray]')",
+    )
+    run.add_argument(
+        "--address",
+        metavar="ADDR",
+        default=None,
+        help="ray: the cluster to use, 'auto' (the one `ray start` runs on this machine) or HOST:PORT "
+        "of its head (default: start Ray on this machine for the run)",
+    )
+    run.add_argument(
+        "--max-retries",
+        type=int,
+        metavar="N",
+        default=None,
+        help="ray: hand a trial out again at most N times after the task training it died, "
+        "resuming from its last recorded epoch (default: 2)",
+    )
+    run.add_argument(
+        "--cpus-per-task",
+        type=int,
+        metavar="N",
+        default=None,
+        help="ray: CPUs each task holds and torch threads it uses (default: 1); tasks in flight = cluster CPUs / N",
+    )
+    run.add_argument(
+        "--checkpoint-every",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="local: seconds of training between two checkpoints of a trial (default: 10; 0: every "
+        "epoch). Every epoch's metrics are recorded; a crash loses at most this much training, "
+        "which the next run re-does identically",
+    )
 
     check = sub.add_parser("check", help="validate a study file and list its trials without training")
     check.add_argument("study", metavar="STUDY")
     check.add_argument("--smoke", action="store_true", help="check the study's smoke run (see run --smoke)")
 
-    status = sub.add_parser("status", help="studies in the store and how many trials are done, running, failed, diverged")
+    status = sub.add_parser(
+        "status", help="studies in the store and how many trials are done, running, failed, diverged"
+    )
     _store_arg(status)
 
-    report = sub.add_parser("report", help="one row per variant: validation and test metrics over seeds",
-                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                            description="Print the results of STUDY (a study name, or its file) from the store.\n"
-                                        "Each row is a variant: n finished seeds, validation accuracy and loss at each\n"
-                                        "trial's chosen epoch (mean ± std), the 95% Student-t CI of the selection metric,\n"
-                                        "Welch's t-test against the best variant ('≈ best': not distinguishable at 5%),\n"
-                                        "that epoch, the test metric (only for the variant chosen on validation, unless\n"
-                                        "--all-test), epochs run, seconds per epoch and training time.\n"
-                                        "--format html writes one self-contained file with the figures too.\n"
-                                        "See docs/REPORTS.md; the JSON format is stable and documented in docs/REPORT-JSON.md.")
+    report = sub.add_parser(
+        "report",
+        help="one row per variant: validation and test metrics over seeds",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print the results of STUDY (a study name, or its file) from the store.\n"
+        "Each row is a variant: n finished seeds, validation accuracy and loss at each\n"
+        "trial's chosen epoch (mean ± std), the 95% Student-t CI of the selection metric,\n"
+        "Welch's t-test against the best variant ('≈ best': not distinguishable at 5%),\n"
+        "that epoch, the test metric (only for the variant chosen on validation, unless\n"
+        "--all-test), epochs run, seconds per epoch and training time.\n"
+        "--format html writes one self-contained file with the figures too.\n"
+        "See docs/REPORTS.md; the JSON format is stable and documented in docs/REPORT-JSON.md.",
+    )
     report.add_argument("study", metavar="STUDY", help="study name or study file")
     _store_arg(report)
-    report.add_argument("--format", choices=("table", "markdown", "csv", "json", "html"), default="table",
-                        help="table (terminal), markdown, csv, json, or html: one self-contained file with "
-                             "tables and figures (see docs/REPORTS.md)")
-    report.add_argument("--out", metavar="PATH", help="write to FILE instead of standard output; for html a folder "
-                                                      "(the file is STUDY.html in it, default: the current folder) or a .html path")
-    report.add_argument("--all-test", action="store_true",
-                        help="show the test metric of every variant, not only of the one chosen on validation")
-    report.add_argument("--target", type=float, metavar="VALUE",
-                        help="report epochs and seconds until the validation metric first reaches VALUE, "
-                             "and the fraction of seeds that did")
-    report.add_argument("--target-metric", metavar="NAME",
-                        help="the metric --target applies to (default: val_accuracy, or val_loss for regression)")
+    report.add_argument(
+        "--format",
+        choices=("table", "markdown", "csv", "json", "html"),
+        default="table",
+        help="table (terminal), markdown, csv, json, or html: one self-contained file with "
+        "tables and figures (see docs/REPORTS.md)",
+    )
+    report.add_argument(
+        "--out",
+        metavar="PATH",
+        help="write to FILE instead of standard output; for html a folder "
+        "(the file is STUDY.html in it, default: the current folder) or a .html path",
+    )
+    report.add_argument(
+        "--all-test",
+        action="store_true",
+        help="show the test metric of every variant, not only of the one chosen on validation",
+    )
+    report.add_argument(
+        "--target",
+        type=float,
+        metavar="VALUE",
+        help="report epochs and seconds until the validation metric first reaches VALUE, "
+        "and the fraction of seeds that did",
+    )
+    report.add_argument(
+        "--target-metric",
+        metavar="NAME",
+        help="the metric --target applies to (default: val_accuracy, or val_loss for regression)",
+    )
     report.add_argument("--summary", action="store_true", help="also print each model's Keras-style summary")
-    report.add_argument("--trial", metavar="ID", help="html: the trial of the test-set figures (hash prefix, "
-                                                      "variant label or LABEL:SEED; default: the one chosen on validation)")
-    report.add_argument("--no-data", action="store_true",
-                        help="html: leave out the figures that need the data set (confusion matrix, images, t-SNE)")
-    report.add_argument("--tsne-samples", type=int, default=500, metavar="N",
-                        help="html: test examples in each t-SNE map (default: 500)")
+    report.add_argument(
+        "--trial",
+        metavar="ID",
+        help="html: the trial of the test-set figures (hash prefix, "
+        "variant label or LABEL:SEED; default: the one chosen on validation)",
+    )
+    report.add_argument(
+        "--no-data",
+        action="store_true",
+        help="html: leave out the figures that need the data set (confusion matrix, images, t-SNE)",
+    )
+    report.add_argument(
+        "--tsne-samples",
+        type=int,
+        default=500,
+        metavar="N",
+        help="html: test examples in each t-SNE map (default: 500)",
+    )
 
-    plot = sub.add_parser("plot", help="draw individual figures of a study (PNG and SVG)",
-                          formatter_class=argparse.RawDescriptionHelpFormatter,
-                          description="Draw figures of STUDY from the store (and, for the test-set figures, the data set).\n"
-                                      "figures:\n" + "\n".join(f"  {n:<10} {d}" for n, d in _figure_names().items())
-                                      + "\n  all        every figure that applies (default)")
+    plot = sub.add_parser(
+        "plot",
+        help="draw individual figures of a study (PNG and SVG)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Draw figures of STUDY from the store (and, for the test-set figures, the data set).\n"
+        "figures:\n"
+        + "\n".join(f"  {n:<10} {d}" for n, d in _figure_names().items())
+        + "\n  all        every figure that applies (default)",
+    )
     plot.add_argument("study", metavar="STUDY", help="study name or study file")
     plot.add_argument("figures", nargs="*", metavar="FIGURE", default=["all"], help="figures to draw (default: all)")
     _store_arg(plot)
     plot.add_argument("--out", default=".", metavar="DIR", help="folder for the files (default: the current folder)")
-    plot.add_argument("--formats", default="png,svg", metavar="LIST", help="comma-separated: png, svg, pdf (default: png,svg)")
-    plot.add_argument("--trial", metavar="ID", help="trial of the test-set figures (default: the one chosen on validation)")
-    plot.add_argument("--tsne-samples", type=int, default=500, metavar="N", help="test examples in each t-SNE map (default: 500)")
+    plot.add_argument(
+        "--formats", default="png,svg", metavar="LIST", help="comma-separated: png, svg, pdf (default: png,svg)"
+    )
+    plot.add_argument(
+        "--trial", metavar="ID", help="trial of the test-set figures (default: the one chosen on validation)"
+    )
+    plot.add_argument(
+        "--tsne-samples", type=int, default=500, metavar="N", help="test examples in each t-SNE map (default: 500)"
+    )
 
-    export = sub.add_parser("export", help="write a finished trial's weights and model spec to a folder",
-                            description="Write the chosen weights (safetensors) and the model spec (model.json) of a "
-                                        "finished trial, so that the model can be rebuilt from the spec alone and used "
-                                        "with `trainlab predict`.")
+    export = sub.add_parser(
+        "export",
+        help="write a finished trial's weights and model spec to a folder",
+        description="Write the chosen weights (safetensors) and the model spec (model.json) of a "
+        "finished trial, so that the model can be rebuilt from the spec alone and used "
+        "with `trainlab predict`.",
+    )
     export.add_argument("study", metavar="STUDY", help="study name or study file")
     _store_arg(export)
-    export.add_argument("--trial", metavar="ID", help="trial hash (or its first characters), variant label (its best seed) "
-                                                      "or LABEL:SEED; default: the trial chosen on validation")
-    export.add_argument("--out", required=True, metavar="DIR", help="folder to write model.json and model.safetensors to")
+    export.add_argument(
+        "--trial",
+        metavar="ID",
+        help="trial hash (or its first characters), variant label (its best seed) "
+        "or LABEL:SEED; default: the trial chosen on validation",
+    )
+    export.add_argument(
+        "--out", required=True, metavar="DIR", help="folder to write model.json and model.safetensors to"
+    )
     export.add_argument("--torch", action="store_true", help="also write model.pt (a torch.save state dict)")
 
-    predict = sub.add_parser("predict", help="run an exported model on image files or on its test set",
-                             description="Rebuild the model exported to MODEL (a folder) from its spec and run it: on "
-                                         "IMAGE files (28x28 grayscale or 32x32 colour, as the model takes them), or on "
-                                         "the first N test examples with --test N. --evaluate scores the whole test set "
-                                         "and compares with the metrics recorded for the trial (exit 1 if they differ).")
+    predict = sub.add_parser(
+        "predict",
+        help="run an exported model on image files or on its test set",
+        description="Rebuild the model exported to MODEL (a folder) from its spec and run it: on "
+        "IMAGE files (28x28 grayscale or 32x32 colour, as the model takes them), or on "
+        "the first N test examples with --test N. --evaluate scores the whole test set "
+        "and compares with the metrics recorded for the trial (exit 1 if they differ).",
+    )
     predict.add_argument("model", metavar="MODEL", help="folder written by `trainlab export`")
     predict.add_argument("images", nargs="*", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     predict.add_argument("--test", type=int, metavar="N", help="predict the first N examples of the model's test set")
-    predict.add_argument("--evaluate", action="store_true", help="score the whole test set and compare with the recorded metrics")
-    predict.add_argument("--top", type=int, default=1, metavar="K", help="show the K most probable classes (default: 1)")
+    predict.add_argument(
+        "--evaluate", action="store_true", help="score the whole test set and compare with the recorded metrics"
+    )
+    predict.add_argument(
+        "--top", type=int, default=1, metavar="K", help="show the K most probable classes (default: 1)"
+    )
     predict.add_argument("--resize", action="store_true", help="resize images of another size instead of refusing them")
-    predict.add_argument("--torch", action="store_true", help="load model.pt (written with export --torch) instead of the safetensors file")
+    predict.add_argument(
+        "--torch",
+        action="store_true",
+        help="load model.pt (written with export --torch) instead of the safetensors file",
+    )
 
     data = sub.add_parser("data", help="data sets available locally, and their integrity checks")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
-    dsub.add_parser("list", help="where each data set is found (cache, installed package, local file) or that it is missing")
+    dsub.add_parser(
+        "list", help="where each data set is found (cache, installed package, local file) or that it is missing"
+    )
     verify = dsub.add_parser("verify", help="load each data set and check shapes, class counts and checksums")
     verify.add_argument("names", nargs="*", metavar="NAME", help="data sets to verify (default: every one found)")
-    add = dsub.add_parser("add", help="add a data set from a local file, e.g. `trainlab data add cifar10 cifar-10-python.tar.gz`")
+    add = dsub.add_parser(
+        "add", help="add a data set from a local file, e.g. `trainlab data add cifar10 cifar-10-python.tar.gz`"
+    )
     add.add_argument("name", metavar="NAME")
     add.add_argument("path", metavar="PATH")
-    show = dsub.add_parser("show", help="draw sample images with class names and class counts per split "
-                                        "(feature histograms for tabular data)")
-    show.add_argument("name", metavar="NAME", help="a data set name, or a study file (shows its train/validation/test split)")
+    show = dsub.add_parser(
+        "show",
+        help="draw sample images with class names and class counts per split (feature histograms for tabular data)",
+    )
+    show.add_argument(
+        "name", metavar="NAME", help="a data set name, or a study file (shows its train/validation/test split)"
+    )
     show.add_argument("--path", metavar="FILE", help="for NAME npz: the .npz file")
     show.add_argument("--out", default=".", metavar="DIR", help="folder for the files (default: the current folder)")
-    show.add_argument("--formats", default="png,svg", metavar="LIST", help="comma-separated: png, svg, pdf (default: png,svg)")
+    show.add_argument(
+        "--formats", default="png,svg", metavar="LIST", help="comma-separated: png, svg, pdf (default: png,svg)"
+    )
     return parser
 
 
@@ -218,7 +339,9 @@ def _figure_names() -> dict[str, str]:
     return FIGURES
 
 
-def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+def _format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     """trainlab's own warnings (a damaged cache rebuilt, ...) as one plain line; others as Python shows them."""
     if category.__module__.startswith("trainlab."):
         return f"trainlab: warning: {message}\n"
@@ -244,7 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trainlab: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("\ntrainlab: interrupted; finished epochs are kept. Run the same command again to resume.", file=sys.stderr)
+        print(
+            "\ntrainlab: interrupted; finished epochs are kept. Run the same command again to resume.", file=sys.stderr
+        )
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of the output went away (`trainlab check S | head`): nothing left to say.
@@ -287,8 +412,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if args.executor == "ray":
                     summaries.append(_run_ray(args, round_study, store, reporter, cache, notes, first=not summaries))
                 else:
-                    summaries.append(_run_local(args, round_study, store, reporter, pruning, cache, every, notes,
-                                                first=not summaries))
+                    summaries.append(
+                        _run_local(
+                            args, round_study, store, reporter, pruning, cache, every, notes, first=not summaries
+                        )
+                    )
 
             plan.run(study, store, execute, on_wait=lambda message: _say(notes, f"waiting: {message}"))
         report = study_report(store, study.name)
@@ -300,9 +428,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(render(report, args.format), flush=True)
     failed = report["trials"]["status"].get("failed", 0)
     if failed:
-        print(f"trainlab: the run finished, but {failed} trial{'s' if failed != 1 else ''} of study {study.name} "
-              f"failed with an error; `trainlab report {study.name}` shows each error, --retry-failed runs them "
-              f"again (exit status {EXIT_TRIALS_FAILED})", file=sys.stderr)
+        print(
+            f"trainlab: the run finished, but {failed} trial{'s' if failed != 1 else ''} of study {study.name} "
+            f"failed with an error; `trainlab report {study.name}` shows each error, --retry-failed runs them "
+            f"again (exit status {EXIT_TRIALS_FAILED})",
+            file=sys.stderr,
+        )
         return EXIT_TRIALS_FAILED
     return 0
 
@@ -334,10 +465,14 @@ def _check_executor_options(args: argparse.Namespace) -> None:
         from trainlab.cluster import import_ray
 
         if args.workers != "auto":
-            raise TrainlabError("--workers is an option of the local executor; with --executor ray the cluster's CPUs "
-                                "decide how many trials train at once (see --cpus-per-task)")
+            raise TrainlabError(
+                "--workers is an option of the local executor; with --executor ray the cluster's CPUs "
+                "decide how many trials train at once (see --cpus-per-task)"
+            )
         if args.checkpoint_every is not None:
-            raise TrainlabError("--checkpoint-every is an option of the local executor; on Ray every epoch carries its checkpoint")
+            raise TrainlabError(
+                "--checkpoint-every is an option of the local executor; on Ray every epoch carries its checkpoint"
+            )
         import_ray()
         return
     for option in ("address", "max_retries", "cpus_per_task"):
@@ -345,29 +480,63 @@ def _check_executor_options(args: argparse.Namespace) -> None:
             raise TrainlabError(f"--{option.replace('_', '-')} is an option of --executor ray")
 
 
-def _run_local(args: argparse.Namespace, study: Any, store: Any, reporter: Any, pruning: Any, cache: Any,
-               checkpoint_every: float, notes: TextIO, *, first: bool) -> Any:
+def _run_local(
+    args: argparse.Namespace,
+    study: Any,
+    store: Any,
+    reporter: Any,
+    pruning: Any,
+    cache: Any,
+    checkpoint_every: float,
+    notes: TextIO,
+    *,
+    first: bool,
+) -> Any:
     from trainlab.executors import run_local, run_pool
 
     workers = _workers(args.workers, study)
     if workers > 1:
         if not args.quiet and first:
             _say(notes, f"{workers} worker processes share the work; progress shows this one's trials")
-        return run_pool(study, args.store, workers, reporter=reporter, population=args.population, pruning=pruning,
-                        store=store, cache=cache, checkpoint_every=checkpoint_every)
-    return run_local(study, store, reporter=reporter, population=args.population, pruning=pruning, cache=cache,
-                     checkpoint_every=checkpoint_every)
+        return run_pool(
+            study,
+            args.store,
+            workers,
+            reporter=reporter,
+            population=args.population,
+            pruning=pruning,
+            store=store,
+            cache=cache,
+            checkpoint_every=checkpoint_every,
+        )
+    return run_local(
+        study,
+        store,
+        reporter=reporter,
+        population=args.population,
+        pruning=pruning,
+        cache=cache,
+        checkpoint_every=checkpoint_every,
+    )
 
 
-def _run_ray(args: argparse.Namespace, study: Any, store: Any, reporter: Any, cache: Any, notes: TextIO, *,
-             first: bool) -> Any:
+def _run_ray(
+    args: argparse.Namespace, study: Any, store: Any, reporter: Any, cache: Any, notes: TextIO, *, first: bool
+) -> Any:
     """One round on Ray. Searches are not pruned there: workers cannot ask the store how others did."""
     from trainlab.cluster import DEFAULT_MAX_RETRIES, run_ray
 
-    return run_ray(study, store, address=args.address, reporter=reporter, population=args.population, cache=cache,
-                   max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
-                   cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task,
-                   announce=None if args.quiet or not first else lambda text: _say(notes, text))
+    return run_ray(
+        study,
+        store,
+        address=args.address,
+        reporter=reporter,
+        population=args.population,
+        cache=cache,
+        max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
+        cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task,
+        announce=None if args.quiet or not first else lambda text: _say(notes, text),
+    )
 
 
 def _workers(value: str, study: Any) -> int:
@@ -388,7 +557,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not study.dynamic:
         print(f"study {study.name}: {len(study.variants)} variants x {len(study.seeds)} seeds = {len(trials)} trials")
     else:
-        print(f"study {study.name}: {len(study.stages)} stages; later stages and searches are resolved as results come in")
+        print(
+            f"study {study.name}: {len(study.stages)} stages; later stages and searches are resolved as results come in"
+        )
     candidates = study.candidates(CHECK_SHOWN_BASES) if study.dynamic else {}
     for stage in study.stages:
         if study.staged:
@@ -396,8 +567,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"stage {stage.name}{source}: {stage.description}".rstrip(": "))
         if stage.search is not None:
             s = stage.search
-            print(f"  search: {s.sampler}, {s.trials} variants in rounds of {s.batch}, pruning {s.prune}; "
-                  f"space: {', '.join(d.key for d in s.space)}")
+            print(
+                f"  search: {s.sampler}, {s.trials} variants in rounds of {s.batch}, pruning {s.prune}; "
+                f"space: {', '.join(d.key for d in s.space)}"
+            )
         elif stage is study.stages[0]:
             for variant in study.variants:
                 _print_variant(variant.label, [variant])
@@ -405,8 +578,15 @@ def cmd_check(args: argparse.Namespace) -> int:
             found = candidates[stage.name]
             if stage.source:
                 starts = len(candidates[stage.source])
-                which = f"each of the {starts}" if starts <= CHECK_SHOWN_BASES else f"the first {CHECK_SHOWN_BASES} of the {starts}"
-                print(f"  resolved on {which} variants of {stage.source!r} it may start from; a|b: depends on the one chosen")
+                which = (
+                    f"each of the {starts}"
+                    if starts <= CHECK_SHOWN_BASES
+                    else f"the first {CHECK_SHOWN_BASES} of the {starts}"
+                )
+                print(
+                    f"  resolved on {which} variants of {stage.source!r} it may start from; "
+                    "a|b: depends on the one chosen"
+                )
             groups: dict[str, list[Any]] = {}
             for variant in found:
                 groups.setdefault(variant.label, []).append(variant)
@@ -443,12 +623,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows = []
         for study in studies:
             counts = store.status_counts(study.id)
-            rows.append([study.name, str(sum(counts.values())), *(str(counts.get(s, 0)) for s in STATUSES),
-                         _plans_text(store.trials(study.id))])
+            rows.append(
+                [
+                    study.name,
+                    str(sum(counts.values())),
+                    *(str(counts.get(s, 0)) for s in STATUSES),
+                    _plans_text(store.trials(study.id)),
+                ]
+            )
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
-            print("  ".join(cell.ljust(w) if i in (0, len(row) - 1) else cell.rjust(w)
-                            for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+            print(
+                "  ".join(
+                    cell.ljust(w) if i in (0, len(row) - 1) else cell.rjust(w)
+                    for i, (cell, w) in enumerate(zip(row, widths))
+                ).rstrip()
+            )
     return 0
 
 
@@ -476,7 +666,9 @@ def _formats(text: str) -> list[str]:
     formats = [f.strip().lower() for f in text.split(",") if f.strip()]
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad or not formats:
-        raise TrainlabError(f"--formats: {', '.join(bad) or 'nothing'} not allowed; give a comma-separated list of png, svg, pdf")
+        raise TrainlabError(
+            f"--formats: {', '.join(bad) or 'nothing'} not allowed; give a comma-separated list of png, svg, pdf"
+        )
     return formats
 
 
@@ -489,14 +681,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.target_metric and args.target is None:
         raise TrainlabError("--target-metric needs --target VALUE, the value to reach")
     if args.summary and args.format in ("json", "csv"):
-        raise TrainlabError(f"--summary prints model summaries as text, which would break --format {args.format}; "
-                            "use it with --format table, markdown or html (html always has them)")
+        raise TrainlabError(
+            f"--summary prints model summaries as text, which would break --format {args.format}; "
+            "use it with --format table, markdown or html (html always has them)"
+        )
     with _open_store(args.store, create=False) as store:
         if args.format == "html":
             from trainlab.report.html import write_html
 
-            path = write_html(store, name, args.out or ".", options=options, trial=args.trial,
-                              tsne_samples=args.tsne_samples, trial_figures=not args.no_data)
+            path = write_html(
+                store,
+                name,
+                args.out or ".",
+                options=options,
+                trial=args.trial,
+                tsne_samples=args.tsne_samples,
+                trial_figures=not args.no_data,
+            )
             print(f"wrote {path}")
             return 0
         text = render(study_report(store, name, options), args.format)
@@ -597,8 +798,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "report": cmd_report, "data": cmd_data,
-            "plot": cmd_plot, "export": cmd_export, "predict": cmd_predict}
+COMMANDS = {
+    "run": cmd_run,
+    "check": cmd_check,
+    "status": cmd_status,
+    "report": cmd_report,
+    "data": cmd_data,
+    "plot": cmd_plot,
+    "export": cmd_export,
+    "predict": cmd_predict,
+}
 
 
 class _LineReporter:
@@ -621,24 +830,37 @@ class _LineReporter:
         resumed = f" (resuming after epoch {resumed_at})" if resumed_at else ""
         span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
         together = _plan_note(trials[0])
-        print(f"trial {span}/{self.total}: {', '.join(_label(t) for t in trials)}{together}{resumed}", file=self.stream, flush=True)
+        print(
+            f"trial {span}/{self.total}: {', '.join(_label(t) for t in trials)}{together}{resumed}",
+            file=self.stream,
+            flush=True,
+        )
 
     def batch(self, step: int, steps: int) -> None:
         pass
 
     def epoch_finished(self, trial: Any, epoch: int, logs: Mapping[str, float]) -> None:
         who = f"{_label(trial)}  " if len(self.epochs) > 1 else ""
-        print(f"  {who}epoch {epoch + 1}/{self.epochs.get(trial.id, 0)}  {_logs_text(logs)}", file=self.stream, flush=True)
+        print(
+            f"  {who}epoch {epoch + 1}/{self.epochs.get(trial.id, 0)}  {_logs_text(logs)}", file=self.stream, flush=True
+        )
 
     def trial_finished(self, trial: Any, status: str, result: Mapping[str, Any]) -> None:
         self.epochs.pop(trial.id, None)
         if status != "done":
-            print(f"  {_label(trial)}: {status}: {result.get('error') or result.get('stop_reason', '')}", file=self.stream, flush=True)
+            print(
+                f"  {_label(trial)}: {status}: {result.get('error') or result.get('stop_reason', '')}",
+                file=self.stream,
+                flush=True,
+            )
 
     def unit_retried(self, trials: Sequence[Any], resumed_at: int, reason: str) -> None:
         after = f"after epoch {resumed_at}" if resumed_at else "from the start"
-        print(f"  {', '.join(_label(t) for t in trials)}: the task died ({reason}); handed out again, resuming {after}",
-              file=self.stream, flush=True)
+        print(
+            f"  {', '.join(_label(t) for t in trials)}: the task died ({reason}); handed out again, resuming {after}",
+            file=self.stream,
+            flush=True,
+        )
 
 
 def _plan_note(trial: Any) -> str:
@@ -658,15 +880,21 @@ def _logs_text(logs: Mapping[str, float]) -> str:
 
 
 class _BarReporter(_LineReporter):
-    """Rich progress bars on ``stream`` (a terminal): trials of the study, and steps of the epoch with the live metrics."""
+    """Rich progress bars on ``stream`` (a terminal): trials of the study, and steps of the epoch
+    with the live metrics."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=Console(file=stream))
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(file=stream),
+        )
         self.trials = self.progress.add_task("trials", total=None)
         self.steps = self.progress.add_task("", total=None, visible=False)
         self.names = ""
@@ -683,7 +911,9 @@ class _BarReporter(_LineReporter):
         first, self.index = self.index + 1, self.index + len(trials)
         self.epochs.update((t.id, epochs) for t in trials)
         self.epoch, self.last, self.budget, self.unit_size = resumed_at, "", epochs, len(trials)
-        self.names = _label(trials[0]) if len(trials) == 1 else f"{len(trials)} together: {', '.join(t.label for t in trials)}"
+        self.names = (
+            _label(trials[0]) if len(trials) == 1 else f"{len(trials)} together: {', '.join(t.label for t in trials)}"
+        )
         span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
         self.progress.update(self.trials, description=f"trial {span}/{self.total}")
         self._describe()

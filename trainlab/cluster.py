@@ -4,7 +4,8 @@ What runs where (docs/CLUSTER.md tells it for users):
 
 * The *driver*, the process running ``trainlab run --executor ray``, registers the study, checks
   the data, claims trials and plans units exactly as the local executor does
-  (:func:`trainlab.executors.claim_mates`, under the plans of :mod:`trainlab.planner`), and is the only process that opens the store.
+  (:func:`trainlab.executors.claim_mates`, under the plans of :mod:`trainlab.planner`), and is the
+  only process that opens the store.
 * Each unit goes to the cluster as one streaming-generator task carrying a
   :class:`~trainlab.executors.UnitJob`: specs, seeds and the checkpoints to resume from, as
   bytes. The task prepares the data itself from the data spec (once per worker process: later
@@ -50,16 +51,16 @@ from trainlab.executors import (
     UnitJob,
     check_data,
     claim_mates,
-    plan_unplanned,
     error_text,
+    plan_unplanned,
     register,
     start_epoch,
     train_unit,
     unit_job,
 )
 from trainlab.spec import Study
-from trainlab.trial import TrialSpec
 from trainlab.store import FINISHED_STATUSES, ClaimLostError, Store, TrialRecord, make_owner
+from trainlab.trial import TrialSpec
 
 DEFAULT_MAX_RETRIES = 2
 INSTALL_HINT = "pip install 'trainlab[ray]'"
@@ -73,8 +74,9 @@ def import_ray() -> ModuleType:
     try:
         import ray
     except ImportError as exc:
-        raise TrainlabError(f"the ray executor needs Ray, which cannot be imported here ({exc}); "
-                            f"install it with: {INSTALL_HINT}") from None
+        raise TrainlabError(
+            f"the ray executor needs Ray, which cannot be imported here ({exc}); install it with: {INSTALL_HINT}"
+        ) from None
     return ray
 
 
@@ -132,7 +134,8 @@ def connect(ray: ModuleType, address: str | None) -> bool:
         raise TrainlabError(
             f"--address {address}: a ray:// address connects through Ray Client, which cannot stream a task's "
             "results while it runs (a limitation of Ray). Run trainlab on a machine of the cluster with "
-            "--address auto (or HEAD:6379), for example through `ray job submit` (docs/CLUSTER.md)")
+            "--address auto (or HEAD:6379), for example through `ray job submit` (docs/CLUSTER.md)"
+        )
     try:
         if address is None:
             ray.init(include_dashboard=False, logging_level=logging.WARNING)
@@ -148,10 +151,20 @@ def slots(ray: ModuleType, cpus_per_task: float) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 0) // cpus_per_task))
 
 
-def run_ray(study: Study, store: Store, *, address: str | None = None, max_retries: int = DEFAULT_MAX_RETRIES,
-            cpus_per_task: int = 1, reporter: Reporter | None = None, owner: str | None = None,
-            cache: DataCache | None = None, population: int | None = None, worker: Worker | None = None,
-            announce: Callable[[str], None] | None = None) -> RunSummary:
+def run_ray(
+    study: Study,
+    store: Store,
+    *,
+    address: str | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    cpus_per_task: int = 1,
+    reporter: Reporter | None = None,
+    owner: str | None = None,
+    cache: DataCache | None = None,
+    population: int | None = None,
+    worker: Worker | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> RunSummary:
     """Train every unfinished trial of ``study`` on a Ray cluster, recording into ``store`` from this process.
 
     ``address``: the cluster (``auto``, ``HOST:PORT``); ``None`` starts Ray on this machine for
@@ -181,11 +194,26 @@ def run_ray(study: Study, store: Store, *, address: str | None = None, max_retri
         summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
         if announce is not None:
             cpus = ray.cluster_resources().get("CPU", 0)
-            where = "a Ray instance on this machine" if address is None and started else f"the Ray cluster at {address or 'the current connection'}"
+            where = (
+                "a Ray instance on this machine"
+                if address is None and started
+                else f"the Ray cluster at {address or 'the current connection'}"
+            )
             announce(f"training on {where}: {cpus:g} CPUs, {cpus_per_task} per task, up to {width} units at once")
         reporter.study_started(len(current), summary.skipped_done)
-        driver = _Driver(ray, store, study_id, wanted, owner, cache, reporter, worker or unit_events,
-                         cpus_per_task, max_retries, width)
+        driver = _Driver(
+            ray,
+            store,
+            study_id,
+            wanted,
+            owner,
+            cache,
+            reporter,
+            worker or unit_events,
+            cpus_per_task,
+            max_retries,
+            width,
+        )
         driver.run()
         summary.ran = driver.ran
         summary.busy_elsewhere = sum(t.status == "running" for t in store.trials(study_id, hashes=wanted))
@@ -206,9 +234,20 @@ class _Flight:
 class _Driver:
     """Hands units out, follows their event streams, records them, and retries units whose task died."""
 
-    def __init__(self, ray: ModuleType, store: Store, study_id: int, wanted: set[str], owner: str, cache: DataCache,
-                 reporter: Reporter, worker: Worker, cpus_per_task: int, max_retries: int,
-                 slots: int) -> None:
+    def __init__(
+        self,
+        ray: ModuleType,
+        store: Store,
+        study_id: int,
+        wanted: set[str],
+        owner: str,
+        cache: DataCache,
+        reporter: Reporter,
+        worker: Worker,
+        cpus_per_task: int,
+        max_retries: int,
+        slots: int,
+    ) -> None:
         self.ray, self.store, self.study_id, self.wanted, self.owner = ray, store, study_id, wanted, owner
         self.cache, self.reporter, self.worker = cache, reporter, worker
         self.cpus_per_task, self.max_retries, self.slots = cpus_per_task, max_retries, slots
@@ -298,8 +337,10 @@ class _Driver:
         for trial in flight.recorder.unfinished:
             deaths = self.deaths[trial.id] = self.deaths.get(trial.id, 0) + 1
             if deaths > self.max_retries:
-                error = (f"the Ray task training this trial died {deaths} times, more than --max-retries "
-                         f"({self.max_retries}) allows; last: {type(exc).__name__}: {str(exc).strip()}")
+                error = (
+                    f"the Ray task training this trial died {deaths} times, more than --max-retries "
+                    f"({self.max_retries}) allows; last: {type(exc).__name__}: {str(exc).strip()}"
+                )
                 giving_up = Recorder([trial], self.store, self.owner, self.reporter)
                 try:
                     giving_up.fail(error)

@@ -75,8 +75,9 @@ def _layer(at: str, layer: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _named(at: str, value: Mapping[str, Any], default: str | None,
-           resolve: Callable[[str], Mapping[str, Any]]) -> dict[str, Any]:
+def _named(
+    at: str, value: Mapping[str, Any], default: str | None, resolve: Callable[[str], Mapping[str, Any]]
+) -> dict[str, Any]:
     """A resolved named part: its name where it is not the default's (always, without a
     default), and each parameter that differs from that name's own default."""
     out: dict[str, Any] = {}
@@ -111,7 +112,7 @@ def lines(many: Sequence[Mapping[str, Any]]) -> list[str]:
     values = spread(many)
     out = []
     for group in ("optimizer", "train"):
-        items = [(k[len(group) + 1:], v) for k, v in values.items() if k.startswith(group + ".")]
+        items = [(k[len(group) + 1 :], v) for k, v in values.items() if k.startswith(group + ".")]
         head = [_text(v) for k, v in items if group == "optimizer" and k == "name"]
         rest = [f"{k}={_text(v)}" for k, v in items if not (group == "optimizer" and k == "name")]
         out.append(f"{group}: " + ", ".join(head + rest))
@@ -127,7 +128,7 @@ def _layers(model: Mapping[str, Any]) -> list[str]:
     """``Dense units=128 activation=relu`` for each layer, in order."""
     layers: dict[str, list[str]] = {}
     for key, value in model.items():
-        index, _, rest = key[len("model.layers["):].partition("].")
+        index, _, rest = key[len("model.layers[") :].partition("].")
         words = layers.setdefault(index, [])
         words.append(_text([value]) if rest == "type" else f"{rest}={_text([value])}")
     return [" ".join(words) for words in layers.values()]

@@ -52,8 +52,9 @@ class EditDef:
 def check(edit: Any, where: str) -> dict[str, Any]:
     """Validate an ``edit`` table's shape (what it does to a model is checked when applied)."""
     if not isinstance(edit, Mapping):
-        raise SpecError(f"an edit is a table such as {{ activation = \"sigmoid\", batch_norm = true }}, got {edit!r}",
-                        path=where)
+        raise SpecError(
+            f'an edit is a table such as {{ activation = "sigmoid", batch_norm = true }}, got {edit!r}', path=where
+        )
     for key, value in edit.items():
         path = join(where, key)
         if key not in EDITS:
@@ -99,8 +100,11 @@ def _check_activation(value: Any, path: str) -> None:
 
 def _check_batch_norm(value: Any, path: str) -> None:
     if value not in BATCH_NORM:
-        raise SpecError(f"true (after each hidden layer), \"before_activation\" or false, got {value!r}",
-                        path=path, allowed=("true", "false", "after", "before_activation"))
+        raise SpecError(
+            f'true (after each hidden layer), "before_activation" or false, got {value!r}',
+            path=path,
+            allowed=("true", "false", "after", "before_activation"),
+        )
 
 
 def _check_factor(value: Any, path: str) -> None:
@@ -119,8 +123,9 @@ def _check_widths(value: Any, path: str) -> None:
 
 def _check_hidden(value: Any, path: str) -> None:
     if not _is_widths(value):
-        raise SpecError(f"a list of positive integers, the hidden Dense layers' widths ([] for none), got {value!r}",
-                        path=path)
+        raise SpecError(
+            f"a list of positive integers, the hidden Dense layers' widths ([] for none), got {value!r}", path=path
+        )
 
 
 def _check_dropout(value: Any, path: str) -> None:
@@ -137,9 +142,15 @@ def _check_insert(item: Any, where: str) -> None:
     if not isinstance(item, Mapping) or set(item) != {"at", "layers"}:
         raise SpecError("an insert is a table { at = POSITION, layers = [ ...layer tables... ] }", path=where)
     if isinstance(item["at"], bool) or not isinstance(item["at"], int):
-        raise SpecError(f"a layer position (0: right after the input; negative counts from the end), got {item['at']!r}",
-                        path=join(where, "at"))
-    if not isinstance(item["layers"], list) or not item["layers"] or not all(isinstance(x, Mapping) for x in item["layers"]):
+        raise SpecError(
+            f"a layer position (0: right after the input; negative counts from the end), got {item['at']!r}",
+            path=join(where, "at"),
+        )
+    if (
+        not isinstance(item["layers"], list)
+        or not item["layers"]
+        or not all(isinstance(x, Mapping) for x in item["layers"])
+    ):
         raise SpecError("a non-empty list of layer tables", path=join(where, "layers"))
 
 
@@ -184,8 +195,9 @@ def _widths(tables: dict[str, Any], value: Any, path: str) -> None:
     layers = _layers(tables)
     inner = hidden(layers)
     if len(value) != len(inner):
-        raise SpecError(f"the model has {len(inner)} hidden Dense/Conv2D layers, the edit gives {len(value)} widths",
-                        path=path)
+        raise SpecError(
+            f"the model has {len(inner)} hidden Dense/Conv2D layers, the edit gives {len(value)} widths", path=path
+        )
     for i, width in zip(inner, value):
         layers[i][_width_key(layers[i])] = width
 
@@ -216,7 +228,7 @@ def _batch_norm(tables: dict[str, Any], value: Any, path: str) -> None:
         if value == "before_activation":
             added.append({"type": "Activation", "activation": layers[i].get("activation", "linear")})
             layers[i]["activation"] = "linear"
-        layers[i + 1:i + 1] = added
+        layers[i + 1 : i + 1] = added
 
 
 def _scale_lr(tables: dict[str, Any], value: Any, path: str) -> None:
@@ -236,7 +248,7 @@ def _rebuild_dense(layers: list[dict[str, Any]], widths: list[int], where: str) 
     first = dense[0] if len(dense) > 1 else output
     if any(layer.get("type") in WEIGHT_LAYERS for layer in layers[first:output] if layer.get("type") != "Dense"):
         raise SpecError("hidden Dense layers must come after the convolutional part", path=where)
-    template = layers[first:dense[1]] if len(dense) > 1 else [{"type": "Dense", "units": 1}]
+    template = layers[first : dense[1]] if len(dense) > 1 else [{"type": "Dense", "units": 1}]
     block: list[dict[str, Any]] = []
     for width in widths:
         copies = [copy.deepcopy(layer) for layer in template]

@@ -42,7 +42,7 @@ class SpecError(TrainlabError):
                     text += f"\n  did you mean {near!r}?"
         return text
 
-    def in_file(self, file: str) -> "SpecError":
+    def in_file(self, file: str) -> SpecError:
         """The same error, attributed to ``file``."""
         return SpecError(self.reason, path=self.path, file=file, allowed=self.allowed, got=self.got)
 

@@ -35,8 +35,17 @@ from trainlab.errors import SpecError, StoreError, TrainlabError
 from trainlab.plan import Pruning, UnitPruner
 from trainlab.seeding import derive
 from trainlab.spec import Study, fold_specs
+from trainlab.store import (
+    CHECKPOINT,
+    FINISHED_STATUSES,
+    ArtifactRecord,
+    ClaimLostError,
+    NewTrial,
+    Store,
+    TrialRecord,
+    make_owner,
+)
 from trainlab.trial import TrialSpec, canonical_json
-from trainlab.store import CHECKPOINT, FINISHED_STATUSES, ArtifactRecord, ClaimLostError, NewTrial, Store, TrialRecord, make_owner
 
 
 class Reporter(Protocol):
@@ -53,12 +62,23 @@ class Reporter(Protocol):
 class Silent:
     """A reporter that shows nothing."""
 
-    def study_started(self, total: int, done: int) -> None: pass
-    def unit_started(self, trials: Sequence[TrialRecord], epochs: int, resumed_at: int) -> None: pass
-    def batch(self, step: int, steps: int) -> None: pass
-    def epoch_finished(self, trial: TrialRecord, epoch: int, logs: Mapping[str, float]) -> None: pass
-    def trial_finished(self, trial: TrialRecord, status: str, result: Mapping[str, Any]) -> None: pass
-    def unit_retried(self, trials: Sequence[TrialRecord], resumed_at: int, reason: str) -> None: pass
+    def study_started(self, total: int, done: int) -> None:
+        pass
+
+    def unit_started(self, trials: Sequence[TrialRecord], epochs: int, resumed_at: int) -> None:
+        pass
+
+    def batch(self, step: int, steps: int) -> None:
+        pass
+
+    def epoch_finished(self, trial: TrialRecord, epoch: int, logs: Mapping[str, float]) -> None:
+        pass
+
+    def trial_finished(self, trial: TrialRecord, status: str, result: Mapping[str, Any]) -> None:
+        pass
+
+    def unit_retried(self, trials: Sequence[TrialRecord], resumed_at: int, reason: str) -> None:
+        pass
 
 
 @dataclass
@@ -121,9 +141,18 @@ def register(study: Study, store: Store) -> tuple[int, list[str]]:
     return study_id, [t.hash for t in trials]
 
 
-def run_local(study: Study, store: Store, *, reporter: Reporter | None = None, owner: str | None = None,
-              cache: DataCache | None = None, population: int | None = None, pruning: Pruning | None = None,
-              checkpoint_every: float = CHECKPOINT_EVERY, workers: int = 1) -> RunSummary:
+def run_local(
+    study: Study,
+    store: Store,
+    *,
+    reporter: Reporter | None = None,
+    owner: str | None = None,
+    cache: DataCache | None = None,
+    population: int | None = None,
+    pruning: Pruning | None = None,
+    checkpoint_every: float = CHECKPOINT_EVERY,
+    workers: int = 1,
+) -> RunSummary:
     """Train every unfinished trial of ``study`` in this process, recording into ``store``.
 
     Each trial trains under its run plan (see :mod:`trainlab.planner`), recorded before it first
@@ -176,8 +205,16 @@ def start_epoch(store: Store, trial: TrialRecord) -> int:
     return _resumes_at(store.artifact(trial.id, CHECKPOINT))
 
 
-def plan_unplanned(store: Store, study_id: int, hashes: Sequence[str], cache: DataCache, *,
-                   population: int | None = None, workers: int = 1, threads: int | None = None) -> None:
+def plan_unplanned(
+    store: Store,
+    study_id: int,
+    hashes: Sequence[str],
+    cache: DataCache,
+    *,
+    population: int | None = None,
+    workers: int = 1,
+    threads: int | None = None,
+) -> None:
     """Decide and record the run plan of every unfinished trial in ``hashes`` that has none.
 
     Trials keep a plan once recorded (a resumed trial goes on as it began; another process
@@ -190,9 +227,13 @@ def plan_unplanned(store: Store, study_id: int, hashes: Sequence[str], cache: Da
         return
     trials = [planner.Planned(t.hash, t.seed, TrialSpec.from_json(t.spec_json), start_epoch(store, t)) for t in todo]
     plans = planner.plan_trials(
-        trials, input_shape=lambda spec: cache.get(spec.data.to_json())[1].input_shape,
+        trials,
+        input_shape=lambda spec: cache.get(spec.data.to_json())[1].input_shape,
         train_size=lambda spec: len(cache.get(spec.data.to_json())[0].x_train),
-        population=population, workers=workers, threads=threads)
+        population=population,
+        workers=workers,
+        threads=threads,
+    )
     store.set_plans(study_id, {h: p.to_json() for h, p in plans.items()})
 
 
@@ -212,8 +253,11 @@ def claim_mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[st
     for trial in store.trials(study_id, hashes=wanted):
         if trial.id == leader.id or trial.status not in ("pending", "running"):
             continue
-        if (trial.plan or {}).get("population") == population and start_epoch(store, trial) == start \
-                and store.claim(trial.id, owner):
+        if (
+            (trial.plan or {}).get("population") == population
+            and start_epoch(store, trial) == start
+            and store.claim(trial.id, owner)
+        ):
             mates.append(trial)
     return mates
 
@@ -247,7 +291,7 @@ def _check_batch_sizes(study: Study, cache: DataCache) -> None:
             if size != "full" and size > n:
                 raise TrainlabError(
                     f"{study.source or study.name}: train.batch_size (variant {v.label!r}): {size} is larger than "
-                    f"the training split ({n} examples); use at most {n}, or \"full\" for full-batch gradient descent"
+                    f'the training split ({n} examples); use at most {n}, or "full" for full-batch gradient descent'
                 )
 
 
@@ -309,14 +353,25 @@ def unit_job(trials: Sequence[TrialRecord], store: Store, attempt: int = 0) -> U
     """The job of claimed ``trials``, each resuming from its last recorded checkpoint."""
     saved = [store.artifact(t.id, CHECKPOINT) for t in trials]
     plan = planner.Plan.from_json(trials[0].plan) if trials[0].plan is not None else None
-    return UnitJob(tuple(t.hash for t in trials), tuple(t.seed for t in trials),
-                   tuple(TrialSpec.from_json(t.spec_json) for t in trials),
-                   tuple(a.data if a is not None else None for a in saved), _resumes_at(saved[0]), attempt, plan)
+    return UnitJob(
+        tuple(t.hash for t in trials),
+        tuple(t.seed for t in trials),
+        tuple(TrialSpec.from_json(t.spec_json) for t in trials),
+        tuple(a.data if a is not None else None for a in saved),
+        _resumes_at(saved[0]),
+        attempt,
+        plan,
+    )
 
 
-def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on_batch: OnBatch | None = None,
-               prune: Callable[[int, int, dict[str, float]], bool] | None = None,
-               checkpoint_due: Callable[[int], bool] | None = None) -> None:
+def train_unit(
+    job: UnitJob,
+    cache: DataCache,
+    emit: Callable[[Event], None],
+    on_batch: OnBatch | None = None,
+    prune: Callable[[int, int, dict[str, float]], bool] | None = None,
+    checkpoint_due: Callable[[int], bool] | None = None,
+) -> None:
     """Train a unit's trials to their end, together if several, telling ``emit`` each :data:`Event`.
 
     The one training path of every executor: it knows nothing of the store, only the job.
@@ -327,7 +382,10 @@ def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on
     """
     specs = job.specs
     tensors, info, split = cache.get(specs[0].data.to_json())
-    nets = [models.build(spec.model.to_json(), info.input_shape, derive(seed, "init")) for seed, spec in zip(job.seeds, specs)]
+    nets = [
+        models.build(spec.model.to_json(), info.input_shape, derive(seed, "init"))
+        for seed, spec in zip(job.seeds, specs)
+    ]
 
     def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Callable[[], bytes]) -> bool:
         due = checkpoint_due is None or checkpoint_due(epoch)
@@ -336,9 +394,16 @@ def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on
 
     plan = job.plan
     step = plan.step if plan is not None else ("population" if len(nets) > 1 else "lowered")
-    unit = steps.Unit(nets, specs, job.resumes, tensors, info.task, job.seeds[0],
-                      compile=plan.compile if plan is not None else False,
-                      channels_last=lambda: cache.get(specs[0].data.to_json(), channels_last=True)[0])
+    unit = steps.Unit(
+        nets,
+        specs,
+        job.resumes,
+        tensors,
+        info.task,
+        job.seeds[0],
+        compile=plan.compile if plan is not None else False,
+        channels_last=lambda: cache.get(specs[0].data.to_json(), channels_last=True)[0],
+    )
     unit = steps.laid_out(step, unit)
     tensors = unit.data
     with _threads(plan.threads if plan is not None else None):
@@ -357,7 +422,9 @@ def train_unit(job: UnitJob, cache: DataCache, emit: Callable[[Event], None], on
                 "population": len(nets),
                 "seconds_per_epoch": sum(h["seconds"] for h in result.history) / max(len(result.history), 1),
             }
-            weights = weights_bytes(result.weights, {"trial": trial_hash, "spec": spec.to_json(), "input_shape": list(info.input_shape)})
+            weights = weights_bytes(
+                result.weights, {"trial": trial_hash, "spec": spec.to_json(), "input_shape": list(info.input_shape)}
+            )
             emit(TrialEnded(i, result.status, outcome, weights))
 
 
@@ -397,12 +464,20 @@ class Recorder:
     def record(self, event: Event) -> None:
         if isinstance(event, EpochEnded):
             trial = self.trials[event.index]
-            self.store.record_epoch(trial.id, self.owner, event.epoch, event.logs, event.checkpoint, checkpoint_format="safetensors")
+            self.store.record_epoch(
+                trial.id, self.owner, event.epoch, event.logs, event.checkpoint, checkpoint_format="safetensors"
+            )
             self.reporter.epoch_finished(trial, event.epoch, event.logs)
         elif isinstance(event, TrialEnded):
             trial = self.trials[event.index]
-            self.store.finish_trial(trial.id, self.owner, event.status, result=event.outcome, weights=event.weights,  # type: ignore[arg-type]
-                                    weights_format="safetensors")
+            self.store.finish_trial(
+                trial.id,
+                self.owner,
+                event.status,
+                result=event.outcome,
+                weights=event.weights,  # type: ignore[arg-type]
+                weights_format="safetensors",
+            )
             self.finished[event.index] = event.status
             self.reporter.trial_finished(trial, event.status, event.outcome)
         else:
@@ -418,7 +493,9 @@ class Recorder:
             if i not in self.finished:
                 self.store.finish_trial(trial.id, self.owner, "failed", error=error)
                 self.finished[i] = "failed"
-                self.reporter.trial_finished(trial, "failed", {"error": error.strip().splitlines()[-1] if error.strip() else error})
+                self.reporter.trial_finished(
+                    trial, "failed", {"error": error.strip().splitlines()[-1] if error.strip() else error}
+                )
 
     def release(self) -> None:
         """Give the unfinished trials back; their recorded epochs and checkpoints stay."""
@@ -430,8 +507,15 @@ class Recorder:
         return [self.finished.get(i, default) for i in range(len(self.trials))]
 
 
-def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: DataCache, reporter: Reporter,
-             pruner: UnitPruner | None = None, checkpoints: CheckpointPolicy | None = None) -> list[str]:
+def run_unit(
+    trials: Sequence[TrialRecord],
+    store: Store,
+    owner: str,
+    cache: DataCache,
+    reporter: Reporter,
+    pruner: UnitPruner | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+) -> list[str]:
     """Train claimed trials to their end in this process, together if several, and record each; returns their statuses.
 
     Every epoch is recorded; its checkpoint only when ``checkpoints`` says so (default: every
@@ -449,13 +533,20 @@ def run_unit(trials: Sequence[TrialRecord], store: Store, owner: str, cache: Dat
         if pruner is None:
             train_unit(job, cache, recorder.record, reporter.batch, checkpoint_due=policy.due)
         else:
+
             def emit(event: Event) -> None:
                 recorder.record(event)
                 if isinstance(event, TrialEnded):
                     pruner.finish(job.hashes[event.index], event.status, event.outcome.get("best"))
 
-            train_unit(job, cache, emit, reporter.batch, checkpoint_due=policy.due,
-                       prune=lambda i, epoch, logs: pruner.should_prune(job.hashes[i], epoch, logs))
+            train_unit(
+                job,
+                cache,
+                emit,
+                reporter.batch,
+                checkpoint_due=policy.due,
+                prune=lambda i, epoch, logs: pruner.should_prune(job.hashes[i], epoch, logs),
+            )
     except KeyboardInterrupt:
         recorder.release()
         raise
@@ -481,8 +572,15 @@ def _interrupt_once(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _worker(study: Study, store_path: str, workers: int, population: int | None, pruning: Pruning | None,
-            checkpoint_every: float, stop: Any) -> None:
+def _worker(
+    study: Study,
+    store_path: str,
+    workers: int,
+    population: int | None,
+    pruning: Pruning | None,
+    checkpoint_every: float,
+    stop: Any,
+) -> None:
     """A pool process: claims and trains trials until none is left, quietly.
 
     It starts with Ctrl-C ignored (a SIGINT while it imports would print a traceback) and
@@ -496,15 +594,25 @@ def _worker(study: Study, store_path: str, workers: int, population: int | None,
             return
         torch.set_num_threads(max(1, planner.machine_cores() // workers))
         with Store.open(store_path) as store:
-            run_local(study, store, population=population, pruning=pruning, checkpoint_every=checkpoint_every,
-                      workers=workers)
+            run_local(
+                study, store, population=population, pruning=pruning, checkpoint_every=checkpoint_every, workers=workers
+            )
     except (KeyboardInterrupt, TrainlabError):  # the driver, a worker too, meets the same problem and reports it
         pass
 
 
-def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter | None = None,
-             population: int | None = None, pruning: Pruning | None = None, store: Store | None = None,
-             cache: DataCache | None = None, checkpoint_every: float = CHECKPOINT_EVERY) -> RunSummary:
+def run_pool(
+    study: Study,
+    store_path: str,
+    workers: int,
+    *,
+    reporter: Reporter | None = None,
+    population: int | None = None,
+    pruning: Pruning | None = None,
+    store: Store | None = None,
+    cache: DataCache | None = None,
+    checkpoint_every: float = CHECKPOINT_EVERY,
+) -> RunSummary:
     """Train ``study`` with ``workers`` processes sharing the machine's cores and one store.
 
     This process is one of the workers (its progress is the one shown); the others claim trials
@@ -515,9 +623,12 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
     threads = max(1, planner.machine_cores() // workers)
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    children = [context.Process(target=_worker, args=(study, store_path, workers, population, pruning, checkpoint_every, stop),
-                                daemon=True)
-                for _ in range(workers - 1)]
+    children = [
+        context.Process(
+            target=_worker, args=(study, store_path, workers, population, pruning, checkpoint_every, stop), daemon=True
+        )
+        for _ in range(workers - 1)
+    ]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     cache = cache or DataCache()
@@ -536,8 +647,16 @@ def run_pool(study: Study, store_path: str, workers: int, *, reporter: Reporter 
             if main_thread:
                 signal.signal(signal.SIGINT, handler)
         try:
-            summary = run_local(study, store, reporter=reporter, population=population, pruning=pruning, cache=cache,
-                                checkpoint_every=checkpoint_every, workers=workers)
+            summary = run_local(
+                study,
+                store,
+                reporter=reporter,
+                population=population,
+                pruning=pruning,
+                cache=cache,
+                checkpoint_every=checkpoint_every,
+                workers=workers,
+            )
             for child in children:
                 child.join()
         except KeyboardInterrupt:

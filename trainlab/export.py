@@ -76,7 +76,9 @@ class Exported:
     meta: dict[str, Any]
 
 
-def export_trial(store: Store, study: str, selector: str | None, out: str | Path, *, torch_file: bool = False) -> Exported:
+def export_trial(
+    store: Store, study: str, selector: str | None, out: str | Path, *, torch_file: bool = False
+) -> Exported:
     """Write the chosen weights and the spec of a finished trial to folder ``out``."""
     from safetensors.torch import save_file
 
@@ -100,8 +102,11 @@ def export_trial(store: Store, study: str, selector: str | None, out: str | Path
         "loss": spec.train.loss,
         "data": spec.data.to_json(),
         "preprocessing": (
-            {"kind": "pixels", "scale": 1 / 255, "layout": "NCHW"} if image else
-            {"kind": "standardize", **split["standardize"]} if "standardize" in split else {"kind": "none"}
+            {"kind": "pixels", "scale": 1 / 255, "layout": "NCHW"}
+            if image
+            else {"kind": "standardize", **split["standardize"]}
+            if "standardize" in split
+            else {"kind": "none"}
         ),
         "recorded": {
             "best_epoch": result["best_epoch"] + 1 if "best_epoch" in result else None,
@@ -114,8 +119,11 @@ def export_trial(store: Store, study: str, selector: str | None, out: str | Path
     folder.mkdir(parents=True, exist_ok=True)
     files = [folder / SPEC_FILE, folder / WEIGHTS_FILE]
     rebuild(spec.model.to_json(), shape, state)  # refuse to write a model that would not load back
-    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / WEIGHTS_FILE),
-              metadata={"format": MODEL_FORMAT, "trial": trial.hash})
+    save_file(
+        {k: v.contiguous() for k, v in state.items()},
+        str(folder / WEIGHTS_FILE),
+        metadata={"format": MODEL_FORMAT, "trial": trial.hash},
+    )
     if torch_file:
         torch.save({k: v.contiguous() for k, v in state.items()}, folder / TORCH_FILE)
         files.append(folder / TORCH_FILE)
@@ -157,14 +165,18 @@ def load_model(path: str | Path, *, prefer: str = "safetensors") -> LoadedModel:
         folder = folder.parent
     spec_path = folder / SPEC_FILE
     if not spec_path.is_file():
-        raise TrainlabError(f"{folder}: no {SPEC_FILE} here; export a model first with `trainlab export STUDY --out {folder}`")
+        raise TrainlabError(
+            f"{folder}: no {SPEC_FILE} here; export a model first with `trainlab export STUDY --out {folder}`"
+        )
     try:
         meta = json.loads(spec_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TrainlabError(f"{spec_path}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         shown = meta.get("format") if isinstance(meta, dict) else None
-        raise TrainlabError(f"{spec_path}: format {shown!r} is not {MODEL_FORMAT!r}; re-export the model with this trainlab")
+        raise TrainlabError(
+            f"{spec_path}: format {shown!r} is not {MODEL_FORMAT!r}; re-export the model with this trainlab"
+        )
     meta = _checked_meta(meta, spec_path)
     if prefer == "torch":
         file = folder / TORCH_FILE
@@ -199,9 +211,12 @@ def _checked_meta(meta: dict[str, Any], spec_path: Path) -> dict[str, Any]:
         return TrainlabError(f"{spec_path}: {key}: {what}; export the model again")
 
     shape = meta.get("input_shape")
-    if not (isinstance(shape, list) and 1 <= len(shape) <= 3
-            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
-            and math.prod(shape) <= models.MAX_VALUES):
+    if not (
+        isinstance(shape, list)
+        and 1 <= len(shape) <= 3
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+        and math.prod(shape) <= models.MAX_VALUES
+    ):
         raise bad("input_shape", f"expected a list of one to three positive integers, got {shape!r}")
     if meta.get("task") not in ("classification", "regression"):
         raise bad("task", f"expected 'classification' or 'regression', got {meta.get('task')!r}")
@@ -243,7 +258,9 @@ def load_images(paths: Sequence[str | Path], input_shape: Sequence[int], *, resi
     from PIL import Image, UnidentifiedImageError
 
     if len(input_shape) != 3 or input_shape[0] not in (1, 3):
-        raise TrainlabError(f"this model takes inputs of shape {tuple(input_shape)}, not images; use --test to predict on its test set")
+        raise TrainlabError(
+            f"this model takes inputs of shape {tuple(input_shape)}, not images; use --test to predict on its test set"
+        )
     channels, height, width = input_shape
     batch = []
     for path in paths:
@@ -276,7 +293,9 @@ def test_split(meta: Mapping[str, Any], source: str = SPEC_FILE) -> tuple[torch.
     from trainlab.errors import SpecError
 
     if not isinstance(meta.get("data"), Mapping):
-        raise TrainlabError(f"{source} names no data set ('data'), so there is no test split; predict on image files instead")
+        raise TrainlabError(
+            f"{source} names no data set ('data'), so there is no test split; predict on image files instead"
+        )
     try:
         tensors, _, _ = DataCache().get(meta["data"])
     except SpecError as exc:
@@ -304,12 +323,16 @@ def prediction_lines(model: LoadedModel, names: Sequence[str], out: torch.Tensor
     """One line per input: its name, then the ``top`` classes with their probabilities (or the value)."""
     width = max([len(n) for n in names] + [5])
     if model.meta["task"] != "classification":
-        return [f"{'input'.ljust(width)}  prediction"] + [f"{n.ljust(width)}  {float(v):.6g}" for n, v in zip(names, out.reshape(-1))]
+        return [f"{'input'.ljust(width)}  prediction"] + [
+            f"{n.ljust(width)}  {float(v):.6g}" for n, v in zip(names, out.reshape(-1))
+        ]
     lines = [f"{'input'.ljust(width)}  class (probability)"]
     k = min(top, out.shape[1])
     values, index = out.topk(k, dim=1)
     for n, vs, ix in zip(names, values, index):
-        lines.append(f"{n.ljust(width)}  " + ", ".join(f"{_class(model, int(i))} ({float(v):.4f})" for v, i in zip(vs, ix)))
+        lines.append(
+            f"{n.ljust(width)}  " + ", ".join(f"{_class(model, int(i))} ({float(v):.4f})" for v, i in zip(vs, ix))
+        )
     return lines
 
 
@@ -328,7 +351,10 @@ def test_lines(model: LoadedModel, count: int) -> list[str]:
     for i, (t, probs) in enumerate(zip(y, out)):
         k = int(probs.argmax())
         mark = "" if k == int(t) else "  wrong"
-        lines.append(f"{i:<6}  {_class(model, int(t)).ljust(width)}  {_class(model, k).ljust(width)}  {float(probs[k]):.4f}{mark}")
+        lines.append(
+            f"{i:<6}  {_class(model, int(t)).ljust(width)}  {_class(model, k).ljust(width)}  "
+            f"{float(probs[k]):.4f}{mark}"
+        )
     return lines
 
 
@@ -342,5 +368,7 @@ def evaluation_lines(model: LoadedModel) -> tuple[list[str], bool]:
     text = ", ".join(f"{k} {v:.6f}" for k, v in sorted(scores.items()))
     was = ", ".join(f"{k} {v:.6f}" for k, v in sorted(recorded.items()) if isinstance(v, (int, float)))
     verdict = "identical" if same else "DIFFERENT: the model does not reproduce its trial"
-    return [f"test set ({len(x)} examples): {text}",
-            f"recorded for trial {str(model.meta.get('trial', ''))[:10]}: {was or 'nothing'}: {verdict}"], same
+    return [
+        f"test set ({len(x)} examples): {text}",
+        f"recorded for trial {str(model.meta.get('trial', ''))[:10]}: {was or 'nothing'}: {verdict}",
+    ], same

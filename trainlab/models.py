@@ -106,6 +106,7 @@ class LayerDef:
     width: str | None = None
     window: Callable[[Layer], tuple[Pair, Pair]] | None = None
 
+
 MODEL_KEYS = {
     "layers": Param(None, (list,), required=True),
     "activation": Param(None, (str, dict, type(None))),
@@ -128,7 +129,7 @@ def resolve(model: Mapping[str, Any], input_shape: Shape | None = None, path: st
     for i, layer in enumerate(layers):
         where = join(join(path, "layers"), i)
         if not isinstance(layer, Mapping):
-            raise SpecError(f"expected a layer table like {{ type = \"Dense\", units = 10 }}, got {layer!r}", path=where)
+            raise SpecError(f'expected a layer table like {{ type = "Dense", units = 10 }}, got {layer!r}', path=where)
         if "type" not in layer:
             raise SpecError("a layer needs 'type'", path=where, allowed=LAYERS.names())
         if not isinstance(layer["type"], str):
@@ -264,7 +265,9 @@ class Net(nn.Module):
     that training can use the stable cross-entropy on logits.
     """
 
-    def __init__(self, body: nn.Sequential, output_activation: nn.Module, penalties: list[tuple[str, float, float]]) -> None:
+    def __init__(
+        self, body: nn.Sequential, output_activation: nn.Module, penalties: list[tuple[str, float, float]]
+    ) -> None:
         super().__init__()
         self.body = body
         self.output_activation = output_activation
@@ -339,7 +342,9 @@ class KerasBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.epsilon)
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.epsilon
+            )
         axes = [0, *range(2, x.dim())]
         with torch.no_grad():
             variance, mean = torch.var_mean(x.detach(), dim=axes, correction=0)
@@ -388,11 +393,15 @@ def build(model: Mapping[str, Any], input_shape: Shape, seed: int) -> Net:
 def _init(core: nn.Linear | nn.Conv2d, layer: Mapping[str, Any], layout: str, generator: torch.Generator) -> None:
     with torch.no_grad():
         fan_in, fan_out = initializers.fans(tuple(core.weight.shape), layout)
-        initializers.initialize_(core.weight, layer["kernel_initializer"], fan_in=fan_in, fan_out=fan_out, generator=generator)
+        initializers.initialize_(
+            core.weight, layer["kernel_initializer"], fan_in=fan_in, fan_out=fan_out, generator=generator
+        )
         if core.bias is not None:
             # Keras computes a bias's fans from its own shape (n,): (n, n).
             b_in, b_out = initializers.fans(tuple(core.bias.shape), "keras")
-            initializers.initialize_(core.bias, layer["bias_initializer"], fan_in=b_in, fan_out=b_out, generator=generator)
+            initializers.initialize_(
+                core.bias, layer["bias_initializer"], fan_in=b_in, fan_out=b_out, generator=generator
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,7 +414,9 @@ def _identity_output(layer: Layer, shape: Shape, where: str) -> Shape:
 
 def _dense_output(layer: Layer, shape: Shape, where: str) -> Shape:
     if len(shape) != 1:
-        raise SpecError(f"Dense needs a flat input but gets shape {shape}; put {{ type = \"Flatten\" }} before it", path=where)
+        raise SpecError(
+            f'Dense needs a flat input but gets shape {shape}; put {{ type = "Flatten" }} before it', path=where
+        )
     return (layer["units"],)
 
 
@@ -468,7 +479,11 @@ def _conv_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> lis
     if not symmetric:
         modules.append(nn.ZeroPad2d((pads[1][0], pads[1][1], pads[0][0], pads[0][1])))
     core = nn.Conv2d(
-        shape[0], layer["filters"], k, stride=s, bias=layer["use_bias"],
+        shape[0],
+        layer["filters"],
+        k,
+        stride=s,
+        bias=layer["use_bias"],
         padding=(pads[0][0], pads[1][0]) if symmetric else 0,
     )
     _init(core, layer, "conv2d", generator)
@@ -518,8 +533,15 @@ def _no_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[
 
 LAYER_DEFS: dict[str, LayerDef] = {
     "Dense": LayerDef(_DENSE, _dense_output, _dense_modules, _dense_weights, width="units"),
-    "Conv2D": LayerDef(_CONV, _conv_output, _conv_modules, _conv_weights, aliases=("Convolution2D",), width="filters",
-                       window=_conv_window),
+    "Conv2D": LayerDef(
+        _CONV,
+        _conv_output,
+        _conv_modules,
+        _conv_weights,
+        aliases=("Convolution2D",),
+        width="filters",
+        window=_conv_window,
+    ),
     "MaxPooling2D": LayerDef(_POOL, _pool_output, _pool_modules, aliases=("MaxPool2D",), window=_pool_window),
     "Flatten": LayerDef({}, _flatten_output, _flatten_modules),
     "Dropout": LayerDef({"rate": required(float, check=fraction)}, _identity_output, _dropout_modules),
@@ -534,7 +556,9 @@ WEIGHTED = tuple(name for name, d in LAYER_DEFS.items() if d.width is not None)
 ``kernel_initializer`` reach them, and stage edits count them as hidden layers."""
 
 
-def check_output(model: Mapping[str, Any], input_shape: Shape, task: str, loss: str, num_classes: int, path: str = "model") -> None:
+def check_output(
+    model: Mapping[str, Any], input_shape: Shape, task: str, loss: str, num_classes: int, path: str = "model"
+) -> None:
     """The last layer must fit the task: ``num_classes`` units with softmax (or linear logits) for
     classification, one linear-ish unit for regression."""
     last = model["layers"][-1]
@@ -547,7 +571,8 @@ def check_output(model: Mapping[str, Any], input_shape: Shape, task: str, loss: 
         if act not in ("softmax", "linear"):
             raise SpecError(
                 f"{loss} needs a softmax output (or linear logits), the last layer's activation is {act!r}",
-                path=join(where, "activation"), allowed=["softmax", "linear"],
+                path=join(where, "activation"),
+                allowed=["softmax", "linear"],
             )
     else:
         if out != (1,):

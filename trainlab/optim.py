@@ -907,4 +907,3 @@ class PopulationOptimizer(_Stateful):
     def current_lrs(self) -> list[float]:
         """Each member's learning rate for the next update, after legacy decay."""
         return decayed_learning_rate(self.hp, self._iterations, self.opts).tolist()
-

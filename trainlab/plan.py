@@ -21,8 +21,8 @@ from trainlab.errors import TrainlabError
 from trainlab.losses import mode_for
 from trainlab.search import Point, Pruner, propose
 from trainlab.spec import Stage, Study, Variant, base_of, expand, fold_specs, resolve_trial, search_variant
-from trainlab.trial import trial_hash
 from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
+from trainlab.trial import trial_hash
 
 POLL_SECONDS = 5.0
 
@@ -53,8 +53,11 @@ class StagePlan:
 
     def finished(self, records: Mapping[str, TrialRecord]) -> bool:
         """Whether every variant is known and every one of its trials has finished."""
-        return self.state == "ready" and self.complete and all(
-            h in records and records[h].status in FINISHED_STATUSES for h in self.hashes())
+        return (
+            self.state == "ready"
+            and self.complete
+            and all(h in records and records[h].status in FINISHED_STATUSES for h in self.hashes())
+        )
 
 
 def variant_hashes(variant: Variant, seeds: Sequence[int]) -> list[str]:
@@ -71,19 +74,26 @@ def _results(variant: Variant, study: Study, records: Mapping[str, TrialRecord])
     return [records[h] for h in variant_hashes(variant, study.seeds) if h in records]
 
 
-def choose(variants: Sequence[Variant], study: Study, records: Mapping[str, TrialRecord], metric: str) -> tuple[Variant, float] | None:
+def choose(
+    variants: Sequence[Variant], study: Study, records: Mapping[str, TrialRecord], metric: str
+) -> tuple[Variant, float] | None:
     """The variant with the best mean of ``metric`` over its finished trials (the report's rule)."""
     means = []
     for v in variants:
         done = [t for t in _results(v, study, records) if t.status == "done" and t.result]
-        means.append((selection.mean([t.result["best"].get(metric) for t in done]),
-                      selection.mean([t.result["best"].get(selection.tie_break(metric)) for t in done])))
+        means.append(
+            (
+                selection.mean([t.result["best"].get(metric) for t in done]),
+                selection.mean([t.result["best"].get(selection.tie_break(metric)) for t in done]),
+            )
+        )
     index = selection.choose(means, metric)
     return None if index is None else (variants[index], means[index][0])  # type: ignore[return-value]
 
 
-def resolve(study: Study, store: Store, *, propose_points: bool = False,
-            records: Mapping[str, TrialRecord] | None = None) -> list[StagePlan]:
+def resolve(
+    study: Study, store: Store, *, propose_points: bool = False, records: Mapping[str, TrialRecord] | None = None
+) -> list[StagePlan]:
     """Every stage of ``study`` as far as the store's results determine it.
 
     With ``propose_points``, a search whose sampled points have all finished samples its next
@@ -107,8 +117,10 @@ def resolve(study: Study, store: Store, *, propose_points: bool = False,
             best = choose(source.variants, study, records, plan.metric)
             if best is None:
                 plan.state = "blocked"
-                plan.reason = (f"stage {stage.name!r} starts from the best variant of stage {stage.source!r}, "
-                               f"but none of its trials finished with a {plan.metric}; see `trainlab status`")
+                plan.reason = (
+                    f"stage {stage.name!r} starts from the best variant of stage {stage.source!r}, "
+                    f"but none of its trials finished with a {plan.metric}; see `trainlab status`"
+                )
                 continue
             plan.chosen, plan.chosen_value = best[0].label, best[1]
             base = base_of(best[0].spec)
@@ -124,7 +136,9 @@ def _monitor(plan: StagePlan) -> str:
     return plan.variants[0].spec["train"]["monitor"] if plan.variants else "val_loss"
 
 
-def _search(plan: StagePlan, study: Study, base: Mapping[str, Any], records: Mapping[str, TrialRecord], propose_points: bool) -> None:
+def _search(
+    plan: StagePlan, study: Study, base: Mapping[str, Any], records: Mapping[str, TrialRecord], propose_points: bool
+) -> None:
     """The points a search stage sampled so far (read back from the store), and, if asked and
     the last round has finished, the next round's."""
     stage = plan.stage
@@ -179,16 +193,19 @@ class Pruning:
     """(stage name, pruner kind, warm-up epochs, metric, trial hashes in sampling order)."""
 
     @classmethod
-    def of(cls, plans: Sequence[StagePlan]) -> "Pruning | None":
-        stages = tuple((p.stage.name, p.stage.search.prune, p.stage.search.prune_warmup, p.metric, tuple(p.hashes()))
-                       for p in plans if p.stage.search is not None and p.stage.search.prune != "none")
+    def of(cls, plans: Sequence[StagePlan]) -> Pruning | None:
+        stages = tuple(
+            (p.stage.name, p.stage.search.prune, p.stage.search.prune_warmup, p.metric, tuple(p.hashes()))
+            for p in plans
+            if p.stage.search is not None and p.stage.search.prune != "none"
+        )
         return cls(stages) if stages else None
 
-    def for_unit(self, store: Store, study_id: int, hashes: Sequence[str]) -> "UnitPruner | None":
+    def for_unit(self, store: Store, study_id: int, hashes: Sequence[str]) -> UnitPruner | None:
         """Pruners for the trials of one unit, each primed with its search's recorded history."""
         wanted = set(hashes)
         pruners: dict[str, tuple[Pruner, str]] = {}
-        for name, kind, warmup, metric, stage_hashes in self.stages:
+        for _name, kind, warmup, metric, stage_hashes in self.stages:
             if not wanted & set(stage_hashes):
                 continue
             records = {t.hash: t for t in store.trials(study_id, hashes=set(stage_hashes))}
@@ -198,7 +215,9 @@ class Pruning:
                 if t is None or t.status == "pending" and h not in wanted:
                     continue
                 curve = {e.epoch: e.metrics[metric] for e in store.epochs(t.id) if e.metrics.get(metric) is not None}
-                state = {"done": "complete", "pruned": "pruned"}.get(t.status, "failed" if t.status in FINISHED_STATUSES else "running")
+                state = {"done": "complete", "pruned": "pruned"}.get(
+                    t.status, "failed" if t.status in FINISHED_STATUSES else "running"
+                )
                 value = t.result["best"].get(metric) if t.status == "done" and t.result else None
                 history.append((h, Point({}, state, value, curve)))
             pruner = Pruner(kind, warmup, "maximize" if mode_for(metric) == "max" else "minimize", history)
@@ -231,8 +250,14 @@ class UnitPruner:
 Execute = Callable[[Study, "Pruning | None"], Any]
 
 
-def run(study: Study, store: Store, execute: Execute, *, poll: float = POLL_SECONDS,
-        on_wait: Callable[[str], None] | None = None) -> list[StagePlan]:
+def run(
+    study: Study,
+    store: Store,
+    execute: Execute,
+    *,
+    poll: float = POLL_SECONDS,
+    on_wait: Callable[[str], None] | None = None,
+) -> list[StagePlan]:
     """Train ``study`` to the end: resolve what can be known, train it with ``execute``, repeat.
 
     ``execute(round_study, pruning)`` trains the unfinished trials of a study holding every
@@ -249,14 +274,23 @@ def run(study: Study, store: Store, execute: Execute, *, poll: float = POLL_SECO
         records = _records(study, store)
         plans = resolve(study, store, propose_points=True, records=records)
         variants = _unique([v for p in plans for v in p.variants])
-        todo = [h for v in variants for h in variant_hashes(v, study.seeds)
-                if h not in records or records[h].status == "pending"]
+        todo = [
+            h
+            for v in variants
+            for h in variant_hashes(v, study.seeds)
+            if h not in records or records[h].status == "pending"
+        ]
         if todo:
             execute(study.with_variants(variants), Pruning.of(plans))
             continue
         if all(p.finished(records) for p in plans):
             return plans
-        running = [h for v in variants for h in variant_hashes(v, study.seeds) if records.get(h) and records[h].status == "running"]
+        running = [
+            h
+            for v in variants
+            for h in variant_hashes(v, study.seeds)
+            if records.get(h) and records[h].status == "running"
+        ]
         if running:
             waiting = next((p.reason for p in plans if p.state == "waiting"), "the last trials finish")
             message = f"{len(running)} trials are running in another process; {waiting}"
@@ -266,7 +300,9 @@ def run(study: Study, store: Store, execute: Execute, *, poll: float = POLL_SECO
             time.sleep(poll)
             continue
         blocked = [p.reason for p in plans if p.state == "blocked"]
-        raise TrainlabError(blocked[0] if blocked else "the study cannot go on: no trial is left to train and no stage can start")
+        raise TrainlabError(
+            blocked[0] if blocked else "the study cannot go on: no trial is left to train and no stage can start"
+        )
 
 
 def _unique(variants: Sequence[Variant]) -> list[Variant]:

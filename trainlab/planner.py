@@ -66,7 +66,6 @@ The compile decision uses these nominal figures, never a measurement, so that it
 every run of a study: an estimate of the work ahead, not a timing."""
 
 
-
 @dataclass(frozen=True)
 class Plan:
     """How one trial trains; see the module docstring for each field."""
@@ -92,8 +91,11 @@ class Plan:
 
     def describe(self) -> str:
         """One line for people: ``population of 3, eager, 2 threads``."""
-        how = f"population of {self.members}, {'compiled' if self.compile else 'eager'}" if self.step == "population" \
+        how = (
+            f"population of {self.members}, {'compiled' if self.compile else 'eager'}"
+            if self.step == "population"
             else f"alone, {self.step} step"
+        )
         return f"{how}, {self.threads} thread{'s' * (self.threads != 1)}"
 
 
@@ -121,10 +123,18 @@ def group_key(spec: TrialSpec, seed: int, start_epoch: int) -> str:
     hyper-parameters, initializers, epoch budgets and callbacks may differ.
     """
     train = spec.train
-    return canonical_json({
-        "model": spec.model.to_json(), "data": spec.data.to_json(), "task": spec.task, "seed": seed,
-        "start": start_epoch, "batch_size": train.batch_size, "shuffle": train.shuffle, "loss": train.loss,
-    })
+    return canonical_json(
+        {
+            "model": spec.model.to_json(),
+            "data": spec.data.to_json(),
+            "task": spec.task,
+            "seed": seed,
+            "start": start_epoch,
+            "batch_size": train.batch_size,
+            "shuffle": train.shuffle,
+            "loss": train.loss,
+        }
+    )
 
 
 def auto_workers(trials: Iterable[Planned], cores: int | None = None) -> int:
@@ -196,9 +206,16 @@ def population_id(hashes: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()[:16]
 
 
-def plan_trials(trials: Sequence[Planned], *, input_shape: Callable[[TrialSpec], Sequence[int]],
-                train_size: Callable[[TrialSpec], int], population: int | None = None,
-                workers: int = 1, threads: int | None = None, cores: int | None = None) -> dict[str, Plan]:
+def plan_trials(
+    trials: Sequence[Planned],
+    *,
+    input_shape: Callable[[TrialSpec], Sequence[int]],
+    train_size: Callable[[TrialSpec], int],
+    population: int | None = None,
+    workers: int = 1,
+    threads: int | None = None,
+    cores: int | None = None,
+) -> dict[str, Plan]:
     """The plan of each of ``trials`` (in study order), by hash.
 
     ``population``: the most members a population may hold (1: every trial alone; default

@@ -84,9 +84,7 @@ def check_params(
     """Validate ``given`` against ``params``: every key known, every value typed; defaults filled."""
     for key in given:
         if key not in params and key not in skip:
-            raise SpecError(
-                f"unknown key {key!r}", path=join(path, key), allowed=params.keys(), got=key
-            )
+            raise SpecError(f"unknown key {key!r}", path=join(path, key), allowed=params.keys(), got=key)
     out: dict[str, Any] = {}
     for key, spec in params.items():
         if key in given:
@@ -118,8 +116,11 @@ def rename_params(given: Mapping[str, Any], renamed: Mapping[str, str], path: st
     for other, name in renamed.items():
         if other in out:
             if name in out:
-                raise SpecError(f"'{name}' and '{other}' are two names for one parameter; give only one",
-                                path=join(path, other), allowed=[name, other])
+                raise SpecError(
+                    f"'{name}' and '{other}' are two names for one parameter; give only one",
+                    path=join(path, other),
+                    allowed=[name, other],
+                )
             out[name] = out.pop(other)
     return out
 
@@ -135,7 +136,11 @@ def split_name(config: Any, path: str, kind: str, allowed: Iterable[str]) -> tup
     if not isinstance(config, Mapping):
         raise SpecError(f"expected a {kind} name or a table with 'name', got {config!r}", path=path)
     if "name" not in config:
-        raise SpecError(f"needs a name: the {kind} table must say which one, e.g. name = ...", path=join(path, "name"), allowed=allowed)
+        raise SpecError(
+            f"needs a name: the {kind} table must say which one, e.g. name = ...",
+            path=join(path, "name"),
+            allowed=allowed,
+        )
     name = config["name"]
     if not isinstance(name, str):
         raise SpecError(f"expected a {kind} name, got {name!r}", path=join(path, "name"), allowed=allowed)
@@ -189,6 +194,13 @@ def _fold(name: str) -> str:
 
 
 def _type_names(types: tuple[type, ...]) -> str:
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a table", type(None): "nothing"}
+    names = {
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+        type(None): "nothing",
+    }
     return " or ".join(names.get(t, t.__name__) for t in types)

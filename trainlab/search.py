@@ -80,13 +80,21 @@ def propose(search: SearchSpec, history: Sequence[Point], count: int, direction:
     resumes asks for the same points an uninterrupted one would have.
     """
     dists = distributions(search.space)
-    study = optuna.create_study(direction=direction, sampler=_sampler(search, derive(search.seed, "search", len(history)) % 2**32))
+    study = optuna.create_study(
+        direction=direction, sampler=_sampler(search, derive(search.seed, "search", len(history)) % 2**32)
+    )
     for point in history:
         state = STATES.get(point.state, TrialState.RUNNING)
         value = point.value if state == TrialState.COMPLETE else None
-        study.add_trial(optuna.trial.create_trial(
-            params=_encode(search.space, point.values), distributions=dists, state=state,
-            value=value, intermediate_values=dict(point.curve)))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=_encode(search.space, point.values),
+                distributions=dists,
+                state=state,
+                value=value,
+                intermediate_values=dict(point.curve),
+            )
+        )
     return [_decode(search.space, study.ask(dists).params) for _ in range(count)]
 
 
@@ -105,8 +113,9 @@ class Pruner:
             pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup))
         else:
             raise ValueError(f"unknown pruner {kind!r}")
-        self._study = optuna.create_study(direction=direction, pruner=pruner,
-                                          sampler=optuna.samplers.RandomSampler(seed=0))
+        self._study = optuna.create_study(
+            direction=direction, pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0)
+        )
         self._live: dict[str, optuna.Trial] = {}
         for key, point in history:
             trial = self._trial(key)

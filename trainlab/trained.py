@@ -26,7 +26,9 @@ def trial_state(store: Store, trial: TrialRecord) -> tuple[dict[str, torch.Tenso
     """The chosen weights of a finished trial and the metadata stored with them."""
     artifact = store.artifact(trial.id, WEIGHTS)
     if artifact is None:
-        raise TrainlabError(f"trial {trial.hash[:10]} ({trial.label}, seed {trial.seed}) has no stored weights; it is {trial.status}")
+        raise TrainlabError(
+            f"trial {trial.hash[:10]} ({trial.label}, seed {trial.seed}) has no stored weights; it is {trial.status}"
+        )
     groups, meta = unpack(artifact.data)
     return groups["model"], meta
 
@@ -62,7 +64,10 @@ def rebuild(model_spec: Mapping[str, Any], input_shape: Sequence[int], state: Ma
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        parts = [f"missing {', '.join(missing[:3])}" if missing else "", f"unexpected {', '.join(unexpected[:3])}" if unexpected else ""]
+        parts = [
+            f"missing {', '.join(missing[:3])}" if missing else "",
+            f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
+        ]
         raise TrainlabError(f"the weights do not fit the model spec: {'; '.join(p for p in parts if p)}")
     for name, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):

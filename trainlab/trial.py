@@ -68,8 +68,13 @@ class DataSpec:
     test_fraction: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "path": self.path, "split": dict(self.split),
-                               "train_limit": self.train_limit, "test_limit": self.test_limit}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "path": self.path,
+            "split": dict(self.split),
+            "train_limit": self.train_limit,
+            "test_limit": self.test_limit,
+        }
         if self.val_limit is not None:
             out["val_limit"] = self.val_limit
         if self.test_fraction is not None:
@@ -78,8 +83,15 @@ class DataSpec:
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> DataSpec:
-        return cls(value["name"], value.get("path"), dict(value["split"]), value.get("train_limit"),
-                   value.get("test_limit"), value.get("val_limit"), value.get("test_fraction"))
+        return cls(
+            value["name"],
+            value.get("path"),
+            dict(value["split"]),
+            value.get("train_limit"),
+            value.get("test_limit"),
+            value.get("val_limit"),
+            value.get("test_fraction"),
+        )
 
 
 @dataclass(frozen=True)
@@ -161,8 +173,13 @@ class TrialSpec:
     task: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"data": self.data.to_json(), "model": self.model.to_json(), "optimizer": self.optimizer.to_json(),
-                "task": self.task, "train": self.train.to_json()}
+        return {
+            "data": self.data.to_json(),
+            "model": self.model.to_json(),
+            "optimizer": self.optimizer.to_json(),
+            "task": self.task,
+            "train": self.train.to_json(),
+        }
 
     def json(self) -> str:
         """The canonical JSON text, as the store keeps it."""
@@ -172,8 +189,13 @@ class TrialSpec:
     def from_json(cls, value: str | Mapping[str, Any]) -> TrialSpec:
         """From a resolved spec, as a dict or the store's JSON text."""
         raw = json.loads(value) if isinstance(value, str) else value
-        return cls(DataSpec.from_json(raw["data"]), ModelSpec.from_json(raw["model"]),
-                   OptimizerSpec.from_json(raw["optimizer"]), TrainSettings.from_json(raw["train"]), raw["task"])
+        return cls(
+            DataSpec.from_json(raw["data"]),
+            ModelSpec.from_json(raw["model"]),
+            OptimizerSpec.from_json(raw["optimizer"]),
+            TrainSettings.from_json(raw["train"]),
+            raw["task"],
+        )
 
     def hash(self, seed: int) -> str:
         return trial_hash(self.to_json(), seed)

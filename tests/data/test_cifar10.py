@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import fixture_cifar_definition, write_cifar_tarball
+
 from trainlab import models, spec, trained
 from trainlab.data import clear_memory
 from trainlab.data import datasets as ds
@@ -86,7 +86,8 @@ def study_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_cifar10_study_trains_its_mlp_on_3072_inputs_and_its_cnn_on_images(
-        tmp_path: Path, study_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, study_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tarball = tmp_path / "cifar-10-python.tar.gz"
     write_cifar_tarball(tarball, per_class_train=1, per_class_test=2)  # 50 training images, 20 test
     monkeypatch.setenv("TRAINLAB_CIFAR10", str(tarball))
@@ -112,7 +113,9 @@ def test_a_cifar10_study_trains_its_mlp_on_3072_inputs_and_its_cnn_on_images(
             # classify exactly as many of the 10 validation images right as the recorded accuracy says.
             recorded = epochs[result["best_epoch"]].metrics["val_accuracy"]
             assert recorded == result["best"]["val_accuracy"], trial.label
-            assert independent_val_accuracy(store, trial) == pytest.approx(recorded, abs=ONE_IMAGE_IN_FLOAT32), trial.label
+            assert independent_val_accuracy(store, trial) == pytest.approx(recorded, abs=ONE_IMAGE_IN_FLOAT32), (
+                trial.label
+            )
             assert result["split"]["dataset"] == "cifar10" and result["split"]["source"] == "file"
             assert result["split"]["sizes"] == {"train": 40, "validation": 10, "test": 20}
             weights = store.artifact(trial.id, WEIGHTS)
@@ -121,18 +124,29 @@ def test_a_cifar10_study_trains_its_mlp_on_3072_inputs_and_its_cnn_on_images(
 
 
 def test_without_cifar10_run_stops_before_training_with_one_line_saying_how_to_provide_it(
-        tmp_path: Path, study_file: Path) -> None:
+    tmp_path: Path, study_file: Path
+) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.run([sys.executable, "-m", "trainlab.cli", "run", study_file.name, "--store", "s.db"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", "run", study_file.name, "--store", "s.db"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     message = lines[0]
     assert message.startswith("trainlab: data set cifar10 is not available on this machine. To provide it: ")
-    for needle in ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
-                   "trainlab data add cifar10 /path/cifar-10-python.tar.gz",
-                   "export TRAINLAB_CIFAR10=/path/cifar-10-python.tar.gz", "trainlab data verify cifar10"):
+    for needle in (
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+        "trainlab data add cifar10 /path/cifar-10-python.tar.gz",
+        "export TRAINLAB_CIFAR10=/path/cifar-10-python.tar.gz",
+        "trainlab data verify cifar10",
+    ):
         assert needle in message
     assert "Traceback" not in proc.stderr and "epoch" not in proc.stdout
     with Store.open(tmp_path / "s.db") as store:

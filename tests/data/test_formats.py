@@ -10,7 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import CAL_HOUSING_ROWS, fixture_cifar_definition, idx_bytes, py2_pickle, write_cal_housing_tgz, write_cifar_tarball, write_idx_folder
+from helpers import (
+    CAL_HOUSING_ROWS,
+    fixture_cifar_definition,
+    idx_bytes,
+    py2_pickle,
+    write_cal_housing_tgz,
+    write_cifar_tarball,
+    write_idx_folder,
+)
 
 from trainlab.data import formats
 from trainlab.data.datasets import CIFAR_CLASSES, cifar10_definition
@@ -110,9 +118,7 @@ def test_the_official_md5_still_refuses_the_fixture(tmp_path: Path) -> None:
     assert not (tmp_path / "cache" / "cifar10.npz").exists()
     # Right checksum, wrong counts for the real data set: refused by the facts.
     real_facts = cifar10_definition(md5=hashlib.md5(tarball.read_bytes()).hexdigest())
-    with pytest.raises(
-        DataError, match=r"x_train has shape \(50, 3, 32, 32\), expected \(50000, 3, 32, 32\)"
-    ):
+    with pytest.raises(DataError, match=r"x_train has shape \(50, 3, 32, 32\), expected \(50000, 3, 32, 32\)"):
         add_definition(real_facts, tarball, tmp_path / "cache")
 
 

@@ -62,18 +62,36 @@ def resolved(data: dict[str, Any], model: dict[str, Any] = MODEL) -> dict[str, A
         ({"split": "random"}, "data.split", "expected a table, got 'random'"),
         ({"split": {**SPLIT, "validation": 0}}, "data.split.validation", "must be > 0, got 0"),
         ({"split": {**SPLIT, "validation": -0.5}}, "data.split.validation", "must be > 0, got -0.5"),
-        ({"split": {**SPLIT, "validation": 1.0}}, "data.split.validation", "a validation fraction must be in (0, 1), got 1.0"),
-        ({"split": {**SPLIT, "validation": True}}, "data.split.validation", "expected an integer or a number, got True"),
+        (
+            {"split": {**SPLIT, "validation": 1.0}},
+            "data.split.validation",
+            "a validation fraction must be in (0, 1), got 1.0",
+        ),
+        (
+            {"split": {**SPLIT, "validation": True}},
+            "data.split.validation",
+            "expected an integer or a number, got True",
+        ),
         ({"split": {**SPLIT, "seed": 1.5}}, "data.split.seed", "expected an integer, got 1.5"),
         ({"split": {**SPLIT, "sead": 1}}, "data.split.sead", "unknown key 'sead'"),
         ({"split": {**SPLIT, "kind": "stratify"}}, "data.split.kind", "unknown split kind 'stratify'"),
-        ({"split": {"kind": "kfold", "folds": 3, "fold": 3}}, "data.split.fold", "fold 3 does not exist: folds are 0..2"),
+        (
+            {"split": {"kind": "kfold", "folds": 3, "fold": 3}},
+            "data.split.fold",
+            "fold 3 does not exist: folds are 0..2",
+        ),
         ({"split": {"kind": "kfold", "folds": 1, "fold": 0}}, "data.split.folds", "must be in 2..100, got 1"),
         ({"split": {"kind": "kfold", "fold": -1}}, "data.split.fold", "must be >= 0, got -1"),
-        ({"split": {"kind": "kfold", "fold": 0, "validation": 0.1}}, "data.split.validation", "unknown key 'validation'"),
+        (
+            {"split": {"kind": "kfold", "fold": 0, "validation": 0.1}},
+            "data.split.validation",
+            "unknown key 'validation'",
+        ),
     ],
 )
-def test_both_readers_refuse_a_table_at_the_same_key_with_the_same_words(change: dict[str, Any], path: str, reason: str) -> None:
+def test_both_readers_refuse_a_table_at_the_same_key_with_the_same_words(
+    change: dict[str, Any], path: str, reason: str
+) -> None:
     data = {"name": "mnist", "split": SPLIT, **change}
     for error in (study_error(data), prepare_error(data)):
         assert (error.path, error.reason) == (path, reason)
@@ -98,7 +116,9 @@ def test_an_unknown_split_kind_names_the_kinds_and_the_nearest_in_both() -> None
         ({"split": {"kind": "kfold", "folds": 101, "fold": 0}}, "data.split.folds", "must be in 2..100, got 101"),
     ],
 )
-def test_where_the_readers_once_disagreed_both_hold_the_stricter_rule(change: dict[str, Any], path: str, reason: str) -> None:
+def test_where_the_readers_once_disagreed_both_hold_the_stricter_rule(
+    change: dict[str, Any], path: str, reason: str
+) -> None:
     data = {"name": "mnist", "split": SPLIT, **change}
     for error in (study_error(data), prepare_error(data)):
         assert (error.path, error.reason) == (path, reason)
@@ -112,8 +132,14 @@ def test_an_npz_data_set_needs_its_path_in_both() -> None:
 
 def test_the_study_fills_the_defaults_a_resolved_table_states() -> None:
     """Written out by hand from docs/STUDY-FORMAT.md's [data] table."""
-    assert resolved({"name": "mnist"}) == {"name": "mnist", "path": None, "train_limit": None, "test_limit": None,
-                                           "val_limit": None, "split": {"kind": "first", "validation": 0.1, "seed": 0}}
+    assert resolved({"name": "mnist"}) == {
+        "name": "mnist",
+        "path": None,
+        "train_limit": None,
+        "test_limit": None,
+        "val_limit": None,
+        "split": {"kind": "first", "validation": 0.1, "seed": 0},
+    }
     housing = resolved({"name": "california_housing", "split": {"kind": "kfold"}}, REGRESSION)
     assert housing["test_fraction"] == 0.2
     assert housing["split"] == {"kind": "kfold", "folds": 5, "fold": None, "seed": 0}

@@ -33,9 +33,7 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("fashion_mnist", (6000,) * 10, (1000,) * 10),
     ],
 )
-def test_image_sets_load_from_the_package_then_the_cache(
-    name: str, train_counts: tuple, test_counts: tuple
-) -> None:
+def test_image_sets_load_from_the_package_then_the_cache(name: str, train_counts: tuple, test_counts: tuple) -> None:
     raw = load_raw(name)
     assert raw.source == "package"
     assert raw.x_train.shape == (60000, 28, 28) and raw.x_test.shape == (10000, 28, 28)
@@ -139,8 +137,6 @@ def test_corrupt_real_cache_is_rebuilt_from_the_package() -> None:
 def test_cifar10_from_the_official_tarball() -> None:
     raw = load_raw("cifar10")
     assert raw.x_train.shape == (50000, 3, 32, 32) and raw.x_test.shape == (10000, 3, 32, 32)
-    assert (
-        np.bincount(raw.y_train).tolist() == [5000] * 10 and np.bincount(raw.y_test).tolist() == [1000] * 10
-    )
+    assert np.bincount(raw.y_train).tolist() == [5000] * 10 and np.bincount(raw.y_test).tolist() == [1000] * 10
     p = prepare({"name": "cifar10", "split": {"kind": "random", "validation": 5000}})
     assert p.x_train.shape == (45000, 3, 32, 32) and p.info.input_shape == (3, 32, 32)

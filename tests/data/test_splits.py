@@ -227,9 +227,7 @@ def test_channels_last_images_become_channels_first(tmp_path: Path) -> None:
 
 
 def test_tabular_is_standardized_with_training_statistics_only(tabular_npz: Path) -> None:
-    p = prepare(
-        {"name": "npz", "path": str(tabular_npz), "split": {"kind": "random", "validation": 0.25, "seed": 0}}
-    )
+    p = prepare({"name": "npz", "path": str(tabular_npz), "split": {"kind": "random", "validation": 0.25, "seed": 0}})
     assert p.info.task == "regression" and p.info.num_classes == 0 and p.info.feature_names == ("p", "q", "r")
     assert p.y_train.dtype == np.float32 and p.y_train.ndim == 1
     # No official test: 20% carved first, then 25% of the rest for validation.
@@ -244,9 +242,7 @@ def test_tabular_is_standardized_with_training_statistics_only(tabular_npz: Path
     restored = p.x_train * std + mean
     rows = [np.flatnonzero(np.all(np.isclose(raw_x, r, rtol=1e-4), axis=1))[0] for r in restored[:5]]
     np.testing.assert_allclose(raw_x[rows], restored[:5], rtol=1e-4)
-    np.testing.assert_allclose(
-        p.y_train[:5], np.load(tabular_npz)["y_train"][rows].astype(np.float32), rtol=1e-5
-    )
+    np.testing.assert_allclose(p.y_train[:5], np.load(tabular_npz)["y_train"][rows].astype(np.float32), rtol=1e-5)
 
 
 def test_regression_cannot_be_stratified(tabular_npz: Path) -> None:

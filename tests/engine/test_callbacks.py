@@ -8,8 +8,16 @@ from trainlab.engine.callbacks import EarlyStopping, ReduceLROnPlateau
 
 
 def early(**kw: object) -> EarlyStopping:
-    cfg = {"monitor": "val_loss", "mode": "min", "patience": 2, "min_delta": 0.0, "baseline": None,
-           "restore_best_weights": False, "start_from_epoch": 0, **kw}
+    cfg = {
+        "monitor": "val_loss",
+        "mode": "min",
+        "patience": 2,
+        "min_delta": 0.0,
+        "baseline": None,
+        "restore_best_weights": False,
+        "start_from_epoch": 0,
+        **kw,
+    }
     return EarlyStopping.of(cfg)
 
 
@@ -56,7 +64,16 @@ def test_state_round_trip_continues_identically() -> None:
 
 
 def plateau(**kw: object) -> ReduceLROnPlateau:
-    cfg = {"monitor": "val_loss", "mode": "min", "factor": 0.5, "patience": 2, "min_delta": 1e-4, "cooldown": 1, "min_lr": 0.0, **kw}
+    cfg = {
+        "monitor": "val_loss",
+        "mode": "min",
+        "factor": 0.5,
+        "patience": 2,
+        "min_delta": 1e-4,
+        "cooldown": 1,
+        "min_lr": 0.0,
+        **kw,
+    }
     return ReduceLROnPlateau.of(cfg)
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from factories import mlp_spec
+
 from trainlab import models
 from trainlab.data.cache import DataCache
 from trainlab.engine import FitResult, fit
@@ -17,18 +17,30 @@ from trainlab.optim import Optimizer
 from trainlab.trial import TrainSettings
 
 
-def variant(tmp_path: Path, train: dict[str, Any] | None = None, optimizer: str = "adam", epochs: int = 4) -> dict[str, Any]:
+def variant(
+    tmp_path: Path, train: dict[str, Any] | None = None, optimizer: str = "adam", epochs: int = 4
+) -> dict[str, Any]:
     """The tiny study's MLP trained with ``optimizer``, ``train`` adding to its training settings."""
     return mlp_spec(tmp_path, optimizer=optimizer, epochs=epochs, train=train)
 
 
-def train(trial: dict[str, Any], seed: int = 0, **kw: Any) -> tuple[FitResult, list[tuple[int, dict[str, float], bytes]], torch.nn.Module]:
+def train(
+    trial: dict[str, Any], seed: int = 0, **kw: Any
+) -> tuple[FitResult, list[tuple[int, dict[str, float], bytes]], torch.nn.Module]:
     tensors, info, _ = DataCache().get(trial["data"])
     net = models.build(trial["model"], info.input_shape, seed)
     opt = Optimizer([p for p in net.parameters() if p.requires_grad], trial["optimizer"])
     seen: list[tuple[int, dict[str, float], bytes]] = []
-    result = fit(net, opt, tensors, TrainSettings.of(trial), info.task, seed=seed,
-                 on_epoch=lambda e, logs, ck: seen.append((e, logs, ck())), **kw)
+    result = fit(
+        net,
+        opt,
+        tensors,
+        TrainSettings.of(trial),
+        info.task,
+        seed=seed,
+        on_epoch=lambda e, logs, ck: seen.append((e, logs, ck())),
+        **kw,
+    )
     return result, seen, net
 
 

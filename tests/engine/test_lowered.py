@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
 from factories import load_study, npz_study
 from helpers import make_npz
+
 from trainlab import models
 from trainlab.data.cache import DataCache, Tensors
 from trainlab.engine import fit
@@ -20,11 +20,16 @@ from trainlab.optim import Optimizer
 from trainlab.trial import TrainSettings
 
 CLASSIFIER: list[dict[str, Any]] = [
-    {"type": "Flatten"}, {"type": "Dense", "units": 12, "activation": "relu"},
-    {"type": "Dense", "units": 6, "activation": "tanh"}, {"type": "Dense", "units": 5, "activation": "sigmoid"},
+    {"type": "Flatten"},
+    {"type": "Dense", "units": 12, "activation": "relu"},
+    {"type": "Dense", "units": 6, "activation": "tanh"},
+    {"type": "Dense", "units": 5, "activation": "sigmoid"},
     {"type": "Dense", "units": 3, "activation": "softmax"},
 ]
-REGRESSOR: list[dict[str, Any]] = [{"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense", "units": 1, "use_bias": False}]
+REGRESSOR: list[dict[str, Any]] = [
+    {"type": "Dense", "units": 8, "activation": "relu"},
+    {"type": "Dense", "units": 1, "use_bias": False},
+]
 TANH = 2
 """Where CLASSIFIER's tanh layer is."""
 
@@ -34,8 +39,14 @@ def with_layer(index: int, layer: dict[str, Any]) -> list[dict[str, Any]]:
     return [layer if i == index else dict(old) for i, old in enumerate(CLASSIFIER)]
 
 
-def trial(tmp_path: Path, *, batch: int = 1, layers: list[dict[str, Any]] = CLASSIFIER, optimizer: dict[str, Any] | None = None,
-          regression: bool = False) -> dict[str, Any]:
+def trial(
+    tmp_path: Path,
+    *,
+    batch: int = 1,
+    layers: list[dict[str, Any]] = CLASSIFIER,
+    optimizer: dict[str, Any] | None = None,
+    regression: bool = False,
+) -> dict[str, Any]:
     if regression:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((150, 5)).astype(np.float32)
@@ -44,20 +55,39 @@ def trial(tmp_path: Path, *, batch: int = 1, layers: list[dict[str, Any]] = CLAS
     else:
         make_npz(tmp_path / "tiny.npz", n_train=150)
         file = "tiny.npz"
-    tables = npz_study(name=None, seeds=None, data=file, split={"kind": "first", "validation": 40}, layers=layers,
-                       optimizer="sgd", epochs=3, batch_size=batch)
+    tables = npz_study(
+        name=None,
+        seeds=None,
+        data=file,
+        split={"kind": "first", "validation": 40},
+        layers=layers,
+        optimizer="sgd",
+        epochs=3,
+        batch_size=batch,
+    )
     resolved = load_study(tmp_path, tables, name="s").variants[0].spec
     if optimizer:
         resolved["optimizer"] = {**resolved["optimizer"], **optimizer}
     return resolved
 
 
-def train(resolved: dict[str, Any], *, lowered: bool, resume: bytes | None = None, seen: list[bytes] | None = None) -> tuple[Any, Optimizer]:
+def train(
+    resolved: dict[str, Any], *, lowered: bool, resume: bytes | None = None, seen: list[bytes] | None = None
+) -> tuple[Any, Optimizer]:
     tensors, info, _ = DataCache().get(resolved["data"])
     net = models.build(resolved["model"], info.input_shape, 0)
     opt = Optimizer([p for p in net.parameters() if p.requires_grad], resolved["optimizer"])
-    result = fit(net, opt, tensors, TrainSettings.of(resolved), info.task, seed=0, lowered=lowered, resume=resume,
-                 on_epoch=None if seen is None else lambda e, logs, ck: seen.append(ck()))
+    result = fit(
+        net,
+        opt,
+        tensors,
+        TrainSettings.of(resolved),
+        info.task,
+        seed=0,
+        lowered=lowered,
+        resume=resume,
+        on_epoch=None if seen is None else lambda e, logs, ck: seen.append(ck()),
+    )
     return result, opt
 
 
@@ -65,12 +95,16 @@ def strip(history: list[dict[str, float]]) -> list[dict[str, float]]:
     return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
 
-@pytest.mark.parametrize("batch, optimizer", [
-    (1, {}),
-    (3, {"decay": 1e-3}),  # 110 examples: a short last batch of 2
-    (1, {"momentum": 0.9, "decay": 1e-3, "learning_rate": 0.005}),
-    (2, {"momentum": 0.5, "nesterov": True}),
-], ids=["pure-sgd", "decay-batch3", "momentum-decay", "nesterov"])
+@pytest.mark.parametrize(
+    "batch, optimizer",
+    [
+        (1, {}),
+        (3, {"decay": 1e-3}),  # 110 examples: a short last batch of 2
+        (1, {"momentum": 0.9, "decay": 1e-3, "learning_rate": 0.005}),
+        (2, {"momentum": 0.5, "nesterov": True}),
+    ],
+    ids=["pure-sgd", "decay-batch3", "momentum-decay", "nesterov"],
+)
 def test_lowered_classification_equals_the_autograd_loop(tmp_path: Path, batch: int, optimizer: dict[str, Any]) -> None:
     resolved = trial(tmp_path, batch=batch, optimizer=optimizer)
     (ours, ours_opt), (theirs, theirs_opt) = train(resolved, lowered=True), train(resolved, lowered=False)
@@ -103,15 +137,19 @@ def test_lowered_training_resumes_exactly(tmp_path: Path) -> None:
     assert all(torch.equal(resumed.weights[k], v) for k, v in full.weights.items())
 
 
-@pytest.mark.parametrize("change", [
-    {"optimizer": {"name": "adam"}},
-    {"optimizer": {"clipnorm": 1.0}},
-    {"optimizer": {"weight_decay": 0.01}},
-    {"batch": 32},
-    {"layers": with_layer(TANH, {"type": "Dropout", "rate": 0.2})},
-    {"layers": with_layer(TANH, {**CLASSIFIER[TANH], "activation": "elu"})},
-    {"layers": with_layer(TANH, {**CLASSIFIER[TANH], "kernel_regularizer": "l2"})},
-], ids=["adam", "clipnorm", "weight-decay", "batch-32", "dropout", "elu", "l2"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"optimizer": {"name": "adam"}},
+        {"optimizer": {"clipnorm": 1.0}},
+        {"optimizer": {"weight_decay": 0.01}},
+        {"batch": 32},
+        {"layers": with_layer(TANH, {"type": "Dropout", "rate": 0.2})},
+        {"layers": with_layer(TANH, {**CLASSIFIER[TANH], "activation": "elu"})},
+        {"layers": with_layer(TANH, {**CLASSIFIER[TANH], "kernel_regularizer": "l2"})},
+    ],
+    ids=["adam", "clipnorm", "weight-decay", "batch-32", "dropout", "elu", "l2"],
+)
 def test_the_autograd_loop_trains_what_the_lowered_step_does_not_cover(tmp_path: Path, change: dict[str, Any]) -> None:
     resolved = trial(tmp_path, batch=change.get("batch", 1), layers=change.get("layers", CLASSIFIER))
     resolved["optimizer"] = {**resolved["optimizer"], **change.get("optimizer", {})}
@@ -123,7 +161,10 @@ def test_the_autograd_loop_trains_what_the_lowered_step_does_not_cover(tmp_path:
     assert lower(net, opt, TrainSettings.of(resolved), info.task) is None
     plain = trial(tmp_path, batch=1)
     net = models.build(plain["model"], info.input_shape, 0)
-    assert lower(net, Optimizer(list(net.parameters()), plain["optimizer"]), TrainSettings.of(plain), info.task) is not None
+    assert (
+        lower(net, Optimizer(list(net.parameters()), plain["optimizer"]), TrainSettings.of(plain), info.task)
+        is not None
+    )
 
 
 def test_full_batch_is_never_lowered(tmp_path: Path) -> None:
@@ -131,5 +172,8 @@ def test_full_batch_is_never_lowered(tmp_path: Path) -> None:
     resolved["train"]["batch_size"] = "full"
     tensors, info, _ = DataCache().get(resolved["data"])
     net = models.build(resolved["model"], info.input_shape, 0)
-    assert lower(net, Optimizer(list(net.parameters()), resolved["optimizer"]), TrainSettings.of(resolved), info.task) is None
+    assert (
+        lower(net, Optimizer(list(net.parameters()), resolved["optimizer"]), TrainSettings.of(resolved), info.task)
+        is None
+    )
     assert isinstance(tensors, Tensors)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from helpers import make_npz
+
 from trainlab import spec
 from trainlab.data.cache import DataCache
 from trainlab.engine.checkpoint import unpack
@@ -72,8 +72,13 @@ def run(tmp_path: Path, name: str, population: int, optimizer: str = "adam", ext
         for trial in store.trials(record.id):
             epochs = [{k: v for k, v in e.metrics.items() if k != "seconds"} for e in store.epochs(trial.id)]
             weights = unpack(store.artifact(trial.id, WEIGHTS).data)[0]["model"]  # type: ignore[union-attr]
-            out[trial.hash] = {"status": trial.status, "epochs": epochs, "weights": weights, "result": trial.result,
-                               "label": trial.label}
+            out[trial.hash] = {
+                "status": trial.status,
+                "epochs": epochs,
+                "weights": weights,
+                "result": trial.result,
+                "label": trial.label,
+            }
     return out
 
 
@@ -108,7 +113,12 @@ def test_population_equals_one_at_a_time(tmp_path: Path, optimizer: str) -> None
 def test_one_diverging_member_stops_alone(tmp_path: Path) -> None:
     extra = '\n[[compare]]\nlabel = "boom"\n"optimizer.learning_rate" = 1e30\n'
     out = run(tmp_path, "div", population=4, optimizer="sgd", extra=extra)
-    assert {v["label"]: v["status"] for v in out.values()} == {"a": "done", "b": "done", "c": "done", "boom": "diverged"}
+    assert {v["label"]: v["status"] for v in out.values()} == {
+        "a": "done",
+        "b": "done",
+        "c": "done",
+        "boom": "diverged",
+    }
     assert all(len(v["epochs"]) == 6 for v in out.values() if v["label"] in ("a", "c"))
     assert all(v["result"]["population"] == 4 for v in out.values())
 
@@ -183,8 +193,14 @@ def test_a_compiled_population_step_equals_the_eager_one(tmp_path: Path, extra: 
     tensors, info, _ = DataCache().get(variants[0].spec["data"])
 
     def members() -> list[Member]:
-        return [Member(models.build(v.spec["model"], info.input_shape, derive(0, "init")), v.spec["optimizer"],
-                       TrainSettings.of(v.spec)) for v in variants]
+        return [
+            Member(
+                models.build(v.spec["model"], info.input_shape, derive(0, "init")),
+                v.spec["optimizer"],
+                TrainSettings.of(v.spec),
+            )
+            for v in variants
+        ]
 
     eager = fit_population(members(), tensors, info.task, seed=0, compile=False)
     compiled = fit_population(members(), tensors, info.task, seed=0, compile=True)
@@ -256,9 +272,12 @@ def run_regression(tmp_path: Path, name: str, extra: str) -> dict[str, Any]:
         run_local(spec.load(tmp_path / f"{name}.toml"), store, population=8, cache=DataCache())
         for trial in store.trials(store.study("reg").id):  # type: ignore[union-attr]
             weights = store.artifact(trial.id, WEIGHTS)
-            out[trial.label] = {"status": trial.status, "result": trial.result,
-                                "epochs": [{k: v for k, v in e.metrics.items() if k != "seconds"} for e in store.epochs(trial.id)],
-                                "weights": unpack(weights.data)[0]["model"] if weights else None}
+            out[trial.label] = {
+                "status": trial.status,
+                "result": trial.result,
+                "epochs": [{k: v for k, v in e.metrics.items() if k != "seconds"} for e in store.epochs(trial.id)],
+                "weights": unpack(weights.data)[0]["model"] if weights else None,
+            }
     return out
 
 
@@ -268,7 +287,12 @@ def test_nan_inf_and_exploding_members_stop_alone_and_leave_the_others_untouched
     healthy = run_regression(tmp_path, "healthy", "")
     mixed = run_regression(tmp_path, "mixed", BOOMS)
     assert {label: t["status"] for label, t in mixed.items()} == {
-        "ok": "done", "also ok": "done", "nan": "diverged", "inf": "diverged", "exploding": "diverged"}
+        "ok": "done",
+        "also ok": "done",
+        "nan": "diverged",
+        "inf": "diverged",
+        "exploding": "diverged",
+    }
     assert {t["result"]["population"] for t in mixed.values()} == {5}, "all five trained as one population"
     kinds = set()
     for label in ("nan", "inf", "exploding"):
@@ -279,8 +303,10 @@ def test_nan_inf_and_exploding_members_stop_alone_and_leave_the_others_untouched
         assert mixed[label]["result"]["stop_reason"].startswith("loss became ")
         kinds |= {"nan" if math.isnan(v) else "inf" for v in (last["loss"], last["val_loss"]) if not math.isfinite(v)}
     assert kinds == {"nan", "inf"}, "the members cover both NaN and an infinite loss"
-    assert len(mixed["exploding"]["epochs"]) >= 2 and mixed["exploding"]["epochs"][0]["loss"] > 10 * mixed["ok"]["epochs"][0]["loss"], \
-        "the exploding member grows for an epoch before it overflows"
+    assert (
+        len(mixed["exploding"]["epochs"]) >= 2
+        and mixed["exploding"]["epochs"][0]["loss"] > 10 * mixed["ok"]["epochs"][0]["loss"]
+    ), "the exploding member grows for an epoch before it overflows"
     for label in ("ok", "also ok"):
         assert mixed[label]["result"]["population"] == 5 and healthy[label]["result"]["population"] == 2
         assert len(mixed[label]["epochs"]) == 6
@@ -342,7 +368,9 @@ def test_pure_sgd_populations_equal_the_lowered_step_alone(tmp_path: Path) -> No
             run_local(study, store, population=population, cache=DataCache())
             record = store.study("pop")
             assert record is not None
-            runs[population] = {t.hash: (t.result, [e.metrics for e in store.epochs(t.id)]) for t in store.trials(record.id)}
+            runs[population] = {
+                t.hash: (t.result, [e.metrics for e in store.epochs(t.id)]) for t in store.trials(record.id)
+            }
             steps = {t.plan["step"] for t in store.trials(record.id) if t.plan}  # type: ignore[index]
             assert steps == ({"population"} if population == 3 else {"lowered"})
             assert not any(t.plan["compile"] for t in store.trials(record.id) if t.plan)  # type: ignore[index]
@@ -372,10 +400,21 @@ def test_a_members_numbers_do_not_depend_on_its_mates() -> None:
     data = Tensors(x[:384], y[:384], x[384:], y[384:], x[384:], y[384:])
 
     def spec(optimizer: Any, train: dict[str, Any] | None = None) -> dict[str, Any]:
-        return resolve_trial({
-            "data": {"name": "mnist"}, "optimizer": optimizer, "train": {"epochs": 3, "batch_size": 64, **(train or {})},
-            "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
-                                 {"type": "Dropout", "rate": 0.2}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})
+        return resolve_trial(
+            {
+                "data": {"name": "mnist"},
+                "optimizer": optimizer,
+                "train": {"epochs": 3, "batch_size": 64, **(train or {})},
+                "model": {
+                    "layers": [
+                        {"type": "Flatten"},
+                        {"type": "Dense", "units": 128, "activation": "relu"},
+                        {"type": "Dropout", "rate": 0.2},
+                        {"type": "Dense", "units": 10, "activation": "softmax"},
+                    ]
+                },
+            }
+        )
 
     stops = {"early_stopping": {"monitor": "loss", "patience": 0, "min_delta": 100.0}}
     mates = {
@@ -387,12 +426,16 @@ def test_a_members_numbers_do_not_depend_on_its_mates() -> None:
     with _threads(2):
         for name, others in mates.items():
             specs = [spec("adam"), *others]
-            members = [Member(models.build(s["model"], (1, 28, 28), 7 + i), s["optimizer"], TrainSettings.of(s))
-                       for i, s in enumerate(specs)]
+            members = [
+                Member(models.build(s["model"], (1, 28, 28), 7 + i), s["optimizer"], TrainSettings.of(s))
+                for i, s in enumerate(specs)
+            ]
             result, *rest = fit_population(members, data, "classification", seed=3)
             assert all(r.epochs == (2 if name == "stopping" else 3) for r in rest)  # stopping: a trains on alone
-            runs[name] = ([{k: v for k, v in h.items() if k != "seconds"} for h in result.history],
-                          {k: v.clone() for k, v in result.weights.items()})
+            runs[name] = (
+                [{k: v for k, v in h.items() if k != "seconds"} for h in result.history],
+                {k: v.clone() for k, v in result.weights.items()},
+            )
     history, weights = runs["alone"]
     assert len(history) == 3
     for name in ("stopping", "going on"):

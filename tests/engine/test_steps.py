@@ -17,11 +17,22 @@ INPUT = (1, 8, 8)
 
 
 def spec(**train: Any) -> TrialSpec:
-    return TrialSpec.from_json(resolve_trial({
-        "data": {"name": "mnist"}, "optimizer": {"name": "sgd", "momentum": 0.5},
-        "train": {"epochs": 2, "batch_size": 8, **train},
-        "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 16, "activation": "relu"},
-                             {"type": "Dense", "units": 10, "activation": "softmax"}]}}))
+    return TrialSpec.from_json(
+        resolve_trial(
+            {
+                "data": {"name": "mnist"},
+                "optimizer": {"name": "sgd", "momentum": 0.5},
+                "train": {"epochs": 2, "batch_size": 8, **train},
+                "model": {
+                    "layers": [
+                        {"type": "Flatten"},
+                        {"type": "Dense", "units": 16, "activation": "relu"},
+                        {"type": "Dense", "units": 10, "activation": "softmax"},
+                    ]
+                },
+            }
+        )
+    )
 
 
 def unit(n: int = 1) -> steps.Unit:
@@ -29,8 +40,14 @@ def unit(n: int = 1) -> steps.Unit:
     x, y = torch.rand(96, *INPUT, generator=g), torch.randint(0, 10, (96,), generator=g)
     data = Tensors(x[:64], y[:64], x[64:], y[64:], x[64:], y[64:])
     s = spec()
-    return steps.Unit([models.build(s.model.to_json(), INPUT, 3) for _ in range(n)], [s] * n, [None] * n, data,
-                      "classification", seed=1)
+    return steps.Unit(
+        [models.build(s.model.to_json(), INPUT, 3) for _ in range(n)],
+        [s] * n,
+        [None] * n,
+        data,
+        "classification",
+        seed=1,
+    )
 
 
 def test_every_step_trains_and_all_agree() -> None:
@@ -46,10 +63,19 @@ def test_every_step_trains_and_all_agree() -> None:
 
 def test_the_planner_chooses_among_the_steps() -> None:
     s = spec()
-    chosen = {p.step for p in planner.plan_trials(
-        [planner.Planned("a", 0, s), planner.Planned("b", 0, s), planner.Planned("c", 1, s),
-         planner.Planned("d", 2, spec(batch_size=32))],
-        input_shape=lambda _: INPUT, train_size=lambda _: 64).values()}
+    chosen = {
+        p.step
+        for p in planner.plan_trials(
+            [
+                planner.Planned("a", 0, s),
+                planner.Planned("b", 0, s),
+                planner.Planned("c", 1, s),
+                planner.Planned("d", 2, spec(batch_size=32)),
+            ],
+            input_shape=lambda _: INPUT,
+            train_size=lambda _: 64,
+        ).values()
+    }
     assert chosen == set(steps.STEPS)  # a population, a lowered trial, an autograd trial
 
 

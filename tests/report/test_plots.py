@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from trained_study import trained_store
+
 from trainlab.cli import main
 from trainlab.report import plots
 from trainlab.report.figures import FIGURES, StudyFigures, data_figures
@@ -39,7 +39,9 @@ def _check_svg(path: Path) -> None:
     assert "<svg" in text and text.rstrip().endswith("</svg>") and len(text) > 5000
 
 
-def test_plot_command_writes_every_applicable_figure(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plot_command_writes_every_applicable_figure(
+    small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["plot", "small", "--store", str(small), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     drawn = ["curves", "final", "time", "lr", "confusion", "images", "tsne"]
@@ -52,8 +54,13 @@ def test_plot_command_writes_every_applicable_figure(small: Path, tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"small-{n}.{f}" for n in drawn for f in ("png", "svg"))
 
 
-def test_a_figure_named_that_does_not_apply_is_an_error(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plot", "small", "scatter", "curves", "--store", str(small), "--out", str(tmp_path), "--formats", "png"]) == 2
+def test_a_figure_named_that_does_not_apply_is_an_error(
+    small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["plot", "small", "scatter", "curves", "--store", str(small), "--out", str(tmp_path), "--formats", "png"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "scatter: not drawn: predicted vs true is for regression" in err
     assert (tmp_path / "small-curves.png").exists() and not (tmp_path / "small-curves.svg").exists()
@@ -99,7 +106,11 @@ def test_tsne_uses_the_last_hidden_layer_of_each_variant(small: Path) -> None:
         assert np.array_equal(mlp.labels, cnn.labels), "both maps show the same test images"
         assert (mlp.features >= 0).all(), "activations after relu"
         fig = StudyFigures(store, "small", tsne_samples=60).make("tsne").figure
-        assert [ax.get_title().split("\n")[0].split(" (")[0] for ax in fig.axes if ax.get_visible()] == ["mlp sgd", "mlp adam", "cnn"]
+        assert [ax.get_title().split("\n")[0].split(" (")[0] for ax in fig.axes if ax.get_visible()] == [
+            "mlp sgd",
+            "mlp adam",
+            "cnn",
+        ]
 
 
 def test_final_metrics_are_sorted_best_first(small: Path) -> None:
@@ -164,7 +175,9 @@ optimizer = "adam"
 """
 
 
-def test_regression_study_gets_scatter_and_feature_histograms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_regression_study_gets_scatter_and_feature_histograms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3)).astype(np.float32)
     y = (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=200)).astype(np.float32)
@@ -172,8 +185,24 @@ def test_regression_study_gets_scatter_and_feature_histograms(tmp_path: Path, ca
     np.savez(tmp_path / "reg.npz", x_train=x, y_train=y, feature_names=np.array(["rooms", "age", "income"]))
     (tmp_path / "reg.toml").write_text(REGRESSION)
     store = str(tmp_path / "r.db")
-    assert main(["run", str(tmp_path / "reg.toml"), "--store", store, "--quiet", "--format", "none",
-                 "--workers", "1", "--population", "1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(tmp_path / "reg.toml"),
+                "--store",
+                store,
+                "--quiet",
+                "--format",
+                "none",
+                "--workers",
+                "1",
+                "--population",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert main(["plot", "reg", "--store", store, "--out", str(tmp_path / "f")]) == 0
     written = sorted(p.name for p in (tmp_path / "f").glob("*.png"))
     assert written == ["reg-curves.png", "reg-final.png", "reg-scatter.png", "reg-time.png"]
@@ -183,7 +212,10 @@ def test_regression_study_gets_scatter_and_feature_histograms(tmp_path: Path, ca
 
     made = data_figures(str(tmp_path / "reg.toml"))
     assert [m.name for m in made] == ["features"]
-    assert made[0].figure.get_suptitle() == "reg.npz as study reg splits it: training features (standardized on the training split) and target"
+    assert (
+        made[0].figure.get_suptitle()
+        == "reg.npz as study reg splits it: training features (standardized on the training split) and target"
+    )
     raw = data_figures("npz", path=str(tmp_path / "reg.npz"))[0].figure
     titles = [ax.get_title() for ax in raw.axes if ax.get_visible()]
     assert titles == ["rooms (central 99%)", "age", "income", "target"]

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from factories import STAGED_STUDY, write_tiny_study_text
 from matplotlib.colors import to_hex
 
-from factories import STAGED_STUDY, write_tiny_study_text
 from trainlab.cli import main
 from trainlab.report import plots, render, study_report
 from trainlab.report.figures import StudyFigures
@@ -32,8 +32,20 @@ def staged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     study = write_tiny_study_text(folder, STAGED_STUDY)
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        code = main(["run", str(study), "--store", str(folder / "s.db"), "--workers", "1", "--population", "1",
-                     "--format", "json"])
+        code = main(
+            [
+                "run",
+                str(study),
+                "--store",
+                str(folder / "s.db"),
+                "--workers",
+                "1",
+                "--population",
+                "1",
+                "--format",
+                "json",
+            ]
+        )
     assert code == 0, err.getvalue()
     return {"store": folder / "s.db", "json": json.loads(out.getvalue()), "stderr": err.getvalue(), "folder": folder}
 
@@ -87,7 +99,10 @@ def test_trial_counts_agree_across_formats(staged: dict[str, Any]) -> None:
     assert [r["reused_from"] for r in rows if r["variant"] == "second: as chosen"] == ["first"]
 
     out = staged["folder"] / "html"
-    assert main(["report", "staged", "--store", str(staged["store"]), "--format", "html", "--out", str(out), "--no-data"]) == 0
+    assert (
+        main(["report", "staged", "--store", str(staged["store"]), "--format", "html", "--out", str(out), "--no-data"])
+        == 0
+    )
     page = (out / "staged.html").read_text(encoding="utf-8")
     assert f"<span>trials: {total} (10 done), 2 reused by a later stage and counted once</span>" in page
     trials_table = page.split("<h2>Trials</h2>")[1]
@@ -96,8 +111,23 @@ def test_trial_counts_agree_across_formats(staged: dict[str, Any]) -> None:
 
 def test_html_has_a_section_per_stage_with_its_own_comparisons_and_figures(staged: dict[str, Any]) -> None:
     out = staged["folder"] / "html-sections"
-    assert main(["report", "staged", "--store", str(staged["store"]), "--format", "html", "--out", str(out),
-                 "--tsne-samples", "40"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "staged",
+                "--store",
+                str(staged["store"]),
+                "--format",
+                "html",
+                "--out",
+                str(out),
+                "--tsne-samples",
+                "40",
+            ]
+        )
+        == 0
+    )
     page = (out / "staged.html").read_text(encoding="utf-8")
     assert "<h2>Features: t-SNE of the last hidden layer (stage third)</h2>" in page and 'id="fig-tsne"' in page
     assert page.count('id="fig-confusion"') == 1, "the test-set figures once, for the study's choice"
@@ -115,8 +145,11 @@ def test_html_has_a_section_per_stage_with_its_own_comparisons_and_figures(stage
         for section, view in stage_views(report):
             assert section is not None
             fig = StudyFigures(store, "staged", report=view).make("curves").figure
-            legend = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else \
-                [t.get_text() for sub in fig.subfigs for t in sub.legends[0].get_texts()]
+            legend = (
+                [t.get_text() for t in fig.legends[0].get_texts()]
+                if fig.legends
+                else [t.get_text() for sub in fig.subfigs for t in sub.legends[0].get_texts()]
+            )
             expected = [v["label"].split(": ", 1)[1] for v in section["variants"]]
             assert legend == [*expected, "training", "validation"], section["stage"]
 
@@ -131,8 +164,17 @@ def _histories(n: int, seeds: int = 2, epochs: int = 6) -> dict[str, list[list[d
     for i in range(n):
         runs = []
         for _ in range(seeds):
-            runs.append([{"accuracy": 0.5 + 0.4 * e / epochs + 0.004 * i, "val_accuracy": 0.5 + 0.35 * e / epochs + 0.004 * i,
-                          "loss": 1.0 / (e + 1) + rng.random() * 0.01, "val_loss": 1.1 / (e + 1)} for e in range(epochs)])
+            runs.append(
+                [
+                    {
+                        "accuracy": 0.5 + 0.4 * e / epochs + 0.004 * i,
+                        "val_accuracy": 0.5 + 0.35 * e / epochs + 0.004 * i,
+                        "loss": 1.0 / (e + 1) + rng.random() * 0.01,
+                        "val_loss": 1.1 / (e + 1),
+                    }
+                    for e in range(epochs)
+                ]
+            )
         out[f"architecture: variant number {i} with a long label, activation=tanh, init=he_normal"] = runs
     return out
 
@@ -161,9 +203,17 @@ def _check_legends_fit(fig: Any) -> None:
 def test_learning_curves_highlight_at_most_eight_lines_per_panel(tmp_path: Path) -> None:
     histories = _histories(24)
     labels = list(histories)
-    report = {"selection": {"metric": "val_accuracy", "mode": "max", "chosen": labels[-1]},
-              "variants": [{"label": label, "val_accuracy": {"mean": runs[0][-1]["val_accuracy"]},
-                            "val_loss": {"mean": runs[0][-1]["val_loss"]}} for label, runs in histories.items()]}
+    report = {
+        "selection": {"metric": "val_accuracy", "mode": "max", "chosen": labels[-1]},
+        "variants": [
+            {
+                "label": label,
+                "val_accuracy": {"mean": runs[0][-1]["val_accuracy"]},
+                "val_loss": {"mean": runs[0][-1]["val_loss"]},
+            }
+            for label, runs in histories.items()
+        ],
+    }
     chosen = plots.highlighted(report)
     assert chosen == labels[-8:], "the chosen variant and the seven next best, in study order"
     colors = plots.palette(labels, chosen)
@@ -183,7 +233,9 @@ def test_learning_curves_of_a_staged_study_have_one_row_per_stage() -> None:
     big, small = _histories(12), {f"second: v{i}": one for i in range(3)}
     histories = {**big, **small}
     colors = {**plots.palette(list(big), list(big)[:8]), **plots.palette(list(small))}
-    fig = plots.learning_curves(histories, "classification", colors, rows=[("stage first", list(big)), ("stage second", list(small))])
+    fig = plots.learning_curves(
+        histories, "classification", colors, rows=[("stage first", list(big)), ("stage second", list(small))]
+    )
     assert len(fig.subfigs) == 2
     assert [len(sub.axes) for sub in fig.subfigs] == [4, 2], "many variants: one panel per split; few: both in one"
     for sub in fig.subfigs:

@@ -115,8 +115,10 @@ def test_welch_without_spread() -> None:
 
 
 def test_first_reaching_counts_epochs_from_one_and_sums_seconds() -> None:
-    history = [{"val_accuracy": a, "val_loss": l, "seconds": s}
-               for a, l, s in [(0.5, 1.0, 1.0), (float("nan"), 0.7, 2.0), (0.95, 0.4, 3.0), (0.97, 0.3, 4.0)]]
+    history = [
+        {"val_accuracy": a, "val_loss": l, "seconds": s}
+        for a, l, s in [(0.5, 1.0, 1.0), (float("nan"), 0.7, 2.0), (0.95, 0.4, 3.0), (0.97, 0.3, 4.0)]
+    ]
     assert stats.first_reaching(history, "val_accuracy", 0.9, "max") == stats.Reached(3, 6.0)
     assert stats.first_reaching(history, "val_loss", 0.7, "min") == stats.Reached(2, 3.0)
     assert stats.first_reaching(history, "val_accuracy", 0.99, "max") == stats.Reached(None, None)
@@ -136,8 +138,10 @@ def _filled_store(path: Path) -> Store:
     store = Store.open(path)
     study_id = store.ensure_study("hand", json.dumps({"study": {"name": "hand"}}), "h", None)
     spec_json = json.dumps(TRIAL_SPEC)
-    store.add_trials(study_id, [NewTrial(f"{label}{seed}", label, {}, seed, spec_json)
-                                for label, rows in VALUES.items() for seed, *_ in rows])
+    store.add_trials(
+        study_id,
+        [NewTrial(f"{label}{seed}", label, {}, seed, spec_json) for label, rows in VALUES.items() for seed, *_ in rows],
+    )
     ids = {t.hash: t.id for t in store.trials(study_id)}
     for label, rows in VALUES.items():
         for seed, val, loss, test, curve in rows:
@@ -145,8 +149,14 @@ def _filled_store(path: Path) -> Store:
             assert store.claim(trial_id, "me")
             for epoch, acc in enumerate(curve):
                 store.record_epoch(trial_id, "me", epoch, {"val_accuracy": acc, "seconds": 1.5})
-            result = {"best_epoch": 1, "best": {"val_accuracy": val, "val_loss": loss},
-                      "test": {"accuracy": test, "loss": 0.0}, "epochs": 2, "seconds_per_epoch": 1.5, "stop_reason": "ran all 2 epochs"}
+            result = {
+                "best_epoch": 1,
+                "best": {"val_accuracy": val, "val_loss": loss},
+                "test": {"accuracy": test, "loss": 0.0},
+                "epochs": 2,
+                "seconds_per_epoch": 1.5,
+                "stop_reason": "ran all 2 epochs",
+            }
             store.finish_trial(trial_id, "me", "done", result=result)
     return store
 
@@ -204,7 +214,11 @@ def test_test_metric_only_for_the_chosen_variant_unless_asked(hand_store: Store)
     md = render(default, "markdown")
     header = md.splitlines()[0].split(" | ")
     col = header.index("test accuracy")
-    cells = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[col] for line in md.splitlines()[2:] if line.startswith("| ")}
+    cells = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[col]
+        for line in md.splitlines()[2:]
+        if line.startswith("| ")
+    }
     assert cells == {"a": "0.9100 ± 0.0200", "b": "·", "solo": "·"}
     assert "only for the variant chosen on validation (a)" in md
 
@@ -257,8 +271,14 @@ TABLE_RTOL = 1e-6
 SIX_DECIMALS = 1e-6
 
 
-@pytest.mark.parametrize("a,b,small", [([], [0.8, 0.9], "this variant"), ([0.8, 0.9], [None, float("nan")], "the best"),
-                                       ([], [0.9], "this variant and the best")])
+@pytest.mark.parametrize(
+    "a,b,small",
+    [
+        ([], [0.8, 0.9], "this variant"),
+        ([0.8, 0.9], [None, float("nan")], "the best"),
+        ([], [0.9], "this variant and the best"),
+    ],
+)
 def test_welch_without_a_finished_seed_says_so(a: list, b: list, small: str) -> None:
     c = stats.welch(a, b)
     assert (c.t, c.df, c.p, c.distinguishable) == (None, None, None, None)
@@ -326,13 +346,20 @@ def test_a_variant_without_a_finished_seed_is_labelled_in_the_table(tmp_path: Pa
         for trial in store.trials(study_id):
             assert store.claim(trial.id, "me")
             if trial.label == "ok":
-                result = {"best_epoch": 0, "best": {"val_accuracy": 0.9 + trial.seed / 100, "val_loss": 0.3}, "epochs": 1}
+                result = {
+                    "best_epoch": 0,
+                    "best": {"val_accuracy": 0.9 + trial.seed / 100, "val_loss": 0.3},
+                    "epochs": 1,
+                }
                 store.finish_trial(trial.id, "me", "done", result=result)
             else:
                 store.finish_trial(trial.id, "me", "failed", error="boom")
         report = study_report(store, "hand")
     broken = next(v for v in report["variants"] if v["label"] == "broken")
     assert broken["n"] == 0 and broken["vs_best"]["note"] == "no finished seed" and broken["vs_best"]["p"] is None
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in render(report, "markdown").splitlines()
-            if line.startswith("| ")}
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in render(report, "markdown").splitlines()
+        if line.startswith("| ")
+    }
     assert "| no finished seed |" in rows["broken"] and "| best |" in rows["ok"]

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from factories import load_study, tiny_study_tables
 from helpers import make_npz
+
 from trainlab import executors, spec
 from trainlab.executors import CheckpointPolicy, Silent, run_local
 from trainlab.store import CHECKPOINT, Store, TrialRecord
@@ -60,7 +60,8 @@ def test_policy_writes_a_checkpoint_when_the_interval_has_passed(monkeypatch: py
 
 @pytest.mark.parametrize("population", [1, 2])
 def test_resume_from_an_older_checkpoint_redoes_later_epochs_identically(
-        tmp_path: Path, study: spec.Study, monkeypatch: pytest.MonkeyPatch, population: int) -> None:
+    tmp_path: Path, study: spec.Study, monkeypatch: pytest.MonkeyPatch, population: int
+) -> None:
     with Store.open(tmp_path / "reference.db") as store:
         run_local(study, store, population=population, checkpoint_every=0)
         reference = history(store)

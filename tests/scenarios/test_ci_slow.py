@@ -44,10 +44,16 @@ batch_size = 128
 def test_real_mnist_one_adam_epoch_through_the_cli(tmp_path: Path) -> None:
     (tmp_path / "s.toml").write_text(ONE_EPOCH)
     env = {**os.environ, "TRAINLAB_OFFLINE": "1", "TRAINLAB_DATA": str(tmp_path / "cache")}
-    run = subprocess.run([sys.executable, "-m", "trainlab.cli", "run", "s.toml", "--format", "json"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", "run", "s.toml", "--format", "json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr
-    report = json.loads(run.stdout[run.stdout.index("{"):])
+    report = json.loads(run.stdout[run.stdout.index("{") :])
     adam = report["variants"][0]
     assert adam["n"] == 1
     # one epoch of Adam at batch 128 on the 55000/5000 split of report A: Keras gets about 0.96
@@ -91,9 +97,22 @@ def test_the_readme_quickstart_table_is_what_make_run_prints(tmp_path: Path) -> 
     readme = (ROOT / "README.md").read_text()
     block = readme[readme.index("```\n┏") + 4 : readme.index("```", readme.index("```\n┏") + 4)]
     shown_header, shown_rows = _table(block.splitlines())
-    run = subprocess.run([sys.executable, "-m", "trainlab.cli", "run", str(ROOT / "studies" / "quickstart.toml"),
-                          "--store", str(tmp_path / "q.db")], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=1800, env={**os.environ, "COLUMNS": "250"})
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainlab.cli",
+            "run",
+            str(ROOT / "studies" / "quickstart.toml"),
+            "--store",
+            str(tmp_path / "q.db"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "COLUMNS": "250"},
+    )
     assert run.returncode == 0, run.stderr
     header, rows = _table(run.stdout.splitlines())
     by_variant = {row[0]: dict(zip(header, row)) for row in rows}

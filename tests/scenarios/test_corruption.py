@@ -90,19 +90,29 @@ def _garbage(data: bytes) -> bytes:
 
 @pytest.mark.parametrize(
     ("damage", "words"),
-    [(_truncate_half, ("damaged", "was not used", "backup")), (_truncate_header, ("truncated",)),
-     (_smash_pages, ("damaged",)), (_garbage, ("not a trainlab store",))],
+    [
+        (_truncate_half, ("damaged", "was not used", "backup")),
+        (_truncate_header, ("truncated",)),
+        (_smash_pages, ("damaged",)),
+        (_garbage, ("not a trainlab store",)),
+    ],
     ids=["truncated", "truncated-header", "smashed-pages", "garbage"],
 )
-def test_a_damaged_store_is_refused_by_every_command_and_left_untouched(sound: Path, tmp_path: Path, damage: Any,
-                                                                       words: tuple[str, ...]) -> None:
+def test_a_damaged_store_is_refused_by_every_command_and_left_untouched(
+    sound: Path, tmp_path: Path, damage: Any, words: tuple[str, ...]
+) -> None:
     store = copy_store(sound, tmp_path)
     store.write_bytes(damage(store.read_bytes()))
     before = store.read_bytes()
     (tmp_path / "small.toml").write_text((sound.parent / "small.toml").read_text())
-    for command in (["run", str(sound.parent / "small.toml")], ["status"], ["report", "small"],
-                    ["report", "small", "--format", "html", "--out", str(tmp_path / "html")],
-                    ["export", "small", "--out", str(tmp_path / "model")], ["plot", "small", "curves", "--out", str(tmp_path / "figs")]):
+    for command in (
+        ["run", str(sound.parent / "small.toml")],
+        ["status"],
+        ["report", "small"],
+        ["report", "small", "--format", "html", "--out", str(tmp_path / "html")],
+        ["export", "small", "--out", str(tmp_path / "model")],
+        ["plot", "small", "curves", "--out", str(tmp_path / "figs")],
+    ):
         code, _, err = cli(*command, "--store", str(store))
         assert_refused(code, err, str(store), *words)
     assert store.read_bytes() == before, "a damaged store must not be modified"
@@ -114,8 +124,14 @@ def test_a_damaged_store_through_a_real_process(sound: Path, tmp_path: Path) -> 
     store = copy_store(sound, tmp_path)
     store.write_bytes(_truncate_half(store.read_bytes()))
     env = {**os.environ, "TRAINLAB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "trainlab.cli", "status", "--store", str(store)],
-                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", "status", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert_refused(proc.returncode, proc.stderr, "damaged")
 
 
@@ -148,18 +164,19 @@ def test_bit_rot_inside_the_final_weights_is_detected_not_used(sound: Path, tmp_
 def test_damaged_json_in_the_store_is_a_store_error(sound: Path, tmp_path: Path) -> None:
     store = copy_store(sound, tmp_path)
     with sqlite3.connect(store) as db:
-        db.execute("UPDATE trials SET result_json = '{\"best\": {\"val_loss\": 0.5, \"val_accur' WHERE id = 2")
+        db.execute('UPDATE trials SET result_json = \'{"best": {"val_loss": 0.5, "val_accur\' WHERE id = 2')
     code, _, err = cli("report", "small", "--store", str(store))
     assert_refused(code, err, str(store), "damaged", "not valid JSON")
     copy_store(sound, tmp_path)
     with sqlite3.connect(store) as db:
-        db.execute("UPDATE epochs SET metrics_json = '{\"loss\": 0.5, \"accur' WHERE epoch = 1")
+        db.execute('UPDATE epochs SET metrics_json = \'{"loss": 0.5, "accur\' WHERE epoch = 1')
     code, _, err = cli("plot", "small", "curves", "--store", str(store), "--out", str(tmp_path / "figs"))
     assert_refused(code, err, str(store), "damaged", "not valid JSON")
 
 
 def test_bit_rot_in_a_checkpoint_fails_that_trial_alone_and_retry_trains_it_afresh(
-        tiny_study: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_study: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from trainlab.store.sqlite import SQLiteStore
 
     store = tiny_study.parent / "resume.db"
@@ -184,7 +201,9 @@ def test_bit_rot_in_a_checkpoint_fails_that_trial_alone_and_retry_trains_it_afre
     _flip_inside(store, blob)
 
     monkeypatch.chdir(tiny_study.parent)
-    code, out, err = cli("run", tiny_study.name, "--store", str(store), "--workers", "1", "--population", "1", "--format", "none")
+    code, out, err = cli(
+        "run", tiny_study.name, "--store", str(store), "--workers", "1", "--population", "1", "--format", "none"
+    )
     assert code == 1 and "Traceback" not in err, err  # the run finished, but a trial failed
     assert "1 trial of study tiny failed with an error" in err
     assert f"{held[0].label} seed {held[0].seed}: failed: a stored checkpoint or weights file is damaged" in out
@@ -193,8 +212,19 @@ def test_bit_rot_in_a_checkpoint_fails_that_trial_alone_and_retry_trains_it_afre
         assert trials[held[0].id].status == "failed" and "SHA-256" in (trials[held[0].id].error or "")
         assert [t.status for t in trials.values()].count("done") == 3, "the other trials are not affected"
 
-    code, out, err = cli("run", tiny_study.name, "--store", str(store), "--workers", "1", "--population", "1",
-                         "--format", "none", "--retry-failed")
+    code, out, err = cli(
+        "run",
+        tiny_study.name,
+        "--store",
+        str(store),
+        "--workers",
+        "1",
+        "--population",
+        "1",
+        "--format",
+        "none",
+        "--retry-failed",
+    )
     assert code == 0, out + err
     with Store.open(store) as db:
         trial = db.trial(held[0].id)
@@ -251,14 +281,20 @@ def test_a_damaged_data_cache_with_nothing_to_rebuild_it_stops_the_run(data_env:
     code, _, err = cli("run", "c.toml", "--store", "s.db")
     assert code == EXIT_USER_ERROR and "Traceback" not in err
     lines = err.splitlines()
-    assert lines[0] == (f"trainlab: warning: {cache}: cannot be read as .npz (BadZipFile: File is not a zip file); "
-                        "rebuilding the cache from the next source")
-    assert lines[1].startswith(f"trainlab: data set cifar10 is not available: its cache {cache} is damaged and was not used")
+    assert lines[0] == (
+        f"trainlab: warning: {cache}: cannot be read as .npz (BadZipFile: File is not a zip file); "
+        "rebuilding the cache from the next source"
+    )
+    assert lines[1].startswith(
+        f"trainlab: data set cifar10 is not available: its cache {cache} is damaged and was not used"
+    )
     assert not (data_env / "s.db").exists()
     assert cache.read_bytes() == damaged, "the damaged cache is left for the user to inspect"
 
 
-def test_a_damaged_cache_rebuilt_from_another_source_is_reported_in_one_line(data_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_damaged_cache_rebuilt_from_another_source_is_reported_in_one_line(
+    data_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from helpers import california_fixture, write_cal_housing_tgz
 
     from trainlab.data import datasets
@@ -273,6 +309,8 @@ def test_a_damaged_cache_rebuilt_from_another_source_is_reported_in_one_line(dat
     file.write_bytes(file.read_bytes()[:200])
     code, _, err = cli("data", "show", "california_housing", "--out", "figs", "--formats", "svg")
     assert code == 0, err
-    assert err == (f"trainlab: warning: {file}: cannot be read as .npz (BadZipFile: File is not a zip file); "
-                   "rebuilding the cache from the next source\n")
+    assert err == (
+        f"trainlab: warning: {file}: cannot be read as .npz (BadZipFile: File is not a zip file); "
+        "rebuilding the cache from the next source\n"
+    )
     assert load_definition(definition, data_env / "cache").source == "cache", "the cache was rebuilt"

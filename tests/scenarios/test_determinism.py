@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import make_npz
+
 from trainlab.engine.checkpoint import unpack
 from trainlab.store import WEIGHTS, Store
 
@@ -92,8 +92,25 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(cwd: Path, store: str, *options: str) -> dict[str, dict[str, Any]]:
     """``trainlab run`` into a fresh store; every trial's plan, epochs (less their timings), test
     metrics and a digest of its final weights, by trial hash."""
-    subprocess.run([sys.executable, "-m", "trainlab.cli", "run", "det.toml", "--store", store, "--quiet",
-                    "--format", "none", *options], cwd=cwd, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainlab.cli",
+            "run",
+            "det.toml",
+            "--store",
+            store,
+            "--quiet",
+            "--format",
+            "none",
+            *options,
+        ],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     out = {}
     with Store.open(cwd / store) as s:
         record = s.study("det")
@@ -105,7 +122,9 @@ def run(cwd: Path, store: str, *options: str) -> dict[str, dict[str, Any]]:
             for name in sorted(weights):
                 digest.update(name.encode() + weights[name].numpy().tobytes())
             out[trial.hash] = {
-                "label": trial.label, "plan": trial.plan, "test": trial.result["test"],  # type: ignore[index]
+                "label": trial.label,
+                "plan": trial.plan,
+                "test": trial.result["test"],  # type: ignore[index]
                 "epochs": [{k: v for k, v in e.metrics.items() if k != "seconds"} for e in s.epochs(trial.id)],
                 "weights": digest.hexdigest(),
             }
@@ -139,7 +158,8 @@ def test_the_study_covers_every_kind_of_unit(quiet_run: dict[str, dict[str, Any]
     threads = max(1, os.cpu_count() or 1)
     assert units(quiet_run) == {
         **{label: ("population", 4, threads) for label in ("sgd", "momentum", "adam", "rmsprop")},
-        "wide": ("autograd", 1, threads), "pure": ("lowered", 1, 1),
+        "wide": ("autograd", 1, threads),
+        "pure": ("lowered", 1, 1),
     }
 
 
@@ -151,16 +171,24 @@ def test_same_study_same_numbers_on_a_busy_machine(study_dir: Path, quiet_run: d
         assert busy[key] == trial, trial["label"]  # plans, every epoch's metrics, test metrics, weights: bit for bit
 
 
-def test_population_limits_of_two_or_more_give_the_same_numbers(study_dir: Path,
-                                                                quiet_run: dict[str, dict[str, Any]]) -> None:
+def test_population_limits_of_two_or_more_give_the_same_numbers(
+    study_dir: Path, quiet_run: dict[str, dict[str, Any]]
+) -> None:
     """``--population 2`` splits each seed's four optimizers into two populations of two: each member's
     numbers do not depend on which trials share its population."""
     pairs = run(study_dir, "pairs.db", "--population", "2")
     assert {label: members for label, (_, members, _) in units(pairs).items()} == {
-        "sgd": 2, "momentum": 2, "adam": 2, "rmsprop": 2, "wide": 1, "pure": 1}
+        "sgd": 2,
+        "momentum": 2,
+        "adam": 2,
+        "rmsprop": 2,
+        "wide": 1,
+        "pure": 1,
+    }
     for key, trial in quiet_run.items():
-        assert {k: v for k, v in pairs[key].items() if k != "plan"} == {k: v for k, v in trial.items() if k != "plan"}, \
-            trial["label"]
+        assert {k: v for k, v in pairs[key].items() if k != "plan"} == {
+            k: v for k, v in trial.items() if k != "plan"
+        }, trial["label"]
 
 
 def assert_close(a: dict[str, Any], b: dict[str, Any], counts: dict[str, int]) -> None:
@@ -182,8 +210,9 @@ def same_arithmetic(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 @pytest.mark.parametrize("options", [("--population", "1"), ("--workers", "2")])
-def test_other_plans_agree_within_float_rounding(study_dir: Path, quiet_run: dict[str, dict[str, Any]],
-                                                 options: tuple[str, ...]) -> None:
+def test_other_plans_agree_within_float_rounding(
+    study_dir: Path, quiet_run: dict[str, dict[str, Any]], options: tuple[str, ...]
+) -> None:
     """Training alone instead of in a population, or on another thread count, adds in another order;
     a trial whose plan runs the same arithmetic gives the same numbers bit for bit."""
     other = run(study_dir, f"other{options[1]}.db", *options)
@@ -194,7 +223,9 @@ def test_other_plans_agree_within_float_rounding(study_dir: Path, quiet_run: dic
             assert other[key]["plan"]["workers"] == 2  # recorded: the pool ran, with the cores divided
         if same_arithmetic(other[key]["plan"], trial["plan"]):
             alike += 1
-            assert {k: v for k, v in other[key].items() if k != "plan"} == {k: v for k, v in trial.items() if k != "plan"}
+            assert {k: v for k, v in other[key].items() if k != "plan"} == {
+                k: v for k, v in trial.items() if k != "plan"
+            }
         else:
             assert_close(other[key], trial, counts)
     # Alike in every plan: the pure-SGD trials (alone, lowered, one thread); with the cores

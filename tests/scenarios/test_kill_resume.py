@@ -39,18 +39,36 @@ TOTAL = TRIALS * EPOCHS
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL and SIGINT")
 
 
-def start(study: Path, store: Path, *options: str, quiet: bool = True, prefix: tuple[str, ...] = (),
-          group: bool = False) -> subprocess.Popen[str]:
+def start(
+    study: Path, store: Path, *options: str, quiet: bool = True, prefix: tuple[str, ...] = (), group: bool = False
+) -> subprocess.Popen[str]:
     """`trainlab run` as a user runs it; stderr goes to a file so that no pipe can fill and stall it."""
     # One thread per process: on a busy 2-core machine two threads per tiny model spin waiting for
     # each other and an epoch takes ten times longer; what is tested here does not depend on it.
     env = {**os.environ, "TRAINLAB_OFFLINE": "1", "TRAINLAB_DATA": str(study.parent / "cache"), "OMP_NUM_THREADS": "1"}
-    command = [*(prefix or ("-m", "trainlab.cli")), "run", study.name, "--store", str(store), "--format", "none", *options]
+    command = [
+        *(prefix or ("-m", "trainlab.cli")),
+        "run",
+        study.name,
+        "--store",
+        str(store),
+        "--format",
+        "none",
+        *options,
+    ]
     if quiet:
         command.append("--quiet")
     err = open(study.parent / f"stderr-{time.monotonic_ns()}.txt", "w+")  # noqa: SIM115 - closed in stderr_of
-    proc = subprocess.Popen([sys.executable, *command], cwd=study.parent, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
-                            start_new_session=group, preexec_fn=_default_sigint)
+    proc = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=study.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+        start_new_session=group,
+        preexec_fn=_default_sigint,
+    )
     proc.err_file = err  # type: ignore[attr-defined]
     return proc
 
@@ -135,8 +153,11 @@ def finished(store: Path) -> dict[str, dict[str, Any]]:
                     continue
                 weights = db.artifact(trial.id, "weights")
                 out[trial.hash] = {
-                    "status": trial.status, "attempts": trial.attempts, "finished": trial.finished,
-                    "result": trial.result, "epochs": [(e.epoch, e.metrics) for e in db.epochs(trial.id)],
+                    "status": trial.status,
+                    "attempts": trial.attempts,
+                    "finished": trial.finished,
+                    "result": trial.result,
+                    "epochs": [(e.epoch, e.metrics) for e in db.epochs(trial.id)],
                     "weights": hashlib.sha256(weights.data).hexdigest() if weights else None,
                 }
     return out
@@ -221,8 +242,9 @@ def reference(study: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("options", [ONE_AT_A_TIME, ()], ids=["one-at-a-time", "default"])
-def test_repeated_sigkill_loses_nothing_and_changes_nothing(study: Path, options: tuple[str, ...],
-                                                            reference: dict[str, Any]) -> None:
+def test_repeated_sigkill_loses_nothing_and_changes_nothing(
+    study: Path, options: tuple[str, ...], reference: dict[str, Any]
+) -> None:
     store = study.parent / f"killed-{len(options)}.db"
     rng = random.Random(7)
     # Kill points spread over the whole study (so that later kills hit runs that find finished
@@ -278,7 +300,9 @@ def test_repeated_sigkill_loses_nothing_and_changes_nothing(study: Path, options
     with Store.open(store) as db:
         attempts = [t.attempts for t in db.trials(db.study("tiny").id)]  # type: ignore[union-attr]
     assert max(attempts) >= 2, "some trial must have been resumed"
-    print(f"{options or 'default'}: {kills} SIGKILLs in {rounds} rounds, attempts per trial {attempts}, results lost: 0")
+    print(
+        f"{options or 'default'}: {kills} SIGKILLs in {rounds} rounds, attempts per trial {attempts}, results lost: 0"
+    )
 
 
 def test_ctrl_c_keeps_every_epoch_releases_the_claim_and_resumes(study: Path, reference: dict[str, Any]) -> None:
@@ -350,8 +374,10 @@ def test_ctrl_c_reaches_pool_workers(tmp_path: Path, to_group: bool) -> None:
     assert "Traceback" not in err and "Run the same command again to resume" in err, err
     # Every claim given back: the store reaches that state within a bounded time (it has once the
     # command has exited; the poll only guards against reading a file another process still writes).
-    no_claims = ("select count(*) from trials where status = 'running' or (status = 'pending' and owner is not null)")
-    assert poll(lambda: query(store, no_claims) == [(0,)], timeout=30), query(store, "select id, status, owner from trials")
+    no_claims = "select count(*) from trials where status = 'running' or (status = 'pending' and owner is not null)"
+    assert poll(lambda: query(store, no_claims) == [(0,)], timeout=30), query(
+        store, "select id, status, owner from trials"
+    )
     statuses = dict(query(store, "select id, status from trials") or [])
     assert all(statuses[i] in ("pending", "done") for i in held), "a trial in progress was not given back"
 

@@ -113,7 +113,9 @@ def test_a_long_study_in_one_process_keeps_memory_flat(tmp_path: Path, one_threa
     sampler = Sampler()
     began = time.perf_counter()
     with Store.open(tmp_path / "long.db") as store:
-        summary = run_local(study, store, reporter=sampler, cache=DataCache(), population=population, checkpoint_every=0)
+        summary = run_local(
+            study, store, reporter=sampler, cache=DataCache(), population=population, checkpoint_every=0
+        )
         counts = store.status_counts(summary.study_id)
         populations = {(t.result or {}).get("population") for t in store.trials(summary.study_id)}
     seconds = time.perf_counter() - began
@@ -121,7 +123,10 @@ def test_a_long_study_in_one_process_keeps_memory_flat(tmp_path: Path, one_threa
     assert populations == {population}, "every trial trained as asked"
     first, last = sampler.samples[WARM - 1], sampler.samples[-1]
     peak = max(sampler.samples[WARM - 1 :])
-    print(f"\n{TRIALS} trials in {seconds:.1f} s; RSS after {WARM} trials {first:.1f} MB, after {TRIALS} {last:.1f} MB "
-          f"(growth {last - first:+.1f} MB, peak {peak:.1f} MB)", file=sys.stderr)
+    print(
+        f"\n{TRIALS} trials in {seconds:.1f} s; RSS after {WARM} trials {first:.1f} MB, after {TRIALS} {last:.1f} MB "
+        f"(growth {last - first:+.1f} MB, peak {peak:.1f} MB)",
+        file=sys.stderr,
+    )
     assert last - first < BOUND_MB, f"memory grew {last - first:.1f} MB over {TRIALS - WARM} trials"
     assert peak - first < BOUND_MB

@@ -123,7 +123,13 @@ def test_a_study_name_from_a_foreign_store_cannot_escape(work: Path) -> None:
         code, text = cli("plot", name, "curves", "--store", f"foreign{i}.db", "--out", "figs", "--formats", "svg")
         assert code == 0, text
     after = files(root)
-    assert_inside(before, after, work / "html", work / "figs", *(work / f"foreign{i}.db-{x}" for i in (0, 1) for x in ("wal", "shm")))
+    assert_inside(
+        before,
+        after,
+        work / "html",
+        work / "figs",
+        *(work / f"foreign{i}.db-{x}" for i in (0, 1) for x in ("wal", "shm")),
+    )
     assert {p.name for p in (work / "html").iterdir()} == {"_._.._escape.html", "_tmp_abs-escape.html"}
     assert {p.name for p in (work / "figs").iterdir()} == {"_._.._escape-curves.svg", "_tmp_abs-escape-curves.svg"}
     assert not Path("/tmp/abs-escape.html").exists()
@@ -132,6 +138,8 @@ def test_a_study_name_from_a_foreign_store_cannot_escape(work: Path) -> None:
 @pytest.mark.parametrize("name", ["../../x", "/abs", "..", ".hidden", "a/b", "a\\b"])
 def test_a_study_file_cannot_name_its_study_like_a_path(name: str) -> None:
     with pytest.raises(SpecError) as info:
-        spec.parse(HOSTILE_LABELS.format().replace('name = "a..b"', f'name = "{name.replace(chr(92), chr(92) * 2)}"'),
-                   source="p.toml")
+        spec.parse(
+            HOSTILE_LABELS.format().replace('name = "a..b"', f'name = "{name.replace(chr(92), chr(92) * 2)}"'),
+            source="p.toml",
+        )
     assert info.value.path == "study.name"

@@ -57,7 +57,7 @@ def make_houses(path: Path, n: int = 400, seed: int = 0) -> None:
     scales = np.array([2.0, 12.0, 2.5, 0.5, 1100.0, 10.0, 2.0, 2.0], dtype=np.float32)
     centers = np.array([3.9, 28.0, 5.4, 1.1, 1400.0, 3.0, 35.6, -119.6], dtype=np.float32)
     x = (rng.standard_normal((n, 8)) * scales + centers).astype(np.float32)
-    y = (0.4 * (x[:, 0] - 3.9) / 2.0 - 0.2 * (x[:, 4] - 1400) / 1100 + 2.0 + 0.05 * rng.standard_normal(n))
+    y = 0.4 * (x[:, 0] - 3.9) / 2.0 - 0.2 * (x[:, 4] - 1400) / 1100 + 2.0 + 0.05 * rng.standard_normal(n)
     np.savez(path, x_train=x, y_train=y.astype(np.float32))
 
 
@@ -92,7 +92,16 @@ def test_regression_trains_records_mse_and_mae_and_the_report_shows_them(tmp_pat
         assert record is not None
         for trial in store.trials(record.id):
             epochs = [e.metrics for e in store.epochs(trial.id)]
-            assert set(epochs[0]) == {"loss", "mse", "mae", "val_loss", "val_mse", "val_mae", "learning_rate", "seconds"}
+            assert set(epochs[0]) == {
+                "loss",
+                "mse",
+                "mae",
+                "val_loss",
+                "val_mse",
+                "val_mae",
+                "learning_rate",
+                "seconds",
+            }
             for row in epochs:
                 assert row["loss"] == pytest.approx(row["mse"], rel=1e-5)  # no penalty: the loss is the MSE
                 assert row["val_loss"] == pytest.approx(row["val_mse"], rel=1e-6)

@@ -6,16 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-
 from factories import STAGED_BASE as BASE
 from factories import STAGED_STUDY as STAGES
 from factories import write_tiny_study_text as write
+
 from trainlab import edits, plan, spec
 from trainlab.errors import SpecError, TrainlabError
 from trainlab.executors import run_local
 from trainlab.report import render, study_report
 from trainlab.search import Point, Pruner, propose
 from trainlab.store import Store
+
 
 def run_rounds(study: spec.Study, db: Path, stop_after: int | None) -> list:
     """Train ``study`` round by round into ``db``, stopping (as Ctrl-C would) after ``stop_after``
@@ -68,8 +69,16 @@ def test_edits_apply_to_hidden_layers_only(tmp_path: Path) -> None:
     assert [layers[i]["activation"]["name"] for i in (1, 3, 5)] == ["sigmoid", "sigmoid", "softmax"]
     assert out["optimizer"]["learning_rate"] == pytest.approx(0.25)
     before = spec.resolve_trial(edits.apply(base, {"batch_norm": "before_activation"}, "edit"))["model"]["layers"]
-    assert hidden_types(before) == ["Flatten", "Dense", "BatchNormalization", "Activation", "Dense", "BatchNormalization",
-                                    "Activation", "Dense"]
+    assert hidden_types(before) == [
+        "Flatten",
+        "Dense",
+        "BatchNormalization",
+        "Activation",
+        "Dense",
+        "BatchNormalization",
+        "Activation",
+        "Dense",
+    ]
     assert before[1]["activation"]["name"] == "linear" and before[3]["activation"] == {"name": "relu"}
     widths = spec.resolve_trial(edits.apply(base, {"scale_widths": 0.5}, "edit"))["model"]["layers"]
     assert [widths[1]["units"], widths[2]["units"], widths[3]["units"]] == [8, 4, 3]
@@ -176,7 +185,9 @@ def test_a_stage_whose_source_failed_is_blocked_with_a_reason(tmp_path: Path) ->
 
 
 def search_study(sampler: str, trials: int, extra: str = "") -> str:
-    return BASE.replace("seeds = [0, 1]", "seeds = 1") + f"""
+    return (
+        BASE.replace("seeds = [0, 1]", "seeds = 1")
+        + f"""
 [search]
 sampler = "{sampler}"
 trials = {trials}
@@ -187,6 +198,7 @@ seed = 3
 "model.layers[1].units" = {{ int = [4, 32], step = 4 }}
 "model.layers[2].activation" = {{ choice = ["relu", {{ name = "leaky_relu", alpha = 0.2 }}] }}
 """
+    )
 
 
 def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None:
@@ -248,14 +260,18 @@ def test_pruned_trials_are_recorded_with_their_epochs(tmp_path: Path) -> None:
         assert sum(v["status"].get("pruned", 0) for v in report["variants"]) == statuses.count("pruned")
 
 
-KFOLD = BASE.replace('split = { kind = "stratified", validation = 0.25 }', 'split = { kind = "kfold", folds = 3 }').replace(
-    "seeds = [0, 1]", "seeds = 1") + """
+KFOLD = (
+    BASE.replace('split = { kind = "stratified", validation = 0.25 }', 'split = { kind = "kfold", folds = 3 }').replace(
+        "seeds = [0, 1]", "seeds = 1"
+    )
+    + """
 [[compare]]
 label = "sgd"
 [[compare]]
 label = "adam"
 optimizer = "adam"
 """
+)
 
 
 def test_kfold_trains_each_variant_once_per_fold_and_reports_their_spread(tmp_path: Path) -> None:
@@ -277,7 +293,7 @@ def test_kfold_trains_each_variant_once_per_fold_and_reports_their_spread(tmp_pa
 
 
 def test_kfold_fold_out_of_range_is_refused(tmp_path: Path) -> None:
-    bad = KFOLD.replace('folds = 3 }', 'folds = 3, fold = 3 }')
+    bad = KFOLD.replace("folds = 3 }", "folds = 3, fold = 3 }")
     with pytest.raises(SpecError, match=r"data.split.fold.*folds are 0..2"):
         spec.load(write(tmp_path, bad))
 
@@ -297,8 +313,12 @@ def test_smoke_run_shrinks_every_variant_and_keeps_its_own_name(tmp_path: Path) 
 
 
 def test_hidden_and_dropout_edits_rebuild_the_dense_stack(tmp_path: Path) -> None:
-    text = BASE.replace('{ type = "Dense", units = 16, activation = "relu" },',
-                        '{ type = "Dense", units = 16, activation = "relu" },\n  { type = "Dropout", rate = 0.2 },') + """
+    text = (
+        BASE.replace(
+            '{ type = "Dense", units = 16, activation = "relu" },',
+            '{ type = "Dense", units = 16, activation = "relu" },\n  { type = "Dropout", rate = 0.2 },',
+        )
+        + """
 [[compare]]
 label = "384-256-128"
 edit = { hidden = [384, 256, 128] }
@@ -308,18 +328,32 @@ edit = { hidden = [256] }
 [grid]
 "edit.dropout" = [0.25, 0.3]
 """
+    )
     study = spec.load(write(tmp_path, text))
-    assert [v.label for v in study.variants] == ["384-256-128 dropout=0.25", "384-256-128 dropout=0.3",
-                                                 "256 dropout=0.25", "256 dropout=0.3"]
+    assert [v.label for v in study.variants] == [
+        "384-256-128 dropout=0.25",
+        "384-256-128 dropout=0.3",
+        "256 dropout=0.25",
+        "256 dropout=0.3",
+    ]
     layers = study.variants[1].spec["model"]["layers"]
     assert [(x["type"], x.get("units"), x.get("rate")) for x in layers] == [
-        ("Flatten", None, None), ("Dense", 384, None), ("Dropout", None, 0.3), ("Dense", 256, None), ("Dropout", None, 0.3),
-        ("Dense", 128, None), ("Dropout", None, 0.3), ("Dense", 3, None)]
+        ("Flatten", None, None),
+        ("Dense", 384, None),
+        ("Dropout", None, 0.3),
+        ("Dense", 256, None),
+        ("Dropout", None, 0.3),
+        ("Dense", 128, None),
+        ("Dropout", None, 0.3),
+        ("Dense", 3, None),
+    ]
     assert [x["type"] for x in study.variants[2].spec["model"]["layers"]] == ["Flatten", "Dense", "Dropout", "Dense"]
     bare = spec.resolve_trial(edits.apply(study.variants[0].spec, {"hidden": []}, "edit"))["model"]["layers"]
     assert [(x["type"], x.get("units")) for x in bare] == [("Flatten", None), ("Dense", 3)]
     with pytest.raises(SpecError, match="no Dropout layer"):
-        edits.apply(spec.resolve_trial(edits.apply(study.variants[0].spec, {"hidden": []}, "edit")), {"dropout": 0.2}, "edit")
+        edits.apply(
+            spec.resolve_trial(edits.apply(study.variants[0].spec, {"hidden": []}, "edit")), {"dropout": 0.2}, "edit"
+        )
     with pytest.raises(SpecError, match="unknown edit 'dropuot'"):
         spec.load(write(tmp_path, text.replace("edit.dropout", "edit.dropuot")))
 
@@ -328,8 +362,10 @@ def test_a_staged_study_resumes_across_stages_with_the_same_results(tmp_path: Pa
     study = spec.load(write(tmp_path, STAGES))
 
     def run_all(db: Path, stop_after: int | None) -> dict[str, tuple[str, dict]]:
-        return {t.hash: (t.status, {k: v for k, v in (t.result or {}).get("best", {}).items() if k != "seconds"})
-                for t in run_rounds(study, db, stop_after)}
+        return {
+            t.hash: (t.status, {k: v for k, v in (t.result or {}).get("best", {}).items() if k != "seconds"})
+            for t in run_rounds(study, db, stop_after)
+        }
 
     assert len(run_all(tmp_path / "a.db", stop_after=1)) == 4
     assert len(run_all(tmp_path / "a.db", stop_after=1)) == 6  # the next stage, then stopped again

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import STUDIES, write_cifar_tarball
+
 from trainlab.store import WEIGHTS
 
 FILES = sorted(p.name for p in STUDIES.glob("*.toml"))
@@ -77,19 +77,34 @@ def test_every_study_file_has_a_smoke_test() -> None:
 @pytest.mark.parametrize("name", [f for f in FILES if f not in NEEDS_CIFAR])
 def test_study_smoke_run(name: str, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "trainlab.cli", "run", str(STUDIES / name), "--smoke", "--store", str(tmp_path / "s.db"),
-         "--quiet", "--format", "json"],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "trainlab.cli",
+            "run",
+            str(STUDIES / name),
+            "--smoke",
+            "--store",
+            str(tmp_path / "s.db"),
+            "--quiet",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    report = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert report["study"]["name"].endswith("-smoke")
     check_report(report, name)
     check_recorded(tmp_path / "s.db", report, name)
 
 
 @pytest.mark.slow
-def test_cifar_study_smoke_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cifar_study_smoke_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from trainlab import cli
     from trainlab.data import datasets
     from trainlab.data.datasets import Facts
@@ -102,12 +117,24 @@ def test_cifar_study_smoke_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(datasets, "cifar10_definition", lambda *a, **k: real(facts, md5=md5))
     monkeypatch.setenv("TRAINLAB_CIFAR10", str(tarball))
     monkeypatch.setenv("TRAINLAB_DATA", str(tmp_path / "cache"))
-    code = cli.main(["run", str(STUDIES / "report_b2_cifar_mlp.toml"), "--smoke", "--store", str(tmp_path / "s.db"),
-                     "--quiet", "--format", "json", "--workers", "1"])
+    code = cli.main(
+        [
+            "run",
+            str(STUDIES / "report_b2_cifar_mlp.toml"),
+            "--smoke",
+            "--store",
+            str(tmp_path / "s.db"),
+            "--quiet",
+            "--format",
+            "json",
+            "--workers",
+            "1",
+        ]
+    )
     captured = capsys.readouterr()
     out = captured.out
     assert code == 0, captured.err[-2000:]
-    report = json.loads(out[out.index("{"):])
+    report = json.loads(out[out.index("{") :])
     check_report(report, "report_b2_cifar_mlp.toml")
     check_recorded(tmp_path / "s.db", report, "report_b2_cifar_mlp.toml")
     search = report["stages"][1]
@@ -121,9 +148,21 @@ def test_cifar_study_without_the_data_stops_before_training(tmp_path: Path, monk
     monkeypatch.delenv("TRAINLAB_CIFAR10", raising=False)
     env = {**__import__("os").environ, "TRAINLAB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "trainlab.cli", "run", str(STUDIES / "report_b2_cifar_mlp.toml"), "--smoke",
-         "--store", str(tmp_path / "s.db"), "--quiet"],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "trainlab.cli",
+            "run",
+            str(STUDIES / "report_b2_cifar_mlp.toml"),
+            "--smoke",
+            "--store",
+            str(tmp_path / "s.db"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "trainlab data add cifar10" in proc.stderr

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-
 from factories import RECORD_SPEC as SPEC
 from factories import make_study, new_trials
 

@@ -47,7 +47,8 @@ def test_opening_migrates_and_keeps_every_record(old_store: Path) -> None:
         assert record is not None
         trials = store.trials(record.id)
         assert {t.label: (t.hash, t.status, t.plan) for t in trials} == {
-            label: (h, "done", None) for label, h in OLD_HASHES.items()}
+            label: (h, "done", None) for label, h in OLD_HASHES.items()
+        }
         assert all(len(store.epochs(t.id)) == 2 for t in trials)
         report = study_report(store, "old")
         assert [v["label"] for v in report["variants"]] == ["sgd", "adam"]

@@ -123,7 +123,7 @@ def test_concurrent_workers_run_every_trial_exactly_once(tmp_path: Path) -> None
         assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
     go.touch()
     outputs = [worker.communicate(timeout=300) for worker in workers]
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (_out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err
         assert err == "", err
     per_worker = [json.loads(out) for out, _ in outputs]

@@ -14,7 +14,6 @@ from trainlab.errors import StoreError
 from trainlab.store import SQLiteStore, Store, make_owner
 from trainlab.store.base import SQLITE, backend, register_backend
 
-
 # --- SQLite files -----------------------------------------------------------------------------
 
 

@@ -43,12 +43,20 @@ class DataCache:
         if key not in self._cache:
             if channels_last:
                 plain, info, split = self.get(spec)
-                tensors = Tensors(*(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in (
-                    plain.x_train, plain.y_train, plain.x_val, plain.y_val, plain.x_test, plain.y_test)))
+                tensors = Tensors(
+                    *(
+                        t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+                        for t in (plain.x_train, plain.y_train, plain.x_val, plain.y_val, plain.x_test, plain.y_test)
+                    )
+                )
             else:
                 prepared = prepare(spec)
-                tensors = Tensors(*(torch.from_numpy(getattr(prepared, name)) for name in (
-                    "x_train", "y_train", "x_val", "y_val", "x_test", "y_test")))
+                tensors = Tensors(
+                    *(
+                        torch.from_numpy(getattr(prepared, name))
+                        for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+                    )
+                )
                 info, split = prepared.info, prepared.split
             self._cache[key] = (tensors, info, split)
         return self._cache[key]
@@ -56,4 +64,6 @@ class DataCache:
 
 def _key(spec: Mapping[str, Any], channels_last: bool) -> str:
     """The same text for equal data specs, whatever their key order."""
-    return json.dumps({"data": spec, "channels_last": channels_last}, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return json.dumps(
+        {"data": spec, "channels_last": channels_last}, sort_keys=True, separators=(",", ":"), allow_nan=False
+    )

@@ -131,9 +131,7 @@ def arrays_sha256(decoded: Decoded) -> str:
     return digest.hexdigest()
 
 
-def check(
-    facts: Facts, info: DataInfo, decoded: Decoded, *, where: str, expected_sha256: str | None = None
-) -> str:
+def check(facts: Facts, info: DataInfo, decoded: Decoded, *, where: str, expected_sha256: str | None = None) -> str:
     """Verify ``decoded`` against ``facts``; returns its sha256, raises DataError naming ``where``.
 
     ``expected_sha256`` stands in for ``facts.sha256`` when the facts have none (CIFAR-10:
@@ -169,15 +167,11 @@ def check(
                 raise DataError(f"{where}: {name} {field} targets contain NaN or infinity")
             continue
         if len(labels) and int(labels.max()) >= len(counts):
-            raise DataError(
-                f"{where}: {name} {field} labels reach {int(labels.max())}, expected < {len(counts)}"
-            )
+            raise DataError(f"{where}: {name} {field} labels reach {int(labels.max())}, expected < {len(counts)}")
         found = tuple(int(c) for c in np.bincount(labels, minlength=len(counts)))
         if found != counts:
             raise DataError(f"{where}: {name} {field} class counts {found} differ from the official {counts}")
-    if np.issubdtype(x_train.dtype, np.floating) and not (
-        np.isfinite(x_train).all() and np.isfinite(x_test).all()
-    ):
+    if np.issubdtype(x_train.dtype, np.floating) and not (np.isfinite(x_train).all() and np.isfinite(x_test).all()):
         raise DataError(f"{where}: {name} features contain NaN or infinity")
     actual = arrays_sha256(decoded)
     wanted = facts.sha256 or expected_sha256
@@ -481,8 +475,7 @@ def user_npz(path: Path) -> Raw:
     y_test = arrays.get("y_test", np.zeros((0, *y_train.shape[1:]), y_train.dtype))
     if x_test.shape[1:] != x_train.shape[1:] or x_test.dtype != x_train.dtype:
         raise DataError(
-            f"{path}: x_test {x_test.shape} {x_test.dtype} does not match "
-            f"x_train {x_train.shape} {x_train.dtype}"
+            f"{path}: x_test {x_test.shape} {x_test.dtype} does not match x_train {x_train.shape} {x_train.dtype}"
         )
     for field, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if y.ndim == 2 and y.shape[1] == 1:
@@ -508,9 +501,7 @@ def user_npz(path: Path) -> Raw:
         task, num_classes, class_names = "regression", 0, ()
         y_train, y_test = y_train.astype(np.float32), y_test.astype(np.float32)
     else:
-        raise DataError(
-            f"{path}: y_train has dtype {y_train.dtype}; use integers (classes) or floats (regression)"
-        )
+        raise DataError(f"{path}: y_train has dtype {y_train.dtype}; use integers (classes) or floats (regression)")
     if x_train.dtype.kind not in "biuf":
         raise DataError(f"{path}: x_train has dtype {x_train.dtype}; use uint8 pixels or numbers")
 

@@ -58,8 +58,7 @@ def read_idx(path: Path) -> np.ndarray:
             blob = gzip.decompress(blob)
         except (EOFError, OSError, zlib.error) as exc:
             raise DataError(
-                f"{path}: the gzip stream is truncated or corrupt ({exc}); "
-                "download the file again or delete it"
+                f"{path}: the gzip stream is truncated or corrupt ({exc}); download the file again or delete it"
             ) from exc
     if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] not in _IDX_TYPES:
         raise DataError(
@@ -120,8 +119,7 @@ def read_idx_folder(folder: Path) -> Decoded:
     ):
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise DataError(
-                f"{p_img} and {p_lab}: expected images (N, H, W) and labels (N,), "
-                f"got {images.shape} and {labels.shape}"
+                f"{p_img} and {p_lab}: expected images (N, H, W) and labels (N,), got {images.shape} and {labels.shape}"
             )
     return Decoded(*arrays)
 
@@ -247,18 +245,9 @@ def read_cifar_tarball(path: Path) -> tuple[Decoded, tuple[str, ...]]:
         if not isinstance(entry, dict) or b"data" not in entry or b"labels" not in entry:
             raise DataError(f"{where}: expected a dict with b'data' and b'labels'")
         data, labels = entry[b"data"], entry[b"labels"]
-        if (
-            not isinstance(data, np.ndarray)
-            or data.dtype != np.uint8
-            or data.ndim != 2
-            or data.shape[1] != 3072
-        ):
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
             raise DataError(f"{where}: b'data' must be a uint8 array (N, 3072)")
-        if (
-            not isinstance(labels, list)
-            or len(labels) != len(data)
-            or not all(type(v) is int for v in labels)
-        ):
+        if not isinstance(labels, list) or len(labels) != len(data) or not all(type(v) is int for v in labels):
             raise DataError(f"{where}: b'labels' must be a list of {len(data)} ints")
         y = np.asarray(labels, dtype=np.int64)
         if len(y) and (y.min() < 0 or y.max() > 255):

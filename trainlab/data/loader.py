@@ -298,9 +298,7 @@ def describe(raw: Raw) -> str:
         f"  train x {raw.x_train.shape} {raw.x_train.dtype}, y {raw.y_train.shape} {raw.y_train.dtype}",
     ]
     if raw.has_test:
-        lines.append(
-            f"  test  x {raw.x_test.shape} {raw.x_test.dtype}, y {raw.y_test.shape} {raw.y_test.dtype}"
-        )
+        lines.append(f"  test  x {raw.x_test.shape} {raw.x_test.dtype}, y {raw.y_test.shape} {raw.y_test.dtype}")
     else:
         lines.append("  no official test split (prepare carves one)")
     if raw.info.task == "classification":

@@ -75,8 +75,10 @@ KFOLD: dict[str, Param] = {
 
 STATED: dict[str, dict[str, str]] = {
     "data": {"split": 'is required, e.g. {kind = "random", validation = 0.2, seed = 0}'},
-    "split": {"kind": "is required: the kind of split",
-              "validation": "is required: a count of validation examples (int >= 1) or a fraction in (0, 1)"},
+    "split": {
+        "kind": "is required: the kind of split",
+        "validation": "is required: a count of validation examples (int >= 1) or a fraction in (0, 1)",
+    },
     "kfold": {"fold": "is required: the fold that validates (a study sets it: each variant trains once per fold)"},
 }
 """The keys a resolved table states, by table, with what to say when one is missing (or
@@ -156,6 +158,8 @@ def check_source(name: Any, file: Any, *, path: str = "data") -> None:
     if name not in NAMES:
         raise SpecError(f"unknown data set {name!r}", path=join(path, "name"), allowed=NAMES, got=name)
     if name == USER_NPZ and not file:
-        raise SpecError("an npz data set needs 'path', the file with x_train, y_train (x_test, y_test)", path=join(path, "path"))
+        raise SpecError(
+            "an npz data set needs 'path', the file with x_train, y_train (x_test, y_test)", path=join(path, "path")
+        )
     if name != USER_NPZ and file is not None:
         raise SpecError(f'path applies only to name = "npz", not to {name}', path=join(path, "path"), got=file)

@@ -33,7 +33,7 @@ class EarlyStopping:
     stopped_epoch: int = -1
 
     @classmethod
-    def of(cls, cfg: Mapping[str, Any]) -> "EarlyStopping":
+    def of(cls, cfg: Mapping[str, Any]) -> EarlyStopping:
         es = cls(**cfg)
         es.best = _worst(es.mode)
         return es
@@ -83,7 +83,7 @@ class ReduceLROnPlateau:
     cooldown_counter: int = 0
 
     @classmethod
-    def of(cls, cfg: Mapping[str, Any]) -> "ReduceLROnPlateau":
+    def of(cls, cfg: Mapping[str, Any]) -> ReduceLROnPlateau:
         cb = cls(**cfg)
         cb.best = _worst(cb.mode)
         return cb

@@ -21,7 +21,11 @@ from trainlab.errors import TrainlabError
 
 def pack(groups: Mapping[str, Mapping[str, torch.Tensor]], meta: Mapping[str, Any]) -> bytes:
     """Tensors grouped by prefix (``model``, ``optimizer``, ``best``...) plus JSON metadata."""
-    flat = {f"{group}/{name}": t.detach().contiguous().clone() for group, tensors in groups.items() for name, t in tensors.items()}
+    flat = {
+        f"{group}/{name}": t.detach().contiguous().clone()
+        for group, tensors in groups.items()
+        for name, t in tensors.items()
+    }
     text = json.dumps(meta, allow_nan=True)
     return st_save(flat, metadata={"trainlab": text, "sha256": _digest(flat, text)})
 
@@ -37,7 +41,9 @@ def unpack(blob: bytes) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, A
         raise TrainlabError(f"a stored checkpoint or weights file is damaged and cannot be read: {exc}") from None
     expected = header.get("sha256")
     if expected is not None and expected != _digest(flat, text):
-        raise TrainlabError("a stored checkpoint or weights file is damaged: its bytes do not match its SHA-256, so it was not used")
+        raise TrainlabError(
+            "a stored checkpoint or weights file is damaged: its bytes do not match its SHA-256, so it was not used"
+        )
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in flat.items():
         group, _, name = key.partition("/")

@@ -57,7 +57,9 @@ def evaluate(net: Net, x: torch.Tensor, y: torch.Tensor, task: str, loss_name: s
     return result
 
 
-def _batch_metrics(out: torch.Tensor, y: torch.Tensor, task: str, loss_fn: Callable[..., torch.Tensor]) -> dict[str, torch.Tensor]:
+def _batch_metrics(
+    out: torch.Tensor, y: torch.Tensor, task: str, loss_fn: Callable[..., torch.Tensor]
+) -> dict[str, torch.Tensor]:
     return {"loss": loss_fn(out, y), **_extra_metrics(out, y, task)}
 
 
@@ -69,8 +71,9 @@ def _extra_metrics(out: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, t
     return {"mse": err.square().mean(), "mae": err.abs().mean()}
 
 
-def epoch_batches(data: Tensors, settings: TrainSettings, seed: int, epoch: int, *,
-                  stochastic: bool = True) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+def epoch_batches(
+    data: Tensors, settings: TrainSettings, seed: int, epoch: int, *, stochastic: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """The epoch's training inputs and targets in batch order, the batch size and the number of steps.
 
     Also seeds the noise stream (dropout, RReLU) of the epoch. Everything depends only on the
@@ -142,14 +145,29 @@ def fit(
             optimizer.learning_rate = new_lr
         if on_epoch is not None:
             # The checkpoint is made only if the callback asks for it (and before the next epoch).
-            if on_epoch(epoch, logs, lambda: checkpoint.pack(
-                    {"model": net.state_dict(), "optimizer": optimizer.state_dict(), **tracker.snapshots()}, tracker.meta())):
+            if on_epoch(
+                epoch,
+                logs,
+                lambda: checkpoint.pack(
+                    {"model": net.state_dict(), "optimizer": optimizer.state_dict(), **tracker.snapshots()},
+                    tracker.meta(),
+                ),
+            ):
                 tracker.prune()
     return tracker.result(_copy(net.state_dict()))
 
 
-def _train_epoch(net: Net, optimizer: Optimizer, params: list[torch.Tensor], loss_fn: Callable[..., torch.Tensor],
-                 xs: torch.Tensor, ys: torch.Tensor, batch: int, task: str, on_batch: OnBatch | None) -> dict[str, float]:
+def _train_epoch(
+    net: Net,
+    optimizer: Optimizer,
+    params: list[torch.Tensor],
+    loss_fn: Callable[..., torch.Tensor],
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    batch: int,
+    task: str,
+    on_batch: OnBatch | None,
+) -> dict[str, float]:
     """One epoch of the autograd loop over ``xs``/``ys`` (in batch order); the training metrics.
 
     Per step, only what the update needs runs: the batches are views made once per epoch, and

@@ -89,14 +89,16 @@ class _Layer:
     bias_velocity: Tensor | None
 
 
-def lower(net: Net, optimizer: Optimizer, settings: TrainSettings, task: str) -> "LoweredSGD | None":
+def lower(net: Net, optimizer: Optimizer, settings: TrainSettings, task: str) -> LoweredSGD | None:
     """The lowered trainer of ``net`` if it, its optimizer and its settings qualify, else None."""
     if settings.batch_size == "full" or int(settings.batch_size) > LOWERED_MAX_BATCH:
         return None
     if net.penalties or settings.loss != _LOSSES.get(task):
         return None
     opts = optimizer.opts
-    if optimizer.config["name"] != "sgd" or any(opts[k] for k in ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay")):
+    if optimizer.config["name"] != "sgd" or any(
+        opts[k] for k in ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay")
+    ):
         return None
     if task == "classification" and not isinstance(net.output_activation, (nn.Softmax, nn.Identity)):
         return None
@@ -119,10 +121,16 @@ def lower(net: Net, optimizer: Optimizer, settings: TrainSettings, task: str) ->
     for linear, activation in layers:
         if id(linear.weight) not in params or (linear.bias is not None and id(linear.bias) not in params):
             return None
-        built.append(_Layer(
-            linear.weight.data, linear.weight.data.t(), None if linear.bias is None else linear.bias.data, activation,
-            velocity[id(linear.weight)], None if linear.bias is None else velocity[id(linear.bias)],
-        ))
+        built.append(
+            _Layer(
+                linear.weight.data,
+                linear.weight.data.t(),
+                None if linear.bias is None else linear.bias.data,
+                activation,
+                velocity[id(linear.weight)],
+                None if linear.bias is None else velocity[id(linear.bias)],
+            )
+        )
     return LoweredSGD(built, optimizer, task)
 
 
@@ -154,7 +162,9 @@ class LoweredSGD:
             self._buffers[batch] = _Buffers(self.layers, batch)
         return self._buffers[batch]
 
-    def train_epoch(self, xs: Tensor, ys: Tensor, batch: int, on_batch: Callable[[int, int], None] | None) -> dict[str, float]:
+    def train_epoch(
+        self, xs: Tensor, ys: Tensor, batch: int, on_batch: Callable[[int, int], None] | None
+    ) -> dict[str, float]:
         """One epoch over ``xs``/``ys`` (already in batch order); returns the training metrics.
 
         Runs on one thread (see :func:`single_threaded`).
@@ -162,7 +172,9 @@ class LoweredSGD:
         with single_threaded():
             return self._train_epoch(xs, ys, batch, on_batch)
 
-    def _train_epoch(self, xs: Tensor, ys: Tensor, batch: int, on_batch: Callable[[int, int], None] | None) -> dict[str, float]:
+    def _train_epoch(
+        self, xs: Tensor, ys: Tensor, batch: int, on_batch: Callable[[int, int], None] | None
+    ) -> dict[str, float]:
         n = len(xs)
         steps = -(-n // batch)
         x_batches = xs.reshape(n, -1).split(batch)
@@ -196,14 +208,26 @@ class LoweredSGD:
         self.optimizer.advance(steps)
         with torch.no_grad():
             if classification:
-                return {"loss": float(F.cross_entropy(out, ys, reduction="sum").double() / n),
-                        "accuracy": float((out.argmax(1) == ys).sum()) / n}
+                return {
+                    "loss": float(F.cross_entropy(out, ys, reduction="sum").double() / n),
+                    "accuracy": float((out.argmax(1) == ys).sum()) / n,
+                }
             err = out.reshape(-1).double() - ys.double()
             mse = float(err.square().mean())
             return {"loss": mse, "mse": mse, "mae": float(err.abs().mean())}
 
-    def _step(self, x: Tensor, z: Tensor, target: Tensor, buf: _Buffers, alpha: float, momentum: float,
-              nesterov: bool, classification: bool, last: int) -> None:
+    def _step(
+        self,
+        x: Tensor,
+        z: Tensor,
+        target: Tensor,
+        buf: _Buffers,
+        alpha: float,
+        momentum: float,
+        nesterov: bool,
+        classification: bool,
+        last: int,
+    ) -> None:
         """One SGD update on the batch ``x``; the network's output is written to ``z``.
 
         ``alpha`` is ``-lr`` times the loss gradient's constant factor over the batch size.

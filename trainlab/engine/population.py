@@ -51,7 +51,9 @@ class Member:
 def optimizer_key(config: Mapping[str, Any]) -> str:
     """Members with equal keys can share one :class:`PopulationOptimizer` (same rule and code path)."""
     opts = options(config)
-    return canonical_json({"name": config["name"], **{k: v for k, v in opts.items() if k not in ("momentum", "decay", "weight_decay")}})
+    return canonical_json(
+        {"name": config["name"], **{k: v for k, v in opts.items() if k not in ("momentum", "decay", "weight_decay")}}
+    )
 
 
 class _Stack:
@@ -61,7 +63,12 @@ class _Stack:
     of every stacked tensor, in place, through views.
     """
 
-    def __init__(self, nets: Sequence[Net], configs: Sequence[Mapping[str, Any]], opt_states: Sequence[Mapping[str, torch.Tensor]] | None) -> None:
+    def __init__(
+        self,
+        nets: Sequence[Net],
+        configs: Sequence[Mapping[str, Any]],
+        opt_states: Sequence[Mapping[str, torch.Tensor]] | None,
+    ) -> None:
         params, buffers = stack_module_state(list(nets))
         self.params = {k: v.detach() for k, v in params.items()}
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
@@ -84,7 +91,6 @@ class _Stack:
         """Each group's mutable tensors (state slots, hyper-parameters, step counter), updated in place."""
         self.size = len(nets)
         """How many models are stacked."""
-
 
     def step(self, grads: Mapping[str, torch.Tensor]) -> None:
         """Each optimizer updates its members' slices."""
@@ -114,7 +120,10 @@ class _Stack:
         return group.member_state_dict(i, keys)
 
     def member_weights(self, j: int) -> Weights:
-        return {**{k: v[j].clone() for k, v in self.params.items()}, **{k: v[j].clone() for k, v in self.buffers.items()}}
+        return {
+            **{k: v[j].clone() for k, v in self.params.items()},
+            **{k: v[j].clone() for k, v in self.buffers.items()},
+        }
 
 
 def _single_keys(net: Net, config: Mapping[str, Any]) -> dict[str, torch.Size]:
@@ -156,7 +165,9 @@ def fit_population(
     small = batch_size != "full" and int(batch_size) <= ONE_THREAD_MAX_BATCH
     if small and not any(isinstance(m, torch.nn.Conv2d) for m in members[0].net.modules()):
         with single_threaded():  # as single models do: see trainlab.engine.lowered.single_threaded
-            return _fit_population(members, data, task, seed=seed, on_epoch=on_epoch, on_batch=on_batch, compile=compile)
+            return _fit_population(
+                members, data, task, seed=seed, on_epoch=on_epoch, on_batch=on_batch, compile=compile
+            )
     return _fit_population(members, data, task, seed=seed, on_epoch=on_epoch, on_batch=on_batch, compile=compile)
 
 
@@ -191,8 +202,15 @@ def _fit_population(
     compiled = _compiled(base, step_fn, task) if compile else None
 
     alive = sorted((i for i, t in enumerate(trackers) if not t.finished), key=lambda i: optimizer_key(configs[i]))
-    stack = _stacked([members[i].net for i in alive], [configs[i] for i in alive],
-                     [opt_states[i] for i in alive] if opt_states else None) if alive else None
+    stack = (
+        _stacked(
+            [members[i].net for i in alive],
+            [configs[i] for i in alive],
+            [opt_states[i] for i in alive] if opt_states else None,
+        )
+        if alive
+        else None
+    )
 
     while stack is not None and alive:
         epoch = trackers[alive[0]].next_epoch
@@ -223,16 +241,24 @@ def _fit_population(
         seconds = (time.perf_counter() - began) / k
         leaving = []
         for j, i in enumerate(alive):
-            logs = {**train_logs[j], **{f"val_{n}": v[j] for n, v in val.items()}, "learning_rate": lrs_used[j], "seconds": seconds}
+            logs = {
+                **train_logs[j],
+                **{f"val_{n}": v[j] for n, v in val.items()},
+                "learning_rate": lrs_used[j],
+                "seconds": seconds,
+            }
             tracker = trackers[i]
-            new_lr = tracker.end_epoch(logs, lambda j=j: stack.member_weights(j), stack.learning_rate(j))
+            new_lr = tracker.end_epoch(logs, lambda j=j, stack=stack: stack.member_weights(j), stack.learning_rate(j))
             if new_lr != stack.learning_rate(j):
                 stack.set_learning_rate(j, new_lr)
             if on_epoch is not None:
                 # Made only if the callback asks for it, before anything changes.
-                def make(j: int = j, i: int = i, tracker: Tracker = tracker) -> bytes:
-                    groups = {"model": stack.member_weights(j), "optimizer": stack.member_optimizer_state(j, single_keys[i]),
-                              **tracker.snapshots()}
+                def make(j: int = j, i: int = i, tracker: Tracker = tracker, stack: _Stack = stack) -> bytes:
+                    groups = {
+                        "model": stack.member_weights(j),
+                        "optimizer": stack.member_optimizer_state(j, single_keys[i]),
+                        **tracker.snapshots(),
+                    }
                     return checkpoint.pack(groups, tracker.meta())
 
                 if on_epoch(i, epoch, logs, make):
@@ -247,7 +273,7 @@ def _fit_population(
 
 
 _FUNCTIONS: dict[str, tuple[Net, Callable[..., Any], Callable[..., torch.Tensor]]] = {}
-_COMPILED: dict[int, "_Programs"] = {}
+_COMPILED: dict[int, _Programs] = {}
 
 
 @dataclass
@@ -271,13 +297,26 @@ def _compiled(base: Net, step_fn: Callable[..., Any], task: str) -> _Programs:
     population of the architecture reuses the programs."""
     if id(base) not in _COMPILED:
 
-        def train_step(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], groups: tuple[Any, ...],
-                       states: list[Any], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        def train_step(
+            params: dict[str, torch.Tensor],
+            buffers: dict[str, torch.Tensor],
+            groups: tuple[Any, ...],
+            states: list[Any],
+            x: torch.Tensor,
+            y: torch.Tensor,
+        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             grads, (total, out) = step_fn(params, buffers, x, y)
             names = list(params)
             for (a, b, definition, opts), (state, hp, iterations) in zip(groups, states):
-                apply_gradients(definition, [params[n][a:b] for n in names], [grads[n][a:b] for n in names],
-                                state, hp, iterations, dict(opts))
+                apply_gradients(
+                    definition,
+                    [params[n][a:b] for n in names],
+                    [grads[n][a:b] for n in names],
+                    state,
+                    hp,
+                    iterations,
+                    dict(opts),
+                )
             return total, _member_metrics(out, y, task)
 
         _COMPILED[id(base)] = _Programs(torch.compile(train_step, dynamic=False), torch.compile(step_fn, dynamic=False))
@@ -298,9 +337,13 @@ def _functions(net: Net, loss: str) -> tuple[Net, Callable[..., Any], Callable[.
     return _FUNCTIONS[key]
 
 
-def _make_functions(base: Net, loss_fn: Callable[..., torch.Tensor]) -> tuple[Callable[..., Any], Callable[..., torch.Tensor]]:
+def _make_functions(
+    base: Net, loss_fn: Callable[..., torch.Tensor]
+) -> tuple[Callable[..., Any], Callable[..., torch.Tensor]]:
 
-    def loss_of(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def loss_of(
+        params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         out = functional_call(base, (params, buffers), (x,), strict=True)
         total = loss_fn(out, y)
         penalty = base.penalty(params)
@@ -313,8 +356,14 @@ def _make_functions(base: Net, loss_fn: Callable[..., torch.Tensor]) -> tuple[Ca
     return step_fn, forward
 
 
-def _shrink(stack: _Stack, members: Sequence[Member], alive: list[int], leaving: list[int],
-            configs: Sequence[Mapping[str, Any]], single_keys: Sequence[Mapping[str, torch.Size]]) -> _Stack | None:
+def _shrink(
+    stack: _Stack,
+    members: Sequence[Member],
+    alive: list[int],
+    leaving: list[int],
+    configs: Sequence[Mapping[str, Any]],
+    single_keys: Sequence[Mapping[str, torch.Size]],
+) -> _Stack | None:
     """The stack without the members at positions ``leaving``; their final weights go back to their nets."""
     for j in leaving:
         members[alive[j]].net.load_state_dict(stack.member_weights(j))
@@ -327,8 +376,9 @@ def _shrink(stack: _Stack, members: Sequence[Member], alive: list[int], leaving:
     return _stacked([members[alive[j]].net for j in keep], [configs[alive[j]] for j in keep], states)
 
 
-def _stacked(nets: Sequence[Net], configs: Sequence[Mapping[str, Any]],
-             opt_states: Sequence[Mapping[str, torch.Tensor]] | None) -> _Stack:
+def _stacked(
+    nets: Sequence[Net], configs: Sequence[Mapping[str, Any]], opt_states: Sequence[Mapping[str, torch.Tensor]] | None
+) -> _Stack:
     """The members stacked; a lone member with a copy of itself behind it.
 
     A stack of one runs other kernels than a stack of several (a batched matrix product of one
@@ -351,8 +401,15 @@ def _member_metrics(out: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, 
     return {"mse": err.square().mean(-1), "mae": err.abs().mean(-1)}
 
 
-def _evaluate(forward: Callable[..., torch.Tensor], base: Net, stack: _Stack,
-              x: torch.Tensor, y: torch.Tensor, task: str, loss_fn: Callable[..., torch.Tensor]) -> dict[str, list[float]]:
+def _evaluate(
+    forward: Callable[..., torch.Tensor],
+    base: Net,
+    stack: _Stack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    loss_fn: Callable[..., torch.Tensor],
+) -> dict[str, list[float]]:
     """Every live member's loss and metrics on (x, y), in eval mode."""
     base.eval()
     k = next(iter(stack.params.values())).shape[0]

@@ -5,11 +5,16 @@ A unit is one trial, or a population of trials that share their batches (see
 trains its models to their end and reports each epoch in the same form, so that any step can
 resume another's checkpoint.
 
-| step         | implementation                                         | chosen for |
-|--------------|--------------------------------------------------------|------------|
-| ``population`` | stacked weights, ``vmap(grad(...))`` over the members (:mod:`.population`); compiled whole when one update rule covers the population and the plan compiles, gradients only when several do | two or more trials that share their batches |
-| ``lowered``  | hand-written forward, backward and SGD update, no autograd (:mod:`.lowered`) | a trial alone whose dense network, small batch and SGD the lowered step covers |
-| ``autograd`` | the model's own modules, ``torch.autograd.grad`` and trainlab's optimizer (:mod:`.loop`) | every other trial alone |
+``population``
+    Chosen for two or more trials that share their batches. Stacked weights and
+    ``vmap(grad(...))`` over the members (:mod:`.population`); compiled whole when one update
+    rule covers the population and the plan compiles, the gradients only when several do.
+``lowered``
+    Chosen for a trial alone whose dense network, small batch and SGD the lowered step covers.
+    Hand-written forward, backward and SGD update, no autograd (:mod:`.lowered`).
+``autograd``
+    Chosen for every other trial alone. The model's own modules, ``torch.autograd.grad`` and
+    trainlab's optimizer (:mod:`.loop`).
 """
 
 from __future__ import annotations
@@ -52,17 +57,32 @@ def _alone(lowered: bool) -> StepFn:
         (net,), (spec,), (resume,) = unit.nets, unit.specs, unit.resumes
         optimizer = Optimizer([p for p in net.parameters() if p.requires_grad], spec.optimizer.to_json())
         report = None if on_epoch is None else (lambda epoch, logs, make: on_epoch(0, epoch, logs, make))
-        return [fit(net, optimizer, unit.data, spec.train, unit.task, seed=unit.seed, resume=resume, on_epoch=report,
-                    on_batch=on_batch, lowered=lowered)]
+        return [
+            fit(
+                net,
+                optimizer,
+                unit.data,
+                spec.train,
+                unit.task,
+                seed=unit.seed,
+                resume=resume,
+                on_epoch=report,
+                on_batch=on_batch,
+                lowered=lowered,
+            )
+        ]
 
     return train
 
 
 def _population(unit: Unit, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None) -> list[FitResult]:
-    members = [Member(net, spec.optimizer.to_json(), spec.train, resume)
-               for net, spec, resume in zip(unit.nets, unit.specs, unit.resumes)]
-    return fit_population(members, unit.data, unit.task, seed=unit.seed, on_epoch=on_epoch, on_batch=on_batch,
-                          compile=unit.compile)
+    members = [
+        Member(net, spec.optimizer.to_json(), spec.train, resume)
+        for net, spec, resume in zip(unit.nets, unit.specs, unit.resumes)
+    ]
+    return fit_population(
+        members, unit.data, unit.task, seed=unit.seed, on_epoch=on_epoch, on_batch=on_batch, compile=unit.compile
+    )
 
 
 STEPS: dict[str, StepFn] = {
@@ -85,7 +105,9 @@ def laid_out(step: str, unit: Unit) -> Unit:
     return replace(unit, data=unit.channels_last())
 
 
-def train(step: str, unit: Unit, on_epoch: OnMemberEpoch | None = None, on_batch: OnBatch | None = None) -> list[FitResult]:
+def train(
+    step: str, unit: Unit, on_epoch: OnMemberEpoch | None = None, on_batch: OnBatch | None = None
+) -> list[FitResult]:
     """Train ``unit`` with ``step`` (a key of :data:`STEPS`); results in the unit's order."""
     if step not in STEPS:
         raise ValueError(f"unknown training step {step!r}; the steps are {', '.join(STEPS)}")

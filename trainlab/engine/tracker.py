@@ -86,7 +86,9 @@ class Tracker:
                 self.es_weights = self.best_weights if self.best_epoch == epoch else weights()
             if stop:
                 self.stopped = True
-                self.stop_reason = f"early stopping: {self.early.monitor} did not improve for {self.early.patience} epochs"
+                self.stop_reason = (
+                    f"early stopping: {self.early.monitor} did not improve for {self.early.patience} epochs"
+                )
         if self.plateau is not None:
             lr = self.plateau.update(logs, lr)
         if self.next_epoch >= self.settings.epochs:
@@ -97,7 +99,10 @@ class Tracker:
         """End the trial after its last recorded epoch: a search judged it hopeless."""
         if not self.stopped:
             self.status, self.stopped = "pruned", True
-            self.stop_reason = f"pruned after epoch {self.next_epoch}: {self.settings.monitor} was behind the other trials of the search"
+            self.stop_reason = (
+                f"pruned after epoch {self.next_epoch}: "
+                f"{self.settings.monitor} was behind the other trials of the search"
+            )
 
     def snapshots(self) -> dict[str, Weights]:
         """The weight snapshots a checkpoint must carry besides the current model."""
@@ -109,9 +114,14 @@ class Tracker:
     def meta(self) -> dict[str, Any]:
         """The JSON part of a checkpoint."""
         return {
-            "epoch": self.next_epoch - 1, "best_epoch": self.best_epoch, "best_value": self.best_value,
-            "best_logs": self.best_logs, "history": self.history, "stopped": self.stopped,
-            "status": self.status, "stop_reason": self.stop_reason,
+            "epoch": self.next_epoch - 1,
+            "best_epoch": self.best_epoch,
+            "best_value": self.best_value,
+            "best_logs": self.best_logs,
+            "history": self.history,
+            "stopped": self.stopped,
+            "status": self.status,
+            "stop_reason": self.stop_reason,
             "early_stopping": self.early.state() if self.early else None,
             "reduce_lr_on_plateau": self.plateau.state() if self.plateau else None,
         }
@@ -140,4 +150,6 @@ class Tracker:
         else:
             weights, best_epoch = final, len(self.history) - 1
             best_logs = self.history[-1] if self.history else {}
-        return FitResult(self.status, len(self.history), best_epoch, dict(best_logs), weights, self.stop_reason, self.history)
+        return FitResult(
+            self.status, len(self.history), best_epoch, dict(best_logs), weights, self.stop_reason, self.history
+        )

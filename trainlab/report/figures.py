@@ -22,13 +22,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from trainlab.errors import TrainlabError
-from trainlab.trial import TrialSpec
 from trainlab.report import plots
 from trainlab.report.catalog import FIGURES
 from trainlab.report.tables import Options, current_trials, stage_views, study_report
 from trainlab.report.trials import find_trial
 from trainlab.store import Store, TrialRecord
-
+from trainlab.trial import TrialSpec
 
 
 @dataclass
@@ -63,8 +62,17 @@ class StudyFigures:
     each t-SNE map; ``grid_images`` into the image grid.
     """
 
-    def __init__(self, store: Store, study: str, *, report: Mapping[str, Any] | None = None, trial: str | None = None,
-                 tsne_samples: int = 500, grid_images: int = 32, options: Options | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        study: str,
+        *,
+        report: Mapping[str, Any] | None = None,
+        trial: str | None = None,
+        tsne_samples: int = 500,
+        grid_images: int = 32,
+        options: Options | None = None,
+    ) -> None:
         from trainlab.data.cache import DataCache
 
         self.store = store
@@ -90,8 +98,11 @@ class StudyFigures:
         """Per variant, the epoch metrics of each finished trial."""
         out: dict[str, list[list[dict[str, float | None]]]] = {}
         for v in self.report["variants"]:
-            runs = [[e.metrics for e in self.store.epochs(self.trials[r["hash"]].id)]
-                    for r in v["trials"] if r["status"] == "done"]
+            runs = [
+                [e.metrics for e in self.store.epochs(self.trials[r["hash"]].id)]
+                for r in v["trials"]
+                if r["status"] == "done"
+            ]
             if runs:
                 out[v["label"]] = runs
         return out
@@ -134,8 +145,10 @@ class StudyFigures:
     def _curves(self) -> Figure:
         rows = None
         if self.report.get("stages"):  # small multiples: one row per stage, its variants only
-            rows = [(f"stage {section['stage']}", [v["label"] for v in section["variants"]])
-                    for section in self.report["stages"]]
+            rows = [
+                (f"stage {section['stage']}", [v["label"] for v in section["variants"]])
+                for section in self.report["stages"]
+            ]
         return plots.learning_curves(self.histories, self.task, self.colors, title=f"study {self.study}", rows=rows)
 
     def _final(self) -> Figure:
@@ -146,30 +159,46 @@ class StudyFigures:
 
     def _lr(self) -> Figure | Skip:
         fig = plots.learning_rate(self.histories, self.colors)
-        return fig if fig is not None else Skip("the learning rate stayed constant in every trial (no decay or schedule acted)")
+        return (
+            fig
+            if fig is not None
+            else Skip("the learning rate stayed constant in every trial (no decay or schedule acted)")
+        )
 
     # --- trial figures ---
 
     def _confusion(self) -> Figure | Skip:
         if self.task != "classification":
-            return Skip("a confusion matrix needs a classification study; this one is a regression (see scatter)", applies=False)
+            return Skip(
+                "a confusion matrix needs a classification study; this one is a regression (see scatter)", applies=False
+            )
         p = self.predictions
         return plots.confusion(p.y_true, p.y_pred, p.class_names, f"Test set: {self.trial_title(p.trial)}")
 
     def _images(self) -> Figure | Skip:
         if self.task != "classification":
-            return Skip("the image grid is for image classification; this study is a regression (see scatter)", applies=False)
+            return Skip(
+                "the image grid is for image classification; this study is a regression (see scatter)", applies=False
+            )
         p = self.predictions
         if p.x.ndim != 4:
             return Skip("the inputs of this study are not images", applies=False)
         n = min(self.grid_images, len(p.x))
         index = np.sort(np.random.default_rng(0).choice(len(p.x), n, replace=False))
-        return plots.prediction_grid(p.x[index], p.y_true[index], p.y_pred[index], p.proba[index], p.class_names,
-                                     f"Test images, {self.trial_title(p.trial)}")
+        return plots.prediction_grid(
+            p.x[index],
+            p.y_true[index],
+            p.y_pred[index],
+            p.proba[index],
+            p.class_names,
+            f"Test images, {self.trial_title(p.trial)}",
+        )
 
     def _scatter(self) -> Figure | Skip:
         if self.task != "regression":
-            return Skip("predicted vs true is for regression; this study is a classification (see confusion)", applies=False)
+            return Skip(
+                "predicted vs true is for regression; this study is a classification (see confusion)", applies=False
+            )
         p = self.predictions
         return plots.predicted_vs_true(p.y_true, p.y_pred, f"Test set: {self.trial_title(p.trial)}")
 
@@ -177,14 +206,20 @@ class StudyFigures:
         from trainlab.report.inspect import last_hidden
 
         if self.task != "classification":
-            return Skip("the t-SNE picture colours test examples by class: it needs a classification study", applies=False)
+            return Skip(
+                "the t-SNE picture colours test examples by class: it needs a classification study", applies=False
+            )
         panels = []
         names: tuple[str, ...] = ()
         samples = 0
         for v in self.report["variants"]:
             if v["n"] == 0:
                 continue
-            trial = self.chosen_trial if v["label"] == self.chosen_trial.label else find_trial(self.store, self.study, v["label"])
+            trial = (
+                self.chosen_trial
+                if v["label"] == self.chosen_trial.label
+                else find_trial(self.store, self.study, v["label"])
+            )
             hidden = last_hidden(self.store, trial, self.tsne_samples, self.cache)
             if not names:
                 spec = TrialSpec.from_json(trial.spec_json)
@@ -257,8 +292,11 @@ def data_figures(name: str, *, path: str | None = None, per_class: int = 8) -> l
         shown_name = Path(data_spec["path"]).name if data_spec.get("path") else info.name
         title = f"{shown_name} as study {study.name} splits it"
         stem = f"{study.name}-data"
-        splits = {"train": (prepared.x_train, prepared.y_train), "validation": (prepared.x_val, prepared.y_val),
-                  "test": (prepared.x_test, prepared.y_test)}
+        splits = {
+            "train": (prepared.x_train, prepared.y_train),
+            "validation": (prepared.x_val, prepared.y_val),
+            "test": (prepared.x_test, prepared.y_test),
+        }
         images = prepared.x_train
         scaled = True
     else:
@@ -275,21 +313,50 @@ def data_figures(name: str, *, path: str | None = None, per_class: int = 8) -> l
     x_train, y_train = splits["train"]
     if info.task == "classification" and len(info.input_shape) == 3:
         shown = images if scaled else images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
-        made.append(Made("samples", f"{stem}-samples", "sample images per class",
-                         figure=plots.sample_grid(shown, np.asarray(y_train), info.class_names,
-                                                  f"{title}: the first {per_class} training images of each class", per_class)))
+        made.append(
+            Made(
+                "samples",
+                f"{stem}-samples",
+                "sample images per class",
+                figure=plots.sample_grid(
+                    shown,
+                    np.asarray(y_train),
+                    info.class_names,
+                    f"{title}: the first {per_class} training images of each class",
+                    per_class,
+                ),
+            )
+        )
     if info.task == "classification":
         k = len(info.class_names)
-        counts = {split: np.bincount(np.asarray(y, dtype=np.int64), minlength=k)[:k] for split, (_, y) in splits.items()}
-        made.append(Made("counts", f"{stem}-counts", "class counts per split",
-                         figure=plots.class_counts(counts, info.class_names, f"{title}: examples per class and split")))
+        counts = {
+            split: np.bincount(np.asarray(y, dtype=np.int64), minlength=k)[:k] for split, (_, y) in splits.items()
+        }
+        made.append(
+            Made(
+                "counts",
+                f"{stem}-counts",
+                "class counts per split",
+                figure=plots.class_counts(counts, info.class_names, f"{title}: examples per class and split"),
+            )
+        )
     else:
         features = np.asarray(x_train, dtype=np.float64).reshape(len(x_train), -1)
         names = list(info.feature_names) or [f"x{i}" for i in range(features.shape[1])]
         note = "standardized on the training split" if scaled else "as stored"
-        made.append(Made("features", f"{stem}-features", "feature histograms",
-                         figure=plots.feature_histograms(features, np.asarray(y_train, dtype=np.float64), names,
-                                                         f"{title}: training features ({note}) and target")))
+        made.append(
+            Made(
+                "features",
+                f"{stem}-features",
+                "feature histograms",
+                figure=plots.feature_histograms(
+                    features,
+                    np.asarray(y_train, dtype=np.float64),
+                    names,
+                    f"{title}: training features ({note}) and target",
+                ),
+            )
+        )
     return made
 
 

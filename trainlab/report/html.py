@@ -21,8 +21,16 @@ from trainlab.report import plots
 from trainlab.report.catalog import STUDY_FIGURES, TRIAL_FIGURES
 from trainlab.report.figures import Made, StudyFigures
 from trainlab.report.summary import ModelSummary, shape_text, study_models
-from trainlab.report.tables import (Options, notes, stage_heading, stage_views, study_report, table_rows, trials_text,
-                                    vs_best_text)
+from trainlab.report.tables import (
+    Options,
+    notes,
+    stage_heading,
+    stage_views,
+    study_report,
+    table_rows,
+    trials_text,
+    vs_best_text,
+)
 from trainlab.store import Store
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -49,8 +57,15 @@ div.scroll { overflow-x: auto; }
 """
 
 
-def render_html(store: Store, study: str, *, options: Options | None = None, trial: str | None = None,
-                tsne_samples: int = 500, trial_figures: bool = True) -> str:
+def render_html(
+    store: Store,
+    study: str,
+    *,
+    options: Options | None = None,
+    trial: str | None = None,
+    tsne_samples: int = 500,
+    trial_figures: bool = True,
+) -> str:
     """The HTML report of ``study``. ``trial`` picks the trial of the test-set figures (default: the
     one chosen on validation); ``trial_figures=False`` leaves out the figures that need the data set.
 
@@ -75,8 +90,10 @@ def render_html(store: Store, study: str, *, options: Options | None = None, tri
         parts.append(_trial_section(report, final, final.make_all([n for n in TRIAL_FIGURES if n != "tsne"])))
         parts.append(_section(f"Features: t-SNE of the last hidden layer{stage}", [final.make("tsne")], level=2))
     else:
-        parts.append("<h2>Chosen trial on the test set</h2><p class=skipped>Not drawn: the report was made without "
-                     "the data set (--no-data).</p>")
+        parts.append(
+            "<h2>Chosen trial on the test set</h2><p class=skipped>Not drawn: the report was made without "
+            "the data set (--no-data).</p>"
+        )
     parts.append(_models(study_models(store, study)))
     parts.append(_trials(report))
     parts.append(_foot(report))
@@ -107,9 +124,9 @@ def _e(value: Any) -> str:
 
 def _page(title: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
 
@@ -123,15 +140,25 @@ def _head(report: Mapping[str, Any]) -> str:
     if counts["reused"]:
         trials += f", {counts['reused']} reused by a later stage and counted once"
     stages = f" in {len(report['stages'])} stages" if report.get("stages") else ""
-    bits = [f"task: {study['task']}", f"{len(report['variants'])} variants{stages}", f"seeds: {', '.join(map(str, seeds)) or '-'}",
-            trials, f"source: {study.get('source') or '-'}", f"spec {study['spec_hash'][:12]}"]
+    bits = [
+        f"task: {study['task']}",
+        f"{len(report['variants'])} variants{stages}",
+        f"seeds: {', '.join(map(str, seeds)) or '-'}",
+        trials,
+        f"source: {study.get('source') or '-'}",
+        f"spec {study['spec_hash'][:12]}",
+    ]
     desc = f"<p>{_e(study['description'])}</p>" if study.get("description") else ""
-    return (f"<h1>Study {_e(study['name'])}</h1>{desc}\n<p class=meta>"
-            + "".join(f"<span>{_e(b)}</span>" for b in bits) + "</p>")
+    return (
+        f"<h1>Study {_e(study['name'])}</h1>{desc}\n<p class=meta>"
+        + "".join(f"<span>{_e(b)}</span>" for b in bits)
+        + "</p>"
+    )
 
 
-def _table(header: Sequence[str], body: Sequence[Sequence[str]], row_classes: Sequence[str] = (),
-           cell_class: Any = None) -> str:
+def _table(
+    header: Sequence[str], body: Sequence[Sequence[str]], row_classes: Sequence[str] = (), cell_class: Any = None
+) -> str:
     head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>"
     rows = []
     for i, row in enumerate(body):
@@ -141,8 +168,13 @@ def _table(header: Sequence[str], body: Sequence[Sequence[str]], row_classes: Se
             extra = cell_class(header[j], cell) if cell_class else ""
             cells.append(f"<td{f' class={extra}' if extra else ''}>{_e(cell)}</td>")
         rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-    return ("<div class=scroll><table>\n<thead>" + head + "</thead>\n<tbody>\n" + "\n".join(rows)
-            + "\n</tbody>\n</table></div>")
+    return (
+        "<div class=scroll><table>\n<thead>"
+        + head
+        + "</thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody>\n</table></div>"
+    )
 
 
 def _results(report: Mapping[str, Any], level: int = 2) -> str:
@@ -151,7 +183,13 @@ def _results(report: Mapping[str, Any], level: int = 2) -> str:
 
     def cell_class(column: str, text: str) -> str:
         if column == "vs best":
-            return "same" if text.startswith("≈") or text.startswith("best") else "worse" if text.startswith("worse") else ""
+            return (
+                "same"
+                if text.startswith("≈") or text.startswith("best")
+                else "worse"
+                if text.startswith("worse")
+                else ""
+            )
         if column.startswith("test ") and text == "·":
             return "withheld"
         return ""
@@ -168,8 +206,10 @@ def _sentence(text: str) -> str:
 def _img(made: Made) -> str:
     assert made.figure is not None
     data = base64.b64encode(plots.png_bytes(made.figure)).decode("ascii")
-    return (f"<figure id=\"fig-{_e(made.name)}\"><img alt=\"{_e(made.title)}\" src=\"data:image/png;base64,{data}\">"
-            f"<figcaption>{_e(_sentence(made.title))}.</figcaption></figure>")
+    return (
+        f'<figure id="fig-{_e(made.name)}"><img alt="{_e(made.title)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_e(_sentence(made.title))}.</figcaption></figure>"
+    )
 
 
 def _figures(made: Sequence[Made]) -> str:
@@ -196,11 +236,16 @@ def _trial_section(report: Mapping[str, Any], figures: StudyFigures, made: Seque
     test = result.get("test", {})
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(test.items()) if isinstance(v, float))
     chosen = trial.hash == sel["chosen_trial"]
-    why = ("chosen on validation: the best seed of the variant with the best mean "
-           f"{sel['metric'].replace('_', ' ')}" if chosen else "named on the command line (not the one chosen on validation)")
-    intro = (f"<p>Trial <b>{_e(trial.hash[:10])}</b>: variant <b>{_e(trial.label)}</b>, seed {trial.seed}, {_e(why)}. "
-             f"Its chosen weights (epoch {result.get('best_epoch', -1) + 1}) on the test set: <b>{_e(metrics)}</b>, "
-             "evaluated once, after training; nothing was chosen by it.</p>")
+    why = (
+        f"chosen on validation: the best seed of the variant with the best mean {sel['metric'].replace('_', ' ')}"
+        if chosen
+        else "named on the command line (not the one chosen on validation)"
+    )
+    intro = (
+        f"<p>Trial <b>{_e(trial.hash[:10])}</b>: variant <b>{_e(trial.label)}</b>, seed {trial.seed}, {_e(why)}. "
+        f"Its chosen weights (epoch {result.get('best_epoch', -1) + 1}) on the test set: <b>{_e(metrics)}</b>, "
+        "evaluated once, after training; nothing was chosen by it.</p>"
+    )
     return f"<h2>Chosen trial on the test set</h2>\n{intro}\n{_figures(made)}"
 
 
@@ -208,13 +253,19 @@ def _models(models: Sequence[ModelSummary]) -> str:
     out = ["<h2>Models</h2>"]
     for m in models:
         header = ["Layer (type)", "Output Shape", "Param #", "Trainable"]
-        body = [[f"{r.name} ({r.type})", shape_text(r.output_shape), f"{r.params:,}", f"{r.trainable:,}"] for r in m.layers]
+        body = [
+            [f"{r.name} ({r.type})", shape_text(r.output_shape), f"{r.params:,}", f"{r.trainable:,}"] for r in m.layers
+        ]
         out.append(f"<h3>{_e(', '.join(m.labels))}</h3><p class=small>input {_e(shape_text(m.input_shape))}</p>")
         out.append(_table(header, body))
-        out.append(f"<p class=small>Total params: <b>{m.total:,}</b> &middot; Trainable params: {m.trainable:,} "
-                   f"&middot; Non-trainable params: {m.non_trainable:,}</p>")
+        out.append(
+            f"<p class=small>Total params: <b>{m.total:,}</b> &middot; Trainable params: {m.trainable:,} "
+            f"&middot; Non-trainable params: {m.non_trainable:,}</p>"
+        )
     if len(out) == 1:
-        out.append("<p class=skipped>No model summary: no trial has finished and the data set's input shape is unknown.</p>")
+        out.append(
+            "<p class=skipped>No model summary: no trial has finished and the data set's input shape is unknown.</p>"
+        )
     return "\n".join(out)
 
 
@@ -233,10 +284,16 @@ def _trials(report: Mapping[str, Any]) -> str:
             if t.get("reused_from"):
                 continue  # listed once, under the stage that trained it
             value = t.get(metric)
-            row = [v["label"], str(t["seed"]), t["hash"][:10], t["status"],
-                   f"{value:.4f}" if isinstance(value, float) else "-",
-                   str(t["best_epoch"] or "-"), str(t["epochs"] or "-"),
-                   f"{t['seconds_per_epoch']:.2f}" if isinstance(t["seconds_per_epoch"], float) else "-"]
+            row = [
+                v["label"],
+                str(t["seed"]),
+                t["hash"][:10],
+                t["status"],
+                f"{value:.4f}" if isinstance(value, float) else "-",
+                str(t["best_epoch"] or "-"),
+                str(t["epochs"] or "-"),
+                f"{t['seconds_per_epoch']:.2f}" if isinstance(t["seconds_per_epoch"], float) else "-",
+            ]
             if show_test:
                 tv = t.get(test_key)
                 row.append(f"{tv:.4f}" if isinstance(tv, float) else "-")
@@ -245,9 +302,16 @@ def _trials(report: Mapping[str, Any]) -> str:
             body.append(row)
             classes.append("chosen" if t["hash"] == sel["chosen_trial"] else "")
     table = _table(header, body, classes, lambda col, _: "left" if col.startswith("stop") else "")
-    once = " (a trial a later stage reuses is listed once, under the stage that trained it)" if report.get("stages") else ""
-    return (f"<h2>Trials</h2><p class=small>{_e(trials_text(report['trials']))} Every trial of the study's current "
-            f"variants{_e(once)}; the highlighted one is chosen on validation. Export one with <code>trainlab export {_e(report['study']['name'])} --trial HASH --out DIR</code>.</p>\n{table}")
+    once = (
+        " (a trial a later stage reuses is listed once, under the stage that trained it)"
+        if report.get("stages")
+        else ""
+    )
+    return (
+        f"<h2>Trials</h2><p class=small>{_e(trials_text(report['trials']))} Every trial of the study's current "
+        f"variants{_e(once)}; the highlighted one is chosen on validation. Export one with "
+        f"<code>trainlab export {_e(report['study']['name'])} --trial HASH --out DIR</code>.</p>\n{table}"
+    )
 
 
 def _foot(report: Mapping[str, Any]) -> str:
@@ -258,5 +322,8 @@ def _foot(report: Mapping[str, Any]) -> str:
         if view["variants"]:
             pairs = "; ".join(f"{v['label']}: {vs_best_text(v)}" for v in view["variants"])
             comparisons.append(f"Comparisons with the best{within}: {pairs}.")
-    return (f"<p class=small>Made by trainlab {_e(__version__)} on {_e(when)} from the store alone (the test-set figures also "
-            f"read the test split). {_e(' '.join(comparisons))}</p>")
+    return (
+        f"<p class=small>Made by trainlab {_e(__version__)} on {_e(when)} from the store alone "
+        "(the test-set figures also "
+        f"read the test split). {_e(' '.join(comparisons))}</p>"
+    )

@@ -123,7 +123,7 @@ def _short_labels(labels: Sequence[str], width: int = 38) -> dict[str, str]:
 
     prefix = labels[0].split(": ", 1)[0] + ": " if labels and ": " in labels[0] else ""
     strip = bool(prefix) and all(label.startswith(prefix) for label in labels)
-    return {label: textwrap.fill(label[len(prefix):] if strip else label, width) for label in labels}
+    return {label: textwrap.fill(label[len(prefix) :] if strip else label, width) for label in labels}
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
@@ -166,7 +166,9 @@ def _label(metric: str) -> str:
 # --- curves over epochs ---------------------------------------------------------------------
 
 
-def mean_band(runs: Sequence[Sequence[float | None]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mean_band(
+    runs: Sequence[Sequence[float | None]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per epoch (from 1): the mean over the runs that have a finite value there, the min, the
     max, and how many runs contributed. Runs of different lengths (early stopping) are
     averaged over the runs still going."""
@@ -185,8 +187,13 @@ def curve_metrics(task: str) -> list[str]:
     return ["accuracy", "loss"] if task == "classification" else ["loss", "mae"]
 
 
-def learning_curves(histories: Histories, task: str, colors: Mapping[str, str], title: str = "",
-                    rows: Sequence[tuple[str, Sequence[str]]] | None = None) -> Figure:
+def learning_curves(
+    histories: Histories,
+    task: str,
+    colors: Mapping[str, str],
+    title: str = "",
+    rows: Sequence[tuple[str, Sequence[str]]] | None = None,
+) -> Figure:
     """Accuracy and loss per epoch (regression: loss and MAE), the mean over seeds with the
     range over seeds shaded: training solid, validation dashed.
 
@@ -197,7 +204,10 @@ def learning_curves(histories: Histories, task: str, colors: Mapping[str, str], 
     each, so that no panel holds more than :data:`HIGHLIGHT` coloured lines.
     """
     metrics = curve_metrics(task)
-    groups = [(heading, [label for label in labels if label in histories]) for heading, labels in (rows or [("", list(histories))])]
+    groups = [
+        (heading, [label for label in labels if label in histories])
+        for heading, labels in (rows or [("", list(histories))])
+    ]
     groups = [(heading, labels) for heading, labels in groups if labels]
     together = [len(labels) <= HIGHLIGHT // 2 for _, labels in groups]
     heights = [4.6 if one else 7.4 for one in together]
@@ -207,13 +217,19 @@ def learning_curves(histories: Histories, task: str, colors: Mapping[str, str], 
         for sub, (heading, labels), one in zip(subs, groups, together):
             if one:
                 axes = np.atleast_2d(sub.subplots(1, len(metrics)))
-                panels = [(axes[0, i], metric, [(metric, "-"), (f"val_{metric}", "--")], f"{metric.capitalize()} per epoch")
-                          for i, metric in enumerate(metrics)]
+                panels = [
+                    (axes[0, i], metric, [(metric, "-"), (f"val_{metric}", "--")], f"{metric.capitalize()} per epoch")
+                    for i, metric in enumerate(metrics)
+                ]
             else:
                 axes = np.atleast_2d(sub.subplots(len(metrics), 2, sharex=True))
-                panels = [(axes[i, j], metric, [(key, dash)], f"{name} {metric} per epoch")
-                          for i, metric in enumerate(metrics)
-                          for j, (key, dash, name) in enumerate(((metric, "-", "Training"), (f"val_{metric}", "--", "Validation")))]
+                panels = [
+                    (axes[i, j], metric, [(key, dash)], f"{name} {metric} per epoch")
+                    for i, metric in enumerate(metrics)
+                    for j, (key, dash, name) in enumerate(
+                        ((metric, "-", "Training"), (f"val_{metric}", "--", "Validation"))
+                    )
+                ]
             for ax, metric, keys, panel_title in panels:
                 _curve_panel(ax, histories, labels, colors, keys)
                 if one or metric == metrics[-1]:
@@ -225,12 +241,18 @@ def learning_curves(histories: Histories, task: str, colors: Mapping[str, str], 
                     ax.set_yscale("log")
             shown = [label for label in labels if colors[label] != OTHER]
             names = _short_labels(shown)
-            handles: list[Any] = [Line2D([], [], color=colors[label], linewidth=3, label=names[label]) for label in shown]
+            handles: list[Any] = [
+                Line2D([], [], color=colors[label], linewidth=3, label=names[label]) for label in shown
+            ]
             others = len(labels) - len(shown)
             if others:
-                handles.append(Line2D([], [], color=OTHER, linewidth=2, label=f"{others} other variant{'s' * (others > 1)}"))
-            handles += [Line2D([], [], color="grey", linestyle="-", label="training"),
-                        Line2D([], [], color="grey", linestyle="--", label="validation")]
+                handles.append(
+                    Line2D([], [], color=OTHER, linewidth=2, label=f"{others} other variant{'s' * (others > 1)}")
+                )
+            handles += [
+                Line2D([], [], color="grey", linestyle="-", label="training"),
+                Line2D([], [], color="grey", linestyle="--", label="validation"),
+            ]
             legend_below(sub, handles)
             if heading:
                 sub.suptitle(heading, fontsize=11, fontweight="bold")
@@ -240,8 +262,9 @@ def learning_curves(histories: Histories, task: str, colors: Mapping[str, str], 
     return fig
 
 
-def _curve_panel(ax: Any, histories: Histories, labels: Sequence[str], colors: Mapping[str, str],
-                 keys: Sequence[tuple[str, str]]) -> None:
+def _curve_panel(
+    ax: Any, histories: Histories, labels: Sequence[str], colors: Mapping[str, str], keys: Sequence[tuple[str, str]]
+) -> None:
     """The curves of ``labels`` for each (metric key, line style): grey ones first, beneath."""
     order = sorted(labels, key=lambda label: colors[label] != OTHER)
     for label in order:
@@ -251,8 +274,17 @@ def _curve_panel(ax: Any, histories: Histories, labels: Sequence[str], colors: M
             epochs, mean, low, high, count = mean_band([[h.get(key) for h in t] for t in trials])
             if not len(epochs):
                 continue
-            ax.plot(epochs, mean, dash, color=colors[label], linewidth=1.0 if grey else 1.8, zorder=1 if grey else 3,
-                    marker="o" if len(epochs) <= 12 and not grey else None, markersize=3, label="_nolegend_" if grey else label)
+            ax.plot(
+                epochs,
+                mean,
+                dash,
+                color=colors[label],
+                linewidth=1.0 if grey else 1.8,
+                zorder=1 if grey else 3,
+                marker="o" if len(epochs) <= 12 and not grey else None,
+                markersize=3,
+                label="_nolegend_" if grey else label,
+            )
             if len(trials) > 1 and not grey:
                 ax.fill_between(epochs, low, high, color=colors[label], alpha=0.15, linewidth=0, zorder=2)
 
@@ -268,7 +300,8 @@ def learning_rate(histories: Histories, colors: Mapping[str, str]) -> Figure | N
     """The learning rate each trial used per epoch, for the variants whose schedule changed it
     (decay, ReduceLROnPlateau); ``None`` when no schedule acted anywhere."""
     moved = {
-        label: trials for label, trials in histories.items()
+        label: trials
+        for label, trials in histories.items()
         if any(len({h.get("learning_rate") for h in t if h.get("learning_rate") is not None}) > 1 for t in trials)
     }
     if not moved:
@@ -280,9 +313,17 @@ def learning_rate(histories: Histories, colors: Mapping[str, str]) -> Figure | N
             grey = colors[label] == OTHER
             for i, t in enumerate(moved[label]):
                 ys = [float("nan") if (lr := h.get("learning_rate")) is None else lr for h in t]
-                ax.plot(range(1, len(ys) + 1), ys, color=colors[label], linewidth=1.0 if grey else 1.5, alpha=0.85,
-                        label=label if i == 0 and not grey else "_nolegend_", zorder=1 if grey else 3,
-                        marker="o" if len(ys) <= 30 and not grey else None, markersize=3)
+                ax.plot(
+                    range(1, len(ys) + 1),
+                    ys,
+                    color=colors[label],
+                    linewidth=1.0 if grey else 1.5,
+                    alpha=0.85,
+                    label=label if i == 0 and not grey else "_nolegend_",
+                    zorder=1 if grey else 3,
+                    marker="o" if len(ys) <= 30 and not grey else None,
+                    markersize=3,
+                )
         if _spans_decades(ax, 10):
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
@@ -294,7 +335,9 @@ def learning_rate(histories: Histories, colors: Mapping[str, str]) -> Figure | N
         handles: list[Any] = [Line2D([], [], color=colors[label], linewidth=3, label=names[label]) for label in shown]
         others = len(moved) - len(shown)
         if others:
-            handles.append(Line2D([], [], color=OTHER, linewidth=2, label=f"{others} other variant{'s' * (others > 1)}"))
+            handles.append(
+                Line2D([], [], color=OTHER, linewidth=2, label=f"{others} other variant{'s' * (others > 1)}")
+            )
         legend_below(fig, handles)
     return fig
 
@@ -312,7 +355,10 @@ def _order(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     metric = report["selection"]["metric"]
     other = selection.tie_break(metric)
     done = [(i, v) for i, v in enumerate(report["variants"]) if v[metric]["mean"] is not None]
-    ranked = sorted(done, key=lambda item: selection.rank(item[1][metric]["mean"], item[1].get(other, {}).get("mean"), metric, item[0]))
+    ranked = sorted(
+        done,
+        key=lambda item: selection.rank(item[1][metric]["mean"], item[1].get(other, {}).get("mean"), metric, item[0]),
+    )
     return [v for _, v in ranked]
 
 
@@ -338,23 +384,42 @@ def final_metrics(report: Mapping[str, Any], colors: Mapping[str, str]) -> Figur
                 ax.scatter(seeds, [y] * len(seeds), s=22, facecolors="none", edgecolors=color, alpha=0.7, zorder=2)
                 if stat.get("ci95"):
                     low, high = stat["ci95"]
-                    ax.errorbar(stat["mean"], y, xerr=[[stat["mean"] - low], [high - stat["mean"]]], fmt="none",
-                                ecolor=color, elinewidth=2.2, capsize=4, zorder=3)
-                ax.scatter([stat["mean"]], [y], s=60, color=color, zorder=4,
-                           marker="D" if v.get("chosen") else "o", edgecolors="black" if v.get("chosen") else color)
+                    ax.errorbar(
+                        stat["mean"],
+                        y,
+                        xerr=[[stat["mean"] - low], [high - stat["mean"]]],
+                        fmt="none",
+                        ecolor=color,
+                        elinewidth=2.2,
+                        capsize=4,
+                        zorder=3,
+                    )
+                ax.scatter(
+                    [stat["mean"]],
+                    [y],
+                    s=60,
+                    color=color,
+                    zorder=4,
+                    marker="D" if v.get("chosen") else "o",
+                    edgecolors="black" if v.get("chosen") else color,
+                )
             ax.set_title(_label(key) + (" (selection)" if key == metric else ""))
             ax.set_xlabel(key)
             ax.grid(axis="y", visible=False)
         names = _short_labels([v["label"] for v in variants], width=1000)
         axes[0].set_yticks(ys, [f"{names[v['label']]}  (n={v['n']})\n{vs_best_text(v)}" for v in variants])
-        fig.suptitle("Final validation metrics: mean (filled; diamond = chosen), 95% CI (bar), seeds (rings); best first")
+        fig.suptitle(
+            "Final validation metrics: mean (filled; diamond = chosen), 95% CI (bar), seeds (rings); best first"
+        )
     return fig
 
 
 def seconds_per_epoch(report: Mapping[str, Any], colors: Mapping[str, str]) -> Figure:
     """Seconds per epoch per variant (mean, 95% CI, seeds), fastest first; total time in the labels."""
-    variants = sorted((v for v in report["variants"] if v["seconds_per_epoch"]["mean"] is not None),
-                      key=lambda v: v["seconds_per_epoch"]["mean"])
+    variants = sorted(
+        (v for v in report["variants"] if v["seconds_per_epoch"]["mean"] is not None),
+        key=lambda v: v["seconds_per_epoch"]["mean"],
+    )
     n = len(variants)
     with style():
         fig = Figure(figsize=(8.5, 1.2 + 0.45 * max(n, 2)), layout="constrained")
@@ -365,14 +430,26 @@ def seconds_per_epoch(report: Mapping[str, Any], colors: Mapping[str, str]) -> F
             ax.barh(y, stat["mean"], color=colors[v["label"]], alpha=0.85, height=0.6)
             if stat.get("ci95"):
                 low, high = stat["ci95"]
-                ax.errorbar(stat["mean"], y, xerr=[[stat["mean"] - max(low, 0)], [high - stat["mean"]]],
-                            fmt="none", ecolor="black", capsize=3, elinewidth=1)
+                ax.errorbar(
+                    stat["mean"],
+                    y,
+                    xerr=[[stat["mean"] - max(low, 0)], [high - stat["mean"]]],
+                    fmt="none",
+                    ecolor="black",
+                    capsize=3,
+                    elinewidth=1,
+                )
             seeds = [x for x in stat["values"] if x is not None]
             ax.scatter(seeds, [y] * len(seeds), s=14, color="black", zorder=3)
         total = [v["seconds"]["mean"] for v in variants]
         names = _short_labels([v["label"] for v in variants], width=1000)
-        ax.set_yticks(ys, [f"{names[v['label']]}  ({t:.1f} s total)" if t is not None else names[v["label"]]
-                           for v, t in zip(variants, total)])
+        ax.set_yticks(
+            ys,
+            [
+                f"{names[v['label']]}  ({t:.1f} s total)" if t is not None else names[v["label"]]
+                for v, t in zip(variants, total)
+            ],
+        )
         ax.set_xlabel("seconds per epoch (training and validation)")
         ax.set_xlim(left=0)
         ax.grid(axis="y", visible=False)
@@ -393,8 +470,14 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
         fig = Figure(figsize=(size + 0.8, size), layout="constrained")
         ax = fig.subplots()
         ConfusionMatrixDisplay.from_predictions(
-            y_true, y_pred, labels=list(range(k)), display_labels=list(class_names), ax=ax, colorbar=True,
-            cmap="Blues", xticks_rotation="vertical" if k > 5 and max(len(c) for c in class_names) > 2 else "horizontal",
+            y_true,
+            y_pred,
+            labels=list(range(k)),
+            display_labels=list(class_names),
+            ax=ax,
+            colorbar=True,
+            cmap="Blues",
+            xticks_rotation="vertical" if k > 5 and max(len(c) for c in class_names) > 2 else "horizontal",
         )
         ax.grid(False)
         accuracy = float(np.mean(y_true == y_pred)) if len(y_true) else float("nan")
@@ -415,8 +498,15 @@ def _show(ax: Any, image: np.ndarray) -> None:
         spine.set_visible(False)
 
 
-def prediction_grid(x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
-                    class_names: Sequence[str], title: str, columns: int = 8) -> Figure:
+def prediction_grid(
+    x: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray,
+    class_names: Sequence[str],
+    title: str,
+    columns: int = 8,
+) -> Figure:
     """Test images with the predicted class, its probability and the true class; red where wrong."""
     n = len(x)
     rows = max(1, -(-n // columns))
@@ -430,8 +520,11 @@ def prediction_grid(x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, proba
                 continue
             _show(ax, x[i])
             ok = y_true[i] == y_pred[i]
-            ax.set_title(f"{class_names[y_pred[i]]} {proba[i, y_pred[i]]:.2f}\ntrue: {class_names[y_true[i]]}",
-                         fontsize=8, color=RIGHT if ok else WRONG)
+            ax.set_title(
+                f"{class_names[y_pred[i]]} {proba[i, y_pred[i]]:.2f}\ntrue: {class_names[y_true[i]]}",
+                fontsize=8,
+                color=RIGHT if ok else WRONG,
+            )
             if not ok:
                 for spine in ax.spines.values():
                     spine.set_visible(True)
@@ -456,8 +549,10 @@ def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, title: str, target
         ax.set_ylabel(f"predicted {target}")
         ax.set_aspect("equal", adjustable="datalim")
         ax.legend(loc="upper left")
-        ax.set_title(f"{title}\nMSE {mean_squared_error(y_true, y_pred):.4f}, MAE {mean_absolute_error(y_true, y_pred):.4f}, "
-                     f"R² {r2_score(y_true, y_pred):.3f} on {len(y_true)} test examples")
+        ax.set_title(
+            f"{title}\nMSE {mean_squared_error(y_true, y_pred):.4f}, MAE {mean_absolute_error(y_true, y_pred):.4f}, "
+            f"R² {r2_score(y_true, y_pred):.3f} on {len(y_true)} test examples"
+        )
     return fig
 
 
@@ -469,7 +564,9 @@ def class_colors(k: int) -> list[str]:
     return [to_hex(cmap(i % cmap.N)) for i in range(k)]
 
 
-def tsne_panels(panels: Sequence[tuple[str, np.ndarray, np.ndarray, str]], class_names: Sequence[str], samples: int) -> Figure:
+def tsne_panels(
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray, str]], class_names: Sequence[str], samples: int
+) -> Figure:
     """One t-SNE map per (title, 2-D points, labels, layer description), coloured by class."""
     n = len(panels)
     columns = min(n, 3)
@@ -491,7 +588,9 @@ def tsne_panels(panels: Sequence[tuple[str, np.ndarray, np.ndarray, str]], class
                 spine.set_visible(True)
         for ax in axes[n:]:
             ax.set_visible(False)
-        handles = [Line2D([], [], marker="o", linestyle="", color=colors[k], label=c) for k, c in enumerate(class_names)]
+        handles = [
+            Line2D([], [], marker="o", linestyle="", color=colors[k], label=c) for k, c in enumerate(class_names)
+        ]
         legend_below(fig, handles, max_columns=10)
         fig.suptitle(f"t-SNE of the last hidden layer's activations on {samples} test examples, coloured by true class")
     return fig
@@ -529,9 +628,18 @@ def class_counts(counts: Mapping[str, np.ndarray], class_names: Sequence[str], t
         ax = fig.subplots()
         xs = np.arange(k)
         for i, split in enumerate(splits):
-            ax.bar(xs + (i - (len(splits) - 1) / 2) * width, counts[split], width=width * 0.95,
-                   label=f"{split} ({int(np.sum(counts[split]))})")
-        ax.set_xticks(xs, list(class_names), rotation=30 if max(len(c) for c in class_names) > 4 else 0, ha="right" if k > 5 else "center")
+            ax.bar(
+                xs + (i - (len(splits) - 1) / 2) * width,
+                counts[split],
+                width=width * 0.95,
+                label=f"{split} ({int(np.sum(counts[split]))})",
+            )
+        ax.set_xticks(
+            xs,
+            list(class_names),
+            rotation=30 if max(len(c) for c in class_names) > 4 else 0,
+            ha="right" if k > 5 else "center",
+        )
         ax.set_ylabel("examples")
         ax.grid(axis="x", visible=False)
         ax.legend()
@@ -539,7 +647,9 @@ def class_counts(counts: Mapping[str, np.ndarray], class_names: Sequence[str], t
     return fig
 
 
-def feature_histograms(x: np.ndarray, y: np.ndarray, feature_names: Sequence[str], title: str, target: str = "target") -> Figure:
+def feature_histograms(
+    x: np.ndarray, y: np.ndarray, feature_names: Sequence[str], title: str, target: str = "target"
+) -> Figure:
     """A histogram of each feature and of the target (tabular data); a long-tailed one shows its
     central 99% (0.5th to 99.5th percentile), and says so."""
     columns = list(feature_names) + [target]
@@ -555,11 +665,16 @@ def feature_histograms(x: np.ndarray, y: np.ndarray, feature_names: Sequence[str
             low, high = np.percentile(values, [0.5, 99.5]) if len(values) else (0.0, 1.0)
             # A few extreme values (AveOccup in California housing reaches 1243) squash the rest into one bar.
             clipped = len(values) and values.max() - values.min() > 3 * (high - low) > 0
-            ax.hist(values, bins=50, range=(low, high) if clipped else None,
-                    color="#ff7f0e" if name == target else "#1f77b4", alpha=0.85)
+            ax.hist(
+                values,
+                bins=50,
+                range=(low, high) if clipped else None,
+                color="#ff7f0e" if name == target else "#1f77b4",
+                alpha=0.85,
+            )
             ax.set_title(f"{name} (central 99%)" if clipped else name)
             ax.grid(axis="x", visible=False)
-        for ax in axes[len(columns):]:
+        for ax in axes[len(columns) :]:
             ax.set_visible(False)
         fig.suptitle(title)
     return fig

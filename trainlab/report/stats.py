@@ -10,10 +10,9 @@ saying so instead of printing a number that pretends.
 
 from __future__ import annotations
 
-import warnings
-
 import math
 import statistics
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any

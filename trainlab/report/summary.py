@@ -81,11 +81,14 @@ def text(model: ModelSummary) -> str:
     rows += [(f"{r.name} ({r.type})", shape_text(r.output_shape), f"{r.params:,}") for r in model.layers]
     widths = [max(len(row[i]) for row in rows) + 3 for i in range(3)]
     rule = "─" * sum(widths)
-    lines = [f'Model: {", ".join(model.labels)}  (input {shape_text(model.input_shape)})', rule]
+    lines = [f"Model: {', '.join(model.labels)}  (input {shape_text(model.input_shape)})", rule]
     lines.append("".join(cell.ljust(w) for cell, w in zip(rows[0], widths)).rstrip())
     lines.append(rule)
     lines += ["".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows[1:]]
     lines.append(rule)
-    lines += [f"Total params: {model.total:,}", f"Trainable params: {model.trainable:,}",
-              f"Non-trainable params: {model.non_trainable:,}"]
+    lines += [
+        f"Total params: {model.total:,}",
+        f"Trainable params: {model.trainable:,}",
+        f"Non-trainable params: {model.non_trainable:,}",
+    ]
     return "\n".join(lines)

@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trainlab import selection
 from trainlab.errors import TrainlabError
 from trainlab.jsonio import finite
-from trainlab import selection
 from trainlab.report import stats
 from trainlab.store import Store, TrialRecord
 
@@ -82,11 +82,16 @@ def study_report(store: Store, name: str, options: Options | None = None) -> dic
     record = store.study(name)
     if record is None:
         known = ", ".join(s.name for s in store.studies()) or "none yet"
-        raise TrainlabError(f"no study named {name!r} in this store (studies: {known}); run it first with `trainlab run`")
+        raise TrainlabError(
+            f"no study named {name!r} in this store (studies: {known}); run it first with `trainlab run`"
+        )
     spec = json.loads(record.spec_json)
     study = _study_of(spec)
     header = {
-        "name": record.name, "source": record.source, "spec_hash": record.spec_hash, "task": "classification",
+        "name": record.name,
+        "source": record.source,
+        "spec_hash": record.spec_hash,
+        "task": "classification",
         "description": spec.get("study", {}).get("description", ""),
     }
     if study is not None and study.dynamic:
@@ -145,14 +150,26 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
                 groups[v.label] = found
         section = _section(store, groups, options)
         stage = stage_plan.stage
-        section.update({
-            "stage": stage.name, "description": stage.description, "from": stage.source,
-            "started_from": stage_plan.chosen, "started_from_value": stage_plan.chosen_value,
-            "selected_by": stage_plan.metric or None, "state": stage_plan.state, "reason": stage_plan.reason,
-            "search": None if stage.search is None else {
-                "sampler": stage.search.sampler, "trials": stage.search.trials, "sampled": len(stage_plan.variants),
-                "prune": stage.search.prune},
-        })
+        section.update(
+            {
+                "stage": stage.name,
+                "description": stage.description,
+                "from": stage.source,
+                "started_from": stage_plan.chosen,
+                "started_from_value": stage_plan.chosen_value,
+                "selected_by": stage_plan.metric or None,
+                "state": stage_plan.state,
+                "reason": stage_plan.reason,
+                "search": None
+                if stage.search is None
+                else {
+                    "sampler": stage.search.sampler,
+                    "trials": stage.search.trials,
+                    "sampled": len(stage_plan.variants),
+                    "prune": stage.search.prune,
+                },
+            }
+        )
         sections.append(section)
     last = next((s for s in reversed(sections) if s["variants"]), sections[-1])
     header["task"] = last["task"]
@@ -161,8 +178,15 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
             v["stage"] = section["stage"]
     counts = count_trials([(s["stage"], s["variants"]) for s in sections])
     variants = [v for s in sections for v in s["variants"]]
-    report = {"format": FORMAT, "study": header, "trials": counts, "metrics": last["metrics"],
-              "selection": last["selection"], "variants": variants, "stages": sections}
+    report = {
+        "format": FORMAT,
+        "study": header,
+        "trials": counts,
+        "metrics": last["metrics"],
+        "selection": last["selection"],
+        "variants": variants,
+        "stages": sections,
+    }
     if "target" in last:
         report["target"] = last["target"]
     return report
@@ -235,7 +259,9 @@ def current_trials(store: Store, name: str) -> list[TrialRecord]:
     return [t for t in trials if t.hash in current]
 
 
-def _target(options: Options, task: str, store: Store, groups: Mapping[str, list[TrialRecord]]) -> tuple[str, float, dict[int, stats.Reached]] | None:
+def _target(
+    options: Options, task: str, store: Store, groups: Mapping[str, list[TrialRecord]]
+) -> tuple[str, float, dict[int, stats.Reached]] | None:
     """(metric, threshold, when each done trial first reached it), or None without a target."""
     if options.target is None:
         return None
@@ -243,7 +269,9 @@ def _target(options: Options, task: str, store: Store, groups: Mapping[str, list
     from trainlab.spec import monitorable
 
     if metric not in monitorable(task):
-        raise TrainlabError(f"cannot use {metric!r} as target metric for a {task} study; choose one of: {', '.join(monitorable(task))}")
+        raise TrainlabError(
+            f"cannot use {metric!r} as target metric for a {task} study; choose one of: {', '.join(monitorable(task))}"
+        )
     mode = _mode(metric)
     reached = {}
     for group in groups.values():
@@ -254,8 +282,13 @@ def _target(options: Options, task: str, store: Store, groups: Mapping[str, list
     return metric, options.target, reached
 
 
-def _variant(label: str, trials: list[TrialRecord], task: str,
-             target: tuple[str, float, dict[int, stats.Reached]] | None, monitor: str) -> dict[str, Any]:
+def _variant(
+    label: str,
+    trials: list[TrialRecord],
+    task: str,
+    target: tuple[str, float, dict[int, stats.Reached]] | None,
+    monitor: str,
+) -> dict[str, Any]:
     done = [t for t in trials if t.status in FINISHED_OK and t.result]
     counts: dict[str, int] = {}
     for t in trials:
@@ -301,8 +334,9 @@ def _settings(trial: TrialRecord) -> dict[str, Any]:
         return {}
 
 
-def _trial(trial: TrialRecord, task: str, target: tuple[str, float, dict[int, stats.Reached]] | None,
-           monitor: str) -> dict[str, Any]:
+def _trial(
+    trial: TrialRecord, task: str, target: tuple[str, float, dict[int, stats.Reached]] | None, monitor: str
+) -> dict[str, Any]:
     result = trial.result or {}
     best, test = result.get("best", {}), result.get("test", {})
     row: dict[str, Any] = {"hash": trial.hash, "seed": trial.seed, "status": trial.status}
@@ -339,19 +373,35 @@ def best_trial_row(variant: Mapping[str, Any], metric: str) -> Mapping[str, Any]
     rows = [r for r in variant["trials"] if r["status"] in FINISHED_OK and r.get(metric) is not None]
     if not rows:
         raise TrainlabError(f"variant {variant['label']!r} has no finished trial")
-    return min(enumerate(rows), key=lambda item: selection.rank(item[1][metric], item[1].get(other), metric, item[0]))[1]
+    return min(enumerate(rows), key=lambda item: selection.rank(item[1][metric], item[1].get(other), metric, item[0]))[
+        1
+    ]
 
 
 def _compare(variants: list[dict[str, Any]], chosen: Mapping[str, Any] | None, metric: str) -> None:
     """Add ``vs_best`` to each variant: Welch's t-test on ``metric`` against the chosen variant."""
     for v in variants:
         if chosen is None or v["n"] == 0:
-            v["vs_best"] = {"metric": metric, "best": chosen["label"] if chosen else None, "t": None, "df": None,
-                            "p": None, "distinguishable": None, "note": "no finished seed"}
+            v["vs_best"] = {
+                "metric": metric,
+                "best": chosen["label"] if chosen else None,
+                "t": None,
+                "df": None,
+                "p": None,
+                "distinguishable": None,
+                "note": "no finished seed",
+            }
         elif v["label"] == chosen["label"]:
             note = "best (1 seed)" if v["n"] == 1 else "best"
-            v["vs_best"] = {"metric": metric, "best": v["label"], "t": None, "df": None, "p": None,
-                            "distinguishable": False, "note": note}
+            v["vs_best"] = {
+                "metric": metric,
+                "best": v["label"],
+                "t": None,
+                "df": None,
+                "p": None,
+                "distinguishable": False,
+                "note": note,
+            }
         else:
             test = stats.welch(v[metric]["values"], chosen[metric]["values"])
             v["vs_best"] = {"metric": metric, "best": chosen["label"], **test.as_dict()}
@@ -458,7 +508,10 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and body of the human-readable table (shared by the terminal, Markdown and HTML)."""
     cols = _columns(report)
     header = ["variant", "n", *[c.header for c in cols], "not done"]
-    body = [[variant_cell(v), str(v["n"]), *[c.cell(v) for c in cols], _status_note(v["status"])] for v in report["variants"]]
+    body = [
+        [variant_cell(v), str(v["n"]), *[c.cell(v) for c in cols], _status_note(v["status"])]
+        for v in report["variants"]
+    ]
     return header, body
 
 
@@ -487,20 +540,29 @@ def notes(report: Mapping[str, Any]) -> list[str]:
     )
     test = _short("test_" + report["metrics"][0])
     if sel["test_shown"] == "all":
-        out.append(f"{test}: every variant shown on request (--all-test); choosing by it would make the test set a validation set.")
+        out.append(
+            f"{test}: every variant shown on request (--all-test); "
+            "choosing by it would make the test set a validation set."
+        )
     else:
-        out.append(f"{test}: only for the variant chosen on validation ({sel['chosen']}); · = withheld, --all-test shows all.")
+        out.append(
+            f"{test}: only for the variant chosen on validation ({sel['chosen']}); · = withheld, --all-test shows all."
+        )
     if any(v["n"] == 1 for v in report["variants"]):
         out.append("1 seed: a single run has no spread to estimate, so no interval and no test; run more seeds.")
     target = report.get("target")
     if target is not None:
         rel = "≥" if target["mode"] == "max" else "≤"
-        out.append(f"reached / epochs to / s to: first epoch with {_short(target['metric'])} {rel} {target['threshold']:g}, "
-                   "over the seeds that reached it; seconds are training time up to the end of that epoch.")
+        out.append(
+            f"reached / epochs to / s to: first epoch with {_short(target['metric'])} {rel} {target['threshold']:g}, "
+            "over the seeds that reached it; seconds are training time up to the end of that epoch."
+        )
     reused = sorted({v["reused_from"]["stage"] for v in report["variants"] if v.get("reused_from")})
     if reused:
-        out.append(f"reused from {', '.join(reused)}: the same trials as that stage's variant, trained once and "
-                   "shown again here; the study's trial count counts them once.")
+        out.append(
+            f"reused from {', '.join(reused)}: the same trials as that stage's variant, trained once and "
+            "shown again here; the study's trial count counts them once."
+        )
     if report.get("trials"):
         out.append(trials_text(report["trials"]))
     return out
@@ -524,7 +586,9 @@ def render(report: Mapping[str, Any], fmt: str) -> str:
         assert section is not None
         heading = stage_heading(section)
         if not section["variants"]:
-            parts.append(f"{'### ' if fmt == 'markdown' else ''}{heading}\n{section['reason'] or 'no finished trial yet'}")
+            parts.append(
+                f"{'### ' if fmt == 'markdown' else ''}{heading}\n{section['reason'] or 'no finished trial yet'}"
+            )
             continue
         parts.append((f"### {heading}\n\n" if fmt == "markdown" else f"{heading}\n") + _render_one(sub, fmt))
     parts.append(trials_text(report["trials"]))
@@ -537,16 +601,29 @@ def stage_views(report: Mapping[str, Any]) -> list[tuple[Mapping[str, Any] | Non
     ``(None, report)``. A stage's view has no ``trials`` count: the study's counts each trial once."""
     if not report.get("stages"):
         return [(None, dict(report))]
-    return [(section, {**report, **section, "stages": None, "trials": None,
-                       "study": {**report["study"], "name": f"{report['study']['name']} / {section['stage']}"}})
-            for section in report["stages"]]
+    return [
+        (
+            section,
+            {
+                **report,
+                **section,
+                "stages": None,
+                "trials": None,
+                "study": {**report["study"], "name": f"{report['study']['name']} / {section['stage']}"},
+            },
+        )
+        for section in report["stages"]
+    ]
 
 
 def _render_one(report: Mapping[str, Any], fmt: str) -> str:
     """One table (a plain study, or one stage) as Markdown or a terminal table, with its notes."""
     header, body = table_rows(report)
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|"]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|",
+        ]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
         lines += [""] + [f"- {line}" for line in notes(report)]
         return "\n".join(lines)
@@ -567,7 +644,9 @@ def stage_heading(section: Mapping[str, Any]) -> str:
             text += f" ({section['state']}: starts from stage {section['from']}'s best)"
     search = section.get("search")
     if search:
-        text += f" [{search['sampler']} search, {search['sampled']}/{search['trials']} sampled, pruning {search['prune']}]"
+        text += (
+            f" [{search['sampler']} search, {search['sampled']}/{search['trials']} sampled, pruning {search['prune']}]"
+        )
     return text
 
 
@@ -589,7 +668,13 @@ def _csv(report: Mapping[str, Any]) -> str:
     header += ["status", "chosen", "vs_best", "p_vs_best"]
     target = report.get("target")
     if target is not None:
-        header += ["target_reached", "epochs_to_target_mean", "epochs_to_target_std", "seconds_to_target_mean", "seconds_to_target_std"]
+        header += [
+            "target_reached",
+            "epochs_to_target_mean",
+            "epochs_to_target_std",
+            "seconds_to_target_mean",
+            "seconds_to_target_std",
+        ]
     header += ["reused_from", "reused_trials"]
     writer.writerow(header)
     for v in report["variants"]:
@@ -602,11 +687,21 @@ def _csv(report: Mapping[str, Any]) -> str:
                 continue
             ci = stat.get("ci95") or [None, None]
             row += [_num(stat["mean"]), _num(stat["std"]), _num(ci[0]), _num(ci[1])]
-        row += [json.dumps(v["status"], sort_keys=True), str(bool(v.get("chosen"))).lower(), vs_best_text(v), _num(v["vs_best"]["p"])]
+        row += [
+            json.dumps(v["status"], sort_keys=True),
+            str(bool(v.get("chosen"))).lower(),
+            vs_best_text(v),
+            _num(v["vs_best"]["p"]),
+        ]
         if target is not None:
             ttt = v["time_to_target"]
-            row += [ttt["reached"], _num(ttt["epochs"]["mean"]), _num(ttt["epochs"]["std"]),
-                    _num(ttt["seconds"]["mean"]), _num(ttt["seconds"]["std"])]
+            row += [
+                ttt["reached"],
+                _num(ttt["epochs"]["mean"]),
+                _num(ttt["epochs"]["std"]),
+                _num(ttt["seconds"]["mean"]),
+                _num(ttt["seconds"]["std"]),
+            ]
         reused = v.get("reused_from")
         row += [reused["stage"], reused["trials"]] if reused else ["", 0]
         writer.writerow(row)

@@ -30,7 +30,9 @@ def find_trial(store: Store, study: str, selector: str | None = None) -> TrialRe
 
     def best_of(variant: Mapping[str, Any]) -> TrialRecord:
         if variant["n"] == 0:
-            raise TrainlabError(f"variant {variant['label']!r} of study {study!r} has no finished trial; run the study first")
+            raise TrainlabError(
+                f"variant {variant['label']!r} of study {study!r} has no finished trial; run the study first"
+            )
         return by_hash[best_trial_row(variant, metric)["hash"]]
 
     if selector is None:
@@ -52,7 +54,9 @@ def find_trial(store: Store, study: str, selector: str | None = None) -> TrialRe
         if len(matches) == 1:
             return _finished(matches[0])
         if len(matches) > 1:
-            raise TrainlabError(f"trial {selector!r} is ambiguous ({len(matches)} trials start so); give more characters")
+            raise TrainlabError(
+                f"trial {selector!r} is ambiguous ({len(matches)} trials start so); give more characters"
+            )
     known = ", ".join(repr(v) for v in labels)
     raise TrainlabError(
         f"no trial {selector!r} in study {study!r}; give a trial hash (or its first characters, "
@@ -62,5 +66,8 @@ def find_trial(store: Store, study: str, selector: str | None = None) -> TrialRe
 
 def _finished(trial: TrialRecord) -> TrialRecord:
     if trial.status != "done":
-        raise TrainlabError(f"trial {trial.hash[:10]} ({trial.label}, seed {trial.seed}) is {trial.status}, not done: it has no chosen weights to use")
+        raise TrainlabError(
+            f"trial {trial.hash[:10]} ({trial.label}, seed {trial.seed}) is {trial.status}, not done: "
+            "it has no chosen weights to use"
+        )
     return trial

@@ -22,8 +22,11 @@ _PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|(\d+)")
 MERGED_TABLES = ("data", "model", "train")
 """The trial tables an override merges into the base's key by key (one level: each key given
 replaces the base's value of that key whole). ``optimizer``, given whole, replaces the base's."""
-NAMED_PARTS = {("optimizer",): "optimizer", ("model", "activation"): "activation",
-               ("model", "kernel_initializer"): "initializer"}
+NAMED_PARTS = {
+    ("optimizer",): "optimizer",
+    ("model", "activation"): "activation",
+    ("model", "kernel_initializer"): "initializer",
+}
 """Where an override may give a named part (a name, or a table with ``name``) at the top of a
 trial table; a table there is a complete config, so it must say which one it is."""
 
@@ -45,7 +48,12 @@ def parse_path(key: str, where: str) -> list[str | int]:
             parts.append(m.group(1) if m.group(1) else int(m.group(2) or m.group(3)))
             pos = m.end()
     if not parts or not isinstance(parts[0], str) or parts[0] not in TRIAL_KEYS:
-        raise SpecError(f"a key path starts with one of {', '.join(TRIAL_KEYS)}: {key!r}", path=where, allowed=TRIAL_KEYS, got=str(parts[0]) if parts else key)
+        raise SpecError(
+            f"a key path starts with one of {', '.join(TRIAL_KEYS)}: {key!r}",
+            path=where,
+            allowed=TRIAL_KEYS,
+            got=str(parts[0]) if parts else key,
+        )
     return parts
 
 
@@ -79,7 +87,9 @@ def set_path(tree: dict[str, Any], key: str, value: Any, where: str) -> None:
             node[part] = {"name": node[part]}
         if node.get(part) is None:
             if isinstance(nxt, int):
-                raise SpecError(f"{key!r}: there is no list {part!r} to index", path=where, allowed=[str(k) for k in node], got=part)
+                raise SpecError(
+                    f"{key!r}: there is no list {part!r} to index", path=where, allowed=[str(k) for k in node], got=part
+                )
             node[part] = {}
         node = node[part]
         if not isinstance(node, (dict, list)):
@@ -96,8 +106,11 @@ def set_path(tree: dict[str, Any], key: str, value: Any, where: str) -> None:
 def _index(node: Any, index: int, key: str, where: str) -> int:
     """``index`` if ``node`` is a list that has it, else a SpecError saying which indices exist."""
     if not isinstance(node, list):
-        raise SpecError(f"{key!r}: [{index}] indexes a list, but this is a table", path=where,
-                        allowed=[str(k) for k in node] if isinstance(node, Mapping) else None)
+        raise SpecError(
+            f"{key!r}: [{index}] indexes a list, but this is a table",
+            path=where,
+            allowed=[str(k) for k in node] if isinstance(node, Mapping) else None,
+        )
     if not -len(node) <= index < len(node):
         have = f"indices 0..{len(node) - 1}" if node else "no items"
         raise SpecError(f"{key!r}: index {index} is out of range (the list has {have})", path=where)
@@ -141,6 +154,9 @@ def _check_named(value: Any, at: tuple[str, ...], where: str) -> None:
         return
     path = ".".join(at)
     example = next(iter(value), "learning_rate")
-    raise SpecError(f"an {kind} table given in a variant is a complete config and needs its 'name'; to change one "
-                    f"setting of the base's {kind}, write the key path in quotes: \"{path}.{example}\" = ...",
-                    path=join(where, at[-1]), allowed=["name"])
+    raise SpecError(
+        f"an {kind} table given in a variant is a complete config and needs its 'name'; to change one "
+        f'setting of the base\'s {kind}, write the key path in quotes: "{path}.{example}" = ...',
+        path=join(where, at[-1]),
+        allowed=["name"],
+    )

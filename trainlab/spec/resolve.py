@@ -46,11 +46,13 @@ def _batch_size(value: Any) -> str | None:
         return None
     if isinstance(value, int) and value >= 1:
         return None
-    return "must be a positive integer or \"full\" (the whole training split in one step)"
+    return 'must be a positive integer or "full" (the whole training split in one step)'
 
 
 _TRAIN = {
-    "epochs": Param(None, (int,), lambda v: None if 1 <= v <= MAX_EPOCHS else f"must be in 1..{MAX_EPOCHS}", required=True),
+    "epochs": Param(
+        None, (int,), lambda v: None if 1 <= v <= MAX_EPOCHS else f"must be in 1..{MAX_EPOCHS}", required=True
+    ),
     "batch_size": param(32, int, str, check=_batch_size),
     "loss": Param(None, (str, type(None))),
     "shuffle": param(True, bool),
@@ -101,7 +103,9 @@ def _callback(table: Any, schema: Mapping[str, Param], where: str, metrics: list
     """A callback table complete: its monitored metric checked, its ``auto`` mode made explicit."""
     cb = check_params(table, schema, where)
     if cb["monitor"] not in metrics:
-        raise SpecError(f"cannot monitor {cb['monitor']!r}", path=f"{where}.monitor", allowed=metrics, got=cb["monitor"])
+        raise SpecError(
+            f"cannot monitor {cb['monitor']!r}", path=f"{where}.monitor", allowed=metrics, got=cb["monitor"]
+        )
     if cb["mode"] == "auto":
         cb["mode"] = mode_for(cb["monitor"])
     return cb

@@ -37,7 +37,11 @@ def check_seeds(value: Any, where: str) -> tuple[int, ...]:
         if not 1 <= value <= 1000:
             raise SpecError(f"a number of seeds must be in 1..1000, got {value}", path=where)
         return tuple(range(value))
-    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in value)
+    ):
         raise SpecError(f"seeds are a count or a list of integers in 0..{MAX_SEED}, got {value!r}", path=where)
     if len(set(value)) != len(value):
         raise SpecError(f"seeds repeat: {value!r}", path=where)
@@ -54,6 +58,8 @@ def check_plain(value: Any, path: str) -> None:
         for i, item in enumerate(value):
             check_plain(item, join(path, i))
     elif isinstance(value, (datetime.date, datetime.time)):
-        raise SpecError(f"expected a number, string, true/false, list or table, got the date or time {value}", path=path)
+        raise SpecError(
+            f"expected a number, string, true/false, list or table, got the date or time {value}", path=path
+        )
     elif isinstance(value, float) and not math.isfinite(value):
         raise SpecError(f"must be a finite number, got {value!r}", path=path)

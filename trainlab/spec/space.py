@@ -72,12 +72,23 @@ def parse_search(value: Any, where: str) -> SearchSpec:
     table = check_params(as_table(value, where), _SEARCH, where)
     space = table["space"]
     if not space:
-        raise SpecError("the search space needs at least one key path, e.g. \"optimizer.learning_rate\" = { log_uniform = [1e-4, 1e-1] }",
-                        path=join(where, "space"))
+        raise SpecError(
+            "the search space needs at least one key path, "
+            'e.g. "optimizer.learning_rate" = { log_uniform = [1e-4, 1e-1] }',
+            path=join(where, "space"),
+        )
     dims = tuple(dimension(key, dist, join(join(where, "space"), key)) for key, dist in sorted(space.items()))
     batch = table["batch"] or (table["trials"] if table["sampler"] == "random" else TPE_BATCH)
-    return SearchSpec(table["sampler"], table["trials"], table["seed"], min(batch, table["trials"]), dims,
-                      table["prune"], table["prune_warmup"], where)
+    return SearchSpec(
+        table["sampler"],
+        table["trials"],
+        table["seed"],
+        min(batch, table["trials"]),
+        dims,
+        table["prune"],
+        table["prune_warmup"],
+        where,
+    )
 
 
 def dimension(key: str, dist: Any, where: str) -> Dimension:
@@ -97,9 +108,12 @@ def dimension(key: str, dist: Any, where: str) -> Dimension:
 def _kind(dist: Any, where: str) -> str:
     """The one distribution a table names, its other keys checked against those it takes."""
     if not isinstance(dist, Mapping) or len([k for k in dist if k in DISTRIBUTIONS]) != 1:
-        raise SpecError("a distribution is one of { choice = [...] }, { uniform = [low, high] }, "
-                        "{ log_uniform = [low, high] } or { int = [low, high], step = 1, log = false }",
-                        path=where, allowed=DISTRIBUTIONS)
+        raise SpecError(
+            "a distribution is one of { choice = [...] }, { uniform = [low, high] }, "
+            "{ log_uniform = [low, high] } or { int = [low, high], step = 1, log = false }",
+            path=where,
+            allowed=DISTRIBUTIONS,
+        )
     kind = next(k for k in dist if k in DISTRIBUTIONS)
     options = _OPTIONS.get(kind, ())
     extra = [k for k in dist if k != kind and k not in options]
@@ -117,9 +131,16 @@ def _choice(key: str, values: Any, where: str) -> Dimension:
 def _bounds(kind: str, value: Any, where: str) -> tuple[Any, Any]:
     """``[low, high]``: two finite numbers of the kind's type, low < high."""
     numbers = _BOUNDS[kind]
-    if (not isinstance(value, list) or len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers) for v in value)
-            or not all(math.isfinite(v) for v in value) or not value[0] < value[1]):
-        raise SpecError(f"[low, high] with low < high{' (integers)' if kind == 'int' else ''}, got {value!r}", path=where)
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, numbers) for v in value)
+        or not all(math.isfinite(v) for v in value)
+        or not value[0] < value[1]
+    ):
+        raise SpecError(
+            f"[low, high] with low < high{' (integers)' if kind == 'int' else ''}, got {value!r}", path=where
+        )
     return value[0], value[1]
 
 

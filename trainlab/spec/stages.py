@@ -27,7 +27,7 @@ VARIATION_KEYS = ("compare", "grid", "search")
 MAX_VARIANTS = 10_000
 MAX_TRIALS = 100_000
 _TEXTS: dict[str, tuple[str | None, str]] = {
-    "select": (None, "a metric name such as \"val_accuracy\""),
+    "select": (None, 'a metric name such as "val_accuracy"'),
     "description": ("", "expected a string"),
 }
 """A stage's optional text keys, in the order they are checked: (default, what a wrong value is told)."""
@@ -52,14 +52,18 @@ def _check_keys(table: Mapping[str, Any], where: str) -> None:
     """A stage's keys; a plain study's top level gives only its variations."""
     for key in table:
         if key not in STAGE_KEYS or (not where and key not in VARIATION_KEYS):
-            raise SpecError(f"unknown key {key!r}", path=join(where, key), allowed=STAGE_KEYS if where else TOP_KEYS, got=key)
+            raise SpecError(
+                f"unknown key {key!r}", path=join(where, key), allowed=STAGE_KEYS if where else TOP_KEYS, got=key
+            )
 
 
 def _name(name: Any, where: str, earlier: Sequence[Stage]) -> str:
     """A staged study's stage name: letters, digits, '_' and '-', unique (a plain study's is empty)."""
     if where:
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", name):
-            raise SpecError(f"each stage needs a 'name' of letters, digits, '_' and '-', got {name!r}", path=join(where, "name"))
+            raise SpecError(
+                f"each stage needs a 'name' of letters, digits, '_' and '-', got {name!r}", path=join(where, "name")
+            )
         if any(s.name == name for s in earlier):
             raise SpecError(f"the stage name {name!r} is used twice", path=join(where, "name"))
     return name
@@ -68,8 +72,12 @@ def _name(name: Any, where: str, earlier: Sequence[Stage]) -> str:
 def _source(source: Any, where: str, earlier: Sequence[Stage]) -> str | None:
     """``from``: the name of an earlier stage, or None."""
     if source is not None and source not in [s.name for s in earlier]:
-        raise SpecError(f"'from' names an earlier stage, got {source!r}", path=join(where, "from"),
-                        allowed=[s.name for s in earlier], got=str(source))
+        raise SpecError(
+            f"'from' names an earlier stage, got {source!r}",
+            path=join(where, "from"),
+            allowed=[s.name for s in earlier],
+            got=str(source),
+        )
     return source
 
 
@@ -110,8 +118,12 @@ def compare_entry(entry: Any, where: str) -> Entry:
     for key in entry:
         head = key.split(".")[0].split("[")[0]
         if head not in TRIAL_KEYS:
-            raise SpecError(f"a [[compare]] entry overrides {', '.join(TRIAL_KEYS)} or a key path in them, or has an 'edit'",
-                            path=f"{where}.{key}", allowed=(*TRIAL_KEYS, "edit", "label"), got=head)
+            raise SpecError(
+                f"a [[compare]] entry overrides {', '.join(TRIAL_KEYS)} or a key path in them, or has an 'edit'",
+                path=f"{where}.{key}",
+                allowed=(*TRIAL_KEYS, "edit", "label"),
+                got=head,
+            )
         if is_key_path(key):
             parse_path(key, f"{where}.{key}")
     return Entry(label, entry, edit, where)
@@ -123,7 +135,9 @@ def _grid(value: Any, where: str) -> dict[str, list[Any]]:
     grid = dict(sorted(as_table(value, where).items()))
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise SpecError(f"a grid lists the values to try, e.g. \"{key}\" = [0.1, 0.01]; got {values!r}", path=join(where, key))
+            raise SpecError(
+                f'a grid lists the values to try, e.g. "{key}" = [0.1, 0.01]; got {values!r}', path=join(where, key)
+            )
         point_key(key, join(where, key))
     return grid
 
@@ -132,9 +146,11 @@ def _check_size(entries: Sequence[Entry], grid: Mapping[str, list[Any]], n_seeds
     """Refuse more variants or trials than a study may have, before any is built."""
     size = max(len(entries), 1) * math.prod(len(values) for values in grid.values())
     if size > MAX_VARIANTS or size * n_seeds > MAX_TRIALS:
-        raise SpecError(f"the comparisons and the grid make {size:,} variants, {size * n_seeds:,} trials with the seeds; "
-                        f"a study has at most {MAX_VARIANTS:,} variants and {MAX_TRIALS:,} trials",
-                        path=join(where, "grid") if grid else join(where, "compare"))
+        raise SpecError(
+            f"the comparisons and the grid make {size:,} variants, {size * n_seeds:,} trials with the seeds; "
+            f"a study has at most {MAX_VARIANTS:,} variants and {MAX_TRIALS:,} trials",
+            path=join(where, "grid") if grid else join(where, "compare"),
+        )
 
 
 def _search(table: Mapping[str, Any], where: str, smoke: bool, *, listed: bool) -> SearchSpec | None:
@@ -143,8 +159,12 @@ def _search(table: Mapping[str, Any], where: str, smoke: bool, *, listed: bool) 
         return None
     search = parse_search(table["search"], join(where, "search"))
     if smoke:
-        search = replace(search, trials=min(search.trials, SMOKE["search_trials"]), batch=min(search.batch, SMOKE["search_trials"]))
+        search = replace(
+            search, trials=min(search.trials, SMOKE["search_trials"]), batch=min(search.batch, SMOKE["search_trials"])
+        )
     if listed:
-        raise SpecError("a stage either samples variants ([search]) or lists them ([[compare]], [grid]), not both",
-                        path=join(where, "search"))
+        raise SpecError(
+            "a stage either samples variants ([search]) or lists them ([[compare]], [grid]), not both",
+            path=join(where, "search"),
+        )
     return search

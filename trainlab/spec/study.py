@@ -102,8 +102,14 @@ def load(path: str | Path, *, smoke: bool = False) -> Study:
     return parse(text, source=str(path), default_name=path.stem, base_dir=path.parent, smoke=smoke)
 
 
-def parse(text: str, *, source: str | None = None, default_name: str = "study", base_dir: Path | None = None,
-          smoke: bool = False) -> Study:
+def parse(
+    text: str,
+    *,
+    source: str | None = None,
+    default_name: str = "study",
+    base_dir: Path | None = None,
+    smoke: bool = False,
+) -> Study:
     """Validate study TOML text (see :func:`load`); errors name ``source``."""
     try:
         try:
@@ -115,8 +121,14 @@ def parse(text: str, *, source: str | None = None, default_name: str = "study", 
         raise (exc.in_file(source) if source else exc) from None
 
 
-def from_dict(raw: Mapping[str, Any], *, source: str | None = None, default_name: str = "study", base_dir: Path | None = None,
-              smoke: bool = False) -> Study:
+def from_dict(
+    raw: Mapping[str, Any],
+    *,
+    source: str | None = None,
+    default_name: str = "study",
+    base_dir: Path | None = None,
+    smoke: bool = False,
+) -> Study:
     """Validate a study given as nested tables (the TOML already parsed).
 
     ``smoke`` makes it the study's smoke run: named ``NAME-smoke``, one seed, and every variant
@@ -188,7 +200,9 @@ def _stages(raw: Mapping[str, Any], smoke: bool, n_seeds: int) -> list[Stage]:
         return [parse_stage({k: raw[k] for k in VARIATION_KEYS if k in raw}, "", [], smoke, n_seeds)]
     for key in VARIATION_KEYS:
         if key in raw:
-            raise SpecError(f"a staged study puts its variations inside the stages ([[stage.{key}]] or [stage.{key}])", path=key)
+            raise SpecError(
+                f"a staged study puts its variations inside the stages ([[stage.{key}]] or [stage.{key}])", path=key
+            )
     tables = raw["stage"]
     if not isinstance(tables, list) or not tables:
         raise SpecError("expected one or more [[stage]] tables", path="stage")

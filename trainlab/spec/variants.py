@@ -29,7 +29,9 @@ CHECK_BASES = 8
 """How many of an earlier stage's variants a later stage is checked on before training."""
 
 
-def expand(stage: Stage, base: Mapping[str, Any], *, staged: bool, params: Mapping[str, Any] | None = None) -> list[Variant]:
+def expand(
+    stage: Stage, base: Mapping[str, Any], *, staged: bool, params: Mapping[str, Any] | None = None
+) -> list[Variant]:
     """The variants of a stage that lists them: every compare entry at every grid point, built
     on ``base`` (the study's trial tables, or the spec an earlier stage chose)."""
     entries = stage.entries or (Entry("base", {}, {}, stage.where),)
@@ -39,11 +41,24 @@ def expand(stage: Stage, base: Mapping[str, Any], *, staged: bool, params: Mappi
     for entry in entries:
         for point in _grid_points(stage.grid):
             label = _label(entry.label, point, bool(stage.entries))
-            variant = build(stage, base, entry.override, point, entry.edit, label, staged=staged, many=many,
-                            params=params, where=entry.where if stage.entries else "")
+            variant = build(
+                stage,
+                base,
+                entry.override,
+                point,
+                entry.edit,
+                label,
+                staged=staged,
+                many=many,
+                params=params,
+                where=entry.where if stage.entries else "",
+            )
             key = canonical_json(variant.spec)
             if key in seen:
-                raise SpecError(f"variants {seen[key]!r} and {variant.label!r} describe the same trial", path=entry.where or join(stage.where, "grid"))
+                raise SpecError(
+                    f"variants {seen[key]!r} and {variant.label!r} describe the same trial",
+                    path=entry.where or join(stage.where, "grid"),
+                )
             seen[key] = variant.label
             variants.append(variant)
     return variants
@@ -56,9 +71,19 @@ def _label(entry: str, point: Mapping[str, Any], named: bool) -> str:
     return " ".join([entry] * named + [f"{_short(k)}={_fmt(v)}" for k, v in point.items()])
 
 
-def build(stage: Stage, base: Mapping[str, Any], override: Mapping[str, Any], point: Mapping[str, Any],
-          edit: Mapping[str, Any], label: str, *, staged: bool, many: bool = True,
-          params: Mapping[str, Any] | None = None, where: str = "") -> Variant:
+def build(
+    stage: Stage,
+    base: Mapping[str, Any],
+    override: Mapping[str, Any],
+    point: Mapping[str, Any],
+    edit: Mapping[str, Any],
+    label: str,
+    *,
+    staged: bool,
+    many: bool = True,
+    params: Mapping[str, Any] | None = None,
+    where: str = "",
+) -> Variant:
     """One variant: ``base`` merged with ``override``, the key paths of ``point`` set, then the
     stage's edit and the entry's ``edit`` applied; resolved, so every problem is a SpecError."""
     full_label = f"{stage.name}: {label}" if staged else label
@@ -77,13 +102,16 @@ def build(stage: Stage, base: Mapping[str, Any], override: Mapping[str, Any], po
     except SpecError as exc:
         if not (many or staged):
             raise
-        raise SpecError(f"{exc.reason} (in variant {full_label!r})", path=exc.path, allowed=exc.allowed, got=exc.got) from None
+        raise SpecError(
+            f"{exc.reason} (in variant {full_label!r})", path=exc.path, allowed=exc.allowed, got=exc.got
+        ) from None
     extra = {"stage": stage.name} if staged else {}
     return Variant(full_label, {**extra, **(params or {}), **point}, trial_raw, spec, stage.seeds)
 
 
-def _raw(stage: Stage, base: Mapping[str, Any], override: Mapping[str, Any], point: Mapping[str, Any],
-         where: str) -> dict[str, Any]:
+def _raw(
+    stage: Stage, base: Mapping[str, Any], override: Mapping[str, Any], point: Mapping[str, Any], where: str
+) -> dict[str, Any]:
     """The variant's unresolved trial tables: ``base`` merged with ``override``, the key paths of
     ``point`` set (its ``edit.`` values are the edit's), model-level defaults checked to reach a layer."""
     trial_raw = merge(base, override, where)
@@ -123,14 +151,22 @@ def _check_model_defaults(model: Any, given: Mapping[str, Any], where: str) -> N
     if not keys or not isinstance(layers, list):
         return
     for name, at in keys.items():
-        reach = [i for i, layer in enumerate(layers) if _weighted(layer) and name not in layer
-                 and (name != "activation" or i < len(layers) - 1)]
+        reach = [
+            i
+            for i, layer in enumerate(layers)
+            if _weighted(layer) and name not in layer and (name != "activation" or i < len(layers) - 1)
+        ]
         if not reach:
-            who = "hidden Dense/Conv2D layer (the output keeps its own)" if name == "activation" else "Dense/Conv2D layer"
+            who = (
+                "hidden Dense/Conv2D layer (the output keeps its own)" if name == "activation" else "Dense/Conv2D layer"
+            )
             how = "edit = { activation = ... } or " if name == "activation" else ""
-            raise SpecError(f"model.{name} is the default of the layers that name no {name}, and every {who} names its own "
-                            f"(as every layer of a variant an earlier stage chose does): it would change nothing. "
-                            f"Set the layers' own with {how}key paths such as \"model.layers[1].{name}\"", path=at)
+            raise SpecError(
+                f"model.{name} is the default of the layers that name no {name}, and every {who} names its own "
+                f"(as every layer of a variant an earlier stage chose does): it would change nothing. "
+                f'Set the layers\' own with {how}key paths such as "model.layers[1].{name}"',
+                path=at,
+            )
 
 
 def _model_defaults_given(given: Mapping[str, Any], where: str) -> dict[str, str]:
@@ -167,7 +203,9 @@ def _shrink(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def search_variant(stage: Stage, base: Mapping[str, Any], number: int, point: Mapping[str, Any], *, staged: bool) -> Variant:
+def search_variant(
+    stage: Stage, base: Mapping[str, Any], number: int, point: Mapping[str, Any], *, staged: bool
+) -> Variant:
     """The variant a search samples as its ``number``-th point."""
     label = f"#{number + 1:02d} " + " ".join(f"{_short(k)}={_fmt(v, digits=3)}" for k, v in point.items())
     return build(stage, base, {}, point, {}, label, staged=staged, params={"search": number})
@@ -178,14 +216,17 @@ def base_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {key: copy.deepcopy(spec[key]) for key in TRIAL_KEYS}
 
 
-def check_later_stages(stages: Sequence[Stage], base: Mapping[str, Any], first: Sequence[Variant], staged: bool) -> None:
+def check_later_stages(
+    stages: Sequence[Stage], base: Mapping[str, Any], first: Sequence[Variant], staged: bool
+) -> None:
     """Resolve every stage on the bases it may start from, so that a mistake in a late stage is
     found before the first one trains. A stage after a search is checked on the search's extremes."""
     stage_candidates(stages, base, first, staged, CHECK_BASES)
 
 
-def stage_candidates(stages: Sequence[Stage], base: Mapping[str, Any], first: Sequence[Variant], staged: bool,
-                     bases: int) -> dict[str, list[Variant]]:
+def stage_candidates(
+    stages: Sequence[Stage], base: Mapping[str, Any], first: Sequence[Variant], staged: bool, bases: int
+) -> dict[str, list[Variant]]:
     """Each stage's variants, by stage name, resolved on the first ``bases`` variants of the stage
     it starts from (any of which it may start from; on the study's base for a stage without
     ``from``), and each stage's ``select`` checked. A search stands for its extremes."""

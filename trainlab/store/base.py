@@ -194,8 +194,9 @@ class Store(abc.ABC):
         """Open (creating if missing) the store at ``path``.
 
         Called on :class:`Store` itself it picks the backend for the location from those
-        registered with :func:`register_backend`; today every location is a SQLite file. ``lease``: seconds without a heartbeat after which an
-        owner on another host is presumed dead. ``timeout``: seconds a write waits for
+        registered with :func:`register_backend`; today every location is a SQLite file.
+        ``lease``: seconds without a heartbeat after which an owner on another host is presumed
+        dead. ``timeout``: seconds a write waits for
         other processes' writes. ``check``: verify the store's integrity first.
         ``clock``: the time source, replaceable in tests.
 

@@ -22,7 +22,7 @@ from trainlab.data.splits import parse_split
 from trainlab.errors import SpecError
 from trainlab.registry import param
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}
 REGRESSION = {"layers": [{"type": "Dense", "units": 1}]}
 SPLIT = {"kind": "first", "validation": 5, "seed": 0}

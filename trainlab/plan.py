@@ -74,7 +74,7 @@ def _results(variant: Variant, study: Study, records: Mapping[str, TrialRecord])
     return [records[h] for h in variant_hashes(variant, study.seeds) if h in records]
 
 
-def choose(
+def stage_choice(
     variants: Sequence[Variant], study: Study, records: Mapping[str, TrialRecord], metric: str
 ) -> tuple[Variant, float] | None:
     """The variant with the best mean of ``metric`` over its finished trials (the report's rule)."""
@@ -114,7 +114,7 @@ def resolve(
                 plan.state = "waiting"
                 plan.reason = f"stage {stage.name!r} waits for stage {stage.source!r} to finish"
                 continue
-            best = choose(source.variants, study, records, plan.metric)
+            best = stage_choice(source.variants, study, records, plan.metric)
             if best is None:
                 plan.state = "blocked"
                 plan.reason = (

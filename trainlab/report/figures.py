@@ -280,14 +280,14 @@ def data_figures(name: str, *, path: str | None = None, per_class: int = 8) -> l
     """Figures of a data set: sample images per class and class counts per split (images), or
     feature histograms (tabular). ``name`` is a data set name, or a study file whose ``[data]``
     table (with its split into training, validation and test) is shown."""
-    from trainlab import data as datasets
+    from trainlab import data
 
     if name.endswith(".toml") or Path(name).is_file():
         from trainlab import spec
 
         study = spec.load(name)
         data_spec = study.variants[0].spec["data"]
-        prepared = datasets.prepare(data_spec)
+        prepared = data.prepare(data_spec)
         info = prepared.info
         shown_name = Path(data_spec["path"]).name if data_spec.get("path") else info.name
         title = f"{shown_name} as study {study.name} splits it"
@@ -300,7 +300,7 @@ def data_figures(name: str, *, path: str | None = None, per_class: int = 8) -> l
         images = prepared.x_train
         scaled = True
     else:
-        raw = datasets.load_raw(name, path=path)
+        raw = data.load_raw(name, path=path)
         info = raw.info
         title = f"{info.name if name != 'npz' else Path(raw.origin).name}"
         stem = f"{Path(raw.origin).stem if name == 'npz' else name}-data"

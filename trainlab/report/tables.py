@@ -114,7 +114,7 @@ def _section(store: Store, groups: Mapping[str, list[TrialRecord]], options: Opt
     monitor = first_spec.get("train", {}).get("monitor") or ("val_accuracy" if task == "classification" else "val_loss")
     target = _target(options, task, store, groups)
     variants = [_variant(label, group, task, target, monitor) for label, group in groups.items()]
-    chosen = choose(variants, monitor)
+    chosen = chosen_variant(variants, monitor)
     _compare(variants, chosen, monitor)
     for v in variants:
         v["chosen"] = chosen is not None and v["label"] == chosen["label"]
@@ -359,7 +359,7 @@ def _trial(
     return row
 
 
-def choose(variants: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, Any] | None:
+def chosen_variant(variants: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, Any] | None:
     """The variant with the best mean of ``metric`` (the rule of :mod:`trainlab.selection`);
     None if none has finished."""
     other = selection.tie_break(metric)
@@ -368,7 +368,7 @@ def choose(variants: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, A
 
 
 def best_trial_row(variant: Mapping[str, Any], metric: str) -> Mapping[str, Any]:
-    """The variant's done trial with the best ``metric`` (ties as in :func:`choose`, then seed order)."""
+    """The variant's done trial with the best ``metric`` (ties as in :func:`chosen_variant`, then seed order)."""
     other = selection.tie_break(metric)
     rows = [r for r in variant["trials"] if r["status"] in FINISHED_OK and r.get(metric) is not None]
     if not rows:

@@ -42,7 +42,7 @@ class Trial:
 
 
 @dataclass(frozen=True)
-class Entry:
+class CompareEntry:
     """One ``[[compare]]`` entry: its label, its overrides of the base and its model edits."""
 
     label: str
@@ -62,7 +62,7 @@ class Stage:
     select: str | None
     seeds: tuple[int, ...] | None
     edit: dict[str, Any]
-    entries: tuple[Entry, ...]
+    entries: tuple[CompareEntry, ...]
     grid: dict[str, list[Any]]
     search: SearchSpec | None
     where: str

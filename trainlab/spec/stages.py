@@ -17,7 +17,7 @@ from trainlab import edits
 from trainlab.errors import SpecError
 from trainlab.registry import join
 from trainlab.spec.keypaths import is_key_path, parse_path, point_key
-from trainlab.spec.records import Entry, Stage
+from trainlab.spec.records import CompareEntry, Stage
 from trainlab.spec.sections import SMOKE, TOP_KEYS, TRIAL_KEYS, as_table, check_seeds
 from trainlab.spec.space import SearchSpec, parse_search
 
@@ -96,7 +96,7 @@ def _seeds(table: Mapping[str, Any], where: str, smoke: bool) -> tuple[int, ...]
     return seeds[:1] if smoke and seeds else seeds
 
 
-def _entries(compare: Any, where: str) -> tuple[Entry, ...]:
+def _entries(compare: Any, where: str) -> tuple[CompareEntry, ...]:
     """The ``[[compare]]`` entries, each checked, their labels unique."""
     if not isinstance(compare, list):
         raise SpecError("expected a list of [[compare]] tables", path=where)
@@ -108,7 +108,7 @@ def _entries(compare: Any, where: str) -> tuple[Entry, ...]:
     return entries
 
 
-def compare_entry(entry: Any, where: str) -> Entry:
+def compare_entry(entry: Any, where: str) -> CompareEntry:
     """One ``[[compare]]`` entry: a label, overrides of the trial tables (or key paths into them), an edit."""
     entry = as_table(entry, where)
     label = entry.pop("label", None)
@@ -126,7 +126,7 @@ def compare_entry(entry: Any, where: str) -> Entry:
             )
         if is_key_path(key):
             parse_path(key, f"{where}.{key}")
-    return Entry(label, entry, edit, where)
+    return CompareEntry(label, entry, edit, where)
 
 
 def _grid(value: Any, where: str) -> dict[str, list[Any]]:
@@ -142,7 +142,7 @@ def _grid(value: Any, where: str) -> dict[str, list[Any]]:
     return grid
 
 
-def _check_size(entries: Sequence[Entry], grid: Mapping[str, list[Any]], n_seeds: int, where: str) -> None:
+def _check_size(entries: Sequence[CompareEntry], grid: Mapping[str, list[Any]], n_seeds: int, where: str) -> None:
     """Refuse more variants or trials than a study may have, before any is built."""
     size = max(len(entries), 1) * math.prod(len(values) for values in grid.values())
     if size > MAX_VARIANTS or size * n_seeds > MAX_TRIALS:

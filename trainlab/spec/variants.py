@@ -17,7 +17,7 @@ from trainlab import edits, models
 from trainlab.errors import SpecError
 from trainlab.registry import check_value, join, one_of, param
 from trainlab.spec.keypaths import merge, set_path
-from trainlab.spec.records import Entry, Stage, Variant
+from trainlab.spec.records import CompareEntry, Stage, Variant
 from trainlab.spec.resolve import monitorable, resolve_trial
 from trainlab.spec.sections import SMOKE, TRIAL_KEYS
 from trainlab.spec.space import extremes
@@ -34,7 +34,7 @@ def expand(
 ) -> list[Variant]:
     """The variants of a stage that lists them: every compare entry at every grid point, built
     on ``base`` (the study's trial tables, or the spec an earlier stage chose)."""
-    entries = stage.entries or (Entry("base", {}, {}, stage.where),)
+    entries = stage.entries or (CompareEntry("base", {}, {}, stage.where),)
     variants: list[Variant] = []
     seen: dict[str, str] = {}
     many = bool(stage.entries) or bool(stage.grid)

@@ -127,6 +127,10 @@ def test_user_mistakes_exit_2_with_a_message_and_no_traceback(tiny_study: Path) 
     proc = trainlab("run", "big.toml", cwd=cwd, check=False)
     assert proc.returncode == 2 and "larger than the training split" in proc.stderr
 
+    proc = trainlab("run", tiny_study.name, "--population", "0", cwd=cwd, check=False)
+    assert proc.returncode == 2 and "--population takes a number of trials >= 1" in proc.stderr
+    assert not (cwd / "trainlab.db").exists()
+
 
 def test_check_lists_trials_without_training(tiny_study: Path) -> None:
     out = trainlab("check", tiny_study.name, cwd=tiny_study.parent).stdout

@@ -398,6 +398,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_executor_options(args)
     if args.workers != "auto":
         _workers(args.workers, study)  # refuse a bad value before the store is touched
+    if args.population is not None and args.population < 1:
+        raise TrainlabError(
+            f"--population takes a number of trials >= 1 (1 trains one at a time), got {args.population}"
+        )
     cache = DataCache()
     check_data(study, cache)  # what only the data can refute stops the run before the store is touched
     notes = _notes_stream(args.format)

@@ -20,8 +20,8 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ from trainlab import models, planner
 from trainlab.data.cache import DataCache
 from trainlab.engine import evaluate, steps, weights_bytes
 from trainlab.engine.loop import OnBatch
+from trainlab.engine.lowered import torch_threads
 from trainlab.errors import SpecError, StoreError, TrainlabError
 from trainlab.plan import Pruning, UnitPruner
 from trainlab.seeding import derive
@@ -406,7 +407,7 @@ def train_unit(
     )
     unit = steps.laid_out(step, unit)
     tensors = unit.data
-    with _threads(plan.threads if plan is not None else None):
+    with torch_threads(plan.threads if plan is not None else None):
         results = steps.train(step, unit, on_epoch, on_batch)
         # The test evaluation too runs at the plan's threads: its sums depend on the thread count.
         for i, (trial_hash, spec, net, result) in enumerate(zip(job.hashes, specs, nets, results)):
@@ -426,18 +427,6 @@ def train_unit(
                 result.weights, {"trial": trial_hash, "spec": spec.to_json(), "input_shape": list(info.input_shape)}
             )
             emit(TrialEnded(i, result.status, outcome, weights))
-
-
-@contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    """Torch's intra-op threads set to a plan's count for the block (unchanged for None), then restored."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def error_text(exc: BaseException) -> str:

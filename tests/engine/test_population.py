@@ -390,8 +390,8 @@ def test_a_members_numbers_do_not_depend_on_its_mates() -> None:
     batch large enough that torch splits the work between them."""
     from trainlab import models
     from trainlab.data.cache import Tensors
+    from trainlab.engine.lowered import torch_threads
     from trainlab.engine.population import Member, fit_population
-    from trainlab.executors import _threads
     from trainlab.spec import resolve_trial
     from trainlab.trial import TrainSettings
 
@@ -423,7 +423,7 @@ def test_a_members_numbers_do_not_depend_on_its_mates() -> None:
         "going on": [spec("sgd"), spec({"name": "adam", "learning_rate": 0.01})],
     }
     runs = {}
-    with _threads(2):
+    with torch_threads(2):
         for name, others in mates.items():
             specs = [spec("adam"), *others]
             members = [

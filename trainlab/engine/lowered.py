@@ -50,6 +50,18 @@ ONE_THREAD_MAX_BATCH = 16
 
 
 @contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op threads set to ``threads`` for the block (unchanged for None), then restored."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextmanager
 def single_threaded() -> Iterator[None]:
     """Torch's intra-op threads set to one for the block, then restored.
 
@@ -60,12 +72,8 @@ def single_threaded() -> Iterator[None]:
     steps run many times slower on two threads than on one (the figures: bench/README.md,
     benchmark 4, "One thread at small batches").
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}

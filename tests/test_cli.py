@@ -197,14 +197,14 @@ def _failing_adam(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every unit training an Adam trial raise, as a crash inside the training loop would."""
     from trainlab import executors
 
-    real = executors.train_unit
+    real = executors.train_population
 
-    def train_unit(job: Any, *args: Any, **kwargs: Any) -> Any:
+    def train_population(job: Any, *args: Any, **kwargs: Any) -> Any:
         if any(s.optimizer.name == "adam" for s in job.specs):
             raise RuntimeError("boom: this trial cannot train")
         return real(job, *args, **kwargs)
 
-    monkeypatch.setattr(executors, "train_unit", train_unit)
+    monkeypatch.setattr(executors, "train_population", train_population)
 
 
 def test_run_exits_1_when_trials_failed_and_0_when_one_diverged(
@@ -246,10 +246,10 @@ def test_a_stage_that_cannot_start_exits_2(
     from trainlab import executors
     from trainlab.cli import EXIT_USER_ERROR, main
 
-    def train_unit(job: Any, *args: Any, **kwargs: Any) -> Any:
+    def train_population(job: Any, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom: no trial trains")
 
-    monkeypatch.setattr(executors, "train_unit", train_unit)
+    monkeypatch.setattr(executors, "train_population", train_population)
     monkeypatch.setenv("TRAINLAB_OFFLINE", "1")
     study = write(tmp_path, STAGES)
     code = main(

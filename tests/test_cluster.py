@@ -184,7 +184,7 @@ def test_cli_ray_gives_what_local_gives(cluster: str, tiny_study: Path) -> None:
     )
     # With --format json the report alone is on stdout; progress and notes are on stderr.
     assert json.loads(ray_run.stdout)["trials"]["total"] == 4
-    assert "training on the Ray cluster at" in ray_run.stderr and "up to 2 units at once" in ray_run.stderr
+    assert "training on the Ray cluster at" in ray_run.stderr and "up to 2 populations at once" in ray_run.stderr
     assert "(population of 2, eager, 1 thread)" in ray_run.stderr
     assert "this run: 4 done; already finished before: 0" in ray_run.stderr
     # Two units train at once: each epoch line names its trial.
@@ -233,7 +233,7 @@ def test_killed_workers_are_retried_from_the_last_recorded_epoch(cluster: str, t
         # Defined in here: a task's function travels by value, and workers cannot import this module.
         import sqlite3
 
-        from trainlab.cluster import unit_events
+        from trainlab.cluster import population_events
 
         def recorded_epochs(hashes: Sequence[str]) -> int:
             """Epoch rows the driver has committed for these trials (read-only; 0 while the file is busy)."""
@@ -250,7 +250,7 @@ def test_killed_workers_are_retried_from_the_last_recorded_epoch(cluster: str, t
             except sqlite3.Error:
                 return 0
 
-        for n, event in enumerate(unit_events(job)):
+        for n, event in enumerate(population_events(job)):
             # Seven events in (see below which), the task dies once the driver has recorded all
             # seven: this test's worker reads the store on the same machine. The wait is bounded;
             # past it, the retries asserted below cannot match.
@@ -290,9 +290,9 @@ def test_a_trial_that_keeps_dying_fails_and_the_others_finish(cluster: str, tmp_
     doomed = next(t.hash for t in spec.load(study_path).trials() if t.label == "adam" and t.seed == 0)
 
     def kills_one_trial(job: UnitJob) -> Iterator[Any]:
-        from trainlab.cluster import unit_events
+        from trainlab.cluster import population_events
 
-        for event in unit_events(job):
+        for event in population_events(job):
             yield event
             # Dies on three attempts: a driver that retried without bound would finish the trial.
             if doomed in job.hashes and job.attempt < 3:
@@ -319,7 +319,7 @@ def test_an_exception_fails_the_unit_without_retry(cluster: str, tmp_path: Path,
     def raises(job: UnitJob) -> Iterator[Any]:
         from dataclasses import replace
 
-        from trainlab.cluster import unit_events
+        from trainlab.cluster import population_events
 
         if broken in job.hashes:
             if where == "in the task":
@@ -327,7 +327,7 @@ def test_an_exception_fails_the_unit_without_retry(cluster: str, tmp_path: Path,
             job = replace(
                 job, specs=tuple(replace(s, optimizer=replace(s.optimizer, name="NoSuchOptimizer")) for s in job.specs)
             )
-        yield from unit_events(job)
+        yield from population_events(job)
 
     summary, watcher = run(study_path, "ray.db", population=1, worker=raises)
     assert summary.ran == {"done": 3, "failed": 1}
@@ -346,7 +346,7 @@ def test_the_driver_alone_writes_the_store_epoch_by_epoch(cluster: str, tmp_path
 
     def without_store(job: UnitJob) -> Iterator[Any]:
         """Trains with every way to the store closed in the worker process."""
-        from trainlab.cluster import unit_events
+        from trainlab.cluster import population_events
         from trainlab.store.sqlite import SQLiteStore
 
         assert os.getpid() != driver, "tasks run in worker processes"
@@ -358,7 +358,7 @@ def test_the_driver_alone_writes_the_store_epoch_by_epoch(cluster: str, tmp_path
         saved = sqlite3.connect, SQLiteStore.open
         sqlite3.connect, SQLiteStore.open = forbidden, forbidden  # type: ignore[assignment]
         try:
-            yield from unit_events(job)
+            yield from population_events(job)
         finally:
             sqlite3.connect, SQLiteStore.open = saved  # type: ignore[assignment]
 
@@ -397,9 +397,9 @@ def test_ctrl_c_cancels_the_tasks_and_gives_the_trials_back(cluster: str, tmp_pa
 
     def lingers(job: UnitJob) -> Iterator[Any]:
         """Holds its CPU long after training, unless cancelled."""
-        from trainlab.cluster import unit_events
+        from trainlab.cluster import population_events
 
-        yield from unit_events(job)
+        yield from population_events(job)
         time.sleep(600)
 
     with Store.open(tmp_path / "ray.db") as store, pytest.raises(KeyboardInterrupt):
@@ -441,7 +441,7 @@ def test_unit_events_streams_a_units_events_and_reuses_the_prepared_data(
         study_id, _ = register(spec.load(study_path), store)
         trials = store.trials(study_id)
         jobs = [unit_job(trials[:2], store), unit_job(trials[2:3], store)]
-    first = list(cluster.unit_events(jobs[0]))
+    first = list(cluster.population_events(jobs[0]))
     assert [(type(e).__name__, e.index, getattr(e, "epoch", None)) for e in first] == [
         ("EpochEnded", 0, 0),
         ("EpochEnded", 1, 0),
@@ -452,7 +452,7 @@ def test_unit_events_streams_a_units_events_and_reuses_the_prepared_data(
     ]
     assert all(isinstance(e, EpochEnded) and e.checkpoint for e in first[:4])
     assert all(isinstance(e, TrialEnded) and e.status == "done" and e.weights for e in first[4:])
-    second = list(cluster.unit_events(jobs[1]))
+    second = list(cluster.population_events(jobs[1]))
     assert [type(e).__name__ for e in second] == ["EpochEnded", "EpochEnded", "TrialEnded"]
     assert len(calls) == 1, "the second task on a worker reuses the data the first prepared"
 

@@ -75,15 +75,15 @@ def test_population_ids_name_the_members_not_their_order() -> None:
 
 def test_group_key_separates_what_changes_the_batches_only() -> None:
     base = trial_spec()
-    key = planner.group_key(base, 0, 0)
-    assert planner.group_key(trial_spec(optimizer="adam"), 0, 0) == key  # lives in tensors
-    assert planner.group_key(trial_spec(epochs=5), 0, 0) == key  # budgets may differ
-    assert planner.group_key(base, 1, 0) != key  # another batch order and noise
-    assert planner.group_key(base, 0, 2) != key  # another epoch to start from
-    assert planner.group_key(trial_spec(batch_size=64), 0, 0) != key
+    key = planner.batch_key(base, 0, 0)
+    assert planner.batch_key(trial_spec(optimizer="adam"), 0, 0) == key  # lives in tensors
+    assert planner.batch_key(trial_spec(epochs=5), 0, 0) == key  # budgets may differ
+    assert planner.batch_key(base, 1, 0) != key  # another batch order and noise
+    assert planner.batch_key(base, 0, 2) != key  # another epoch to start from
+    assert planner.batch_key(trial_spec(batch_size=64), 0, 0) != key
     wider = copy.deepcopy(MLP)
     wider[1]["units"] = 64
-    assert planner.group_key(trial_spec(layers=wider), 0, 0) != key
+    assert planner.batch_key(trial_spec(layers=wider), 0, 0) != key
 
 
 def test_auto_workers_from_the_groups_of_the_whole_study() -> None:

@@ -386,7 +386,7 @@ def _open_store(path: str, *, create: bool) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from trainlab import plan, spec
+    from trainlab import orchestrate, spec
     from trainlab.data.cache import DataCache
     from trainlab.executors import CHECKPOINT_EVERY, RunSummary, check_data, register
     from trainlab.report import render, study_report
@@ -422,7 +422,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         )
                     )
 
-            plan.run(study, store, execute, on_wait=lambda message: _say(notes, f"waiting: {message}"))
+            orchestrate.run(study, store, execute, on_wait=lambda message: _say(notes, f"waiting: {message}"))
         report = study_report(store, study.name)
     _say(notes, _run_summary(study.name, report["trials"], summaries))
     busy = summaries[-1].busy_elsewhere if summaries else 0
@@ -822,7 +822,7 @@ class _LineReporter:
         self.index = 0
         self.total = 0
         self.epochs: dict[int, int] = {}
-        """Epoch budget of each trial in training, by trial id (the Ray executor trains several units at once)."""
+        """Epoch budget of each trial in training, by trial id (the Ray executor trains several populations at once)."""
 
     def study_started(self, total: int, done: int) -> None:
         self.total, self.index = total, done
@@ -868,7 +868,7 @@ class _LineReporter:
 
 
 def _plan_note(trial: Any) -> str:
-    """`` (population of 3, eager, 2 threads)``: how a unit trains, from its recorded plan."""
+    """`` (population of 3, eager, 2 threads)``: how a population trains, from its recorded plan."""
     from trainlab.planner import Plan
 
     return f" ({Plan.from_json(trial.plan).describe()})" if trial.plan else ""
@@ -923,7 +923,7 @@ class _BarReporter(_LineReporter):
         self._describe()
 
     def _describe(self) -> None:
-        # With several units in flight (the Ray executor), no one unit's name says what trains.
+        # With several populations in flight (the Ray executor), no one population's name says what trains.
         names = self.names if len(self.epochs) <= self.unit_size else f"{len(self.epochs)} trials training at once"
         text = f"  {names}  epoch {min(self.epoch + 1, self.budget)}/{self.budget}"
         if self.last:

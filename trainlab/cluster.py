@@ -1,15 +1,15 @@
-"""The Ray executor: a study's units trained as tasks on a Ray cluster, recorded by the driver alone.
+"""The Ray executor: a study's populations trained as tasks on a Ray cluster, recorded by the driver alone.
 
 What runs where (docs/CLUSTER.md tells it for users):
 
 * The *driver*, the process running ``trainlab run --executor ray``, registers the study, checks
-  the data, claims trials and plans units exactly as the local executor does
-  (:func:`trainlab.executors.claim_mates`, under the plans of :mod:`trainlab.planner`), and is the
+  the data, claims trials and plans populations exactly as the local executor does
+  (:func:`trainlab.executors.claim_members`, under the plans of :mod:`trainlab.planner`), and is the
   only process that opens the store.
-* Each unit goes to the cluster as one streaming-generator task carrying a
+* Each population goes to the cluster as one streaming-generator task carrying a
   :class:`~trainlab.executors.UnitJob`: specs, seeds and the checkpoints to resume from, as
   bytes. The task prepares the data itself from the data spec (once per worker process: later
-  tasks on that worker reuse it), trains with :func:`~trainlab.executors.train_unit` and
+  tasks on that worker reuse it), trains with :func:`~trainlab.executors.train_population` and
   yields each :data:`~trainlab.executors.Event` as it happens. Workers need trainlab and the
   data on their node; they never see the store, nor need a file system shared with the driver.
 * The driver follows as many tasks at once as the cluster has CPUs for (cluster CPUs divided by
@@ -20,7 +20,7 @@ What runs where (docs/CLUSTER.md tells it for users):
 Failures: a task whose worker process or node dies is handed out again, resuming from the last
 checkpoint the driver recorded, at most ``max_retries`` times for each trial; a trial that keeps
 dying is recorded as ``failed`` with the error, and the study goes on. An exception inside
-training is not retried: it fails the unit's unfinished trials, as it does locally. Ctrl-C
+training is not retried: it fails the population's unfinished trials, as it does locally. Ctrl-C
 cancels the tasks and gives the unfinished trials back, keeping their finished epochs.
 
 Ray is imported only when this executor runs; it is the optional extra ``trainlab[ray]``.
@@ -50,12 +50,12 @@ from trainlab.executors import (
     UnitFailed,
     UnitJob,
     check_data,
-    claim_mates,
+    claim_members,
     error_text,
     plan_unplanned,
     register,
     start_epoch,
-    train_unit,
+    train_population,
     unit_job,
 )
 from trainlab.spec import Study
@@ -66,7 +66,7 @@ DEFAULT_MAX_RETRIES = 2
 INSTALL_HINT = "pip install 'trainlab[ray]'"
 
 Worker = Callable[[UnitJob], Iterator[Event]]
-"""What a task runs: a unit's job in, its events out (:func:`unit_events`; tests wrap it)."""
+"""What a task runs: a population's job in, its events out (:func:`population_events`; tests wrap it)."""
 
 
 def import_ray() -> ModuleType:
@@ -93,7 +93,7 @@ def worker_cache() -> DataCache:
     return _worker_cache
 
 
-def unit_events(job: UnitJob) -> Iterator[Event]:
+def population_events(job: UnitJob) -> Iterator[Event]:
     """Train ``job`` in this process and yield its events as they happen.
 
     Training reports through callbacks, a task streams by yielding: training runs in a thread
@@ -103,13 +103,13 @@ def unit_events(job: UnitJob) -> Iterator[Event]:
 
     def work() -> None:
         try:
-            train_unit(job, worker_cache(), events.put)
-        except BaseException as exc:  # noqa: BLE001 - whatever ends training is the unit's failure
+            train_population(job, worker_cache(), events.put)
+        except BaseException as exc:  # noqa: BLE001 - whatever ends training is the population's failure
             events.put(UnitFailed(error_text(exc)))
         finally:
             events.put(None)
 
-    thread = threading.Thread(target=work, name="trainlab-unit", daemon=True)
+    thread = threading.Thread(target=work, name="trainlab-population", daemon=True)
     thread.start()
     while (event := events.get()) is not None:
         yield event
@@ -170,8 +170,8 @@ def run_ray(
     ``address``: the cluster (``auto``, ``HOST:PORT``); ``None`` starts Ray on this machine for
     the run. A process already connected to Ray uses that connection. ``max_retries``: how often
     a trial is handed out again after its task died. ``cpus_per_task``: CPUs each task holds
-    (torch uses as many threads). ``worker``: what tasks run, :func:`unit_events` by default.
-    ``announce``: told, in one line, which cluster trains and how many units at once.
+    (torch uses as many threads). ``worker``: what tasks run, :func:`population_events` by default.
+    ``announce``: told, in one line, which cluster trains and how many populations at once.
     Units are planned as :func:`~trainlab.executors.run_local` plans them.
     """
     if max_retries < 0:
@@ -199,7 +199,7 @@ def run_ray(
                 if address is None and started
                 else f"the Ray cluster at {address or 'the current connection'}"
             )
-            announce(f"training on {where}: {cpus:g} CPUs, {cpus_per_task} per task, up to {width} units at once")
+            announce(f"training on {where}: {cpus:g} CPUs, {cpus_per_task} per task, up to {width} populations at once")
         reporter.study_started(len(current), summary.skipped_done)
         driver = _Driver(
             ray,
@@ -209,7 +209,7 @@ def run_ray(
             owner,
             cache,
             reporter,
-            worker or unit_events,
+            worker or population_events,
             cpus_per_task,
             max_retries,
             width,
@@ -225,14 +225,14 @@ def run_ray(
 
 @dataclass
 class _Flight:
-    """A unit handed out to the cluster: its job and the recorder of its events."""
+    """A population handed out to the cluster: its job and the recorder of its events."""
 
     job: UnitJob
     recorder: Recorder
 
 
 class _Driver:
-    """Hands units out, follows their event streams, records them, and retries units whose task died."""
+    """Hands populations out, follows their event streams, records them, and retries populations whose task died."""
 
     def __init__(
         self,
@@ -275,7 +275,7 @@ class _Driver:
             raise
 
     def _fill(self) -> None:
-        """Hand out units until every slot is taken: first those to retry, then newly claimed ones."""
+        """Hand out populations until every slot is taken: first those to retry, then newly claimed ones."""
         while len(self.flights) < self.slots:
             if self.again:
                 trials, attempt = self.again.pop(0)
@@ -285,7 +285,7 @@ class _Driver:
                 if leader is None:
                     self.claiming = False
                     continue
-                trials = [leader, *claim_mates(leader, self.store, self.study_id, self.wanted, self.owner)]
+                trials = [leader, *claim_members(leader, self.store, self.study_id, self.wanted, self.owner)]
                 job = unit_job(trials, self.store)
                 self.reporter.unit_started(trials, _epochs(trials[0]), job.start)
             else:
@@ -329,7 +329,7 @@ class _Driver:
     def _died(self, stream: Any, exc: BaseException) -> None:
         """A task died: its unfinished trials go out again from their last checkpoints, or fail once they
         have died more than ``max_retries`` times. Trials resuming at different epochs (a population cut
-        between two members' epoch reports) go out as separate units, as a local resume plans them."""
+        between two members' epoch reports) go out as separate populations, as a local resume plans them."""
         flight = self.flights.pop(stream)
         self._count(list(flight.recorder.finished.values()))
         reason = _first_line(str(exc)) or type(exc).__name__

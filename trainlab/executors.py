@@ -5,7 +5,7 @@ with the state to resume from every :data:`CHECKPOINT_EVERY` seconds, so killing
 loses at most that much training, which the next run re-does identically; a trial that fails is
 recorded with its error text and the study goes on.
 
-Every executor shares two halves: :func:`train_unit` turns a :class:`UnitJob` (specs, seeds,
+Every executor shares two halves: :func:`train_population` turns a :class:`UnitJob` (specs, seeds,
 checkpoints; no store) into :data:`Event` s, and a :class:`Recorder` writes those events to the
 store. Here both run in one process; the Ray executor (:mod:`trainlab.cluster`) runs the first
 on the cluster and the second on the driver.
@@ -33,7 +33,7 @@ from trainlab.engine import evaluate, steps, weights_bytes
 from trainlab.engine.loop import OnBatch
 from trainlab.engine.lowered import torch_threads
 from trainlab.errors import SpecError, StoreError, TrainlabError
-from trainlab.plan import Pruning, UnitPruner
+from trainlab.pruning import PopulationPruner, Pruning
 from trainlab.seeding import derive
 from trainlab.spec import Study, fold_specs
 from trainlab.store import (
@@ -113,7 +113,7 @@ def _monotonic() -> float:
 
 class CheckpointPolicy:
     """Whether an epoch's checkpoint is written: when ``every`` seconds have passed since the
-    last one written (or since the unit began). One decision per epoch, shared by every member of
+    last one written (or since the population began). One decision per epoch, shared by every member of
     a population, so that they keep resuming together. ``every = 0``: every epoch."""
 
     def __init__(self, every: float = CHECKPOINT_EVERY) -> None:
@@ -162,7 +162,7 @@ def run_local(
     thread count derives from it). ``checkpoint_every``: seconds of training between
     checkpoints (see :data:`CHECKPOINT_EVERY`). Data is prepared (and verified) for every trial
     before the first one trains, so that a missing or corrupt data set stops the run before any
-    work is done. ``pruning`` stops the hopeless trials of a search early (see :mod:`trainlab.plan`).
+    work is done. ``pruning`` stops the hopeless trials of a search early (see :mod:`trainlab.orchestrate`).
     """
     reporter = reporter or Silent()
     owner = owner or make_owner()
@@ -176,12 +176,14 @@ def run_local(
     reporter.study_started(len(current), summary.skipped_done)
     try:
         while (leader := store.claim_next(study_id, owner, hashes=wanted)) is not None:
-            unit = [leader, *claim_mates(leader, store, study_id, wanted, owner)]
-            pruner = pruning.for_unit(store, study_id, [t.hash for t in unit]) if pruning else None
-            for status in run_unit(unit, store, owner, cache, reporter, pruner, CheckpointPolicy(checkpoint_every)):
+            population = [leader, *claim_members(leader, store, study_id, wanted, owner)]
+            pruner = pruning.for_population(store, study_id, [t.hash for t in population]) if pruning else None
+            for status in run_population(
+                population, store, owner, cache, reporter, pruner, CheckpointPolicy(checkpoint_every)
+            ):
                 summary.ran[status] = summary.ran.get(status, 0) + 1
     except KeyboardInterrupt:
-        # Wherever Ctrl-C landed (choosing mates, between trials, inside a unit), give back every
+        # Wherever Ctrl-C landed (choosing its members, between trials, inside a population), give back every
         # trial this owner holds: their finished epochs stay and the next run resumes them.
         release_all(store, study_id, owner)
         raise
@@ -238,19 +240,19 @@ def plan_unplanned(
     store.set_plans(study_id, {h: p.to_json() for h, p in plans.items()})
 
 
-def claim_mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], owner: str) -> list[TrialRecord]:
+def claim_members(leader: TrialRecord, store: Store, study_id: int, wanted: set[str], owner: str) -> list[TrialRecord]:
     """The other trials of ``leader``'s population that nobody else holds and that resume at its
     epoch, claimed for ``owner``.
 
     Members of a population resume together from the same epoch. Only a crash between two
     members' records of an epoch that carried checkpoints leaves them at different epochs;
-    they then resume as separate units.
+    they then resume as separate populations.
     """
     population = (leader.plan or {}).get("population")
     if population is None:
         return []
     start = start_epoch(store, leader)
-    mates = []
+    members = []
     for trial in store.trials(study_id, hashes=wanted):
         if trial.id == leader.id or trial.status not in ("pending", "running"):
             continue
@@ -259,8 +261,8 @@ def claim_mates(leader: TrialRecord, store: Store, study_id: int, wanted: set[st
             and start_epoch(store, trial) == start
             and store.claim(trial.id, owner)
         ):
-            mates.append(trial)
-    return mates
+            members.append(trial)
+    return members
 
 
 def auto_workers(study: Study) -> int:
@@ -298,12 +300,12 @@ def _check_batch_sizes(study: Study, cache: DataCache) -> None:
 
 @dataclass(frozen=True)
 class UnitJob:
-    """Everything needed to train one unit, and nothing that points at the store.
+    """Everything needed to train one population, and nothing that points at the store.
 
     ``specs`` are the trials' resolved specs, ``resumes`` their checkpoints (bytes
     from the store, ``None`` to start afresh). A job can be pickled and sent to another
     machine: the trainer prepares the data itself from the data spec. ``attempt`` counts how
-    often the unit was handed out before (0 the first time).
+    often the population was handed out before (0 the first time).
     """
 
     hashes: tuple[str, ...]
@@ -311,16 +313,16 @@ class UnitJob:
     specs: tuple[TrialSpec, ...]
     resumes: tuple[bytes | None, ...]
     start: int = 0
-    """The epoch training starts from (all the unit's trials start from the same one)."""
+    """The epoch training starts from (all the population's trials start from the same one)."""
     attempt: int = 0
     plan: planner.Plan | None = None
-    """How the unit trains (every trial of a unit shares its plan); None: as the trials' count
+    """How the population trains (every trial of a population shares its plan); None: as the trials' count
     and the engine's defaults say, for a job made without a store."""
 
 
 @dataclass(frozen=True)
 class EpochEnded:
-    """Trial ``index`` of the unit finished ``epoch``; ``checkpoint`` is the state to resume after
+    """Trial ``index`` of the population finished ``epoch``; ``checkpoint`` is the state to resume after
     it, or None for an epoch recorded without one (see :class:`CheckpointPolicy`)."""
 
     index: int
@@ -331,7 +333,7 @@ class EpochEnded:
 
 @dataclass(frozen=True)
 class TrialEnded:
-    """Trial ``index`` of the unit ended with ``status``, its ``outcome`` and chosen ``weights``."""
+    """Trial ``index`` of the population ended with ``status``, its ``outcome`` and chosen ``weights``."""
 
     index: int
     status: str
@@ -341,13 +343,13 @@ class TrialEnded:
 
 @dataclass(frozen=True)
 class UnitFailed:
-    """Training raised: every trial of the unit without a :class:`TrialEnded` fails with ``error``."""
+    """Training raised: every trial of the population without a :class:`TrialEnded` fails with ``error``."""
 
     error: str
 
 
 Event = EpochEnded | TrialEnded | UnitFailed
-"""What training a unit produces, in order: epochs as they end, then each trial's end."""
+"""What training a population produces, in order: epochs as they end, then each trial's end."""
 
 
 def unit_job(trials: Sequence[TrialRecord], store: Store, attempt: int = 0) -> UnitJob:
@@ -365,7 +367,7 @@ def unit_job(trials: Sequence[TrialRecord], store: Store, attempt: int = 0) -> U
     )
 
 
-def train_unit(
+def train_population(
     job: UnitJob,
     cache: DataCache,
     emit: Callable[[Event], None],
@@ -373,7 +375,7 @@ def train_unit(
     prune: Callable[[int, int, dict[str, float]], bool] | None = None,
     checkpoint_due: Callable[[int], bool] | None = None,
 ) -> None:
-    """Train a unit's trials to their end, together if several, telling ``emit`` each :data:`Event`.
+    """Train a population's trials to their end, together if several, telling ``emit`` each :data:`Event`.
 
     The one training path of every executor: it knows nothing of the store, only the job.
     Exceptions propagate (the caller decides what a failure means); nothing else is emitted
@@ -395,7 +397,7 @@ def train_unit(
 
     plan = job.plan
     step = plan.step if plan is not None else ("population" if len(nets) > 1 else "lowered")
-    unit = steps.Unit(
+    population = steps.Population(
         nets,
         specs,
         job.resumes,
@@ -405,10 +407,10 @@ def train_unit(
         compile=plan.compile if plan is not None else False,
         channels_last=lambda: cache.get(specs[0].data.to_json(), channels_last=True)[0],
     )
-    unit = steps.laid_out(step, unit)
-    tensors = unit.data
+    population = steps.laid_out(step, population)
+    tensors = population.data
     with torch_threads(plan.threads if plan is not None else None):
-        results = steps.train(step, unit, on_epoch, on_batch)
+        results = steps.train(step, population, on_epoch, on_batch)
         # The test evaluation too runs at the plan's threads: its sums depend on the thread count.
         for i, (trial_hash, spec, net, result) in enumerate(zip(job.hashes, specs, nets, results)):
             net.load_state_dict(result.weights)
@@ -435,7 +437,7 @@ def error_text(exc: BaseException) -> str:
 
 
 class Recorder:
-    """Writes one unit's events to the store, in the order they come, and tells the reporter.
+    """Writes one population's events to the store, in the order they come, and tells the reporter.
 
     The one recording path of every executor: the local one feeds it as training runs, the Ray
     driver as events arrive from the cluster. Store writes name ``owner`` and raise
@@ -448,7 +450,7 @@ class Recorder:
         self.owner = owner
         self.reporter = reporter
         self.finished: dict[int, str] = {}
-        """Status by index of each trial the unit finished."""
+        """Status by index of each trial the population finished."""
 
     def record(self, event: Event) -> None:
         if isinstance(event, EpochEnded):
@@ -492,17 +494,17 @@ class Recorder:
             self.store.release(trial.id, self.owner)
 
     def statuses(self, default: str = "lost") -> list[str]:
-        """Each trial's status, ``default`` for those the unit did not finish."""
+        """Each trial's status, ``default`` for those the population did not finish."""
         return [self.finished.get(i, default) for i in range(len(self.trials))]
 
 
-def run_unit(
+def run_population(
     trials: Sequence[TrialRecord],
     store: Store,
     owner: str,
     cache: DataCache,
     reporter: Reporter,
-    pruner: UnitPruner | None = None,
+    pruner: PopulationPruner | None = None,
     checkpoints: CheckpointPolicy | None = None,
 ) -> list[str]:
     """Train claimed trials to their end in this process, together if several, and record each; returns their statuses.
@@ -510,7 +512,7 @@ def run_unit(
     Every epoch is recorded; its checkpoint only when ``checkpoints`` says so (default: every
     :data:`CHECKPOINT_EVERY` seconds).
 
-    A unit that raises records its unfinished trials as ``failed`` with the error text. Ctrl-C
+    A population that raises records its unfinished trials as ``failed`` with the error text. Ctrl-C
     gives them back (their finished epochs stay) and propagates. ``pruner`` decides, epoch by
     epoch, whether a search trial goes on.
     """
@@ -520,7 +522,7 @@ def run_unit(
         reporter.unit_started(trials, job.specs[0].train.epochs, job.start)
         policy = checkpoints or CheckpointPolicy()
         if pruner is None:
-            train_unit(job, cache, recorder.record, reporter.batch, checkpoint_due=policy.due)
+            train_population(job, cache, recorder.record, reporter.batch, checkpoint_due=policy.due)
         else:
 
             def emit(event: Event) -> None:
@@ -528,7 +530,7 @@ def run_unit(
                 if isinstance(event, TrialEnded):
                     pruner.finish(job.hashes[event.index], event.status, event.outcome.get("best"))
 
-            train_unit(
+            train_population(
                 job,
                 cache,
                 emit,

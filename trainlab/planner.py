@@ -9,7 +9,7 @@ A :class:`Plan` says, for one trial:
 
 * ``population``: which population it trains in (an id its members share) and how many
   ``members`` that population holds; trials that share a population see the same batches and
-  differ only in what lives in tensors (see :func:`group_key`);
+  differ only in what lives in tensors (see :func:`batch_key`);
 * ``step``: the training step: ``population`` (stacked weights, ``torch.func``), ``lowered``
   (the hand-lowered small-batch SGD step) or ``autograd`` (the plain loop);
 * ``compile``: whether a population's step is compiled with ``torch.compile``;
@@ -114,7 +114,7 @@ def machine_cores() -> int:
     return os.cpu_count() or 1
 
 
-def group_key(spec: TrialSpec, seed: int, start_epoch: int) -> str:
+def batch_key(spec: TrialSpec, seed: int, start_epoch: int) -> str:
     """Trials with equal keys can train as one population.
 
     They see exactly the same batches and differ only in what lives in tensors: same
@@ -147,7 +147,7 @@ def auto_workers(trials: Iterable[Planned], cores: int | None = None) -> int:
     """
     groups: dict[str, int] = {}
     for t in trials:
-        key = group_key(t.spec, t.seed, 0)
+        key = batch_key(t.spec, t.seed, 0)
         groups[key] = groups.get(key, 0) + 1
     if not groups or sum(groups.values()) >= 2 * len(groups):
         return 1
@@ -229,7 +229,7 @@ def plan_trials(
     by_hash = {t.hash: t for t in trials}
     groups: dict[str, list[str]] = {}
     for t in trials:
-        groups.setdefault(group_key(t.spec, t.seed, t.start), []).append(t.hash)
+        groups.setdefault(batch_key(t.spec, t.seed, t.start), []).append(t.hash)
     plans: dict[str, Plan] = {}
     for hashes in groups.values():
         for part in split_group(hashes, limit):

@@ -1,4 +1,4 @@
-"""The training-step table: every step a plan can record trains a unit, and they agree with each other."""
+"""The training-step table: every step a plan can record trains a population, and they agree with each other."""
 
 from __future__ import annotations
 
@@ -35,12 +35,12 @@ def spec(**train: Any) -> TrialSpec:
     )
 
 
-def unit(n: int = 1) -> steps.Unit:
+def population(n: int = 1) -> steps.Population:
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(96, *INPUT, generator=g), torch.randint(0, 10, (96,), generator=g)
     data = Tensors(x[:64], y[:64], x[64:], y[64:], x[64:], y[64:])
     s = spec()
-    return steps.Unit(
+    return steps.Population(
         [models.build(s.model.to_json(), INPUT, 3) for _ in range(n)],
         [s] * n,
         [None] * n,
@@ -54,7 +54,7 @@ def test_every_step_trains_and_all_agree() -> None:
     """The same model, data and seed through each step: the same training within float rounding."""
     histories = {}
     for step in steps.STEPS:
-        result = steps.train(step, unit())[0]
+        result = steps.train(step, population())[0]
         assert result.epochs == 2
         histories[step] = [h["loss"] for h in result.history]
     for step, losses in histories.items():
@@ -81,7 +81,7 @@ def test_the_planner_chooses_among_the_steps() -> None:
 
 def test_a_step_alone_trains_one_model_and_an_unknown_step_is_refused() -> None:
     with pytest.raises(ValueError, match="trains one model, not 2"):
-        steps.train("lowered", unit(2))
+        steps.train("lowered", population(2))
     with pytest.raises(ValueError, match="the steps are population, lowered, autograd"):
-        steps.train("jit", unit())
-    assert len(steps.train("population", unit(2))) == 2
+        steps.train("jit", population())
+    assert len(steps.train("population", population(2))) == 2

@@ -387,9 +387,9 @@ import sqlite3, sys, time
 from trainlab import cli, executors
 
 store = sys.argv[sys.argv.index("--store") + 1]
-original = executors.run_unit
+original = executors.run_population
 
-def run_unit(trials, *args, **kwargs):
+def run_population(trials, *args, **kwargs):
     # Hold the first claim until the other run holds one too: the two runs overlap for sure.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -397,10 +397,10 @@ def run_unit(trials, *args, **kwargs):
             if db.execute("select count(distinct owner) from trials where status = 'running'").fetchone()[0] >= 2:
                 break
         time.sleep(0.01)
-    executors.run_unit = original
+    executors.run_population = original
     return original(trials, *args, **kwargs)
 
-executors.run_unit = run_unit
+executors.run_population = run_population
 sys.exit(cli.main(sys.argv[1:]))
 """
 

@@ -10,9 +10,10 @@ from factories import STAGED_BASE as BASE
 from factories import STAGED_STUDY as STAGES
 from factories import write_tiny_study_text as write
 
-from trainlab import edits, plan, spec
+from trainlab import edits, orchestrate, spec
 from trainlab.errors import SpecError, TrainlabError
 from trainlab.executors import run_local
+from trainlab.pruning import Pruning
 from trainlab.report import render, study_report
 from trainlab.search import Point, Pruner, propose
 from trainlab.store import Store
@@ -24,7 +25,7 @@ def run_rounds(study: spec.Study, db: Path, stop_after: int | None) -> list:
     with Store.open(db) as store:
         calls = 0
 
-        def execute(round_study: spec.Study, pruning: plan.Pruning | None) -> None:
+        def execute(round_study: spec.Study, pruning: Pruning | None) -> None:
             nonlocal calls
             calls += 1
             if stop_after is not None and calls > stop_after:
@@ -32,13 +33,13 @@ def run_rounds(study: spec.Study, db: Path, stop_after: int | None) -> list:
             run_local(round_study, store, population=1)
 
         try:
-            plan.run(study, store, execute)
+            orchestrate.run(study, store, execute)
         except KeyboardInterrupt:
             pass
         return store.trials(store.study("staged").id)
 
 
-def best_by_epoch_rows(store: Store, stage: plan.StagePlan) -> str:
+def best_by_epoch_rows(store: Store, stage: orchestrate.StagePlan) -> str:
     """The label of the stage's best variant, from the store's epoch rows alone: each trial's best
     epoch is the first with the highest validation accuracy (the monitor); the variant with the
     highest mean of those wins, ties going to the lower mean validation loss at those epochs, then
@@ -47,7 +48,7 @@ def best_by_epoch_rows(store: Store, stage: plan.StagePlan) -> str:
     keys = []
     for index, variant in enumerate(stage.variants):
         accuracies, losses = [], []
-        for trial_hash in plan.variant_hashes(variant, stage.seeds):
+        for trial_hash in orchestrate.variant_hashes(variant, stage.seeds):
             rows = [e.metrics for e in store.epochs(records[trial_hash].id)]
             best = max(range(len(rows)), key=lambda e: (rows[e]["val_accuracy"], -e))
             accuracies.append(rows[best]["val_accuracy"])
@@ -108,15 +109,15 @@ def test_staged_study_runs_stage_by_stage_and_records_choices(tmp_path: Path) ->
     study = spec.load(write(tmp_path, STAGES))
     assert [v.label for v in study.variants] == ["first: narrow", "first: wide"]
     with Store.open(tmp_path / "s.db") as store:
-        waiting = plan.resolve(study, store)
+        waiting = orchestrate.resolve(study, store)
         assert [p.state for p in waiting] == ["ready", "waiting", "waiting"]
         rounds: list[list[str]] = []
 
-        def execute(round_study: spec.Study, pruning: plan.Pruning | None) -> None:
+        def execute(round_study: spec.Study, pruning: Pruning | None) -> None:
             rounds.append([v.label for v in round_study.variants])
             run_local(round_study, store, population=1)
 
-        plans = plan.run(study, store, execute)
+        plans = orchestrate.run(study, store, execute)
         assert [p.state for p in plans] == ["ready", "ready", "ready"]
         assert len(rounds) == 3 and rounds[0] == ["first: narrow", "first: wide"]
         first_choice, second_choice = plans[1].chosen, plans[2].chosen
@@ -125,7 +126,9 @@ def test_staged_study_runs_stage_by_stage_and_records_choices(tmp_path: Path) ->
         assert second_choice == best_by_epoch_rows(store, plans[1])
         # The second stage's "as chosen" variant is the first stage's choice, so its trials are shared.
         chosen_first = next(v for v in plans[0].variants if v.label == first_choice)
-        assert plan.variant_hashes(chosen_first, study.seeds) == plan.variant_hashes(plans[1].variants[0], study.seeds)
+        assert orchestrate.variant_hashes(chosen_first, study.seeds) == orchestrate.variant_hashes(
+            plans[1].variants[0], study.seeds
+        )
         edited = plans[1].variants[1].spec
         assert [layer["type"] for layer in edited["model"]["layers"]].count("BatchNormalization") == 2
         assert edited["optimizer"]["learning_rate"] == pytest.approx(0.25)
@@ -159,7 +162,7 @@ def test_a_later_stage_waits_while_another_process_trains_its_source(tmp_path: P
         assert other is not None
         waits: list[str] = []
 
-        def execute(round_study: spec.Study, pruning: plan.Pruning | None) -> None:
+        def execute(round_study: spec.Study, pruning: Pruning | None) -> None:
             run_local(round_study, store, population=1)
 
         def on_wait(message: str) -> None:
@@ -167,7 +170,7 @@ def test_a_later_stage_waits_while_another_process_trains_its_source(tmp_path: P
             # The other process finishes its trial while this one waits.
             store.release(other.id, "other-host:1")
 
-        plans = plan.run(study, store, execute, poll=0.01, on_wait=on_wait)
+        plans = orchestrate.run(study, store, execute, poll=0.01, on_wait=on_wait)
         assert waits and "waits for stage 'first'" in waits[0]
         assert all(p.state == "ready" for p in plans)
 
@@ -181,7 +184,7 @@ def test_a_stage_whose_source_failed_is_blocked_with_a_reason(tmp_path: Path) ->
         while (t := store.claim_next(study_id, "me")) is not None:
             store.finish_trial(t.id, "me", "failed", error="boom")
         with pytest.raises(TrainlabError, match="none of its trials finished"):
-            plan.run(study, store, lambda s, p: None)
+            orchestrate.run(study, store, lambda s, p: None)
 
 
 def search_study(sampler: str, trials: int, extra: str = "") -> str:
@@ -228,9 +231,9 @@ def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None
 def test_random_search_samples_its_whole_budget_in_one_round(tmp_path: Path) -> None:
     study = spec.load(write(tmp_path, search_study("random", 4)))
     with Store.open(tmp_path / "s.db") as store:
-        plans = plan.resolve(study, store, propose_points=True)
+        plans = orchestrate.resolve(study, store, propose_points=True)
         assert len(plans[0].variants) == 4 and plans[0].complete
-        assert plan.resolve(study, store)[0].variants == []  # nothing recorded until trained
+        assert orchestrate.resolve(study, store)[0].variants == []  # nothing recorded until trained
 
 
 def test_pruner_stops_a_trial_behind_the_median() -> None:
@@ -247,7 +250,7 @@ def test_pruned_trials_are_recorded_with_their_epochs(tmp_path: Path) -> None:
     text = search_study("random", 12, 'prune = "median"\nprune_warmup = 1').replace("epochs = 3", "epochs = 4")
     study = spec.load(write(tmp_path, text))
     with Store.open(tmp_path / "s.db") as store:
-        plan.run(study, store, lambda s, p: run_local(s, store, population=1, pruning=p))
+        orchestrate.run(study, store, lambda s, p: run_local(s, store, population=1, pruning=p))
         trials = store.trials(store.study("staged").id)
         statuses = [t.status for t in trials]
         assert len(trials) == 12 and "pruned" in statuses, statuses

@@ -1,6 +1,6 @@
-"""The training steps, in one table: which implementation a unit of trials trains with, and why.
+"""The training steps, in one table: which implementation a population trains with, and why.
 
-A unit is one trial, or a population of trials that share their batches (see
+A population is the trials that train together: one trial alone, or several that share their batches (see
 :mod:`trainlab.planner`, which decides each trial's step and records it in its plan). Every step
 trains its models to their end and reports each epoch in the same form, so that any step can
 resume another's checkpoint.
@@ -34,7 +34,7 @@ from trainlab.trial import TrialSpec
 
 
 @dataclass(frozen=True)
-class Unit:
+class Population:
     """What a step trains: the models (built, not yet trained), their specs and checkpoints to
     resume from, the data, the task and the shared seed; ``compile`` for a population's step;
     ``channels_last`` gives the data in channels_last layout (see :func:`laid_out`)."""
@@ -49,22 +49,22 @@ class Unit:
     channels_last: Callable[[], Tensors] | None = None
 
 
-StepFn = Callable[[Unit, OnMemberEpoch | None, OnBatch | None], list[FitResult]]
+StepFn = Callable[[Population, OnMemberEpoch | None, OnBatch | None], list[FitResult]]
 
 
 def _alone(lowered: bool) -> StepFn:
-    def train(unit: Unit, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None) -> list[FitResult]:
-        (net,), (spec,), (resume,) = unit.nets, unit.specs, unit.resumes
+    def train(population: Population, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None) -> list[FitResult]:
+        (net,), (spec,), (resume,) = population.nets, population.specs, population.resumes
         optimizer = Optimizer([p for p in net.parameters() if p.requires_grad], spec.optimizer.to_json())
         report = None if on_epoch is None else (lambda epoch, logs, make: on_epoch(0, epoch, logs, make))
         return [
             fit(
                 net,
                 optimizer,
-                unit.data,
+                population.data,
                 spec.train,
-                unit.task,
-                seed=unit.seed,
+                population.task,
+                seed=population.seed,
                 resume=resume,
                 on_epoch=report,
                 on_batch=on_batch,
@@ -75,13 +75,19 @@ def _alone(lowered: bool) -> StepFn:
     return train
 
 
-def _population(unit: Unit, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None) -> list[FitResult]:
+def _population(population: Population, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None) -> list[FitResult]:
     members = [
         Member(net, spec.optimizer.to_json(), spec.train, resume)
-        for net, spec, resume in zip(unit.nets, unit.specs, unit.resumes)
+        for net, spec, resume in zip(population.nets, population.specs, population.resumes)
     ]
     return fit_population(
-        members, unit.data, unit.task, seed=unit.seed, on_epoch=on_epoch, on_batch=on_batch, compile=unit.compile
+        members,
+        population.data,
+        population.task,
+        seed=population.seed,
+        on_epoch=on_epoch,
+        on_batch=on_batch,
+        compile=population.compile,
     )
 
 
@@ -93,24 +99,24 @@ STEPS: dict[str, StepFn] = {
 """Each step's trainer, by the name a plan records."""
 
 
-def laid_out(step: str, unit: Unit) -> Unit:
-    """``unit`` in the memory layout its step trains fastest in: a convolutional model trained alone
+def laid_out(step: str, population: Population) -> Population:
+    """``population`` in the memory layout its step trains fastest in: a convolutional model trained alone
     goes channels_last, model and data (bench/README.md, benchmark 3); populations keep the plain
-    layout. Evaluate the trained models on the returned unit's data, so that the test set is seen
+    layout. Evaluate the trained models on the returned population's data, so that the test set is seen
     in the layout training used."""
-    if step == "population" or unit.channels_last is None or not unit.specs[0].model.convolutional:
-        return unit
-    for net in unit.nets:
+    if step == "population" or population.channels_last is None or not population.specs[0].model.convolutional:
+        return population
+    for net in population.nets:
         net.to(memory_format=torch.channels_last)
-    return replace(unit, data=unit.channels_last())
+    return replace(population, data=population.channels_last())
 
 
 def train(
-    step: str, unit: Unit, on_epoch: OnMemberEpoch | None = None, on_batch: OnBatch | None = None
+    step: str, population: Population, on_epoch: OnMemberEpoch | None = None, on_batch: OnBatch | None = None
 ) -> list[FitResult]:
-    """Train ``unit`` with ``step`` (a key of :data:`STEPS`); results in the unit's order."""
+    """Train ``population`` with ``step`` (a key of :data:`STEPS`); results in the population's order."""
     if step not in STEPS:
         raise ValueError(f"unknown training step {step!r}; the steps are {', '.join(STEPS)}")
-    if step != "population" and len(unit.nets) != 1:
-        raise ValueError(f"the {step} step trains one model, not {len(unit.nets)}")
-    return STEPS[step](unit, on_epoch, on_batch)
+    if step != "population" and len(population.nets) != 1:
+        raise ValueError(f"the {step} step trains one model, not {len(population.nets)}")
+    return STEPS[step](population, on_epoch, on_batch)

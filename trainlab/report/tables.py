@@ -138,14 +138,14 @@ def _section(store: Store, groups: Mapping[str, list[TrialRecord]], options: Opt
 
 
 def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, Any], options: Options) -> dict[str, Any]:
-    from trainlab import plan
+    from trainlab import orchestrate
 
     records = {t.hash: t for t in store.trials(study_id)}
     sections = []
-    for stage_plan in plan.resolve(study, store):
+    for stage_plan in orchestrate.resolve(study, store):
         groups = {}
         for v in stage_plan.variants:
-            found = [records[h] for h in plan.variant_hashes(v, stage_plan.seeds) if h in records]
+            found = [records[h] for h in orchestrate.variant_hashes(v, stage_plan.seeds) if h in records]
             if found:
                 groups[v.label] = found
         section = _section(store, groups, options)
@@ -251,9 +251,9 @@ def current_trials(store: Store, name: str) -> list[TrialRecord]:
     if study is None:
         return trials
     if study.dynamic:
-        from trainlab import plan
+        from trainlab import orchestrate
 
-        current = {h for p in plan.resolve(study, store) for h in p.hashes()}
+        current = {h for p in orchestrate.resolve(study, store) for h in p.hashes()}
     else:
         current = {t.hash for t in study.trials()}
     return [t for t in trials if t.hash in current]

@@ -40,7 +40,7 @@ class Study:
     """A validated study: its stages, and the variants (each resolved) known before training.
 
     A plain study has one stage and all its variants are known at once. A staged study or a
-    search knows only its first stage's fixed variants here; :mod:`trainlab.plan` resolves the
+    search knows only its first stage's fixed variants here; :mod:`trainlab.orchestrate` resolves the
     rest from the results in the store.
     """
 

@@ -19,7 +19,8 @@ from typing import Any
 from trainlab import selection
 from trainlab.errors import TrainlabError
 from trainlab.losses import mode_for
-from trainlab.search import Point, Pruner, propose
+from trainlab.pruning import Pruning
+from trainlab.search import Point, propose
 from trainlab.spec import Stage, Study, Variant, base_of, expand, fold_specs, resolve_trial, search_variant
 from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
 from trainlab.trial import trial_hash
@@ -182,69 +183,6 @@ def point_of(variant: Variant, study: Study, records: Mapping[str, TrialRecord],
     done = [t.result["best"].get(metric) for t in trials if t.status == "done" and t.result]
     value = selection.mean(done)
     return Point(values, "complete", value) if value is not None else Point(values, "failed")
-
-
-@dataclass(frozen=True)
-class Pruning:
-    """Which trials belong to a pruned search, and how to prune them: plain data, so that
-    worker processes can take it along; :meth:`for_unit` builds the pruners from the store."""
-
-    stages: tuple[tuple[str, str, int, str, tuple[str, ...]], ...]
-    """(stage name, pruner kind, warm-up epochs, metric, trial hashes in sampling order)."""
-
-    @classmethod
-    def of(cls, plans: Sequence[StagePlan]) -> Pruning | None:
-        stages = tuple(
-            (p.stage.name, p.stage.search.prune, p.stage.search.prune_warmup, p.metric, tuple(p.hashes()))
-            for p in plans
-            if p.stage.search is not None and p.stage.search.prune != "none"
-        )
-        return cls(stages) if stages else None
-
-    def for_unit(self, store: Store, study_id: int, hashes: Sequence[str]) -> UnitPruner | None:
-        """Pruners for the trials of one unit, each primed with its search's recorded history."""
-        wanted = set(hashes)
-        pruners: dict[str, tuple[Pruner, str]] = {}
-        for _name, kind, warmup, metric, stage_hashes in self.stages:
-            if not wanted & set(stage_hashes):
-                continue
-            records = {t.hash: t for t in store.trials(study_id, hashes=set(stage_hashes))}
-            history = []
-            for h in stage_hashes:
-                t = records.get(h)
-                if t is None or t.status == "pending" and h not in wanted:
-                    continue
-                curve = {e.epoch: e.metrics[metric] for e in store.epochs(t.id) if e.metrics.get(metric) is not None}
-                state = {"done": "complete", "pruned": "pruned"}.get(
-                    t.status, "failed" if t.status in FINISHED_STATUSES else "running"
-                )
-                value = t.result["best"].get(metric) if t.status == "done" and t.result else None
-                history.append((h, Point({}, state, value, curve)))
-            pruner = Pruner(kind, warmup, "maximize" if mode_for(metric) == "max" else "minimize", history)
-            for h in wanted & set(stage_hashes):
-                pruners[h] = (pruner, metric)
-        return UnitPruner(pruners) if pruners else None
-
-
-class UnitPruner:
-    """The pruning decisions for the trials of one unit, by trial hash."""
-
-    def __init__(self, pruners: Mapping[str, tuple[Pruner, str]]) -> None:
-        self._pruners = dict(pruners)
-
-    def should_prune(self, trial_hash: str, epoch: int, logs: Mapping[str, float]) -> bool:
-        """Report a finished epoch; True if the trial should stop as pruned."""
-        if trial_hash not in self._pruners:
-            return False
-        pruner, metric = self._pruners[trial_hash]
-        return pruner.should_prune(trial_hash, epoch, float(logs[metric]))
-
-    def finish(self, trial_hash: str, status: str, best: Mapping[str, float] | None) -> None:
-        """A trial of the unit ended; later decisions count it."""
-        if trial_hash in self._pruners:
-            pruner, metric = self._pruners[trial_hash]
-            state = {"done": "complete", "pruned": "pruned"}.get(status, "failed")
-            pruner.finish(trial_hash, state, (best or {}).get(metric))
 
 
 Execute = Callable[[Study, "Pruning | None"], Any]

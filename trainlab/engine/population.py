@@ -185,19 +185,7 @@ def _fit_population(
     loss_fn = LOSSES.build({"name": settings0.loss})
     configs = [resolve(m.optimizer) for m in members]
     single_keys = [_single_keys(m.net, c) for m, c in zip(members, configs)]
-    trackers = [Tracker(m.settings, {k: v.detach().clone() for k, v in m.net.state_dict().items()}) for m in members]
-    opt_states = None
-    if any(m.resume is not None for m in members):
-        opt_states = []
-        for member, tracker in zip(members, trackers):
-            assert member.resume is not None, "a population resumes all its members or none"
-            groups, meta = checkpoint.unpack(member.resume)
-            member.net.load_state_dict(groups["model"])
-            tracker.restore(meta, groups)
-            opt_states.append(groups["optimizer"])
-    if len({t.next_epoch for t in trackers}) != 1:
-        raise ValueError("the members of a population must be at the same epoch")
-
+    trackers, opt_states = _restored(members)
     base, step_fn, forward = _functions(members[0].net, settings0.loss)
     compiled = _compiled(base, step_fn, task) if compile else None
 
@@ -215,30 +203,12 @@ def _fit_population(
     while stack is not None and alive:
         epoch = trackers[alive[0]].next_epoch
         began = time.perf_counter()
-        xs, ys, batch, steps = epoch_batches(data, settings0, seed, epoch, stochastic=members[0].net.stochastic)
-        report_every = max(1, steps // 50)
         lrs_used = stack.current_lrs()
-        base.train()
-        k = len(alive)
-        sums = {name: torch.zeros(stack.size, dtype=torch.float64) for name in METRICS[task]}
-        for step in range(steps):
-            xb, yb = xs[step * batch : (step + 1) * batch], ys[step * batch : (step + 1) * batch]
-            # A short last batch runs eagerly: compiled programs are specialised to the batch size.
-            if compiled is not None and len(xb) == batch and len(stack.groups) == 1:
-                total, metrics = compiled.whole(stack.params, stack.buffers, stack.static, stack.states, xb, yb)
-            else:
-                grad_fn = compiled.grads if compiled is not None and len(xb) == batch else step_fn
-                grads, (total, out) = grad_fn(stack.params, stack.buffers, xb, yb)
-                stack.step(grads)
-                metrics = _member_metrics(out, yb, task)
-            sums["loss"].add_(total, alpha=len(yb))
-            for name, value in metrics.items():
-                sums[name].add_(value, alpha=len(yb))
-            if on_batch is not None and (step + 1) % report_every == 0:
-                on_batch(step + 1, steps)
-        train_logs = [{name: float(s[j]) / len(xs) for name, s in sums.items()} for j in range(k)]
+        train_logs = _train_epoch(stack, members[0], base, data, task, seed, epoch, step_fn, compiled, on_batch)[
+            : len(alive)
+        ]
         val = _evaluate(forward, base, stack, data.x_val, data.y_val, task, loss_fn)
-        seconds = (time.perf_counter() - began) / k
+        seconds = (time.perf_counter() - began) / len(alive)
         leaving = []
         for j, i in enumerate(alive):
             logs = {
@@ -247,29 +217,99 @@ def _fit_population(
                 "learning_rate": lrs_used[j],
                 "seconds": seconds,
             }
-            tracker = trackers[i]
-            new_lr = tracker.end_epoch(logs, lambda j=j, stack=stack: stack.member_weights(j), stack.learning_rate(j))
-            if new_lr != stack.learning_rate(j):
-                stack.set_learning_rate(j, new_lr)
-            if on_epoch is not None:
-                # Made only if the callback asks for it, before anything changes.
-                def make(j: int = j, i: int = i, tracker: Tracker = tracker, stack: _Stack = stack) -> bytes:
-                    groups = {
-                        "model": stack.member_weights(j),
-                        "optimizer": stack.member_optimizer_state(j, single_keys[i]),
-                        **tracker.snapshots(),
-                    }
-                    return checkpoint.pack(groups, tracker.meta())
-
-                if on_epoch(i, epoch, logs, make):
-                    tracker.prune()
-            if tracker.finished:
+            if _end_member_epoch(stack, j, trackers[i], single_keys[i], logs, on_epoch, i, epoch):
                 leaving.append(j)
         if leaving:
             stack = _shrink(stack, members, alive, leaving, configs, single_keys)
             alive = [i for j, i in enumerate(alive) if j not in leaving]
     # Every member left the stack through _shrink, which put its final weights back in its net.
     return [t.result({k: v.detach().clone() for k, v in m.net.state_dict().items()}) for m, t in zip(members, trackers)]
+
+
+def _restored(members: Sequence[Member]) -> tuple[list[Tracker], list[Mapping[str, torch.Tensor]] | None]:
+    """Each member's tracker, and the optimizer states to stack: the members' checkpoints loaded
+    into their nets and trackers where they resume (all of them or none), None where they start."""
+    trackers = [Tracker(m.settings, {k: v.detach().clone() for k, v in m.net.state_dict().items()}) for m in members]
+    opt_states = None
+    if any(m.resume is not None for m in members):
+        opt_states = []
+        for member, tracker in zip(members, trackers):
+            assert member.resume is not None, "a population resumes all its members or none"
+            groups, meta = checkpoint.unpack(member.resume)
+            member.net.load_state_dict(groups["model"])
+            tracker.restore(meta, groups)
+            opt_states.append(groups["optimizer"])
+    if len({t.next_epoch for t in trackers}) != 1:
+        raise ValueError("the members of a population must be at the same epoch")
+    return trackers, opt_states
+
+
+def _train_epoch(
+    stack: _Stack,
+    first: Member,
+    base: Net,
+    data: Tensors,
+    task: str,
+    seed: int,
+    epoch: int,
+    step_fn: Callable[..., Any],
+    compiled: _Programs | None,
+    on_batch: OnBatch | None,
+) -> list[dict[str, float]]:
+    """One epoch of steps over the stack, in training mode (``base`` is the weightless module the
+    stacked weights run through); each stacked member's mean training loss and metrics."""
+    xs, ys, batch, steps = epoch_batches(data, first.settings, seed, epoch, stochastic=first.net.stochastic)
+    report_every = max(1, steps // 50)
+    base.train()
+    sums = {name: torch.zeros(stack.size, dtype=torch.float64) for name in METRICS[task]}
+    for step in range(steps):
+        xb, yb = xs[step * batch : (step + 1) * batch], ys[step * batch : (step + 1) * batch]
+        # A short last batch runs eagerly: compiled programs are specialised to the batch size.
+        if compiled is not None and len(xb) == batch and len(stack.groups) == 1:
+            total, metrics = compiled.whole(stack.params, stack.buffers, stack.static, stack.states, xb, yb)
+        else:
+            grad_fn = compiled.grads if compiled is not None and len(xb) == batch else step_fn
+            grads, (total, out) = grad_fn(stack.params, stack.buffers, xb, yb)
+            stack.step(grads)
+            metrics = _member_metrics(out, yb, task)
+        sums["loss"].add_(total, alpha=len(yb))
+        for name, value in metrics.items():
+            sums[name].add_(value, alpha=len(yb))
+        if on_batch is not None and (step + 1) % report_every == 0:
+            on_batch(step + 1, steps)
+    return [{name: float(s[j]) / len(xs) for name, s in sums.items()} for j in range(stack.size)]
+
+
+def _end_member_epoch(
+    stack: _Stack,
+    j: int,
+    tracker: Tracker,
+    single_keys: Mapping[str, torch.Size],
+    logs: dict[str, float],
+    on_epoch: OnMemberEpoch | None,
+    index: int,
+    epoch: int,
+) -> bool:
+    """Stacked member ``j`` (member ``index`` of the population) ends ``epoch`` with ``logs``: its
+    callbacks decide, its learning rate follows them, and ``on_epoch`` is told (and may prune it).
+    True if the member is finished."""
+    new_lr = tracker.end_epoch(logs, lambda: stack.member_weights(j), stack.learning_rate(j))
+    if new_lr != stack.learning_rate(j):
+        stack.set_learning_rate(j, new_lr)
+    if on_epoch is not None:
+
+        def make() -> bytes:
+            """The member's checkpoint, made only if the callback asks for it, before anything changes."""
+            groups = {
+                "model": stack.member_weights(j),
+                "optimizer": stack.member_optimizer_state(j, single_keys),
+                **tracker.snapshots(),
+            }
+            return checkpoint.pack(groups, tracker.meta())
+
+        if on_epoch(index, epoch, logs, make):
+            tracker.prune()
+    return tracker.finished
 
 
 _FUNCTIONS: dict[str, tuple[Net, Callable[..., Any], Callable[..., torch.Tensor]]] = {}

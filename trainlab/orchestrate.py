@@ -185,6 +185,16 @@ def point_of(variant: Variant, study: Study, records: Mapping[str, TrialRecord],
     return Point(values, "complete", value) if value is not None else Point(values, "failed")
 
 
+def pruning_of(plans: Sequence[StagePlan]) -> Pruning | None:
+    """The pruned searches among ``plans``, as the executors take them; None if none prunes."""
+    stages = tuple(
+        (p.stage.name, p.stage.search.prune, p.stage.search.prune_warmup, p.metric, tuple(p.hashes()))
+        for p in plans
+        if p.stage.search is not None and p.stage.search.prune != "none"
+    )
+    return Pruning(stages) if stages else None
+
+
 Execute = Callable[[Study, "Pruning | None"], Any]
 
 
@@ -219,7 +229,7 @@ def run(
             if h not in records or records[h].status == "pending"
         ]
         if todo:
-            execute(study.with_variants(variants), Pruning.of(plans))
+            execute(study.with_variants(variants), pruning_of(plans))
             continue
         if all(p.finished(records) for p in plans):
             return plans

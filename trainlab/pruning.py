@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from trainlab.losses import mode_for
 from trainlab.search import Point, Pruner
 from trainlab.store import FINISHED_STATUSES, Store
-
-if TYPE_CHECKING:
-    from trainlab.orchestrate import StagePlan
 
 
 @dataclass(frozen=True)
@@ -27,15 +23,6 @@ class Pruning:
 
     stages: tuple[tuple[str, str, int, str, tuple[str, ...]], ...]
     """(stage name, pruner kind, warm-up epochs, metric, trial hashes in sampling order)."""
-
-    @classmethod
-    def of(cls, plans: Sequence[StagePlan]) -> Pruning | None:
-        stages = tuple(
-            (p.stage.name, p.stage.search.prune, p.stage.search.prune_warmup, p.metric, tuple(p.hashes()))
-            for p in plans
-            if p.stage.search is not None and p.stage.search.prune != "none"
-        )
-        return cls(stages) if stages else None
 
     def for_population(self, store: Store, study_id: int, hashes: Sequence[str]) -> PopulationPruner | None:
         """Pruners for the trials of one population, each primed with its search's recorded history."""

@@ -241,7 +241,8 @@ def test_run_exits_1_when_trials_failed_and_0_when_one_diverged(
 def test_a_stage_that_cannot_start_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from test_stages import STAGES, write
+    from factories import STAGED_STUDY as STAGES
+    from factories import write_tiny_study_text as write
 
     from trainlab import executors
     from trainlab.cli import EXIT_USER_ERROR, main

@@ -84,6 +84,8 @@ def check_params(
     """Validate ``given`` against ``params``: every key known, every value typed; defaults filled."""
     for key in given:
         if key not in params and key not in skip:
+            if not params:
+                raise SpecError(f"unknown key {key!r}: this takes no parameters", path=join(path, key))
             raise SpecError(f"unknown key {key!r}", path=join(path, key), allowed=params.keys(), got=key)
     out: dict[str, Any] = {}
     for key, spec in params.items():
@@ -134,7 +136,7 @@ def split_name(config: Any, path: str, kind: str, allowed: Iterable[str]) -> tup
     if isinstance(config, str):
         return config, {}
     if not isinstance(config, Mapping):
-        raise SpecError(f"expected a {kind} name or a table with 'name', got {config!r}", path=path)
+        raise SpecError(f"expected {_a(kind)} name or a table with 'name', got {config!r}", path=path)
     if "name" not in config:
         raise SpecError(
             f"needs a name: the {kind} table must say which one, e.g. name = ...",
@@ -143,7 +145,7 @@ def split_name(config: Any, path: str, kind: str, allowed: Iterable[str]) -> tup
         )
     name = config["name"]
     if not isinstance(name, str):
-        raise SpecError(f"expected a {kind} name, got {name!r}", path=join(path, "name"), allowed=allowed)
+        raise SpecError(f"expected {_a(kind)} name, got {name!r}", path=join(path, "name"), allowed=allowed)
     return name, {k: v for k, v in config.items() if k != "name"}
 
 
@@ -173,7 +175,11 @@ class Registry:
         written, rest = split_name(config, path, self.kind, self.names())
         name = self.canonical(written, path if isinstance(config, str) else join(path, "name"))
         entry = self.entries[name]
-        return {"name": name, **check_params(rename_params(rest, entry.renamed, path), entry.params, path)}
+        given = rename_params(rest, entry.renamed, path)
+        if given and not entry.params:
+            key = next(iter(given))
+            raise SpecError(f"{name} takes no parameters, got {key!r}", path=join(path, key))
+        return {"name": name, **check_params(given, entry.params, path)}
 
     def build(self, config: Mapping[str, Any]) -> Any:
         """Build the object a resolved config describes."""
@@ -187,6 +193,11 @@ def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     return f"{path}.{key}" if path else key
+
+
+def _a(kind: str) -> str:
+    """``kind`` after its indefinite article: ``a loss``, ``an optimizer``."""
+    return f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind}"
 
 
 def _fold(name: str) -> str:

@@ -13,7 +13,7 @@ from factories import load_study, tiny_study_tables
 from helpers import make_npz
 
 from trainlab import executors, spec
-from trainlab.executors import CheckpointPolicy, Silent, run_local
+from trainlab.executors import Silent, run_local
 from trainlab.store import CHECKPOINT, Store, TrialRecord
 
 
@@ -45,17 +45,6 @@ class StopAfter(Silent):
 def study(tmp_path: Path) -> spec.Study:
     make_npz(tmp_path / "tiny.npz")
     return load_study(tmp_path, tiny_study_tables(epochs=5, seeds=[0]), name="tiny")
-
-
-def test_policy_writes_a_checkpoint_when_the_interval_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
-    ticks: Iterator[float] = itertools.count()
-    monkeypatch.setattr(executors, "_monotonic", lambda: float(next(ticks)))
-    policy = CheckpointPolicy(2.5)  # created at t=0
-    assert [policy.due(e) for e in range(6)] == [False, False, True, False, False, True]  # t = 1..6
-    assert policy.due(5) and not policy.due(6)  # one decision per epoch, whoever asks (t = 7)
-    assert all(CheckpointPolicy(0).due(e) for e in range(3))
-    with pytest.raises(ValueError):
-        CheckpointPolicy(-1)
 
 
 @pytest.mark.parametrize("population", [1, 2])

@@ -96,7 +96,9 @@ class ReduceLROnPlateau:
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        # Keras 3's rule, as EarlyStopping's: min_delta moves the value, not the best (the two
+        # round differently: 0.3 after 0.4 is no improvement by 0.1, but 0.3 < 0.4 - 0.1).
+        better = value + self.min_delta < self.best if self.mode == "min" else value - self.min_delta > self.best
         if better:
             self.best, self.wait = value, 0
         elif self.cooldown_counter <= 0:

@@ -72,9 +72,10 @@ class Tracker:
         """
         epoch = self.next_epoch
         self.history.append(dict(logs))
-        if not all(math.isfinite(logs[k]) for k in ("loss", "val_loss")):
+        diverged = next((k for k in ("loss", "val_loss") if not math.isfinite(logs[k])), None)
+        if diverged is not None:
             self.status, self.stopped = "diverged", True
-            self.stop_reason = f"loss became {logs['loss']} at epoch {epoch + 1}"
+            self.stop_reason = f"{diverged} became {logs[diverged]} at epoch {epoch + 1}"
             return lr
         value = logs[self.settings.monitor]
         if (value < self.best_value) if self.better == "min" else (value > self.best_value):

@@ -8,9 +8,10 @@
    and 128: seconds per trial-epoch for trainlab one model at a time, trainlab population (K=8,
    compiled), a plain PyTorch loop, Keras 3 ``fit`` on TensorFlow and on JAX; and the floor, the
    epoch's FLOPs over this machine's measured matmul peak.
-2. Report A section 3 (six optimizers at Keras defaults) x 3 seeds x 5 epochs: wall time of
-   ``trainlab run`` vs the same 18 ``model.fit`` calls on Keras/TensorFlow, and their final
-   validation accuracies side by side.
+2. Report A section 3 (six optimizers at Keras defaults) x 3 seeds x 5 epochs (``--six 2x3,3x5``
+   for other sizes): wall time of ``trainlab run`` vs the same ``model.fit`` calls on
+   Keras/TensorFlow, whole processes alternated ``--repeats`` times, and their final validation
+   accuracies side by side.
 3. The CNN (conv32-pool-conv64-pool-dense): seconds per epoch, trainlab (NCHW and channels_last)
    vs Keras on TensorFlow.
 4. Pure SGD (report B): the MLP at batch size 1, seconds per epoch of 55000 steps, extrapolated
@@ -19,6 +20,10 @@
 5. Full-batch gradient descent (report B, 1000 epochs): seconds per epoch of one step over all
    55000 images plus validation, trainlab alone and end to end through the store (checkpoints
    every 10 s, and every epoch), plain PyTorch, Keras on TensorFlow; and the 1000 epochs extrapolated.
+6. Start-up: a whole ``trainlab run`` of a study that trains one step, MNIST cached, against a
+   process that only imports torch.
+
+The Keras peer runs in this Python, or in the one ``TRAINLAB_PEER_PYTHON`` names.
 
 Every epoch includes the validation pass, for every framework (benchmark 4 times training steps
 only: its validation pass is the same few hundredths of a second as in benchmark 1). Epochs that include a compile
@@ -183,8 +188,13 @@ def plain_pytorch(t: Tensors, batch: int, epochs: int) -> list[float]:
     return seconds
 
 
+PEER_PYTHON = os.environ.get("TRAINLAB_PEER_PYTHON", sys.executable)
+"""The Python that runs the Keras peer: this one, or another environment with TensorFlow, Keras and
+JAX (``TRAINLAB_PEER_PYTHON=/path/to/python``), so that the peers need not share trainlab's."""
+
+
 def keras(backend: str, data_file: Path, **kw: Any) -> dict[str, Any]:
-    args = [sys.executable, str(ROOT / "bench" / "keras_peer.py"), "--data", str(data_file)]
+    args = [PEER_PYTHON, str(ROOT / "bench" / "keras_peer.py"), "--data", str(data_file)]
     for key, value in kw.items():
         args += [f"--{key}", str(value)]
     env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}
@@ -247,7 +257,7 @@ SIX = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
 SIX_STUDY = """
 [study]
 name = "six-optimizers"
-seeds = [0, 1, 2]
+seeds = {seeds}
 
 [data]
 name = "mnist"
@@ -262,7 +272,7 @@ layers = [
 ]
 
 [train]
-epochs = 5
+epochs = {epochs}
 batch_size = 32
 keep = "last"
 
@@ -287,12 +297,15 @@ optimizer = "adam"
 """
 
 
-def bench2(data_file: Path, folder: Path) -> dict[str, Any]:
-    from trainlab.store import Store
+def six_study(seeds: int, epochs: int) -> str:
+    """The six-optimizer study at ``seeds`` seeds and ``epochs`` epochs (TOML braces doubled in SIX_STUDY)."""
+    text = SIX_STUDY.replace("{seeds}", str(list(range(seeds)))).replace("{epochs}", str(epochs))
+    return text
 
-    study = folder / "six.toml"
-    study.write_text(SIX_STUDY)
-    store = folder / "six.db"
+
+def run_trainlab_study(study: Path, store: Path) -> float:
+    """Seconds of one whole ``trainlab run`` process on a fresh store."""
+    store.unlink(missing_ok=True)
     began = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "trainlab.cli", "run", str(study), "--store", str(store), "--quiet", "--format", "none"],
@@ -301,9 +314,33 @@ def bench2(data_file: Path, folder: Path) -> dict[str, Any]:
         timeout=3600,
         env={**os.environ, "TRAINLAB_OFFLINE": "1"},
     )
-    ours_seconds = time.perf_counter() - began
+    seconds = time.perf_counter() - began
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr)
+    return seconds
+
+
+def bench2(data_file: Path, folder: Path, seeds: int, epochs: int, repeats: int) -> dict[str, Any]:
+    from trainlab.store import Store
+
+    study = folder / f"six-{seeds}x{epochs}.toml"
+    study.write_text(six_study(seeds, epochs))
+    store = folder / "six.db"
+    ours_runs: list[float] = []
+    theirs_runs: list[float] = []
+    peer: dict[str, Any] = {}
+    for _ in range(repeats):  # alternated, so that a change in the machine's load touches both alike
+        ours_runs.append(run_trainlab_study(study, store))
+        peer = keras(
+            "tensorflow",
+            data_file,
+            model="mlp",
+            batch=32,
+            epochs=epochs,
+            optimizers=",".join(SIX),
+            seeds=",".join(str(s) for s in range(seeds)),
+        )
+        theirs_runs.append(peer["process_seconds"])
     ours: dict[str, list[float]] = {name: [] for name in SIX}
     populations = []
     with Store.open(store) as db:
@@ -311,32 +348,90 @@ def bench2(data_file: Path, folder: Path) -> dict[str, Any]:
         assert record is not None
         for trial in db.trials(record.id):
             ours[trial.label].append(db.epochs(trial.id)[-1].metrics["val_accuracy"])  # type: ignore[arg-type]
-            populations.append((trial.result or {}).get("population"))
-    peer = keras("tensorflow", data_file, model="mlp", batch=32, epochs=5, optimizers=",".join(SIX), seeds="0,1,2")
+            populations.append((trial.plan or {}).get("members"))
     theirs: dict[str, list[float]] = {name: [] for name in SIX}
     for run in peer["runs"]:
         theirs[run["optimizer"]].append(run["val_accuracy"][-1])
+    ours_seconds, theirs_seconds = median(ours_runs), median(theirs_runs)
     out = {
-        "trainlab_seconds": ours_seconds,
-        "keras_tensorflow_seconds": peer["process_seconds"],
-        "speedup": peer["process_seconds"] / ours_seconds,
+        "seeds": seeds,
+        "epochs": epochs,
+        "trainlab_seconds": ours_runs,
+        "keras_tensorflow_seconds": theirs_runs,
+        "speedup": theirs_seconds / ours_seconds,
         "population_sizes": populations,
         "val_accuracy": {name: {"trainlab": ours[name], "keras": theirs[name]} for name in SIX},
     }
-    print("\nbenchmark 2: six optimizers at Keras defaults x 3 seeds x 5 epochs, MLP on MNIST, batch 32")
-    print(f"  trainlab run (end to end)      {ours_seconds:7.1f} s   (population sizes {sorted(set(populations))})")
-    print(f"  Keras/TensorFlow loop           {peer['process_seconds']:7.1f} s")
-    print(f"  ratio                           {out['speedup']:7.2f}x")
-    print("  final validation accuracy, mean ± sd over 3 seeds:")
-    for name in SIX:
-        a, b = ours[name], theirs[name]
-        spread = max(statistics.stdev(a), statistics.stdev(b), 1e-9)
-        diff = statistics.fmean(a) - statistics.fmean(b)
-        print(
-            f"    {name:<9} trainlab {statistics.fmean(a):.4f} ± {statistics.stdev(a):.4f}   "
-            f"keras {statistics.fmean(b):.4f} ± {statistics.stdev(b):.4f}   "
-            f"diff {diff:+.4f} ({abs(diff) / spread:.1f} sd)"
-        )
+    print(f"\nbenchmark 2: six optimizers at Keras defaults x {seeds} seeds x {epochs} epochs, MLP on MNIST, batch 32")
+    print(f"  whole processes, median of {repeats} (min-max)")
+    print(
+        f"  trainlab run (end to end)      {ours_seconds:7.1f} s  ({min(ours_runs):.1f}-{max(ours_runs):.1f})"
+        f"   population sizes {sorted(set(map(str, populations)))}"
+    )
+    print(f"  Keras/TensorFlow loop           {theirs_seconds:7.1f} s  ({min(theirs_runs):.1f}-{max(theirs_runs):.1f})")
+    print(f"  ratio of medians                {out['speedup']:7.2f}x")
+    if seeds > 1:
+        print(f"  final validation accuracy, mean ± sd over {seeds} seeds:")
+        for name in SIX:
+            a, b = ours[name], theirs[name]
+            spread = max(statistics.stdev(a), statistics.stdev(b), 1e-9)
+            diff = statistics.fmean(a) - statistics.fmean(b)
+            print(
+                f"    {name:<9} trainlab {statistics.fmean(a):.4f} ± {statistics.stdev(a):.4f}   "
+                f"keras {statistics.fmean(b):.4f} ± {statistics.stdev(b):.4f}   "
+                f"diff {diff:+.4f} ({abs(diff) / spread:.1f} sd)"
+            )
+    return out
+
+
+ONE_STEP_STUDY = """
+[study]
+name = "one-step"
+seeds = [0]
+
+[data]
+name = "mnist"
+split = { kind = "first", validation = 5000 }
+train_limit = 32
+val_limit = 32
+test_limit = 32
+
+[model]
+layers = [
+  { type = "Flatten" },
+  { type = "Dense", units = 128, activation = "relu" },
+  { type = "Dense", units = 64, activation = "relu" },
+  { type = "Dense", units = 10, activation = "softmax" },
+]
+
+[optimizer]
+name = "sgd"
+
+[train]
+epochs = 1
+batch_size = 32
+"""
+
+
+def bench6(folder: Path, repeats: int) -> dict[str, Any]:
+    """Start-up: a whole ``trainlab run`` of a study that trains one step (32 images, one epoch),
+    with MNIST already cached, against a Python process that only imports torch. The run's time
+    bounds the time to its first finished training step from above."""
+    study = folder / "one-step.toml"
+    study.write_text(ONE_STEP_STUDY)
+    store = folder / "one-step.db"
+    run_trainlab_study(study, store)  # fills the data cache
+    ours, torch_only = [], []
+    for _ in range(repeats):
+        ours.append(run_trainlab_study(study, store))
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        torch_only.append(time.perf_counter() - began)
+    out = {"trainlab_one_step_seconds": ours, "import_torch_seconds": torch_only}
+    print(f"\nbenchmark 6: start-up, whole processes, median of {repeats} (min-max)")
+    print(f"  trainlab run, one training step  {median(ours):6.2f} s  ({min(ours):.2f}-{max(ours):.2f})")
+    low, high = min(torch_only), max(torch_only)
+    print(f"  python -c 'import torch'         {median(torch_only):6.2f} s  ({low:.2f}-{high:.2f})")
     return out
 
 
@@ -552,7 +647,11 @@ def bench5(t: Tensors, data_file: Path, folder: Path, epochs: int) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="1,2,3,4,5", help="which benchmarks, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="which benchmarks, e.g. 1,3")
+    parser.add_argument(
+        "--six", default="3x5", metavar="SEEDSxEPOCHS[,...]", help="sizes of benchmark 2, e.g. 2x3,3x5 (default 3x5)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="whole-process repetitions in benchmarks 2 and 6")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per measurement in benchmarks 1 and 3")
     parser.add_argument("--pure-steps", type=int, default=5000, help="batch-1 steps per measurement in benchmark 4")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement in benchmark 4")
@@ -572,14 +671,18 @@ def main() -> None:
         if 1 in which:
             results["benchmark 1"] = bench1(t, data_file, args.epochs)
         if 2 in which:
-            results["benchmark 2"] = bench2(data_file, folder)
+            for size in args.six.split(","):
+                seeds, epochs = (int(x) for x in size.split("x"))
+                results[f"benchmark 2 ({size})"] = bench2(data_file, folder, seeds, epochs, args.repeats)
         if 3 in which:
             results["benchmark 3"] = bench3(t, data_file, max(2, args.epochs // 2))
         if 4 in which:
             results["benchmark 4"] = bench4(t, data_file, args.pure_steps, args.reps)
         if 5 in which:
             results["benchmark 5"] = bench5(t, data_file, folder, args.full_epochs)
-    suffix = "" if which == {1, 2, 3, 4, 5} else "-" + "".join(str(b) for b in sorted(which))
+        if 6 in which:
+            results["benchmark 6"] = bench6(folder, args.repeats)
+    suffix = "" if which == {1, 2, 3, 4, 5, 6} else "-" + "".join(str(b) for b in sorted(which))
     out = ROOT / "bench" / "results" / f"{results['date']}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -35,9 +35,20 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+LOCATIONS: tuple[tuple[str, ...], ...] = (("model", "root"), ("data", "root"))
+"""Key paths that say where a user's factory is imported from, not what it is: left out of every
+trial's identity (the factory's reference, params and source SHA-256 are in it), so that moving
+a project's folder keeps its trials."""
+
+
 def identity(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved spec as it is hashed: without the settings that hold their neutral default."""
+    """The resolved spec as it is hashed: without the settings that hold their neutral default,
+    nor the :data:`LOCATIONS` of factories."""
     out = json.loads(canonical_json(spec))
+    for path in LOCATIONS:
+        node = out.get(path[0]) if isinstance(out, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[1], None)
     for path, default in NEUTRAL_DEFAULTS.items():
         node = out
         for key in path[:-1]:
@@ -95,20 +106,63 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """The layers, each a complete config (``type`` and every parameter)."""
+class FactorySpec:
+    """A user's module (:mod:`trainlab.factory_models`): the factory's reference, its params,
+    the SHA-256 of its source file, the outputs and task the data asks for, and the folder the
+    reference is imported from (``root``, not part of the trial's identity)."""
 
-    layers: tuple[Mapping[str, Any], ...]
+    reference: str
+    params: Mapping[str, Any]
+    source_sha256: str
+    outputs: int
+    task: str
+    root: str | None
 
     def to_json(self) -> dict[str, Any]:
+        return {
+            "factory": self.reference,
+            "params": json.loads(canonical_json(self.params)),
+            "source_sha256": self.source_sha256,
+            "outputs": self.outputs,
+            "task": self.task,
+            "root": self.root,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> FactorySpec:
+        return cls(
+            value["factory"],
+            dict(value["params"]),
+            value["source_sha256"],
+            value["outputs"],
+            value["task"],
+            value.get("root"),
+        )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The layers, each a complete config (``type`` and every parameter); or, for a user's own
+    module, no layers and its ``factory``."""
+
+    layers: tuple[Mapping[str, Any], ...]
+    factory: FactorySpec | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.factory is not None:
+            return self.factory.to_json()
         return {"layers": [json.loads(canonical_json(layer)) for layer in self.layers]}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> ModelSpec:
+        if "factory" in value:
+            return cls((), FactorySpec.from_json(value))
         return cls(tuple(value["layers"]))
 
     @property
     def convolutional(self) -> bool:
+        """Whether it has Conv2D layers (a factory model's module is not looked into: False, so
+        it keeps the channels-first memory layout its forward may rely on)."""
         return any(layer["type"] == "Conv2D" for layer in self.layers)
 
 

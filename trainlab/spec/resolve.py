@@ -67,7 +67,9 @@ def resolve_trial(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The fully resolved spec of one trial: data, model, optimizer and training settings."""
     data = resolve_data(raw["data"])
     info = dataset_info(data)
-    model = models.resolve(as_table(raw["model"], "model"), info.input_shape)
+    model = models.resolve(
+        as_table(raw["model"], "model"), info.input_shape, task=info.task, num_classes=info.num_classes
+    )
     optimizer = optim.resolve(raw["optimizer"])
     train = resolve_train(raw["train"], info.task)
     models.check_output(model, info.input_shape, info.task, train["loss"], info.num_classes)

@@ -61,7 +61,8 @@ def _class_names(spec: TrialSpec) -> list[str]:
     try:
         return list(dataset_info(spec.data.to_json()).class_names)
     except TrainlabError:
-        return [str(k) for k in range(spec.model.layers[-1]["units"])]
+        factory = spec.model.factory
+        return [str(k) for k in range(factory.outputs if factory is not None else spec.model.layers[-1]["units"])]
 
 
 # --- export ---------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ def resolve(
         )
     table = check_params(model, FACTORY_KEYS, path)
     found = factory.load(table["factory"], table["root"], join(path, "factory"))
+    if table["source_sha256"] is not None and table["source_sha256"] != found.sha256:
+        raise _changed(found, table["source_sha256"], join(path, "factory"))
     if task is not None:
         want = outputs_for(task, num_classes or 0)
         for key, value in (("task", task), ("outputs", want)):
@@ -157,6 +159,15 @@ def _check_size_on_meta(found: factory.Factory, model: Mapping[str, Any], input_
             raise SpecError(_too_big(found.reference, count), path=where)
 
 
+def _changed(found: factory.Factory, wanted: str, where: str) -> SpecError:
+    return SpecError(
+        f"{found.reference}: its source file {found.file} has changed since this model was resolved "
+        f"(sha256 {found.sha256[:12]}..., expected {wanted[:12]}...); an edited factory makes new trials: "
+        "run the study again",
+        path=where,
+    )
+
+
 def _too_big(reference: str, count: int) -> str:
     return (
         f"{reference} builds a model of {count:,} parameters; trainlab builds at most {MAX_PARAMETERS:,} "
@@ -202,12 +213,7 @@ def build(model: Mapping[str, Any], input_shape: Shape, seed: int, path: str = "
     found = factory.load(model["factory"], model.get("root"), where)
     wanted = model.get("source_sha256")
     if wanted and found.sha256 != wanted:
-        raise SpecError(
-            f"{found.reference}: its source file {found.file} has changed since this model was resolved "
-            f"(sha256 {found.sha256[:12]}..., expected {wanted[:12]}...); an edited factory makes new trials: "
-            "run the study again",
-            path=where,
-        )
+        raise _changed(found, wanted, where)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = factory.call(found, where, tuple(input_shape), model["outputs"], **model["params"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 FORMAT_VERSION = 1
@@ -65,10 +65,17 @@ def trial_hash(spec: Mapping[str, Any], seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+USER_DATA_KEYS = ("target", "features", "task", "factory", "params", "root", "source_sha256")
+"""The ``[data]`` keys of the user's own tables and factories (see :mod:`trainlab.data.params`),
+stated in a spec only for the data kinds that take them."""
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """Which data set, how it is limited and split. ``path``: the file of a user's ``npz``;
-    ``test_fraction``: the test share of a data set without its own test split (else None)."""
+    """Which data set, how it is limited and split. ``path``: the user's file or folder (an
+    ``npz``, a table, an image folder); ``test_fraction``: the test share of a data set without
+    its own test split (else None); ``own``: the keys of a table (``target``, ``features``,
+    ``task``) or a factory (``factory``, ``params``, ``root``, ``source_sha256``)."""
 
     name: str
     path: str | None
@@ -77,6 +84,7 @@ class DataSpec:
     test_limit: int | None
     val_limit: int | None = None
     test_fraction: float | None = None
+    own: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -85,6 +93,7 @@ class DataSpec:
             "split": dict(self.split),
             "train_limit": self.train_limit,
             "test_limit": self.test_limit,
+            **json.loads(canonical_json(self.own)),
         }
         if self.val_limit is not None:
             out["val_limit"] = self.val_limit
@@ -102,6 +111,7 @@ class DataSpec:
             value.get("test_limit"),
             value.get("val_limit"),
             value.get("test_fraction"),
+            {k: value[k] for k in USER_DATA_KEYS if k in value},
         )
 
 

@@ -20,6 +20,7 @@ from trainlab.data.loader import (
     add_local,
     available,
     clear_memory,
+    load_data,
     load_raw,
     verify,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "available",
     "cache_dir",
     "clear_memory",
+    "load_data",
     "load_raw",
     "prepare",
     "verify",

@@ -153,14 +153,24 @@ def _import_file(target: str, root: str | None) -> ModuleType:
 
 
 def _import_module(target: str, root: str | None, *, stale: bool) -> ModuleType:
-    """Import ``target`` with ``root`` first on ``sys.path`` (it stays there, so that the module
+    """Import ``target`` with ``root`` first on ``sys.path`` (it stays on it, so that the module
     can import its neighbours later). A module imported before is imported again where its file
-    changed (``stale``) or lies in ``root`` (a notebook may have edited it since); any other, as
-    Python does, is the one already imported."""
-    if root and root not in sys.path:
+    changed (``stale``) or lies in ``root`` (a notebook may have edited it since). One imported
+    from elsewhere is forgotten when ``root`` holds a package of that name (so that a process
+    imports what a fresh one would); any other, as Python does, is the one already imported."""
+    if root:
+        if root in sys.path:
+            sys.path.remove(root)
         sys.path.insert(0, root)
     importlib.invalidate_caches()
     existing = sys.modules.get(target)
+    top = target.split(".")[0]
+    if existing is not None and root and not _within(existing, root) and _has_top(root, top):
+        # The study's folder holds its own package of that name, which a fresh process would
+        # import (its folder comes first on the path): forget the other one, as a fresh process has.
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[name]
+        existing = None
     try:
         if existing is None:
             return importlib.import_module(target)
@@ -170,6 +180,11 @@ def _import_module(target: str, root: str | None, *, stale: bool) -> ModuleType:
     except ModuleNotFoundError as exc:
         where = f"{root} or the installed packages" if root else "the installed packages"
         raise SpecError(f"no module named {exc.name!r} in {where}") from None
+
+
+def _has_top(root: str, top: str) -> bool:
+    """Whether ``root`` holds the top-level package or module ``top``."""
+    return (Path(root) / top).is_dir() or (Path(root) / f"{top}.py").is_file()
 
 
 def _within(module: ModuleType, root: str) -> bool:

@@ -123,6 +123,11 @@ def test_editing_the_factory_makes_new_trials_and_moving_the_folder_does_not(
     assert trial_hash(spec, after[0].seed) == after[0].hash
 
 
+def test_a_grid_may_give_another_factory(folder: Path) -> None:
+    study = load_study(folder, tables(grid={"model.factory": ["mypkg.models:build", "mypkg.models:linear"]}))
+    assert [v.spec["model"]["factory"] for v in study.variants][:2] == ["mypkg.models:build", "mypkg.models:linear"]
+
+
 def test_a_grid_varies_the_params_by_key_path(folder: Path) -> None:
     study = load_study(folder, tables(params={"width": 8}, grid={"model.params.width": [4, 12]}))
     widths = [(v.label, v.spec["model"]["params"]["width"]) for v in study.variants]
@@ -253,3 +258,11 @@ def test_a_factory_in_a_file_beside_the_study(folder: Path) -> None:
     assert model["factory"] == "mypkg/models.py:linear"
     net = models.build(model, (1, 8, 8), seed=0)
     assert sum(p.numel() for p in net.parameters()) == 64 * 3 + 3
+
+
+def test_a_factory_edited_after_the_study_was_read_trains_nothing_with_the_new_code(folder: Path) -> None:
+    study = load_study(folder, tables(), name="byo")
+    source = folder / "mypkg" / "models.py"
+    source.write_text(source.read_text() + "\n# edited while the study waits to run\n")
+    with Store.open(folder / "runs.db") as store, pytest.raises(SpecError, match="has changed since this model"):
+        run_local(study, store, cache=DataCache())

@@ -155,6 +155,11 @@ def test_a_data_factory_may_return_tensors_with_a_test_split(folder: Path) -> No
     assert raw.x_train.dtype == np.float32 and raw.y_train.dtype == np.int64
 
 
+def test_a_data_factory_may_return_trainlab_s_dataclass_of_lists(folder: Path) -> None:
+    raw = load_data(resolved(folder, factory="mypkg.data:as_dataclass"))
+    assert raw.x_train.shape == (30, 2) and raw.info.class_names == ("c0", "c1", "c2")
+
+
 @pytest.mark.parametrize(
     ("factory", "words"),
     [

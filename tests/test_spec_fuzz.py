@@ -16,13 +16,14 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_npz
+from helpers import FIXTURES, make_npz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -85,7 +86,23 @@ NPZ = {
     "train": {"epochs": 1, "batch_size": 8},
     "compare": [{"label": "a"}, {"label": "../../escape", "optimizer": {"name": "rmsprop", "rho": 0.8}}],
 }
-BASES = {"cnn": CNN, "regression": REGRESSION, "npz": NPZ}
+OWN_MODEL = {
+    "study": {"seeds": 1},
+    "data": {"path": "table.csv", "target": "kind", "features": ["a", "b"], "split": {"kind": "random"}},
+    "model": {"factory": "mypkg.models:build", "params": {"width": 4}},
+    "train": {"epochs": 1, "batch_size": 8},
+    "compare": [{"label": "a"}, {"label": "b", "optimizer": "adam", "model.params.width": 3}],
+    "grid": {"train.batch_size": [4, 8]},
+}
+OWN_DATA = {
+    "data": {"factory": "mypkg.data:load", "params": {"n": 60, "classes": 3}, "test_fraction": 0.25},
+    "model": {"factory": "models.py:linear"},
+    "train": {"epochs": 1},
+    "grid": {"data.params.n": [40, 50]},
+}
+"""Bases with the user's own model (a factory) and data (a CSV table, a data factory), beside the
+fixture files of tests/fixtures/byo."""
+BASES = {"cnn": CNN, "regression": REGRESSION, "npz": NPZ, "own_model": OWN_MODEL, "own_data": OWN_DATA}
 
 ABSURD: list[Any] = [
     0,
@@ -143,6 +160,13 @@ ABSURD: list[Any] = [
     "x" * 300,
     "é\u200b",
     "model.layers[0].units",
+    "mypkg.models:build",
+    "mypkg.models:wrong_outputs",
+    "mypkg.models:raises",
+    "mypkg.data:load",
+    "models.py:build",
+    "table.csv",
+    "kind",
     [],
     [0],
     [1, 1],
@@ -205,6 +229,13 @@ new_keys = st.sampled_from(
         "model.layers[99].rate",
         "data.path",
         "1x",
+        "factory",
+        "params",
+        "width",
+        "target",
+        "features",
+        "model.params.width",
+        "data.params.n",
     ]
 )
 
@@ -286,6 +317,9 @@ edits = st.lists(
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("fuzz")
     make_npz(path / "tiny.npz", n_train=80, n_test=20)
+    for item in (FIXTURES / "byo").iterdir():
+        (shutil.copytree if item.is_dir() else shutil.copy)(item, path / item.name)
+    shutil.copy(FIXTURES / "byo" / "mypkg" / "models.py", path / "models.py")
     return path
 
 

@@ -153,3 +153,38 @@ def test_a_new_setting_at_its_neutral_default_keeps_every_identity(monkeypatch: 
     assert trial_hash(with_default, t.seed) == t.hash
     with_default["train"]["label_smoothing"] = 0.1
     assert trial_hash(with_default, t.seed) != t.hash
+
+
+def test_a_factory_model_round_trips_and_its_folder_is_not_its_identity() -> None:
+    model = {
+        "factory": "mypkg.models:build",
+        "params": {"width": 8, "block": {"depth": 2}},
+        "source_sha256": "ab" * 32,
+        "outputs": 3,
+        "task": "classification",
+        "root": "/home/me/project",
+    }
+    data = {"name": "factory", "path": None, "split": {"kind": "first", "validation": 0.1, "seed": 0}}
+    data.update(train_limit=None, test_limit=None, factory="mypkg.data:load", params={}, root="/home/me/project")
+    data.update(source_sha256="cd" * 32, test_fraction=0.2)
+    raw = {"task": "classification", "data": data, "model": model, "optimizer": {"name": "sgd"}}
+    raw["train"] = {
+        "epochs": 1,
+        "batch_size": 32,
+        "loss": "sparse_categorical_crossentropy",
+        "shuffle": True,
+        "monitor": "val_accuracy",
+        "keep": "best",
+        "early_stopping": None,
+        "reduce_lr_on_plateau": None,
+    }
+    spec = TrialSpec.from_json(raw)
+    assert spec.model.factory is not None and spec.model.layers == ()
+    assert json.loads(spec.json()) == json.loads(canonical_json(raw))  # what is hashed is what is stored
+    moved = json.loads(spec.json())
+    moved["model"]["root"] = moved["data"]["root"] = "/elsewhere"
+    assert trial_hash(moved, 0) == spec.hash(0)
+    for key, value in (("params", {"width": 9, "block": {"depth": 2}}), ("source_sha256", "ef" * 32)):
+        changed = json.loads(spec.json())
+        changed["model"][key] = value
+        assert trial_hash(changed, 0) != spec.hash(0), key

@@ -35,8 +35,28 @@ def settings(resolved: Mapping[str, Any]) -> dict[str, Any]:
     name = resolved["optimizer"]["name"]
     out.update(_named("optimizer", resolved["optimizer"], name, lambda name: optim.resolve(name)))
     out.update(_train(resolved["train"], resolved["task"]))
-    for i, layer in enumerate(resolved["model"]["layers"]):
+    out.update(_model(resolved["model"]))
+    return out
+
+
+def _model(model: Mapping[str, Any]) -> dict[str, Any]:
+    """Each layer's type and settings; a factory model's reference and each of its params."""
+    if "factory" in model:
+        return {"model.factory": model["factory"], **_params("model.params", model["params"])}
+    out: dict[str, Any] = {}
+    for i, layer in enumerate(model["layers"]):
         out.update(_layer(f"model.layers[{i}]", layer))
+    return out
+
+
+def _params(at: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A factory's params as key paths, tables followed down (``model.params.block.width``)."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_params(f"{at}.{key}", value))
+        else:
+            out[f"{at}.{key}"] = value
     return out
 
 
@@ -125,7 +145,11 @@ def lines(many: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _layers(model: Mapping[str, Any]) -> list[str]:
-    """``Dense units=128 activation=relu`` for each layer, in order."""
+    """``Dense units=128 activation=relu`` for each layer, in order; a factory model as
+    ``factory mypkg.models:build width=64``."""
+    if "model.factory" in model:
+        params = [f"{k[len('model.params.') :]}={_text([v])}" for k, v in model.items() if k != "model.factory"]
+        return [" ".join([f"factory {model['model.factory']}", *params])]
     layers: dict[str, list[str]] = {}
     for key, value in model.items():
         index, _, rest = key[len("model.layers[") :].partition("].")

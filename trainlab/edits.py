@@ -27,6 +27,8 @@ from trainlab.registry import join
 WEIGHT_LAYERS = models.WEIGHTED
 """The layer types with a kernel, whose width an edit may change."""
 BATCH_NORM = (True, False, "after", "before_activation")
+MODEL_FREE = ("scale_lr",)
+"""The edits that leave the model alone, and so apply to a factory model too."""
 
 Check = Callable[[Any, str], None]
 """Validates an edit's value at its key path; raises a SpecError saying what is allowed."""
@@ -78,6 +80,15 @@ def apply(spec: Mapping[str, Any], edit: Mapping[str, Any], where: str) -> dict[
     """
     out = {key: copy.deepcopy(value) for key, value in spec.items() if key != "task"}
     asked = [(name, row) for name, row in EDITS.items() if name in edit]
+    if "factory" in out["model"]:
+        layered = [name for name in edit if name not in MODEL_FREE]
+        if layered:
+            raise SpecError(
+                f"{layered[0]} edits layers; a factory model ({out['model']['factory']}) has none: vary its "
+                'params instead ("model.params.NAME")',
+                path=join(where, layered[0]),
+                allowed=MODEL_FREE,
+            )
     for name, row in asked:
         if row.rebuilds:
             row.apply(out, edit[name], join(where, name))

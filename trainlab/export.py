@@ -14,6 +14,10 @@ An exported model is a folder with two files:
 back with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain
 containers. No file is ever unpickled as arbitrary objects.
 
+A factory model's ``model.json`` holds the factory's reference, params, source SHA-256 and the
+folder it is imported from, and :func:`load_model` imports it (refusing a factory whose source
+has changed): importing a module runs it, so such an export is only as safe as its factory.
+
 :func:`load_model` rebuilds the network with :func:`trainlab.models.build` from ``model.json``
 and loads the weights, so an exported model predicts exactly what the trial's weights did:
 evaluated on the same test split it scores the test metrics recorded for the trial, bit for bit.
@@ -61,7 +65,8 @@ def _class_names(spec: TrialSpec) -> list[str]:
     try:
         return list(dataset_info(spec.data.to_json()).class_names)
     except TrainlabError:
-        return [str(k) for k in range(spec.model.layers[-1]["units"])]
+        factory = spec.model.factory
+        return [str(k) for k in range(factory.outputs if factory is not None else spec.model.layers[-1]["units"])]
 
 
 # --- export ---------------------------------------------------------------------------------

@@ -22,20 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainlab import initializers
+from trainlab import factory_models, initializers
 from trainlab.activations import ACTIVATIONS
 from trainlab.errors import SpecError
+from trainlab.nets import MAX_PARAMETERS, MAX_VALUES, LayerSummary, Net, Shape
 from trainlab.registry import Entry, Param, Registry, check_params, fraction, join, one_of, param, positive, required
-
-Shape = tuple[int, ...]
-
-MAX_PARAMETERS = 100_000_000
-"""The largest model trainlab builds: 400 MB of float32 weights, before optimizer state and
-before a population stacks K copies. A study asking for more is refused before anything is
-allocated (a typo like ``units = 1000000000`` would otherwise take the machine's memory)."""
-MAX_VALUES = 10_000_000
-"""The most values one layer may output (or pad its input to) per example: 40 MB in float32,
-times the batch size, times what backpropagation keeps."""
 
 
 def _int_pair(value: Any) -> str | None:
@@ -114,13 +105,25 @@ MODEL_KEYS = {
 }
 
 
-def resolve(model: Mapping[str, Any], input_shape: Shape | None = None, path: str = "model") -> dict[str, Any]:
+def resolve(
+    model: Mapping[str, Any],
+    input_shape: Shape | None = None,
+    path: str = "model",
+    *,
+    task: str | None = None,
+    num_classes: int | None = None,
+) -> dict[str, Any]:
     """A complete model config: every layer's every parameter explicit, shapes checked.
 
     ``model.activation`` is the activation of every Dense/Conv2D layer that does not name one,
     except the last layer (the output keeps its own, default linear); ``model.kernel_initializer``
     is the initializer of every Dense/Conv2D layer that does not name one.
+
+    A table naming a ``factory`` is a user's module instead (:mod:`trainlab.factory_models`):
+    its output is set by ``task`` and ``num_classes``, the data's.
     """
+    if factory_models.is_factory(model):
+        return factory_models.resolve(model, input_shape, path, task=task, num_classes=num_classes)
     top = check_params(model, MODEL_KEYS, path)
     layers = top["layers"]
     if not layers:
@@ -160,8 +163,12 @@ def check_size(model: Mapping[str, Any], input_shape: Shape, path: str = "model"
     """Refuse a model above :data:`MAX_PARAMETERS` or a layer above :data:`MAX_VALUES` per example.
 
     Counts from the resolved config alone, so an absurd width is refused before any tensor
-    exists; the error names the layer where the limit is crossed.
+    exists; the error names the layer where the limit is crossed. A factory model is checked when
+    it is resolved (:func:`trainlab.factory_models.check`).
     """
+    if factory_models.is_factory(model):
+        factory_models.check(model, tuple(input_shape), path)
+        return
     total = 0
     shape = tuple(input_shape)
     for i, (layer, row) in enumerate(zip(model["layers"], summary(model, input_shape))):
@@ -206,7 +213,10 @@ def _regularizer(value: Any, path: str) -> dict[str, float]:
 
 
 def shapes(model: Mapping[str, Any], input_shape: Shape, path: str = "model") -> list[Shape]:
-    """The output shape (without batch) after each layer; a SpecError where a layer cannot apply."""
+    """The output shape (without batch) after each layer; a SpecError where a layer cannot apply.
+    A factory model's: after each of its module's children."""
+    if factory_models.is_factory(model):
+        return [row.output_shape for row in factory_models.summary(model, tuple(input_shape))]
     shape = tuple(input_shape)
     out = []
     for i, layer in enumerate(model["layers"]):
@@ -229,19 +239,11 @@ def _same_pads(n: int, k: int, s: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-@dataclass(frozen=True)
-class LayerSummary:
-    """One row of a Keras-style model summary."""
-
-    name: str
-    type: str
-    output_shape: Shape
-    params: int
-    trainable: int
-
-
 def summary(model: Mapping[str, Any], input_shape: Shape) -> list[LayerSummary]:
-    """Each layer with its output shape and parameter counts, as ``model.summary()`` shows them."""
+    """Each layer with its output shape and parameter counts, as ``model.summary()`` shows them;
+    a factory model's module, a row per child."""
+    if factory_models.is_factory(model):
+        return factory_models.summary(model, tuple(input_shape))
     rows = []
     counts: dict[str, int] = {}
     shape = tuple(input_shape)
@@ -256,53 +258,6 @@ def summary(model: Mapping[str, Any], input_shape: Shape) -> list[LayerSummary]:
 
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name)).replace("2_d", "2d")
-
-
-class Net(nn.Module):
-    """The built model: ``forward`` gives logits (classification) or predictions (regression).
-
-    A final softmax is kept apart in ``output_activation`` and applied by :meth:`predict`, so
-    that training can use the stable cross-entropy on logits.
-    """
-
-    def __init__(
-        self, body: nn.Sequential, output_activation: nn.Module, penalties: list[tuple[str, float, float]]
-    ) -> None:
-        super().__init__()
-        self.body = body
-        self.output_activation = output_activation
-        self.penalties = penalties
-        """(parameter name, l1, l2) of every regularized kernel."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    @property
-    def stochastic(self) -> bool:
-        """Whether training draws random noise per example (Dropout, RReLU)."""
-        return any(isinstance(m, (nn.Dropout, nn.RReLU)) for m in self.body)
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (softmax output) or regression values, in eval mode."""
-        return self.output_activation(self.body(x))
-
-    def penalty(self, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
-        """Kernel L1/L2 regularization added to the training loss, as Keras adds it; None if none.
-
-        ``params`` gives the weights by name (a population's per-member slice); default: this model's.
-        """
-        if not self.penalties:
-            return None
-        weights = dict(self.named_parameters()) if params is None else params
-        total = torch.zeros(())
-        for name, l1, l2 in self.penalties:
-            w = weights[name]
-            if l1:
-                total = total + l1 * w.abs().sum()
-            if l2:
-                total = total + l2 * w.square().sum()
-        return total
 
 
 class KerasBatchNorm(nn.Module):
@@ -366,7 +321,10 @@ class KerasBatchNorm(nn.Module):
 
 
 def build(model: Mapping[str, Any], input_shape: Shape, seed: int) -> Net:
-    """The torch module for a resolved model, initialized from ``seed`` alone."""
+    """The torch module for a resolved model, initialized from ``seed`` alone (a factory
+    model: the user's module in a :class:`~trainlab.factory_models.FactoryNet`)."""
+    if factory_models.is_factory(model):
+        return factory_models.build(model, tuple(input_shape), seed)
     generator = torch.Generator().manual_seed(seed)
     modules: list[nn.Module] = []
     penalties: list[tuple[str, float, float]] = []
@@ -560,7 +518,11 @@ def check_output(
     model: Mapping[str, Any], input_shape: Shape, task: str, loss: str, num_classes: int, path: str = "model"
 ) -> None:
     """The last layer must fit the task: ``num_classes`` units with softmax (or linear logits) for
-    classification, one linear-ish unit for regression."""
+    classification, one linear-ish unit for regression. A factory model's module is run once on
+    zeros to check the same (:func:`trainlab.factory_models.check`)."""
+    if factory_models.is_factory(model):
+        factory_models.check(model, tuple(input_shape), path)
+        return
     last = model["layers"][-1]
     where = join(join(path, "layers"), len(model["layers"]) - 1)
     out = shapes(model, input_shape, path)[-1]

@@ -16,7 +16,9 @@ A :class:`Plan` says, for one trial:
 * ``threads``: torch's intra-op threads while it trains; ``workers`` and ``cores``: the worker
   processes and the core count the threads were derived from;
 * ``device``, ``precision``, ``trainlab`` and ``torch``: where, in what precision and with which
-  versions.
+  versions;
+* ``reason``: why a trial that could share a population trains alone (a user's module that
+  ``torch.func`` cannot batch, found by :func:`population_problem`); absent otherwise.
 
 Plans are recorded with each trial before it first trains (:meth:`Store.set_plans`), and a
 resumed trial goes on under its recorded plan.
@@ -48,6 +50,7 @@ import torch
 import trainlab
 from trainlab import models
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower
+from trainlab.engine.population import dry_step
 from trainlab.optim import Optimizer
 from trainlab.trial import TrialSpec, canonical_json
 
@@ -81,9 +84,13 @@ class Plan:
     precision: str = "float32"
     trainlab: str = trainlab.__version__
     torch: str = torch.__version__
+    reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["reason"] is None:
+            del out["reason"]  # absent unless set, as plans recorded before it have it
+        return out
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Plan:
@@ -96,7 +103,8 @@ class Plan:
             if self.step == "population"
             else f"alone, {self.step} step"
         )
-        return f"{how}, {self.threads} thread{'s' * (self.threads != 1)}"
+        why = f"; alone because {self.reason}" if self.reason else ""
+        return f"{how}, {self.threads} thread{'s' * (self.threads != 1)}{why}"
 
 
 @dataclass(frozen=True)
@@ -178,6 +186,35 @@ def lowered_applies(spec: TrialSpec, input_shape: Sequence[int]) -> bool:
     return lower(net, optimizer, spec.train, spec.task) is not None
 
 
+_problems: dict[str, str | None] = {}
+
+
+def population_problem(spec: TrialSpec, input_shape: Sequence[int]) -> str | None:
+    """Why trials of ``spec``'s model cannot train as a population, or None when they can.
+
+    A layer model always can. A user's module (a factory model) is tried once, the same way
+    every time: two copies built from fixed seeds, one stacked gradient step and one stacked
+    evaluation on a batch of zeros (:func:`trainlab.engine.population.dry_step`). A module that
+    ``torch.func.functional_call`` and ``vmap`` cannot run (a forward that reads ``.item()``,
+    torch's own BatchNorm updating its running statistics) trains one trial at a time, and this
+    is the reason recorded in its plan.
+    """
+    factory = spec.model.factory
+    if factory is None:
+        return None
+    key = canonical_json({"model": spec.model.to_json(), "shape": list(input_shape), "loss": spec.train.loss})
+    if key not in _problems:
+        nets = [models.build(spec.model.to_json(), tuple(input_shape), seed) for seed in (0, 1)]
+        try:
+            dry_step(nets, spec.train.loss, spec.task, input_shape)
+            _problems[key] = None
+        except Exception as exc:  # the user's module may raise anything under vmap
+            first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:120]
+            what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+            _problems[key] = f"{factory.reference} does not run under torch.func.vmap ({what})"
+    return _problems[key]
+
+
 def eager_seconds(spec: TrialSpec, input_shape: Sequence[int], train_size: int, members: int) -> float:
     """Nominal seconds of eager stepping ahead of a population of ``members`` trials of ``spec``."""
     batch = train_size if spec.train.full_batch else min(int(spec.train.batch_size), train_size)
@@ -232,7 +269,9 @@ def plan_trials(
         groups.setdefault(batch_key(t.spec, t.seed, t.start), []).append(t.hash)
     plans: dict[str, Plan] = {}
     for hashes in groups.values():
-        for part in split_group(hashes, limit):
+        lead = by_hash[hashes[0]].spec
+        problem = population_problem(lead, input_shape(lead)) if len(hashes) > 1 and limit > 1 else None
+        for part in [[h] for h in hashes] if problem else split_group(hashes, limit):
             first = by_hash[part[0]].spec
             shape = input_shape(first)
             together = len(part) > 1
@@ -241,5 +280,6 @@ def plan_trials(
             for h in part:
                 spec = by_hash[h].spec
                 step = "population" if together else ("lowered" if lowered_applies(spec, shape) else "autograd")
-                plans[h] = Plan(pid, len(part), step, compiled, threads_for(spec, available), workers, cores)
+                threads = threads_for(spec, available)
+                plans[h] = Plan(pid, len(part), step, compiled, threads, workers, cores, reason=problem)
     return plans

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 FORMAT_VERSION = 1
@@ -35,9 +35,20 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+LOCATIONS: tuple[tuple[str, ...], ...] = (("model", "root"), ("data", "root"))
+"""Key paths that say where a user's factory is imported from, not what it is: left out of every
+trial's identity (the factory's reference, params and source SHA-256 are in it), so that moving
+a project's folder keeps its trials."""
+
+
 def identity(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved spec as it is hashed: without the settings that hold their neutral default."""
+    """The resolved spec as it is hashed: without the settings that hold their neutral default,
+    nor the :data:`LOCATIONS` of factories."""
     out = json.loads(canonical_json(spec))
+    for path in LOCATIONS:
+        node = out.get(path[0]) if isinstance(out, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[1], None)
     for path, default in NEUTRAL_DEFAULTS.items():
         node = out
         for key in path[:-1]:
@@ -54,10 +65,17 @@ def trial_hash(spec: Mapping[str, Any], seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+USER_DATA_KEYS = ("target", "features", "task", "factory", "params", "root", "source_sha256")
+"""The ``[data]`` keys of the user's own tables and factories (see :mod:`trainlab.data.params`),
+stated in a spec only for the data kinds that take them."""
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """Which data set, how it is limited and split. ``path``: the file of a user's ``npz``;
-    ``test_fraction``: the test share of a data set without its own test split (else None)."""
+    """Which data set, how it is limited and split. ``path``: the user's file or folder (an
+    ``npz``, a table, an image folder); ``test_fraction``: the test share of a data set without
+    its own test split (else None); ``own``: the keys of a table (``target``, ``features``,
+    ``task``) or a factory (``factory``, ``params``, ``root``, ``source_sha256``)."""
 
     name: str
     path: str | None
@@ -66,6 +84,7 @@ class DataSpec:
     test_limit: int | None
     val_limit: int | None = None
     test_fraction: float | None = None
+    own: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -74,6 +93,7 @@ class DataSpec:
             "split": dict(self.split),
             "train_limit": self.train_limit,
             "test_limit": self.test_limit,
+            **json.loads(canonical_json(self.own)),
         }
         if self.val_limit is not None:
             out["val_limit"] = self.val_limit
@@ -91,24 +111,68 @@ class DataSpec:
             value.get("test_limit"),
             value.get("val_limit"),
             value.get("test_fraction"),
+            {k: value[k] for k in USER_DATA_KEYS if k in value},
+        )
+
+
+@dataclass(frozen=True)
+class FactorySpec:
+    """A user's module (:mod:`trainlab.factory_models`): the factory's reference, its params,
+    the SHA-256 of its source file, the outputs and task the data asks for, and the folder the
+    reference is imported from (``root``, not part of the trial's identity)."""
+
+    reference: str
+    params: Mapping[str, Any]
+    source_sha256: str
+    outputs: int
+    task: str
+    root: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "factory": self.reference,
+            "params": json.loads(canonical_json(self.params)),
+            "source_sha256": self.source_sha256,
+            "outputs": self.outputs,
+            "task": self.task,
+            "root": self.root,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> FactorySpec:
+        return cls(
+            value["factory"],
+            dict(value["params"]),
+            value["source_sha256"],
+            value["outputs"],
+            value["task"],
+            value.get("root"),
         )
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The layers, each a complete config (``type`` and every parameter)."""
+    """The layers, each a complete config (``type`` and every parameter); or, for a user's own
+    module, no layers and its ``factory``."""
 
     layers: tuple[Mapping[str, Any], ...]
+    factory: FactorySpec | None = None
 
     def to_json(self) -> dict[str, Any]:
+        if self.factory is not None:
+            return self.factory.to_json()
         return {"layers": [json.loads(canonical_json(layer)) for layer in self.layers]}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> ModelSpec:
+        if "factory" in value:
+            return cls((), FactorySpec.from_json(value))
         return cls(tuple(value["layers"]))
 
     @property
     def convolutional(self) -> bool:
+        """Whether it has Conv2D layers (a factory model's module is not looked into: False, so
+        it keeps the channels-first memory layout its forward may rely on)."""
         return any(layer["type"] == "Conv2D" for layer in self.layers)
 
 

@@ -110,7 +110,11 @@ def test_an_unknown_split_kind_names_the_kinds_and_the_nearest_in_both() -> None
         # prepare took a count of test examples; the study, a fraction in (0, 1) only.
         ({"name": "california_housing", "test_fraction": 5}, "data.test_fraction", "must be in (0, 1), got 5.0"),
         # the study dropped a path given to a named data set; prepare refused it.
-        ({"path": "mnist.npz"}, "data.path", 'path applies only to name = "npz", not to mnist'),
+        (
+            {"path": "mnist.npz"},
+            "data.path",
+            'path applies only to name = "npz", "csv", "parquet" or "images", not to mnist',
+        ),
         # prepare took any integer seed and any number of folds >= 2; the study, seed >= 0 and 2..100 folds.
         ({"split": {**SPLIT, "seed": -1}}, "data.split.seed", "must be >= 0, got -1"),
         ({"split": {"kind": "kfold", "folds": 101, "fold": 0}}, "data.split.folds", "must be in 2..100, got 101"),

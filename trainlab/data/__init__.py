@@ -6,7 +6,8 @@ arrays into tensors for training and for reading a trial's test split, is import
 :mod:`trainlab.data.cache` by those who need it.
 
 Modules: ``sources`` (cache dir, package copies, downloads), ``formats`` (file decoders),
-``datasets`` (one definition and its facts per data set), ``loader`` (the source chain),
+``datasets`` (one definition and its facts per data set, and the checks of a user's arrays),
+``user`` (the user's tables, image folders and data factories), ``loader`` (the source chain),
 ``params`` (the ``[data]`` keys, their types, defaults and checks, for the study parser and
 ``prepare`` alike), ``splits`` (train / validation splits), ``prepare`` (the public entry point), ``cache``
 (prepared data sets as tensors, once per process).
@@ -20,6 +21,7 @@ from trainlab.data.loader import (
     add_local,
     available,
     clear_memory,
+    load_data,
     load_raw,
     verify,
 )
@@ -38,6 +40,7 @@ __all__ = [
     "available",
     "cache_dir",
     "clear_memory",
+    "load_data",
     "load_raw",
     "prepare",
     "verify",

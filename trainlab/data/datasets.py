@@ -456,14 +456,21 @@ def definitions() -> dict[str, DatasetDef]:
 
 def user_npz(path: Path) -> Raw:
     """A user's ``.npz`` with ``x_train``, ``y_train`` and optionally ``x_test``, ``y_test``,
-    ``class_names``, ``feature_names``.
+    ``class_names``, ``feature_names`` (see :func:`user_raw`)."""
+    return user_raw(USER_NPZ, read_npz(path), str(path))
 
-    Integer labels mean classification (classes 0..K-1), float labels regression. uint8
-    inputs are pixels: (N, H, W), (N, H, W, C) or (N, C, H, W), told apart by where a
-    channel axis of size 1, 3 or 4 sits. Other inputs are tabular when 2-D and used as
-    given otherwise. Without test arrays, ``prepare`` carves a test split.
+
+def user_raw(name: str, arrays: Mapping[str, np.ndarray], origin: str, *, layout: Layout | None = None) -> Raw:
+    """A user's arrays checked and described: ``x_train``, ``y_train`` and optionally ``x_test``,
+    ``y_test``, ``class_names``, ``feature_names``. Errors name ``origin``.
+
+    Integer labels mean classification (classes 0..K-1, at least two), float labels regression.
+    uint8 inputs are pixels: (N, H, W), (N, H, W, C) or (N, C, H, W), told apart by where a
+    channel axis of size 1, 3 or 4 sits (``layout`` says it where the caller knows). Other inputs
+    are tabular when 2-D and used as given otherwise; float inputs and regression targets must be
+    finite. Without test arrays, ``prepare`` carves a test split.
     """
-    arrays = read_npz(path)
+    path = origin
     if "x_train" not in arrays or "y_train" not in arrays:
         raise DataError(f"{path}: needs arrays x_train and y_train; found {sorted(arrays)}")
     if ("x_test" in arrays) != ("y_test" in arrays):
@@ -497,15 +504,24 @@ def user_npz(path: Path) -> Raw:
         class_names = names or tuple(str(k) for k in range(num_classes))
         if len(class_names) != num_classes:
             raise DataError(f"{path}: class_names has {len(names)} names, labels reach {num_classes - 1}")
+        if num_classes < 2 and name != USER_NPZ:
+            raise DataError(f"{path}: classification needs at least two classes, found one ({class_names[0]!r})")
     elif y_train.dtype.kind == "f":
         task, num_classes, class_names = "regression", 0, ()
         y_train, y_test = y_train.astype(np.float32), y_test.astype(np.float32)
+        if not (np.isfinite(y_train).all() and np.isfinite(y_test).all()):
+            raise DataError(f"{path}: the regression targets contain NaN or infinity")
     else:
         raise DataError(f"{path}: y_train has dtype {y_train.dtype}; use integers (classes) or floats (regression)")
     if x_train.dtype.kind not in "biuf":
         raise DataError(f"{path}: x_train has dtype {x_train.dtype}; use uint8 pixels or numbers")
+    if x_train.dtype.kind == "f" and not (np.isfinite(x_train).all() and np.isfinite(x_test).all()):
+        raise DataError(f"{path}: the inputs contain NaN or infinity")
 
-    layout, input_shape = _user_layout(path, x_train)
+    if layout is None:
+        layout, input_shape = _user_layout(path, x_train)
+    else:
+        input_shape = _LAYOUT_SHAPES[layout](x_train.shape[1:])
     feature_names: tuple[str, ...] = ()
     if layout == "NF":
         width = x_train.shape[1]
@@ -515,10 +531,20 @@ def user_npz(path: Path) -> Raw:
         feature_names = given or tuple(f"x{i}" for i in range(width))
         x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
     decoded = Decoded(x_train, y_train, x_test, y_test)
-    info = DataInfo(USER_NPZ, task, input_shape, num_classes, class_names, feature_names)
+    info = DataInfo(name, task, input_shape, num_classes, class_names, feature_names)
     for array in decoded:
         array.setflags(write=False)
     return Raw(info, *decoded, layout=layout, sha256=arrays_sha256(decoded), source="user", origin=str(path))
+
+
+_LAYOUT_SHAPES: dict[Layout, Callable[[tuple[int, ...]], tuple[int, ...]]] = {
+    "NHW": lambda shape: (1, *shape),
+    "NHWC": lambda shape: (shape[2], shape[0], shape[1]),
+    "NCHW": lambda shape: tuple(shape),
+    "NF": lambda shape: tuple(shape),
+    "N*": lambda shape: tuple(shape),
+}
+"""The model's input shape (channels first) of stored inputs shaped ``shape`` (without N), by layout."""
 
 
 def _user_layout(path: Path, x: np.ndarray) -> tuple[Layout, tuple[int, ...]]:

@@ -8,15 +8,20 @@ how to provide the data by hand. Nothing unverified is ever returned.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from trainlab.data import datasets as ds
+from trainlab.data import user
 from trainlab.data.datasets import DatasetDef, Raw
 from trainlab.data.formats import Decoded
 from trainlab.data.sources import cache_dir, fetch, file_digest, mirror, offline, read_npz, write_npz_atomic
@@ -98,6 +103,44 @@ def load_raw(name: str, *, path: str | None = None) -> Raw:
         if key not in _memo:
             _memo[key] = load_definition(defn, folder)
         return _memo[key]
+
+
+def load_data(table: Mapping[str, Any]) -> Raw:
+    """The checked arrays a resolved ``[data]`` table names: a named data set, a user's ``npz``
+    (:func:`load_raw`), or a table, image folder or factory (:mod:`trainlab.data.user`); each
+    loaded once per process while its files (or its factory's source) stay the same."""
+    name = table["name"]
+    if name not in user.KINDS:
+        return load_raw(name, path=table.get("path"))
+    key, load = _user_source(table)
+    with _memo_lock:
+        if key not in _memo:
+            _memo[key] = load()
+        return _memo[key]
+
+
+def _user_source(table: Mapping[str, Any]) -> tuple[tuple[str, ...], Callable[[], Raw]]:
+    """What a user's table, image folder or factory is remembered by in this process, and how to load it."""
+    name, path = table["name"], table.get("path")
+    if name in user.TABLES:
+        columns = json.dumps([table["target"], table["features"], table["task"]])
+        load = partial(user.table_raw, name, path, table["target"], table["features"], table["task"])
+        return (name, path, *_stat(path), columns), load
+    if name == user.IMAGES:
+        return (name, path, user.images_key(path)), partial(user.images_raw, path)
+    params = table.get("params") or {}
+    key = (name, table["factory"], str(table.get("root")), json.dumps(params, sort_keys=True))
+    return (*key, str(table.get("source_sha256"))), partial(
+        user.factory_raw, table["factory"], table.get("root"), params
+    )
+
+
+def _stat(path: str) -> tuple[str, str]:
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    return str(stat.st_mtime_ns), str(stat.st_size)
 
 
 def load_definition(defn: DatasetDef, folder: Path, *, allow_download: bool | None = None) -> Raw:

@@ -17,17 +17,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from trainlab import factory
+from trainlab.data import user
 from trainlab.data.datasets import DATASETS, USER_NPZ
 from trainlab.errors import SpecError
 from trainlab.registry import Param, check_params, join, non_negative, one_of, param
 
 KINDS = ("first", "random", "stratified", "kfold")
 """The split kinds (see :mod:`trainlab.data.splits`)."""
-NAMES = (*DATASETS, USER_NPZ)
+NAMES = (*DATASETS, USER_NPZ, *user.KINDS)
 """Every data set a ``[data]`` table may name."""
+USER_NAMES = (USER_NPZ, *user.KINDS)
+"""The user's own data: arrays, tables, image folders and factories."""
 DEFAULT_TEST_FRACTION = 0.2
 """The share of a data set without its own test split held out as its test set."""
-OWN_TEST_SPLIT_UNKNOWN = ("california_housing", USER_NPZ)
+OWN_TEST_SPLIT_UNKNOWN = ("california_housing", *USER_NAMES)
 """The data sets that may lack a test split of their own: ``test_fraction`` applies to them
 alone; for every other one it is set aside when a study resolves its ``[data]``."""
 
@@ -49,16 +53,40 @@ def _validation(value: Any) -> str | None:
     return None
 
 
+def _names(value: Any) -> str | None:
+    if value is None or (value and all(isinstance(v, str) for v in value) and len(set(value)) == len(value)):
+        return None
+    return "must be a list of distinct column names"
+
+
 DATA: dict[str, Param] = {
-    "name": Param(None, (str,), required=True),
+    "name": Param(None, (str,)),
     "path": Param(None, (str, type(None))),
+    "factory": Param(None, (str, type(None))),
+    "params": param({}, dict),
+    "root": Param(None, (str, type(None))),
+    "source_sha256": Param(None, (str, type(None))),
+    "target": Param(None, (str, type(None))),
+    "features": Param(None, (list, type(None)), _names),
+    "task": Param(None, (str, type(None)), lambda v: None if v is None else one_of(*TASKS)(v)),
     "split": param({}, dict),
     "test_fraction": param(DEFAULT_TEST_FRACTION, float, check=_fraction),
     "train_limit": Param(None, (int, type(None)), _positive_or_none),
     "test_limit": Param(None, (int, type(None)), _positive_or_none),
     "val_limit": Param(None, (int, type(None)), _positive_or_none),
 }
-"""``[data]``: the data set, its file (``npz``), its split, its test share and its size limits."""
+"""``[data]``: the data set, its file or factory, its split, its test share and its size limits."""
+TASKS = ("classification", "regression")
+OWN_KEYS: dict[str, tuple[str, ...]] = {
+    USER_NPZ: (),
+    "csv": ("target", "features", "task"),
+    "parquet": ("target", "features", "task"),
+    user.IMAGES: (),
+    user.FACTORY: ("factory", "params", "root", "source_sha256"),
+}
+"""The keys beside ``path`` that only some of the user's data kinds take; a table states them
+for its kind alone, so that a named data set's spec (and identity) is as it always was."""
+_OPTIONAL = sorted({key for keys in OWN_KEYS.values() for key in keys})
 SPLIT: dict[str, Param] = {
     "kind": param("first", str, check=one_of(*KINDS)),
     "validation": Param(0.1, (int, float), _validation),
@@ -121,9 +149,60 @@ def _check_data(table: Any, path: str, *, stated: bool) -> dict[str, Any]:
     if stated:
         _require(data, STATED["data"], path)
     out = check_params(data, DATA, path)
+    if out["name"] is None:
+        out["name"] = _infer_name(out, path)
     check_source(out["name"], out["path"], path=path)
+    _own_keys(out, path)
     out["split"] = check_split(out["split"], path=join(path, "split"), stated=stated)
     return out
+
+
+def _infer_name(table: Mapping[str, Any], path: str) -> str:
+    """The kind of data a ``[data]`` table without ``name`` gives: a factory, or by its path's form."""
+    if table["factory"] is not None:
+        return user.FACTORY
+    if table["path"] is not None:
+        kind = user.kind_of(table["path"])
+        if kind is None:
+            raise SpecError(
+                f"cannot tell the kind of data from {table['path']!r}: give a .csv, .parquet or .npz file, or an "
+                "image folder (one subfolder per class), or set name",
+                path=join(path, "path"),
+                allowed=USER_NAMES,
+            )
+        return kind
+    raise SpecError(
+        "is required: a data set's name, or a path or factory of your own", path=join(path, "name"), allowed=NAMES
+    )
+
+
+def _own_keys(table: dict[str, Any], path: str) -> None:
+    """Refuse a key the data kind does not take; drop the others' defaults; resolve a table's
+    columns and a factory's source."""
+    name = table["name"]
+    own = OWN_KEYS.get(name, ())
+    for key in _OPTIONAL:
+        if key in own:
+            continue
+        if table[key] not in (None, {}):
+            takers = [n for n, keys in OWN_KEYS.items() if key in keys]
+            raise SpecError(f"{key} applies to {' and '.join(takers)} data, not to {name}", path=join(path, key))
+        del table[key]
+    if name in user.TABLES:
+        if table["target"] is None:
+            raise SpecError("is required: the column to predict", path=join(path, "target"))
+        table["features"], table["task"] = user.table_columns(
+            name, table["path"], table["target"], table["features"], table["task"]
+        )
+    elif name == user.FACTORY:
+        found = factory.load(table["factory"], table["root"], join(path, "factory"))
+        if table["source_sha256"] is not None and table["source_sha256"] != found.sha256:
+            raise SpecError(
+                f"{found.reference}: its source file {found.file} has changed since this data was resolved; an "
+                "edited factory makes new trials: run the study again",
+                path=join(path, "factory"),
+            )
+        table["factory"], table["source_sha256"] = found.reference, found.sha256
 
 
 def _as_table(value: Any, path: str) -> dict[str, Any]:
@@ -153,13 +232,17 @@ def _check_fold(split: Mapping[str, Any], path: str) -> None:
 
 
 def check_source(name: Any, file: Any, *, path: str = "data") -> None:
-    """The data set a ``[data]`` table names is one there is, and ``path`` is the file of an
-    ``npz`` data set and of nothing else."""
+    """The data set a ``[data]`` table names is one there is, and ``path`` is given for the user's
+    files (an ``npz``, a table, an image folder) and for nothing else."""
     if name not in NAMES:
         raise SpecError(f"unknown data set {name!r}", path=join(path, "name"), allowed=NAMES, got=name)
-    if name == USER_NPZ and not file:
+    files = (USER_NPZ, *user.TABLES, user.IMAGES)
+    if name in files and not file:
+        what = {USER_NPZ: "the file with x_train, y_train (x_test, y_test)", user.IMAGES: "the folder of class folders"}
+        article = "an" if name in (USER_NPZ, user.IMAGES) else "a"
         raise SpecError(
-            "an npz data set needs 'path', the file with x_train, y_train (x_test, y_test)", path=join(path, "path")
+            f"{article} {name} data set needs 'path', {what.get(name, f'the {name} file')}", path=join(path, "path")
         )
-    if name != USER_NPZ and file is not None:
-        raise SpecError(f'path applies only to name = "npz", not to {name}', path=join(path, "path"), got=file)
+    if name not in files and file is not None:
+        given = 'name = "npz", "csv", "parquet" or "images"'
+        raise SpecError(f"path applies only to {given}, not to {name}", path=join(path, "path"), got=file)

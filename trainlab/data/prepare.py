@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from trainlab.data import params, splits
-from trainlab.data.datasets import USER_NPZ, DataInfo, Raw
-from trainlab.data.loader import load_raw
+from trainlab.data.datasets import DataInfo, Raw
+from trainlab.data.loader import load_data
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,8 +55,9 @@ def prepare(data: Mapping[str, Any]) -> Prepared:
     smoke runs). The keys are those of :mod:`trainlab.data.params`, checked as a study's are.
     Raises SpecError for an invalid table, DataError when the data cannot be found or verified.
     """
-    request = _parse(data)
-    raw = load_raw(request.name, path=request.path)
+    table = params.check_resolved(data)
+    request = _parse(table)
+    raw = load_data(table)
     record: dict[str, Any] = {"dataset": request.name, **request.split.as_dict()}
 
     if raw.has_test:
@@ -104,7 +105,7 @@ def prepare(data: Mapping[str, Any]) -> Prepared:
         data_sha256=raw.sha256,
         source=raw.source,
     )
-    if request.name == USER_NPZ:
+    if request.name in params.USER_NAMES:
         record["path"] = raw.origin
     return Prepared(
         info=raw.info,
@@ -136,10 +137,9 @@ def _targets(raw: Raw, y: np.ndarray) -> np.ndarray:
     return np.array(y, dtype=dtype, copy=True)
 
 
-def _parse(data: Mapping[str, Any]) -> _Request:
-    """The request a resolved ``[data]`` table makes, checked against the one table of data
+def _parse(table: Mapping[str, Any]) -> _Request:
+    """The request a resolved ``[data]`` table makes, once checked against the one table of data
     keys (:mod:`trainlab.data.params`) the study parser resolves it with."""
-    table = params.check_resolved(data)
     return _Request(
         table["name"],
         table["path"],

@@ -226,6 +226,25 @@ def _fit_population(
     return [t.result({k: v.detach().clone() for k, v in m.net.state_dict().items()}) for m, t in zip(members, trackers)]
 
 
+def dry_step(nets: Sequence[Net], loss: str, task: str, input_shape: Sequence[int]) -> None:
+    """One stacked gradient step and one stacked evaluation of ``nets`` (copies of one model) on
+    a batch of two examples of zeros, written nowhere: it raises what a population of them would
+    raise (a module whose forward ``torch.func.vmap`` cannot batch), and returns otherwise. The
+    same nets on the same zeros: the same answer every time."""
+    base, step_fn, forward = _functions(nets[0], loss)
+    params, buffers = stack_module_state([copy.deepcopy(net) for net in nets])
+    params = {k: v.detach() for k, v in params.items()}
+    buffers = {k: v.detach().clone() for k, v in buffers.items()}
+    x = torch.zeros((2, *input_shape))
+    y = torch.zeros(2, dtype=torch.long) if task == "classification" else torch.zeros(2)
+    base.train()
+    step_fn(params, buffers, x, y)
+    base.eval()
+    with torch.no_grad():
+        forward(params, buffers, x)
+    base.train()
+
+
 def _restored(members: Sequence[Member]) -> tuple[list[Tracker], list[Mapping[str, torch.Tensor]] | None]:
     """Each member's tracker, and the optimizer states to stack: the members' checkpoints loaded
     into their nets and trackers where they resume (all of them or none), None where they start."""

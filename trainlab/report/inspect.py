@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from trainlab.data.cache import DataCache
+from trainlab.errors import TrainlabError
 from trainlab.store import Store, TrialRecord
 from trainlab.trained import predict_all, trial_model
 from trainlab.trial import TrialSpec
@@ -80,9 +81,11 @@ def last_hidden(store: Store, trial: TrialRecord, samples: int, cache: object | 
     n = min(samples, len(x))
     index = np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))
     xs = x[torch.from_numpy(index)]
-    linears = [m for m in net.body if isinstance(m, nn.Linear)]
+    linears = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise TrainlabError(f"trial {trial.hash[:10]} ({trial.label}) has no Linear layer whose input to show")
     captured: list[torch.Tensor] = []
-    handle = linears[-1].register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach()))
+    handle = linears[-1][1].register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach()))
     try:
         net.predict(xs)
     finally:
@@ -90,9 +93,15 @@ def last_hidden(store: Store, trial: TrialRecord, samples: int, cache: object | 
     features = captured[0].reshape(n, -1).numpy()
     from trainlab.models import summary
 
-    rows = summary(meta["spec"].model.to_json(), tuple(meta["input_shape"]))
-    if any(r.type in ("Dense", "Conv2D") for r in rows[:-1]):
-        layer = f"output of {rows[-2].name}, {features.shape[1]} features"
+    spec = meta["spec"]
+    if spec.model.factory is not None:
+        where = linears[-1][0].removeprefix("body.0.") or "the module"
+        reference = spec.model.factory.reference
+        layer = f"input of {where}, the last Linear layer of {reference}, {features.shape[1]} features"
     else:
-        layer = f"no hidden layer: the {features.shape[1]} inputs"
+        rows = summary(spec.model.to_json(), tuple(meta["input_shape"]))
+        if any(r.type in ("Dense", "Conv2D") for r in rows[:-1]):
+            layer = f"output of {rows[-2].name}, {features.shape[1]} features"
+        else:
+            layer = f"no hidden layer: the {features.shape[1]} inputs"
     return Hidden(trial, features, y[torch.from_numpy(index)].numpy(), layer)

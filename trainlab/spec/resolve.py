@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from trainlab import models, optim
-from trainlab.data.datasets import USER_NPZ, DataInfo, definitions
-from trainlab.data.params import check_source, resolve_data
+from trainlab.data.datasets import DataInfo, definitions
+from trainlab.data.params import USER_NAMES, check_source, resolve_data
 from trainlab.errors import DataError, SpecError
 from trainlab.losses import CLASSIFICATION_LOSSES, DEFAULT_LOSS, LOSSES, METRICS, mode_for
 from trainlab.registry import Param, check_params, check_value, non_negative, one_of, param
@@ -67,7 +67,9 @@ def resolve_trial(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The fully resolved spec of one trial: data, model, optimizer and training settings."""
     data = resolve_data(raw["data"])
     info = dataset_info(data)
-    model = models.resolve(as_table(raw["model"], "model"), info.input_shape)
+    model = models.resolve(
+        as_table(raw["model"], "model"), info.input_shape, task=info.task, num_classes=info.num_classes
+    )
     optimizer = optim.resolve(raw["optimizer"])
     train = resolve_train(raw["train"], info.task)
     models.check_output(model, info.input_shape, info.task, train["loss"], info.num_classes)
@@ -115,13 +117,13 @@ def dataset_info(data: Mapping[str, Any]) -> DataInfo:
     """What the model needs to know of the named data set (a user's ``npz`` file is opened)."""
     name = data["name"]
     check_source(name, data.get("path"))
-    if name == USER_NPZ:
-        from trainlab.data import load_raw
+    if name in USER_NAMES:
+        from trainlab.data.loader import load_data
 
         try:
-            return load_raw(USER_NPZ, path=data["path"]).info
+            return load_data(data).info
         except DataError as exc:
-            raise SpecError(str(exc), path="data.path") from None
+            raise SpecError(str(exc), path="data.factory" if name == "factory" else "data.path") from None
     return definitions()[name].info
 
 

@@ -149,6 +149,8 @@ def from_dict(
         seeds = seeds[:1]
     if "data" in raw and base_dir is not None:
         raw["data"] = _data_beside(raw["data"], base_dir)
+    if base_dir is not None:
+        _factories_beside(raw, str(base_dir.resolve()))
     base = _base(raw)
     stages = _stages(raw, head["smoke"], len(seeds))
     staged = len(stages) > 1
@@ -182,6 +184,20 @@ def _data_beside(value: Any, base_dir: Path) -> dict[str, Any]:
     if isinstance(data.get("path"), str):
         data["path"] = str((base_dir / data["path"]).resolve())
     return data
+
+
+def _factories_beside(node: Any, root: str) -> None:
+    """Every table of the study naming a ``factory`` (the base's ``[model]`` and ``[data]``, a
+    compare entry's, a grid's or a search's value) gets the study file's folder as its ``root``,
+    where the factory is imported from, unless it gives one."""
+    if isinstance(node, dict):
+        if isinstance(node.get("factory"), str) and "root" not in node:
+            node["root"] = root
+        for value in node.values():
+            _factories_beside(value, root)
+    elif isinstance(node, list):
+        for item in node:
+            _factories_beside(item, root)
 
 
 def _base(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""A study of one's own model (a factory) and data (a CSV table) survives SIGKILL: run again, it
+resumes the trial cut off from its checkpoint and ends with exactly the results of an
+uninterrupted run; the factory is imported again by the new process from the study's folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from factories import write_study
+from helpers import FIXTURES
+from test_kill_resume import check_store, epochs_written, outcome, start, stderr_of, wait_for
+
+from trainlab.store import Store
+
+EPOCHS = 10
+TRIALS = 2
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("own")
+    for item in (FIXTURES / "byo").iterdir():
+        (shutil.copytree if item.is_dir() else shutil.copy)(item, folder / item.name)
+    tables = {
+        "study": {"name": "tiny", "seeds": [0]},
+        "data": {"path": "table.csv", "target": "kind", "features": ["a", "b"], "split": {"kind": "random"}},
+        "model": {"factory": "mypkg.models:build", "params": {"width": 8}},
+        "train": {"epochs": EPOCHS, "batch_size": 4},
+        "compare": [{"label": "sgd"}, {"label": "adam", "optimizer": "adam"}],
+    }
+    return write_study(folder / "tiny.toml", tables)
+
+
+ONE_AT_A_TIME = ("--workers", "1", "--population", "1", "--checkpoint-every", "0")
+
+
+def test_a_factory_study_killed_mid_trial_resumes_to_the_uninterrupted_results(study: Path) -> None:
+    folder = study.parent
+    proc = start(study, folder / "reference.db", *ONE_AT_A_TIME)
+    assert proc.wait(timeout=600) == 0, stderr_of(proc)
+    stderr_of(proc)
+    reference = outcome(folder / "reference.db")
+    assert len(reference) == TRIALS
+
+    store = folder / "killed.db"
+    proc = start(study, store, *ONE_AT_A_TIME)
+    wait_for(lambda: epochs_written(store) >= EPOCHS // 2, proc)  # halfway through the first trial
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, stderr_of(proc)
+    stderr_of(proc)
+    assert 0 < epochs_written(store) < EPOCHS * TRIALS
+    check_store(store, epochs=EPOCHS, trials=TRIALS)
+
+    proc = start(study, store, *ONE_AT_A_TIME)
+    assert proc.wait(timeout=600) == 0, stderr_of(proc)
+    stderr_of(proc)
+    check_store(store, epochs=EPOCHS, trials=TRIALS)
+    assert outcome(store) == reference  # same scheduling: bit for bit
+    with Store.open(store) as db:
+        attempts = sorted(t.attempts for t in db.trials(db.study("tiny").id))  # type: ignore[union-attr]
+    assert attempts[-1] >= 2, "the trial cut off was resumed"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from trainlab.errors import TrainlabError
 from trainlab.report import render, stats, study_report
 from trainlab.report.tables import Options, vs_best_text
 from trainlab.store import NewTrial, Store
@@ -135,16 +136,16 @@ VALUES = {  # label -> [(seed, val_accuracy, val_loss, test_accuracy, val_accura
 }
 
 
-def _filled_store(path: Path) -> Store:
+def _filled_store(path: Path, values: dict[str, list] = VALUES) -> Store:
     store = Store.open(path)
     study_id = store.ensure_study("hand", json.dumps({"study": {"name": "hand"}}), "h", None)
     spec_json = json.dumps(TRIAL_SPEC)
     store.add_trials(
         study_id,
-        [NewTrial(f"{label}{seed}", label, {}, seed, spec_json) for label, rows in VALUES.items() for seed, *_ in rows],
+        [NewTrial(f"{label}{seed}", label, {}, seed, spec_json) for label, rows in values.items() for seed, *_ in rows],
     )
     ids = {t.hash: t.id for t in store.trials(study_id)}
-    for label, rows in VALUES.items():
+    for label, rows in values.items():
         for seed, val, loss, test, curve in rows:
             trial_id = ids[f"{label}{seed}"]
             assert store.claim(trial_id, "me")
@@ -240,8 +241,6 @@ def test_test_metric_only_for_the_chosen_variant_unless_asked(hand_store: Store)
 
 
 def test_target_metric_must_exist(hand_store: Store) -> None:
-    from trainlab.errors import TrainlabError
-
     with pytest.raises(TrainlabError, match="cannot use 'val_mse' as target metric"):
         study_report(hand_store, "hand", Options(target=0.5, target_metric="val_mse"))
 
@@ -378,7 +377,7 @@ def test_paired_t_by_hand_and_against_scipy() -> None:
     assert c.test == "paired t" and c.pairs == 3 and c.df == 2.0
     assert c.t == pytest.approx(29.0, rel=1e-9)
     assert c.p == pytest.approx(p_two_sided_df2(29.0), rel=P_RTOL)
-    assert c.p == pytest.approx(0.0011878, abs=SIX_DECIMALS) and c.distinguishable is True
+    assert c.p == pytest.approx(0.0011869, abs=SIX_DECIMALS) and c.distinguishable is True
     ref = sps.ttest_rel(a, b)
     assert (c.t, c.p) == (pytest.approx(float(ref.statistic), rel=P_RTOL), pytest.approx(float(ref.pvalue), rel=P_RTOL))
     assert c.wilcoxon_p is None  # three pairs: a signed-rank p could not go below 2/8
@@ -500,3 +499,73 @@ def test_calibration_identical_variants_are_rarely_called_different(seeds: int, 
     assert rates["none"] >= 0.3
     if seeds == 5:  # Holm over the 9 comparisons with the best alone lets the choice of the best through (~10%)
         assert rates["best_only"] > 0.06
+
+
+# Three variants on the same three seeds: compared paired. By hand, with differences per seed:
+#   b - a = -0.10, -0.09, -0.10: t = -29.0, df 2, p = 1 - 29 / sqrt(843) = 0.0011869
+#   c - a = -0.01, +0.01, -0.02: mean -0.02/3, s_d = sqrt(0.0021) / 3, t = -0.75593, p = 0.52860
+#   b - c = -0.09, -0.10, -0.08: mean -0.09, s_d 0.01, t = -15.5885, p = 0.0040900
+# Holm over the three pairs: 0.0011869 x 3 = 0.0035608; 0.0040900 x 2 = 0.0081800; 0.52860 x 1.
+PAIRED_VALUES = {
+    label: [(seed, val, 0.3, val - 0.01, [val]) for seed, val in enumerate(vals)]
+    for label, vals in {"a": [0.90, 0.92, 0.94], "b": [0.80, 0.83, 0.84], "c": [0.89, 0.93, 0.92]}.items()
+}
+
+
+def test_report_pairs_shared_seeds_and_corrects_by_holm(tmp_path: Path) -> None:
+    t_c = -0.02 / 3 / (math.sqrt(0.0021) / 3 / math.sqrt(3))
+    p_ab, p_ac, p_bc = p_two_sided_df2(29.0), p_two_sided_df2(t_c), p_two_sided_df2(0.09 / (0.01 / math.sqrt(3)))
+    assert (t_c, p_ab, p_ac, p_bc) == (
+        pytest.approx(-0.75593, abs=1e-5),
+        pytest.approx(0.0011869, abs=SIX_DECIMALS),
+        pytest.approx(0.52860, abs=1e-5),
+        pytest.approx(0.0040900, abs=SIX_DECIMALS),
+    )
+    with _filled_store(tmp_path / "paired.db", PAIRED_VALUES) as store:
+        report = study_report(store, "hand")
+        plain = study_report(store, "hand", Options(correction="none"))
+        with pytest.raises(TrainlabError, match="unknown correction 'sidak'; allowed: holm, bonferroni, none"):
+            study_report(store, "hand", Options(correction="sidak"))
+    by = {v["label"]: v["vs_best"] for v in report["variants"]}
+    assert report["selection"]["correction"] == "holm"
+    assert by["b"]["test"] == "paired t" and by["b"]["pairs"] == 3 and by["b"]["df"] == 2.0
+    assert by["b"]["t"] == pytest.approx(-29.0, rel=P_RTOL) and by["b"]["p"] == pytest.approx(p_ab, rel=P_RTOL)
+    assert by["b"]["p_adjusted"] == pytest.approx(3 * p_ab, rel=P_RTOL) and by["b"]["distinguishable"] is True
+    assert by["c"]["t"] == pytest.approx(t_c, rel=1e-6)
+    assert by["c"]["p_adjusted"] == pytest.approx(max(2 * p_bc, p_ac), rel=1e-6) and by["c"]["distinguishable"] is False
+    assert by["b"]["family"] == by["c"]["family"] == by["a"]["family"] == 3
+    assert by["a"]["p_adjusted"] is None and by["a"]["note"] == "best"
+
+    md = render(report, "markdown")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert "| worse (p=0.004) |" in rows["b"] and "| ≈ best (p=0.529) |" in rows["c"]
+    assert "paired t-test over the 3 seeds both share on val accuracy against a" in md
+    assert "p corrected by Holm over all 3 pairs of variants" in md
+    csv_rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(render(report, "csv")))}
+    assert float(csv_rows["b"]["p_vs_best"]) == pytest.approx(p_ab, rel=P_RTOL)
+    assert float(csv_rows["b"]["p_vs_best_adjusted"]) == pytest.approx(3 * p_ab, rel=P_RTOL)
+    assert csv_rows["b"]["test_vs_best"] == "paired t" and csv_rows["a"]["p_vs_best_adjusted"] == ""
+    data = json.loads(render(report, "json"))
+    assert data["variants"][1]["vs_best"]["p_adjusted"] == pytest.approx(3 * p_ab, rel=P_RTOL)
+
+    plain_md = render(plain, "markdown")
+    assert "| worse (p=0.001) |" in plain_md and ", p uncorrected;" in plain_md
+    assert {v["label"]: v["vs_best"]["p_adjusted"] for v in plain["variants"]}["b"] == pytest.approx(p_ab)
+
+
+def test_report_correction_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainlab.cli import main
+
+    _filled_store(tmp_path / "paired.db", PAIRED_VALUES).close()
+    assert main(["report", "hand", "--store", str(tmp_path / "paired.db"), "--format", "json"]) == 0
+    holm = json.loads(capsys.readouterr().out)
+    args = ["report", "hand", "--store", str(tmp_path / "paired.db"), "--format", "json", "--correction", "bonferroni"]
+    assert main(args) == 0
+    bonferroni = json.loads(capsys.readouterr().out)
+    p_c = [v["vs_best"] for v in holm["variants"] if v["label"] == "c"][0]
+    q_c = [v["vs_best"] for v in bonferroni["variants"] if v["label"] == "c"][0]
+    assert bonferroni["selection"]["correction"] == "bonferroni"
+    assert q_c["p_adjusted"] == pytest.approx(min(1.0, 3 * q_c["p"])) and p_c["p_adjusted"] < q_c["p_adjusted"]
+    with pytest.raises(SystemExit):
+        main([*args[:-1], "sidak"])
+    assert "invalid choice: 'sidak'" in capsys.readouterr().err

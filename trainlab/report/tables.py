@@ -81,6 +81,10 @@ def study_report(store: Store, name: str, options: Options | None = None) -> dic
     ``variants`` are all stages' variants and its ``selection`` is the last stage's.
     """
     options = options or Options()
+    if options.correction not in stats.CORRECTIONS:
+        raise TrainlabError(
+            f"unknown correction {options.correction!r}; allowed: {', '.join(stats.CORRECTIONS)}"
+        )
     record = store.study(name)
     if record is None:
         known = ", ".join(s.name for s in store.studies()) or "none yet"
@@ -702,7 +706,7 @@ def _csv(report: Mapping[str, Any]) -> str:
     header = ["variant", "n"]
     for c in cols:
         header += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_ci_low", f"{c.key}_ci_high"]
-    header += ["status", "chosen", "vs_best", "p_vs_best"]
+    header += ["status", "chosen", "vs_best", "p_vs_best", "p_vs_best_adjusted", "test_vs_best", "wilcoxon_p_vs_best"]
     target = report.get("target")
     if target is not None:
         header += [
@@ -729,6 +733,9 @@ def _csv(report: Mapping[str, Any]) -> str:
             str(bool(v.get("chosen"))).lower(),
             vs_best_text(v),
             _num(v["vs_best"]["p"]),
+            _num(v["vs_best"].get("p_adjusted")),
+            v["vs_best"].get("test") or "",
+            _num(v["vs_best"].get("wilcoxon_p")),
         ]
         if target is not None:
             ttt = v["time_to_target"]

@@ -540,7 +540,7 @@ def test_report_pairs_shared_seeds_and_corrects_by_holm(tmp_path: Path) -> None:
     rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
     assert "| worse (p=0.004) |" in rows["b"] and "| ≈ best (p=0.529) |" in rows["c"]
     assert "paired t-test over the 3 seeds both share on val accuracy against a" in md
-    assert "p corrected by Holm over all 3 pairs of variants" in md
+    assert "vs best p: corrected by Holm over all 3 pairs of variants, since the best is chosen" in md
     csv_rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(render(report, "csv")))}
     assert float(csv_rows["b"]["p_vs_best"]) == pytest.approx(p_ab, rel=P_RTOL)
     assert float(csv_rows["b"]["p_vs_best_adjusted"]) == pytest.approx(3 * p_ab, rel=P_RTOL)
@@ -549,7 +549,10 @@ def test_report_pairs_shared_seeds_and_corrects_by_holm(tmp_path: Path) -> None:
     assert data["variants"][1]["vs_best"]["p_adjusted"] == pytest.approx(3 * p_ab, rel=P_RTOL)
 
     plain_md = render(plain, "markdown")
-    assert "| worse (p=0.001) |" in plain_md and ", p uncorrected;" in plain_md
+    assert (
+        "| worse (p=0.001) |" in plain_md
+        and "p: uncorrected for the 3 pairs of variants tested (--correction none)." in plain_md
+    )
     assert {v["label"]: v["vs_best"]["p_adjusted"] for v in plain["variants"]}["b"] == pytest.approx(p_ab)
 
 

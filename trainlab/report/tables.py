@@ -82,9 +82,7 @@ def study_report(store: Store, name: str, options: Options | None = None) -> dic
     """
     options = options or Options()
     if options.correction not in stats.CORRECTIONS:
-        raise TrainlabError(
-            f"unknown correction {options.correction!r}; allowed: {', '.join(stats.CORRECTIONS)}"
-        )
+        raise TrainlabError(f"unknown correction {options.correction!r}; allowed: {', '.join(stats.CORRECTIONS)}")
     record = store.study(name)
     if record is None:
         known = ", ".join(s.name for s in store.studies()) or "none yet"
@@ -479,13 +477,18 @@ def tests_text(variants: Sequence[Mapping[str, Any]]) -> str:
 
 
 def correction_text(report: Mapping[str, Any]) -> str:
-    """How the shown p-values were corrected, with the family's size; empty when not corrected."""
+    """How the shown p-values were corrected, with the family's size; empty with fewer than two tests."""
     correction = report["selection"].get("correction", "none")
     family = max((v["vs_best"].get("family") or 0 for v in report["variants"]), default=0)
-    if correction == "none" or family < 2:
-        return ", p uncorrected" if correction == "none" and family >= 2 else ""
+    if family < 2:
+        return ""
+    if correction == "none":
+        return f"vs best p: uncorrected for the {family} pairs of variants tested (--correction none)."
     name = {"holm": "Holm", "bonferroni": "Bonferroni"}[correction]
-    return f", p corrected by {name} over all {family} pairs of variants (the best is chosen from the same data)"
+    return (
+        f"vs best p: corrected by {name} over all {family} pairs of variants, "
+        "since the best is chosen from the same data."
+    )
 
 
 def _short(metric: str) -> str:
@@ -569,9 +572,12 @@ def notes(report: Mapping[str, Any]) -> list[str]:
     direction = "highest" if sel["mode"] == "max" else "lowest"
     out.append(
         f"Chosen on validation: {sel['chosen']} ({direction} mean {metric}). "
-        f"vs best: {tests_text(report['variants'])} on {metric} against {sel['chosen']}{correction_text(report)}; "
+        f"vs best: {tests_text(report['variants'])} on {metric} against {sel['chosen']}; "
         f"≈ best = not distinguishable from it at {sel['alpha']:.0%}."
     )
+    correction = correction_text(report)
+    if correction:
+        out.append(correction)
     wilcoxon = [v for v in report["variants"] if v["vs_best"].get("wilcoxon_p") is not None]
     if wilcoxon:
         out.append(

@@ -181,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the results of STUDY (a study name, or its file) from the store.\n"
         "Each row is a variant: n finished seeds, validation accuracy and loss at each\n"
         "trial's chosen epoch (mean ± std), the 95% Student-t CI of the selection metric,\n"
-        "Welch's t-test against the best variant ('≈ best': not distinguishable at 5%),\n"
+        "a t-test against the best variant (paired where both finished the same 3+ seeds,\n"
+        "Welch's otherwise; p corrected by Holm over every pair of variants; '≈ best':\n"
+        "not distinguishable at 5%),\n"
         "that epoch, the test metric (only for the variant chosen on validation, unless\n"
         "--all-test), epochs run, seconds per epoch and training time.\n"
         "--format html writes one self-contained file with the figures too.\n"
@@ -220,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the metric --target applies to (default: val_accuracy, or val_loss for regression)",
     )
     report.add_argument("--summary", action="store_true", help="also print each model's Keras-style summary")
+    report.add_argument(
+        "--correction",
+        choices=("holm", "bonferroni", "none"),
+        default="holm",
+        help="how 'vs best' p-values are corrected for the number of comparisons (default: holm, "
+        "over every pair of variants; see docs/REPORTS.md)",
+    )
     report.add_argument(
         "--trial",
         metavar="ID",
@@ -681,7 +690,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from trainlab.report.tables import Options
 
     name = _study_name(args.study)
-    options = Options(all_test=args.all_test, target=args.target, target_metric=args.target_metric)
+    options = Options(
+        all_test=args.all_test, target=args.target, target_metric=args.target_metric, correction=args.correction
+    )
     if args.target_metric and args.target is None:
         raise TrainlabError("--target-metric needs --target VALUE, the value to reach")
     if args.summary and args.format in ("json", "csv"):

@@ -91,7 +91,7 @@ def test_report_content(report_file: Path) -> None:
         assert f"<h2>{heading}</h2>" in text
     assert "<th>95% CI</th>" in text and "<th>vs best</th>" in text and "<th>reached 0.7</th>" in text
     assert text.count("<tr class=chosen>") == 2, "the chosen variant in the results, its trial in the trials table"
-    assert "Welch&#x27;s t-test" in text
+    assert "Welch&#x27;s t-test" in text and "corrected by Holm over all 3 pairs of variants" in text
     assert "only for the variant chosen on validation" in text and "<td class=withheld>·</td>" in text
     assert "Total params: <b>1,660</b>" in text and "Total params: <b>448</b>" in text
     assert "<td>conv2d_1 (Conv2D)</td><td>(None, 6, 8, 8)</td><td>60</td>" in text

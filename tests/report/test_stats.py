@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from trainlab.errors import TrainlabError
 from trainlab.report import render, stats, study_report
 from trainlab.report.tables import Options, vs_best_text
 from trainlab.store import NewTrial, Store
@@ -128,22 +129,23 @@ def test_first_reaching_counts_epochs_from_one_and_sums_seconds() -> None:
 
 TRIAL_SPEC = {"task": "classification", "train": {"monitor": "val_accuracy"}}
 VALUES = {  # label -> [(seed, val_accuracy, val_loss, test_accuracy, val_accuracy per epoch)]
+    # a and b ran different seeds, so they are compared unpaired (Welch); the paired test has its own store below.
     "a": [(0, 0.90, 0.30, 0.89, [0.5, 0.90]), (1, 0.92, 0.28, 0.91, [0.6, 0.92]), (2, 0.94, 0.25, 0.93, [0.91, 0.94])],
-    "b": [(0, 0.80, 0.50, 0.79, [0.7, 0.80]), (1, 0.82, 0.45, 0.81, [0.7, 0.82]), (2, 0.84, 0.40, 0.83, [0.75, 0.84])],
+    "b": [(3, 0.80, 0.50, 0.79, [0.7, 0.80]), (4, 0.82, 0.45, 0.81, [0.7, 0.82]), (5, 0.84, 0.40, 0.83, [0.75, 0.84])],
     "solo": [(0, 0.85, 0.40, 0.84, [0.85, 0.85])],
 }
 
 
-def _filled_store(path: Path) -> Store:
+def _filled_store(path: Path, values: dict[str, list] = VALUES) -> Store:
     store = Store.open(path)
     study_id = store.ensure_study("hand", json.dumps({"study": {"name": "hand"}}), "h", None)
     spec_json = json.dumps(TRIAL_SPEC)
     store.add_trials(
         study_id,
-        [NewTrial(f"{label}{seed}", label, {}, seed, spec_json) for label, rows in VALUES.items() for seed, *_ in rows],
+        [NewTrial(f"{label}{seed}", label, {}, seed, spec_json) for label, rows in values.items() for seed, *_ in rows],
     )
     ids = {t.hash: t.id for t in store.trials(study_id)}
-    for label, rows in VALUES.items():
+    for label, rows in values.items():
         for seed, val, loss, test, curve in rows:
             trial_id = ids[f"{label}{seed}"]
             assert store.claim(trial_id, "me")
@@ -239,8 +241,6 @@ def test_test_metric_only_for_the_chosen_variant_unless_asked(hand_store: Store)
 
 
 def test_target_metric_must_exist(hand_store: Store) -> None:
-    from trainlab.errors import TrainlabError
-
     with pytest.raises(TrainlabError, match="cannot use 'val_mse' as target metric"):
         study_report(hand_store, "hand", Options(target=0.5, target_metric="val_mse"))
 
@@ -363,3 +363,212 @@ def test_a_variant_without_a_finished_seed_is_labelled_in_the_table(tmp_path: Pa
         if line.startswith("| ")
     }
     assert "| no finished seed |" in rows["broken"] and "| best |" in rows["ok"]
+
+
+# --- paired tests, Wilcoxon and the correction for many comparisons ----------------------------
+
+
+def test_paired_t_by_hand_and_against_scipy() -> None:
+    # differences 0.10, 0.09, 0.10: mean 0.096667, s_d = 0.0057735, t = 0.096667 / (s_d / sqrt 3) = 29.0, df 2
+    from scipy import stats as sps
+
+    a, b = [0.90, 0.92, 0.94], [0.80, 0.83, 0.84]
+    c = stats.paired(a, b)
+    assert c.test == "paired t" and c.pairs == 3 and c.df == 2.0
+    assert c.t == pytest.approx(29.0, rel=1e-9)
+    assert c.p == pytest.approx(p_two_sided_df2(29.0), rel=P_RTOL)
+    assert c.p == pytest.approx(0.0011869, abs=SIX_DECIMALS) and c.distinguishable is True
+    ref = sps.ttest_rel(a, b)
+    assert (c.t, c.p) == (pytest.approx(float(ref.statistic), rel=P_RTOL), pytest.approx(float(ref.pvalue), rel=P_RTOL))
+    assert c.wilcoxon_p is None  # three pairs: a signed-rank p could not go below 2/8
+
+
+def test_welch_agrees_with_scipy_ttest_ind() -> None:
+    from scipy import stats as sps
+
+    for a, b in [([0.91, 0.95, 0.90, 0.96], [0.89, 0.90, 0.93]), ([0.5, 0.7], [0.6, 0.61, 0.62, 0.9, 0.3])]:
+        ref = sps.ttest_ind(a, b, equal_var=False)
+        c = stats.welch(a, b)
+        assert c.t == pytest.approx(float(ref.statistic), rel=P_RTOL)
+        assert c.p == pytest.approx(float(ref.pvalue), rel=P_RTOL) and c.df == pytest.approx(float(ref.df), rel=P_RTOL)
+
+
+def test_paired_without_spread_in_the_differences() -> None:
+    same = stats.paired([0.9, 0.8, 0.7], [0.9, 0.8, 0.7])
+    assert (same.p, same.distinguishable, same.note) == (None, False, "identical values")
+    # 0.90 - 0.80, 0.92 - 0.82 and 0.94 - 0.84 differ only by float rounding: one difference, no test
+    shifted = stats.paired([0.90, 0.92, 0.94], [0.80, 0.82, 0.84])
+    assert (shifted.p, shifted.distinguishable) == (None, None)
+    assert shifted.note == "the same difference at every seed: no test"
+
+
+def test_wilcoxon_from_six_pairs_by_hand() -> None:
+    # six positive differences: every sign +, the exact two-sided p is 2 / 2^6 = 0.03125
+    a = [0.91, 0.92, 0.93, 0.94, 0.95, 0.96]
+    b = [x - d for x, d in zip(a, [0.01, 0.02, 0.03, 0.04, 0.05, 0.06])]
+    assert stats.paired(a, b).wilcoxon_p == pytest.approx(2 / 64, rel=1e-12)
+    # ranks 1..6 with the largest negative: W- = 6; subsets of 1..6 summing to at most 6 number
+    # 1 + 1 + 1 + 2 + 2 + 3 + 4 = 14, so p = 2 * 14 / 64
+    b[5] = a[5] + 0.06
+    assert stats.paired(a, b).wilcoxon_p == pytest.approx(28 / 64, rel=1e-12)
+    assert stats.paired(a[:5], b[:5]).wilcoxon_p is None  # 2 / 2^5 = 0.0625 could never reach 5%
+
+
+def test_compare_pairs_only_on_the_same_three_or_more_seeds() -> None:
+    a = {0: 0.90, 1: 0.92, 2: 0.94}
+    assert stats.compare(a, {0: 0.80, 1: 0.83, 2: 0.84}).test == "paired t"
+    assert stats.compare(a, {0: 0.80, 1: 0.83, 3: 0.84}).test == "welch"  # different seeds
+    assert stats.compare(a, {0: 0.80, 1: 0.83, 2: None}).test == "welch"  # seed 2 did not finish
+    assert stats.compare({0: 0.9, 1: 0.91}, {0: 0.8, 1: 0.83}).test == "welch"  # two seeds: 1 df paired
+
+
+def test_holm_and_bonferroni_by_hand() -> None:
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> raised to 0.06
+    ps = [0.01, 0.04, None, 0.03, 0.005]
+    assert stats.adjust(ps) == [pytest.approx(0.03), pytest.approx(0.06), None, pytest.approx(0.06), 0.02]
+    bonferroni = stats.adjust(ps, "bonferroni")
+    assert bonferroni == [pytest.approx(x) if x is not None else None for x in (0.04, 0.16, None, 0.12, 0.02)]
+    assert stats.adjust([0.5, 0.9], "holm") == [1.0, 1.0]  # capped at 1
+    assert stats.adjust(ps, "none") == ps
+    with pytest.raises(ValueError, match="allowed: holm, bonferroni, none"):
+        stats.adjust(ps, "sidak")
+
+
+def test_versus_best_corrects_over_every_pair_of_variants() -> None:
+    # three variants on different seeds (Welch everywhere): the family is the three pairs
+    samples = {
+        "a": {0: 0.90, 1: 0.92, 2: 0.94},
+        "b": {3: 0.80, 4: 0.82, 5: 0.84},
+        "c": {6: 0.86, 7: 0.90, 8: 0.91},
+    }
+    raw = {
+        pair: welch_by_formula(list(samples[pair[0]].values()), list(samples[pair[1]].values()))[2]
+        for pair in [("a", "b"), ("a", "c"), ("b", "c")]
+    }
+    order = sorted(raw, key=raw.get)
+    holm, running = {}, 0.0
+    for rank, pair in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * raw[pair]))
+        holm[pair] = running
+    result = stats.versus_best(samples, "a")
+    assert set(result) == {"b", "c"}
+    for label in ("b", "c"):
+        got = result[label]
+        assert got.family == 3 and got.correction == "holm"
+        assert got.comparison.p == pytest.approx(raw[("a", label)], rel=P_RTOL)
+        assert got.p_adjusted == pytest.approx(holm[("a", label)], rel=P_RTOL)
+        assert got.comparison.t < 0  # this variant minus the best
+        assert got.distinguishable is (holm[("a", label)] < 0.05)
+    plain = stats.versus_best(samples, "a", correction="none")
+    assert plain["b"].p_adjusted == pytest.approx(raw[("a", "b")], rel=P_RTOL)
+
+
+def _family_false_positive_rates(studies: int, seeds: int, *, paired: bool) -> dict[str, float]:
+    """Simulated A/A studies: 10 variants drawn from one distribution (validation accuracy
+    0.975, spread 0.0015 over seeds, as the quickstart's variants have), the best chosen by mean
+    and every other compared with it. Returns the share of studies in which some variant is
+    called worse: by the report's rule (``holm``), by the same tests uncorrected (``none``), and
+    under Holm over the 9 comparisons with the best alone (``best_only``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(20260)
+    flagged = {"holm": 0, "none": 0, "best_only": 0}
+    for _ in range(studies):
+        if paired:  # one seed effect shared by every variant at that seed, plus each trial's own noise
+            x = 0.975 + rng.normal(0, 0.001, seeds) + rng.normal(0, 0.0011, (10, seeds))
+            samples = {f"v{i}": dict(enumerate(x[i])) for i in range(10)}
+        else:  # each variant on its own seeds
+            x = rng.normal(0.975, 0.0015, (10, seeds))
+            samples = {f"v{i}": {100 * i + s: x[i, s] for s in range(seeds)} for i in range(10)}
+        result = stats.versus_best(samples, f"v{int(x.mean(axis=1).argmax())}").values()
+        assert all(r.comparison.test == ("paired t" if paired else "welch") for r in result)
+        raw = [r.comparison.p for r in result]
+        flagged["holm"] += any(r.distinguishable for r in result)
+        flagged["none"] += any(p is not None and p < stats.ALPHA for p in raw)
+        flagged["best_only"] += any(p is not None and p < stats.ALPHA for p in stats.adjust(raw))
+    return {k: n / studies for k, n in flagged.items()}
+
+
+@pytest.mark.parametrize("seeds,paired", [(3, False), (5, True)])
+def test_calibration_identical_variants_are_rarely_called_different(seeds: int, paired: bool) -> None:
+    """The family-wise false-positive rate of "vs best" among 10 identical variants stays at or
+    below 5% with the default correction (about 1.5-2.5% here); uncorrected tests against the
+    best flag a difference in 40-60% of such studies."""
+    rates = _family_false_positive_rates(1000, seeds, paired=paired)
+    assert rates["holm"] <= 0.05
+    assert rates["none"] >= 0.3
+    if seeds == 5:  # Holm over the 9 comparisons with the best alone lets the choice of the best through (~10%)
+        assert rates["best_only"] > 0.06
+
+
+# Three variants on the same three seeds: compared paired. By hand, with differences per seed:
+#   b - a = -0.10, -0.09, -0.10: t = -29.0, df 2, p = 1 - 29 / sqrt(843) = 0.0011869
+#   c - a = -0.01, +0.01, -0.02: mean -0.02/3, s_d = sqrt(0.0021) / 3, t = -0.75593, p = 0.52860
+#   b - c = -0.09, -0.10, -0.08: mean -0.09, s_d 0.01, t = -15.5885, p = 0.0040900
+# Holm over the three pairs: 0.0011869 x 3 = 0.0035608; 0.0040900 x 2 = 0.0081800; 0.52860 x 1.
+PAIRED_VALUES = {
+    label: [(seed, val, 0.3, val - 0.01, [val]) for seed, val in enumerate(vals)]
+    for label, vals in {"a": [0.90, 0.92, 0.94], "b": [0.80, 0.83, 0.84], "c": [0.89, 0.93, 0.92]}.items()
+}
+
+
+def test_report_pairs_shared_seeds_and_corrects_by_holm(tmp_path: Path) -> None:
+    t_c = -0.02 / 3 / (math.sqrt(0.0021) / 3 / math.sqrt(3))
+    p_ab, p_ac, p_bc = p_two_sided_df2(29.0), p_two_sided_df2(t_c), p_two_sided_df2(0.09 / (0.01 / math.sqrt(3)))
+    assert (t_c, p_ab, p_ac, p_bc) == (
+        pytest.approx(-0.75593, abs=1e-5),
+        pytest.approx(0.0011869, abs=SIX_DECIMALS),
+        pytest.approx(0.52860, abs=1e-5),
+        pytest.approx(0.0040900, abs=SIX_DECIMALS),
+    )
+    with _filled_store(tmp_path / "paired.db", PAIRED_VALUES) as store:
+        report = study_report(store, "hand")
+        plain = study_report(store, "hand", Options(correction="none"))
+        with pytest.raises(TrainlabError, match="unknown correction 'sidak'; allowed: holm, bonferroni, none"):
+            study_report(store, "hand", Options(correction="sidak"))
+    by = {v["label"]: v["vs_best"] for v in report["variants"]}
+    assert report["selection"]["correction"] == "holm"
+    assert by["b"]["test"] == "paired t" and by["b"]["pairs"] == 3 and by["b"]["df"] == 2.0
+    assert by["b"]["t"] == pytest.approx(-29.0, rel=P_RTOL) and by["b"]["p"] == pytest.approx(p_ab, rel=P_RTOL)
+    assert by["b"]["p_adjusted"] == pytest.approx(3 * p_ab, rel=P_RTOL) and by["b"]["distinguishable"] is True
+    assert by["c"]["t"] == pytest.approx(t_c, rel=1e-6)
+    assert by["c"]["p_adjusted"] == pytest.approx(max(2 * p_bc, p_ac), rel=1e-6) and by["c"]["distinguishable"] is False
+    assert by["b"]["family"] == by["c"]["family"] == by["a"]["family"] == 3
+    assert by["a"]["p_adjusted"] is None and by["a"]["note"] == "best"
+
+    md = render(report, "markdown")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert "| worse (p=0.004) |" in rows["b"] and "| ≈ best (p=0.529) |" in rows["c"]
+    assert "paired t-test over the 3 seeds both share on val accuracy against a" in md
+    assert "vs best p: corrected by Holm over all 3 pairs of variants, since the best is chosen" in md
+    csv_rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(render(report, "csv")))}
+    assert float(csv_rows["b"]["p_vs_best"]) == pytest.approx(p_ab, rel=P_RTOL)
+    assert float(csv_rows["b"]["p_vs_best_adjusted"]) == pytest.approx(3 * p_ab, rel=P_RTOL)
+    assert csv_rows["b"]["test_vs_best"] == "paired t" and csv_rows["a"]["p_vs_best_adjusted"] == ""
+    data = json.loads(render(report, "json"))
+    assert data["variants"][1]["vs_best"]["p_adjusted"] == pytest.approx(3 * p_ab, rel=P_RTOL)
+
+    plain_md = render(plain, "markdown")
+    assert (
+        "| worse (p=0.001) |" in plain_md
+        and "p: uncorrected for the 3 pairs of variants tested (--correction none)." in plain_md
+    )
+    assert {v["label"]: v["vs_best"]["p_adjusted"] for v in plain["variants"]}["b"] == pytest.approx(p_ab)
+
+
+def test_report_correction_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainlab.cli import main
+
+    _filled_store(tmp_path / "paired.db", PAIRED_VALUES).close()
+    assert main(["report", "hand", "--store", str(tmp_path / "paired.db"), "--format", "json"]) == 0
+    holm = json.loads(capsys.readouterr().out)
+    args = ["report", "hand", "--store", str(tmp_path / "paired.db"), "--format", "json", "--correction", "bonferroni"]
+    assert main(args) == 0
+    bonferroni = json.loads(capsys.readouterr().out)
+    p_c = [v["vs_best"] for v in holm["variants"] if v["label"] == "c"][0]
+    q_c = [v["vs_best"] for v in bonferroni["variants"] if v["label"] == "c"][0]
+    assert bonferroni["selection"]["correction"] == "bonferroni"
+    assert q_c["p_adjusted"] == pytest.approx(min(1.0, 3 * q_c["p"])) and p_c["p_adjusted"] < q_c["p_adjusted"]
+    with pytest.raises(SystemExit):
+        main([*args[:-1], "sidak"])
+    assert "invalid choice: 'sidak'" in capsys.readouterr().err

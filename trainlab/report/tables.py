@@ -41,12 +41,14 @@ class Options:
 
     ``all_test``: test metrics of every variant, not only the chosen one. ``target``: a value
     of ``target_metric`` (default ``val_accuracy``, or ``val_loss`` for regression) whose first
-    reaching, in epochs and seconds, is reported per variant.
+    reaching, in epochs and seconds, is reported per variant. ``correction``: how "vs best" p-values
+    are corrected for the number of comparisons, one of :data:`stats.CORRECTIONS`.
     """
 
     all_test: bool = False
     target: float | None = None
     target_metric: str | None = None
+    correction: str = "holm"
 
 
 def _stat(values: Sequence[float | None]) -> dict[str, Any]:
@@ -79,6 +81,8 @@ def study_report(store: Store, name: str, options: Options | None = None) -> dic
     ``variants`` are all stages' variants and its ``selection`` is the last stage's.
     """
     options = options or Options()
+    if options.correction not in stats.CORRECTIONS:
+        raise TrainlabError(f"unknown correction {options.correction!r}; allowed: {', '.join(stats.CORRECTIONS)}")
     record = store.study(name)
     if record is None:
         known = ", ".join(s.name for s in store.studies()) or "none yet"
@@ -115,7 +119,7 @@ def _section(store: Store, groups: Mapping[str, list[TrialRecord]], options: Opt
     target = _target(options, task, store, groups)
     variants = [_variant(label, group, task, target, monitor) for label, group in groups.items()]
     chosen = chosen_variant(variants, monitor)
-    _compare(variants, chosen, monitor)
+    _compare(variants, chosen, monitor, options.correction)
     for v in variants:
         v["chosen"] = chosen is not None and v["label"] == chosen["label"]
     section: dict[str, Any] = {
@@ -129,6 +133,7 @@ def _section(store: Store, groups: Mapping[str, list[TrialRecord]], options: Opt
             "test_shown": "all" if options.all_test else "chosen",
             "confidence": stats.CONFIDENCE,
             "alpha": stats.ALPHA,
+            "correction": options.correction,
         },
         "variants": variants,
     }
@@ -378,33 +383,38 @@ def best_trial_row(variant: Mapping[str, Any], metric: str) -> Mapping[str, Any]
     ]
 
 
-def _compare(variants: list[dict[str, Any]], chosen: Mapping[str, Any] | None, metric: str) -> None:
-    """Add ``vs_best`` to each variant: Welch's t-test on ``metric`` against the chosen variant."""
+def _compare(variants: list[dict[str, Any]], chosen: Mapping[str, Any] | None, metric: str, correction: str) -> None:
+    """Add ``vs_best`` to each variant: its test on ``metric`` against the chosen variant (paired
+    where both finished the same seeds, Welch's otherwise), the p-value corrected by
+    ``correction`` over every pair of variants (see :func:`stats.versus_best`)."""
+    samples = {
+        v["label"]: {r["seed"]: r.get(metric) for r in v["trials"] if r["status"] in FINISHED_OK}
+        for v in variants
+        if v["n"] > 0
+    }
+    against = {} if chosen is None else stats.versus_best(samples, chosen["label"], correction=correction)
+    family = next(iter(against.values())).family if against else 0
     for v in variants:
+        base = {"metric": metric, "best": chosen["label"] if chosen else None, "correction": correction}
         if chosen is None or v["n"] == 0:
-            v["vs_best"] = {
-                "metric": metric,
-                "best": chosen["label"] if chosen else None,
-                "t": None,
-                "df": None,
-                "p": None,
-                "distinguishable": None,
-                "note": "no finished seed",
-            }
+            v["vs_best"] = {**base, **_no_test("no finished seed"), "family": family}
         elif v["label"] == chosen["label"]:
             note = "best (1 seed)" if v["n"] == 1 else "best"
-            v["vs_best"] = {
-                "metric": metric,
-                "best": v["label"],
-                "t": None,
-                "df": None,
-                "p": None,
-                "distinguishable": False,
-                "note": note,
-            }
+            v["vs_best"] = {**base, **_no_test(note), "distinguishable": False, "family": family}
         else:
-            test = stats.welch(v[metric]["values"], chosen[metric]["values"])
-            v["vs_best"] = {"metric": metric, "best": chosen["label"], **test.as_dict()}
+            result = against[v["label"]]
+            v["vs_best"] = {
+                **base,
+                **result.comparison.as_dict(),
+                "p_adjusted": result.p_adjusted,
+                "distinguishable": result.distinguishable,
+                "note": result.note,
+                "family": result.family,
+            }
+
+
+def _no_test(note: str) -> dict[str, Any]:
+    return {**stats.Comparison(None, None, None, None, note).as_dict(), "p_adjusted": None}
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -440,7 +450,8 @@ def _ci_cell(stat: Mapping[str, Any], n: int, decimals: int) -> str:
 
 
 def vs_best_text(v: Mapping[str, Any]) -> str:
-    """Short text for the comparison with the best: ``best``, ``≈ best (p=0.43)``, ``worse (p=0.003)``."""
+    """Short text for the comparison with the best: ``best``, ``≈ best (p=0.43)``, ``worse (p=0.003)``;
+    the p shown is the corrected one (``p_adjusted``) where the report corrects."""
     cmp = v["vs_best"]
     if cmp["p"] is None:
         note = cmp["note"]
@@ -449,9 +460,35 @@ def vs_best_text(v: Mapping[str, Any]) -> str:
         if note == "identical values":
             return "≈ best (identical)"
         return note.split(":")[0]
-    p = cmp["p"]
+    p = cmp["p"] if cmp.get("p_adjusted") is None else cmp["p_adjusted"]
     ptext = f"p={p:.3f}" if p >= 0.001 else "p<0.001"
     return f"≈ best ({ptext})" if not cmp["distinguishable"] else f"worse ({ptext})"
+
+
+def tests_text(variants: Sequence[Mapping[str, Any]]) -> str:
+    """Which tests the comparisons with the best used, in words."""
+    used = {v["vs_best"].get("test") for v in variants} - {None}
+    if used == {"paired t"}:
+        pairs = sorted({v["vs_best"]["pairs"] for v in variants if v["vs_best"].get("test") == "paired t"})
+        return f"paired t-test over the {'/'.join(map(str, pairs))} seeds both share"
+    if used == {"welch", "paired t"}:
+        return "paired t-test where both finished the same 3 or more seeds, Welch's t-test otherwise"
+    return "Welch's t-test"
+
+
+def correction_text(report: Mapping[str, Any]) -> str:
+    """How the shown p-values were corrected, with the family's size; empty with fewer than two tests."""
+    correction = report["selection"].get("correction", "none")
+    family = max((v["vs_best"].get("family") or 0 for v in report["variants"]), default=0)
+    if family < 2:
+        return ""
+    if correction == "none":
+        return f"vs best p: uncorrected for the {family} pairs of variants tested (--correction none)."
+    name = {"holm": "Holm", "bonferroni": "Bonferroni"}[correction]
+    return (
+        f"vs best p: corrected by {name} over all {family} pairs of variants, "
+        "since the best is chosen from the same data."
+    )
 
 
 def _short(metric: str) -> str:
@@ -535,9 +572,19 @@ def notes(report: Mapping[str, Any]) -> list[str]:
     direction = "highest" if sel["mode"] == "max" else "lowest"
     out.append(
         f"Chosen on validation: {sel['chosen']} ({direction} mean {metric}). "
-        f"vs best: Welch's t-test on {metric} against {sel['chosen']}; "
+        f"vs best: {tests_text(report['variants'])} on {metric} against {sel['chosen']}; "
         f"≈ best = not distinguishable from it at {sel['alpha']:.0%}."
     )
+    correction = correction_text(report)
+    if correction:
+        out.append(correction)
+    wilcoxon = [v for v in report["variants"] if v["vs_best"].get("wilcoxon_p") is not None]
+    if wilcoxon:
+        out.append(
+            "Wilcoxon signed-rank over the shared seeds, uncorrected, no normality assumed: "
+            + ", ".join(f"{v['label']} p={v['vs_best']['wilcoxon_p']:.3f}" for v in wilcoxon)
+            + "."
+        )
     test = _short("test_" + report["metrics"][0])
     if sel["test_shown"] == "all":
         out.append(
@@ -665,7 +712,7 @@ def _csv(report: Mapping[str, Any]) -> str:
     header = ["variant", "n"]
     for c in cols:
         header += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_ci_low", f"{c.key}_ci_high"]
-    header += ["status", "chosen", "vs_best", "p_vs_best"]
+    header += ["status", "chosen", "vs_best", "p_vs_best", "p_vs_best_adjusted", "test_vs_best", "wilcoxon_p_vs_best"]
     target = report.get("target")
     if target is not None:
         header += [
@@ -692,6 +739,9 @@ def _csv(report: Mapping[str, Any]) -> str:
             str(bool(v.get("chosen"))).lower(),
             vs_best_text(v),
             _num(v["vs_best"]["p"]),
+            _num(v["vs_best"].get("p_adjusted")),
+            v["vs_best"].get("test") or "",
+            _num(v["vs_best"].get("wilcoxon_p")),
         ]
         if target is not None:
             ttt = v["time_to_target"]

@@ -22,6 +22,7 @@ from trainlab.engine.tracker import FitResult, Tracker
 from trainlab.losses import LOSSES, METRICS
 from trainlab.models import Net
 from trainlab.optim import Optimizer
+from trainlab.schedules import Timeline
 from trainlab.seeding import derive
 from trainlab.trial import TrainSettings
 
@@ -93,6 +94,14 @@ def epoch_batches(
     return data.x_train, data.y_train, batch, -(-n // batch)
 
 
+def timeline(data: Tensors, settings: TrainSettings) -> Timeline:
+    """The trial's optimizer steps per epoch and epochs, which per-epoch schedules and
+    ``one_cycle`` without ``total_steps`` count in (the batches of :func:`epoch_batches`)."""
+    n = len(data.x_train)
+    batch = n if settings.batch_size == "full" else min(int(settings.batch_size), n)
+    return Timeline(-(-n // max(batch, 1)), settings.epochs)
+
+
 def fit(
     net: Net,
     optimizer: Optimizer,
@@ -119,6 +128,7 @@ def fit(
         net.load_state_dict(groups["model"])
         optimizer.load_state_dict(groups["optimizer"])
         tracker.restore(meta, groups)
+    optimizer.set_timeline(timeline(data, settings))
 
     trainer = lower(net, optimizer, settings, task) if lowered else None
     # Convolutions do enough work per example to use every thread even at small batches.

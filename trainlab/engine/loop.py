@@ -19,7 +19,7 @@ from trainlab.data.cache import Tensors
 from trainlab.engine import checkpoint
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower, single_threaded
 from trainlab.engine.tracker import FitResult, Tracker
-from trainlab.losses import LOSSES, METRICS
+from trainlab.losses import METRICS, loss_function
 from trainlab.models import Net
 from trainlab.optim import Optimizer
 from trainlab.schedules import Timeline
@@ -37,9 +37,12 @@ OnBatch = Callable[[int, int], None]
 """Called every few steps with (steps done, steps in the epoch), for progress display."""
 
 
-def evaluate(net: Net, x: torch.Tensor, y: torch.Tensor, task: str, loss_name: str) -> dict[str, float]:
-    """Loss and metrics of ``net`` on (x, y) in eval mode, Keras names without prefix."""
-    loss_fn = LOSSES.build({"name": loss_name})
+def evaluate(
+    net: Net, x: torch.Tensor, y: torch.Tensor, task: str, loss_name: str, label_smoothing: float = 0.0
+) -> dict[str, float]:
+    """Loss and metrics of ``net`` on (x, y) in eval mode, Keras names without prefix (the loss
+    smoothed as in training, as Keras' ``evaluate`` uses the compiled loss)."""
+    loss_fn = loss_function(loss_name, label_smoothing)
     was_training = net.training
     net.eval()
     n = len(x)
@@ -120,7 +123,7 @@ def fit(
     ``lowered``: train with the hand-lowered step of :mod:`trainlab.engine.lowered` where it
     applies (small batches, dense networks, SGD); False always uses the autograd loop.
     """
-    loss_fn = LOSSES.build({"name": settings.loss})
+    loss_fn = loss_function(settings.loss, settings.label_smoothing)
     params = [p for p in net.parameters() if p.requires_grad]
     tracker = Tracker(settings, _copy(net.state_dict()))
     if resume is not None:
@@ -146,7 +149,7 @@ def fit(
                 logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
         else:
             logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
-        for name, value in evaluate(net, data.x_val, data.y_val, task, settings.loss).items():
+        for name, value in evaluate(net, data.x_val, data.y_val, task, settings.loss, settings.label_smoothing).items():
             logs[f"val_{name}"] = value
         logs["learning_rate"] = lr_used
         logs["seconds"] = time.perf_counter() - began

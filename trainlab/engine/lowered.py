@@ -140,7 +140,7 @@ def lower(net: Net, optimizer: Optimizer, settings: TrainSettings, task: str) ->
                 None if linear.bias is None else velocity[id(linear.bias)],
             )
         )
-    return LoweredSGD(built, optimizer, task)
+    return LoweredSGD(built, optimizer, task, settings.label_smoothing)
 
 
 class _Buffers:
@@ -159,10 +159,12 @@ class _Buffers:
 class LoweredSGD:
     """Trains the layers it was given one epoch at a time; see the module docstring."""
 
-    def __init__(self, layers: list[_Layer], optimizer: Optimizer, task: str) -> None:
+    def __init__(self, layers: list[_Layer], optimizer: Optimizer, task: str, label_smoothing: float = 0.0) -> None:
         self.layers = layers
         self.optimizer = optimizer
         self.task = task
+        self.label_smoothing = label_smoothing
+        """Keras' label smoothing of the one-hot targets (the loss's gradient is ``softmax(z) - target``)."""
         self.outputs = layers[-1].weight.shape[0]
         self._buffers: dict[int, _Buffers] = {}
 
@@ -191,6 +193,8 @@ class LoweredSGD:
         out_batches = out.split(batch)
         if self.task == "classification":
             targets = F.one_hot(ys, self.outputs).to(xs.dtype)
+            if self.label_smoothing:
+                targets = targets * (1 - self.label_smoothing) + self.label_smoothing / self.outputs
             scale = 1.0  # d(mean cross-entropy)/dz = (softmax(z) - onehot) / batch
         else:
             targets = ys.reshape(n, 1).to(xs.dtype)
@@ -220,7 +224,9 @@ class LoweredSGD:
         with torch.no_grad():
             if classification:
                 return {
-                    "loss": float(F.cross_entropy(out, ys, reduction="sum").double() / n),
+                    "loss": float(
+                        F.cross_entropy(out, ys, reduction="sum", label_smoothing=self.label_smoothing).double() / n
+                    ),
                     "accuracy": float((out.argmax(1) == ys).sum()) / n,
                 }
             err = out.reshape(-1).double() - ys.double()

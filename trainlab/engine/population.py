@@ -28,7 +28,7 @@ from trainlab.engine import checkpoint
 from trainlab.engine.loop import EVAL_BATCH, OnBatch, epoch_batches, timeline
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, single_threaded
 from trainlab.engine.tracker import FitResult, Tracker, Weights
-from trainlab.losses import LOSSES, METRICS
+from trainlab.losses import METRICS, loss_function
 from trainlab.models import Net
 from trainlab.optim import Optimizer, PopulationOptimizer, apply_gradients, options, resolve
 from trainlab.schedules import Timeline
@@ -193,11 +193,11 @@ def _fit_population(
     compile: bool,
 ) -> list[FitResult]:
     settings0 = members[0].settings
-    loss_fn = LOSSES.build({"name": settings0.loss})
+    loss_fn = loss_function(settings0.loss, settings0.label_smoothing)
     configs = [resolve(m.optimizer) for m in members]
     single_keys = [_single_keys(m.net, c) for m, c in zip(members, configs)]
     trackers, opt_states = _restored(members)
-    base, step_fn, forward = _functions(members[0].net, settings0.loss)
+    base, step_fn, forward = _functions(members[0].net, settings0.loss, settings0.label_smoothing)
     compiled = _compiled(base, step_fn, task) if compile else None
 
     alive = sorted((i for i, t in enumerate(trackers) if not t.finished), key=lambda i: optimizer_key(configs[i]))
@@ -377,17 +377,19 @@ def _compiled(base: Net, step_fn: Callable[..., Any], task: str) -> _Programs:
     return _COMPILED[id(base)]
 
 
-def _functions(net: Net, loss: str) -> tuple[Net, Callable[..., Any], Callable[..., torch.Tensor]]:
+def _functions(
+    net: Net, loss: str, label_smoothing: float = 0.0
+) -> tuple[Net, Callable[..., Any], Callable[..., torch.Tensor]]:
     """A weightless copy of ``net``, and the population's gradient step and forward pass over
     stacked weights, made once per architecture and loss so that compiled steps are reused.
 
     ``randomness="same"`` gives every member the noise a single model with the shared seed
     would draw, which is what makes population and single training agree.
     """
-    key = canonical_json({"net": repr(net), "penalties": net.penalties, "loss": loss})
+    key = canonical_json({"net": repr(net), "penalties": net.penalties, "loss": loss, "smoothing": label_smoothing})
     if key not in _FUNCTIONS:
         base = copy.deepcopy(net).to("meta")
-        _FUNCTIONS[key] = (base, *_make_functions(base, LOSSES.build({"name": loss})))
+        _FUNCTIONS[key] = (base, *_make_functions(base, loss_function(loss, label_smoothing)))
     return _FUNCTIONS[key]
 
 

@@ -40,6 +40,7 @@ LOSSES = Registry(
     },
 )
 
+
 def loss_function(name: str, label_smoothing: float = 0.0) -> LossFn:
     """The loss ``name``, with Keras' ``label_smoothing`` for the cross-entropy.
 

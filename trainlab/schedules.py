@@ -118,7 +118,11 @@ def _unit_interval(value: Any) -> str | None:
 
 
 def _at_least_one(value: Any) -> str | None:
-    return None if value >= 1 else "must be >= 1 (a factor below 1 shortens the periods to a finite total, after which Keras' formula is NaN)"
+    return (
+        None
+        if value >= 1
+        else "must be >= 1 (a factor below 1 shortens the periods to a finite total, after which Keras' formula is NaN)"
+    )
 
 
 def _optional_positive(value: Any) -> str | None:
@@ -246,7 +250,11 @@ def _one_cycle_phases(c: Mapping[str, Any], total: int, path: str) -> list[tuple
     least = initial / c["final_div_factor"]
     rise = float(c["pct_start"] * total) - 1
     if c["three_phase"]:
-        phases = [(rise, initial, top), (float(2 * c["pct_start"] * total) - 2, top, initial), (total - 1, initial, least)]
+        phases = [
+            (rise, initial, top),
+            (float(2 * c["pct_start"] * total) - 2, top, initial),
+            (total - 1, initial, least),
+        ]
     else:
         phases = [(rise, initial, top), (float(total - 1), top, least)]
     start = 0.0
@@ -399,7 +407,9 @@ SCHEDULES: dict[str, ScheduleDef] = {
 PER = ("step", "epoch")
 """What a schedule's step counts: optimizer updates (Keras) or epochs (``per = "epoch"``)."""
 
-_NAMES = Registry("learning-rate schedule", {d.name: Entry(aliases=(d.class_name, *d.aliases)) for d in SCHEDULES.values()})
+_NAMES = Registry(
+    "learning-rate schedule", {d.name: Entry(aliases=(d.class_name, *d.aliases)) for d in SCHEDULES.values()}
+)
 
 
 # ---------------------------------------------------------------------------------------------

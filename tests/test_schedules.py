@@ -19,7 +19,7 @@ import torch
 from factories import mlp_spec
 from helpers import make_npz
 
-from trainlab import edits, models, optim, schedules, spec
+from trainlab import describe, edits, models, optim, schedules, spec
 from trainlab.data.cache import DataCache
 from trainlab.engine import fit
 from trainlab.engine.checkpoint import unpack
@@ -581,6 +581,16 @@ def test_a_wrong_schedule_is_refused_with_its_key_path(
     assert caught.value.path.endswith(path), str(caught.value)
     for word in words:
         assert word in str(caught.value)
+
+
+def test_check_shows_a_schedule_as_the_key_paths_a_study_writes(tmp_path: Path) -> None:
+    trial = resolve_with(tmp_path, {"schedule": "one_cycle", "max_lr": 0.1, "per": "epoch", "pct_start": 0.3})
+    shown = {k: v for k, v in describe.settings(trial).items() if k.startswith("optimizer.learning_rate")}
+    assert shown == {
+        "optimizer.learning_rate.schedule": "one_cycle",
+        "optimizer.learning_rate.max_lr": 0.1,
+        "optimizer.learning_rate.per": "epoch",
+    }
 
 
 def test_reduce_lr_on_plateau_over_a_schedule_is_refused(tmp_path: Path) -> None:

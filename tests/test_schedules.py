@@ -253,6 +253,18 @@ def test_legacy_decay_divides_the_scheduled_rate_as_keras_2_did() -> None:
         opt.step([torch.ones(1)])
 
 
+def test_weight_decay_uses_the_scheduled_rate() -> None:
+    case = CASES[6]  # polynomial decay
+    opt = optim.Optimizer(
+        [torch.ones(1, dtype=torch.float64)], {"name": "adamw", "learning_rate": case, "weight_decay": 0.5}
+    )
+    p = 1.0
+    for step in range(12):
+        opt.step([torch.zeros(1, dtype=torch.float64)])  # Adam moves nothing on zero gradients: only the decay acts
+        p *= 1 - 0.5 * keras_rate(case, step)
+        assert float(opt.params[0][0]) == pytest.approx(p, rel=1e-7)
+
+
 def test_a_scheduled_rate_cannot_be_set() -> None:
     opt = optim.Optimizer([torch.zeros(1)], {"name": "adam", "learning_rate": CASES[0]})
     with pytest.raises(ValueError, match="schedule"):
@@ -411,6 +423,7 @@ learning_rate = 0.01
 [train]
 epochs = 5
 batch_size = 32
+label_smoothing = 0.1
 
 [[compare]]
 label = "constant"
@@ -627,6 +640,26 @@ def test_label_smoothing_is_keras_categorical_crossentropy_on_one_hot_targets() 
         expected += -sum(t * (z - norm) for t, z in zip(target, row))
     got = loss_function("sparse_categorical_crossentropy", s)(logits, labels)
     assert float(got) == pytest.approx(expected / 2, rel=1e-12)
+
+
+def test_the_validation_loss_is_the_smoothed_loss(tmp_path: Path) -> None:
+    trial = mlp_spec(tmp_path, epochs=2, train={"label_smoothing": 0.3, "keep": "last"})
+    tensors, info, _ = DataCache().get(trial["data"])
+    net = models.build(trial["model"], info.input_shape, 0)
+    result = fit(
+        net,
+        optim.Optimizer(list(net.parameters()), trial["optimizer"]),
+        tensors,
+        TrainSettings.of(trial),
+        info.task,
+        seed=0,
+    )
+    net.eval()
+    with torch.no_grad():
+        logits = net(tensors.x_val).double()
+    log_p = torch.log_softmax(logits, dim=1)
+    target = torch.nn.functional.one_hot(tensors.y_val, 3).double() * 0.7 + 0.1  # y (1 - s) + s / 3
+    assert result.history[-1]["val_loss"] == pytest.approx(float(-(target * log_p).sum(1).mean()), rel=1e-5)
 
 
 def test_label_smoothing_changes_the_identity_only_when_set(tmp_path: Path) -> None:

@@ -102,7 +102,83 @@ OWN_DATA = {
 }
 """Bases with the user's own model (a factory) and data (a CSV table, a data factory), beside the
 fixture files of tests/fixtures/byo."""
-BASES = {"cnn": CNN, "regression": REGRESSION, "npz": NPZ, "own_model": OWN_MODEL, "own_data": OWN_DATA}
+SCHEDULED = {
+    "data": {"name": "npz", "path": "tiny.npz", "split": {"kind": "first", "validation": 20}},
+    "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 3, "activation": "softmax"}]},
+    "optimizer": {
+        "name": "sgd",
+        "momentum": 0.9,
+        "learning_rate": {
+            "schedule": "cosine_decay",
+            "initial_learning_rate": 0.0,
+            "decay_steps": 100,
+            "warmup_target": 0.1,
+            "warmup_steps": 10,
+        },
+    },
+    "train": {"epochs": 2, "batch_size": 8, "label_smoothing": 0.1},
+    "compare": [
+        {"label": "cosine"},
+        {
+            "label": "step",
+            "optimizer.learning_rate": {
+                "schedule": "piecewise_constant_decay",
+                "boundaries": [1],
+                "values": [0.1, 0.01],
+                "per": "epoch",
+            },
+        },
+        {
+            "label": "one cycle",
+            "optimizer.learning_rate": {"schedule": "OneCycleLR", "max_lr": 0.1, "three_phase": True},
+        },
+        {
+            "label": "restarts",
+            "optimizer.learning_rate": {
+                "schedule": "cosine_decay_restarts",
+                "initial_learning_rate": 0.1,
+                "first_decay_steps": 5,
+            },
+        },
+        {
+            "label": "exp",
+            "optimizer.learning_rate": {
+                "schedule": "exponential_decay",
+                "initial_learning_rate": 0.1,
+                "decay_steps": 5,
+                "decay_rate": 0.9,
+                "staircase": True,
+            },
+        },
+        {
+            "label": "inverse",
+            "optimizer.learning_rate": {
+                "schedule": "inverse_time_decay",
+                "initial_learning_rate": 0.1,
+                "decay_steps": 5,
+                "decay_rate": 0.5,
+            },
+        },
+        {
+            "label": "poly",
+            "optimizer.learning_rate": {
+                "schedule": "polynomial_decay",
+                "initial_learning_rate": 0.1,
+                "decay_steps": 5,
+                "cycle": True,
+            },
+        },
+    ],
+}
+"""Every schedule and label smoothing, so that edits reach their keys."""
+BASES = {
+    "cnn": CNN,
+    "regression": REGRESSION,
+    "npz": NPZ,
+    "own_model": OWN_MODEL,
+    "own_data": OWN_DATA,
+    "scheduled": SCHEDULED,
+}
 
 ABSURD: list[Any] = [
     0,
@@ -185,6 +261,11 @@ ABSURD: list[Any] = [
     {"name": 3},
     {"name": "glorot_uniform", "seed": -5},
     {"name": "x", "y": math.nan},
+    {"schedule": "cosine_decay"},
+    {"schedule": "one_cycle", "max_lr": 0.1, "total_steps": 1},
+    {"schedule": 3},
+    {"schedule": "piecewise_constant_decay", "boundaries": [2**64], "values": [1, math.inf]},
+    {"schedule": "exponential_decay", "initial_learning_rate": 1e300, "decay_steps": 2**63, "decay_rate": 1e-300},
     datetime.date(2020, 1, 1),
     datetime.datetime(2020, 1, 1, 12, 0),
     datetime.time(7, 30),
@@ -207,7 +288,9 @@ values = st.recursive(
     lambda inner: st.one_of(
         st.lists(inner, max_size=3),
         st.dictionaries(
-            st.sampled_from(["name", "type", "units", "rate", "learning_rate", "seed", "x"]), inner, max_size=3
+            st.sampled_from(["name", "type", "units", "rate", "learning_rate", "seed", "x", "schedule", "per"]),
+            inner,
+            max_size=3,
         ),
         st.fixed_dictionaries({"name": names}, optional={"learning_rate": inner, "alpha": inner, "seed": inner}),
     ),
@@ -236,6 +319,14 @@ new_keys = st.sampled_from(
         "features",
         "model.params.width",
         "data.params.n",
+        "schedule",
+        "per",
+        "boundaries",
+        "warmup_steps",
+        "total_steps",
+        "label_smoothing",
+        "train.label_smoothing",
+        "optimizer.learning_rate.schedule",
     ]
 )
 
@@ -439,6 +530,24 @@ def test_layer_output_and_same_padding_limits() -> None:
         (("study", "seeds"), 10**9, "study.seeds"),
         (("train", "reduce_lr_on_plateau", "min_lr"), math.nan, "train.reduce_lr_on_plateau.min_lr"),
         (("train", "batch_size"), datetime.date(2020, 1, 1), "train.batch_size"),
+        (("train", "label_smoothing"), math.nan, "train.label_smoothing"),
+        (("train", "label_smoothing"), -0.1, "train.label_smoothing"),
+        (
+            ("optimizer", "learning_rate"),
+            {"schedule": "one_cycle", "max_lr": math.inf},
+            "optimizer.learning_rate.max_lr",
+        ),
+        (("optimizer", "learning_rate"), {"schedule": "one_cycle", "max_lr": 0.1}, "train.reduce_lr_on_plateau"),
+        (
+            ("optimizer", "learning_rate"),
+            {"schedule": "exponential_decay", "initial_learning_rate": 0.1, "decay_steps": -1, "decay_rate": 0.5},
+            "optimizer.learning_rate.decay_steps",
+        ),
+        (
+            ("optimizer", "learning_rate"),
+            {"schedule": "piecewise_constant_decay", "boundaries": [1], "values": [0.1, math.nan]},
+            "optimizer.learning_rate.values",
+        ),
     ],
 )
 def test_absurd_values_name_their_key_path(edit: tuple[Any, ...], value: Any, path: str) -> None:

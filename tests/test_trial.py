@@ -147,11 +147,11 @@ def test_a_new_setting_at_its_neutral_default_keeps_every_identity(monkeypatch: 
     trials that set it get a new one."""
     t = spec.parse(GOLDEN_STUDIES["mlp"]).trials()[0]
     with_default = json.loads(json.dumps(t.spec))
-    with_default["train"]["label_smoothing"] = 0.0
+    with_default["train"]["gradient_noise"] = 0.0
     assert trial_hash(with_default, t.seed) != t.hash  # not yet declared neutral: a new identity
-    monkeypatch.setitem(trial.NEUTRAL_DEFAULTS, ("train", "label_smoothing"), 0.0)
+    monkeypatch.setitem(trial.NEUTRAL_DEFAULTS, ("train", "gradient_noise"), 0.0)
     assert trial_hash(with_default, t.seed) == t.hash
-    with_default["train"]["label_smoothing"] = 0.1
+    with_default["train"]["gradient_noise"] = 0.1
     assert trial_hash(with_default, t.seed) != t.hash
 
 

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from trainlab import initializers, models, optim, spec
+from trainlab import initializers, models, optim, schedules, spec
 from trainlab.activations import ACTIVATIONS
 
 DEFAULT = "default"
@@ -34,6 +34,10 @@ def settings(resolved: Mapping[str, Any]) -> dict[str, Any]:
     out = {f"optimizer.{k}": resolved["optimizer"][k] for k in _ALWAYS["optimizer"]}
     name = resolved["optimizer"]["name"]
     out.update(_named("optimizer", resolved["optimizer"], name, lambda name: optim.resolve(name)))
+    rate = resolved["optimizer"]["learning_rate"]
+    if schedules.is_schedule(rate):
+        del out["optimizer.learning_rate"]
+        out.update(_schedule("optimizer.learning_rate", rate))
     out.update(_train(resolved["train"], resolved["task"]))
     out.update(_model(resolved["model"]))
     return out
@@ -57,6 +61,19 @@ def _params(at: str, params: Mapping[str, Any]) -> dict[str, Any]:
             out.update(_params(f"{at}.{key}", value))
         else:
             out[f"{at}.{key}"] = value
+    return out
+
+
+def _schedule(at: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A learning-rate schedule as key paths: its name, its required parameters and those that
+    differ from the schedule's defaults (``per`` where it is not ``step``)."""
+    params = schedules.SCHEDULES[config["schedule"]].params
+    out: dict[str, Any] = {f"{at}.schedule": config["schedule"]}
+    for key, value in config.items():
+        if key in params and (params[key].required or value != params[key].default):
+            out[f"{at}.{key}"] = value
+    if config.get("per", "step") != "step":
+        out[f"{at}.per"] = config["per"]
     return out
 
 

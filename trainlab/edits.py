@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trainlab import models
+from trainlab import models, schedules
 from trainlab.errors import SpecError
 from trainlab.registry import join
 
@@ -246,7 +246,11 @@ def _scale_lr(tables: dict[str, Any], value: Any, path: str) -> None:
     optimizer = tables["optimizer"]
     if not isinstance(optimizer, Mapping) or "learning_rate" not in optimizer:
         raise SpecError("scale_lr needs the optimizer's learning_rate", path=path)
-    optimizer["learning_rate"] = optimizer["learning_rate"] * value
+    rate = optimizer["learning_rate"]
+    if schedules.is_schedule(rate):
+        optimizer["learning_rate"] = schedules.scale(rate, value)
+    else:
+        optimizer["learning_rate"] = rate * value
 
 
 def _rebuild_dense(layers: list[dict[str, Any]], widths: list[int], where: str) -> list[dict[str, Any]]:

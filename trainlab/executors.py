@@ -414,7 +414,7 @@ def train_population(
         # The test evaluation too runs at the plan's threads: its sums depend on the thread count.
         for i, (trial_hash, spec, net, result) in enumerate(zip(job.hashes, specs, nets, results)):
             net.load_state_dict(result.weights)
-            test = evaluate(net, tensors.x_test, tensors.y_test, info.task, spec.train.loss)
+            test = evaluate(net, tensors.x_test, tensors.y_test, info.task, spec.train.loss, spec.train.label_smoothing)
             outcome = {
                 "best_epoch": result.best_epoch,
                 "best": result.best,

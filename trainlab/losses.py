@@ -7,6 +7,7 @@ loss is ``cross_entropy`` on the pre-softmax outputs (the numerically stable for
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -38,6 +39,22 @@ LOSSES = Registry(
         "huber": Entry(build=lambda: _huber),
     },
 )
+
+
+def loss_function(name: str, label_smoothing: float = 0.0) -> LossFn:
+    """The loss ``name``, with Keras' ``label_smoothing`` for the cross-entropy.
+
+    Keras' SparseCategoricalCrossentropy has no ``label_smoothing``; its CategoricalCrossentropy
+    smooths one-hot targets as ``y (1 - s) + s / classes``. Applied to the one-hot form of the
+    integer labels, that is ``(1 - s) CE(y) + s / classes * sum_c -log p_c``, which
+    ``F.cross_entropy(label_smoothing=s)`` computes.
+    """
+    if not label_smoothing:
+        return LOSSES.build({"name": name})
+    if name not in CLASSIFICATION_LOSSES:
+        raise ValueError(f"label smoothing applies to the cross-entropy, not to {name}")
+    return functools.partial(F.cross_entropy, label_smoothing=label_smoothing)
+
 
 CLASSIFICATION_LOSSES = ("sparse_categorical_crossentropy",)
 REGRESSION_LOSSES = ("mean_squared_error", "mean_absolute_error", "huber")

@@ -38,8 +38,10 @@ from typing import Any, Protocol, TypeAlias
 import torch
 from torch import Tensor
 
+from trainlab import schedules
 from trainlab.errors import SpecError
 from trainlab.registry import split_name
+from trainlab.schedules import RateTable, Timeline
 
 __all__ = [
     "OPTIMIZERS",
@@ -560,6 +562,9 @@ def resolve(config: str | Mapping[str, Any], *, path: str = "optimizer") -> dict
     out: dict[str, Any] = {"name": key}
     for k, default in defaults.items():
         value = raw.get(k, default)
+        if k == "learning_rate" and schedules.is_schedule(value):
+            out[k] = schedules.resolve(value, path=f"{path}.{k}")
+            continue
         out[k] = _check_value(k, value, default, path=f"{path}.{k}", required=k in definition.required)
     clips = [k for k in ("clipnorm", "clipvalue", "global_clipnorm") if out[k] is not None]
     if len(clips) > 1:
@@ -640,7 +645,9 @@ def hyperparameters(
     """The float hyper-parameters of resolved config(s) as tensors: 0-d for one config, ``(K,)`` for K.
 
     Unset optional hyper-parameters are left out for one model; in a population a member
-    without weight decay gets 0, which leaves its parameters untouched.
+    without weight decay gets 0, which leaves its parameters untouched. A member whose learning
+    rate is a schedule gets NaN until its optimizer fills in the scheduled rate (before every
+    update: see ``_Stateful.prepare_update``), so that a rate read before it shows as NaN.
     """
     single = isinstance(configs, Mapping)
     members: list[Mapping[str, Any]] = [configs] if single else list(configs)  # type: ignore[list-item]
@@ -649,7 +656,7 @@ def hyperparameters(
     for key, default in definition.all_defaults().items():
         if isinstance(default, bool):
             continue
-        values = [m[key] for m in members]
+        values = [math.nan if schedules.is_schedule(m[key]) else m[key] for m in members]
         if all(v is None for v in values):
             continue
         if any(v is None for v in values):
@@ -755,7 +762,17 @@ class _Stateful:
     opts: dict[str, bool]
     _iterations: Tensor
 
-    def _setup(self, params: Iterable[Tensor], hp_source: Any, opts: dict[str, bool], name: str) -> None:
+    _rates: RateTable | None
+
+    def _setup(
+        self,
+        params: Iterable[Tensor],
+        hp_source: Any,
+        opts: dict[str, bool],
+        name: str,
+        learning_rates: Sequence[Any],
+        population: bool,
+    ) -> None:
         self.params = list(params)
         if not self.params:
             raise ValueError("an optimizer needs at least one parameter")
@@ -767,9 +784,50 @@ class _Stateful:
         self.hp = hyperparameters(hp_source, dtype=ref.dtype, device=ref.device)
         self.state = self.definition.init(self.params, self.hp, self.opts)
         self._iterations = torch.zeros((), dtype=torch.int64, device=ref.device)
+        scheduled = [lr if schedules.is_schedule(lr) else None for lr in learning_rates]
+        self._rates = RateTable(scheduled, population=population) if any(scheduled) else None
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether a learning-rate schedule sets the rate (of any member, in a population)."""
+        return self._rates is not None
+
+    def set_timeline(self, timeline: Timeline | Sequence[Timeline]) -> None:
+        """How long training runs (one per member in a population), for per-epoch schedules and
+        ``one_cycle`` without ``total_steps`` (see :class:`trainlab.schedules.Timeline`); then the
+        scheduled rate of the next update is filled in."""
+        if self._rates is None:
+            return
+        timelines = [timeline] * len(self._rates.configs) if isinstance(timeline, Timeline) else list(timeline)
+        self._rates.set_timelines(timelines)
+        self.prepare_update()
+
+    def prepare_update(self) -> None:
+        """Set the learning-rate tensor to the schedule's rate for the next update (members
+        without a schedule keep theirs); nothing without a schedule.
+
+        :meth:`step` calls it before each update; a caller that applies updates itself (a compiled
+        population step) calls it before each one, as Keras reads ``learning_rate(iterations)``.
+        """
+        if self._rates is None:
+            return
+        row = self._rates.row(int(self._iterations)).to(self.hp["learning_rate"].dtype)
+        lr = self.hp["learning_rate"]
+        if lr.dim() == 0 or bool(self._rates.scheduled.all()):
+            lr.copy_(row)
+        else:
+            lr.copy_(torch.where(self._rates.scheduled, row, lr))
+
+    def scheduled_rates(self, count: int) -> list[float] | None:
+        """One model's scheduled rates for the next ``count`` updates (before legacy decay), as
+        floats for a hand-written step; None without a schedule."""
+        if self._rates is None:
+            return None
+        return self._rates.span_of(int(self._iterations), count)
 
     def step(self, grads: Sequence[Tensor]) -> None:
         """Apply one update from ``grads`` (one per parameter, same shapes); increments ``iterations``."""
+        self.prepare_update()
         apply_gradients(
             self.definition,
             self.params,
@@ -853,7 +911,9 @@ class Optimizer(_Stateful):
 
     def __init__(self, params: Iterable[Tensor], config: str | Mapping[str, Any]) -> None:
         self.config = resolve(config)
-        self._setup(params, self.config, options(self.config), self.config["name"])
+        self._setup(
+            params, self.config, options(self.config), self.config["name"], [self.config["learning_rate"]], False
+        )
 
     @property
     def learning_rate(self) -> float:
@@ -862,11 +922,14 @@ class Optimizer(_Stateful):
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
+        if self.scheduled:
+            raise ValueError("the learning rate follows a schedule and cannot be set (as in Keras)")
         _check_value("learning_rate", value, 0.0, path="learning_rate", required=True)
         self.hp["learning_rate"].fill_(value)
 
     def current_lr(self) -> float:
-        """The learning rate the next update uses: the base rate after legacy decay."""
+        """The learning rate the next update uses: the base (or scheduled) rate after legacy decay."""
+        self.prepare_update()
         return float(decayed_learning_rate(self.hp, self._iterations, self.opts))
 
 
@@ -882,7 +945,14 @@ class PopulationOptimizer(_Stateful):
 
     def __init__(self, params: Iterable[Tensor], configs: Sequence[str | Mapping[str, Any]]) -> None:
         self.configs = [resolve(c, path=f"optimizer[{i}]") for i, c in enumerate(configs)]
-        self._setup(params, self.configs, merge_options(self.configs), self.configs[0]["name"])
+        self._setup(
+            params,
+            self.configs,
+            merge_options(self.configs),
+            self.configs[0]["name"],
+            [c["learning_rate"] for c in self.configs],
+            True,
+        )
         k = len(self.configs)
         for p in self.params:
             if p.dim() == 0 or p.shape[0] != k:
@@ -895,6 +965,8 @@ class PopulationOptimizer(_Stateful):
 
     def set_learning_rate(self, member: int, value: float) -> None:
         """Change one member's base learning rate (ReduceLROnPlateau acts per member)."""
+        if schedules.is_schedule(self.configs[member]["learning_rate"]):
+            raise ValueError(f"member {member}'s learning rate follows a schedule and cannot be set (as in Keras)")
         _check_value("learning_rate", value, 0.0, path="learning_rate", required=True)
         self.hp["learning_rate"][member] = value
 
@@ -905,5 +977,6 @@ class PopulationOptimizer(_Stateful):
         return {k: own[k].clone() if k == "iterations" else own[k][member].clone() for k in keys}
 
     def current_lrs(self) -> list[float]:
-        """Each member's learning rate for the next update, after legacy decay."""
+        """Each member's learning rate for the next update (base or scheduled), after legacy decay."""
+        self.prepare_update()
         return decayed_learning_rate(self.hp, self._iterations, self.opts).tolist()

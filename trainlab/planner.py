@@ -126,7 +126,7 @@ def batch_key(spec: TrialSpec, seed: int, start_epoch: int) -> str:
     """Trials with equal keys can train as one population.
 
     They see exactly the same batches and differ only in what lives in tensors: same
-    architecture, data and split, batch size, shuffling, loss and seed (the seed fixes the batch
+    architecture, data and split, batch size, shuffling, loss (and label smoothing) and seed (the seed fixes the batch
     order and the dropout noise), and the same epoch to start from. Their optimizers and
     hyper-parameters, initializers, epoch budgets and callbacks may differ.
     """
@@ -141,6 +141,7 @@ def batch_key(spec: TrialSpec, seed: int, start_epoch: int) -> str:
             "batch_size": train.batch_size,
             "shuffle": train.shuffle,
             "loss": train.loss,
+            **({"label_smoothing": train.label_smoothing} if train.label_smoothing else {}),
         }
     )
 

@@ -23,6 +23,7 @@ FORMAT_VERSION = 1
 
 NEUTRAL_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("data", "val_limit"): None,
+    ("train", "label_smoothing"): 0.0,
 }
 """Key paths of settings added after trials were first stored, and the default that trains as
 before. A spec holding the default is hashed as if the key were absent, so adding a row here
@@ -191,8 +192,16 @@ class OptimizerSpec:
         return cls(value["name"], {k: v for k, v in value.items() if k != "name"})
 
     @property
-    def learning_rate(self) -> float:
-        return float(self.options["learning_rate"])
+    def learning_rate(self) -> float | None:
+        """The constant learning rate; None where a schedule sets it (see :attr:`schedule`)."""
+        rate = self.options["learning_rate"]
+        return None if isinstance(rate, Mapping) else float(rate)
+
+    @property
+    def schedule(self) -> Mapping[str, Any] | None:
+        """The learning-rate schedule (its resolved table, see :mod:`trainlab.schedules`), if any."""
+        rate = self.options["learning_rate"]
+        return rate if isinstance(rate, Mapping) else None
 
 
 @dataclass(frozen=True)
@@ -207,9 +216,14 @@ class TrainSettings:
     keep: str
     early_stopping: dict[str, Any] | None
     reduce_lr_on_plateau: dict[str, Any] | None
+    label_smoothing: float = 0.0
+    """Keras' CategoricalCrossentropy ``label_smoothing`` for the cross-entropy loss (0: none)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not self.label_smoothing:
+            del out["label_smoothing"]  # as specs stored before it existed read
+        return out
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> TrainSettings:

@@ -141,6 +141,13 @@ def test_learning_rate_chart_only_where_a_schedule_acted() -> None:
     assert fig is not None and [line.get_label() for line in fig.axes[0].get_lines()] == ["b"]
 
 
+def test_learning_rate_chart_draws_every_schedule_even_one_that_held_its_rate() -> None:
+    held = {"a": [[{"learning_rate": 0.01}, {"learning_rate": 0.01}]], "c": [[{"learning_rate": 0.1}] * 2]}
+    colors = plots.palette(["a", "c"])
+    fig = plots.learning_rate(held, colors, scheduled={"c"})
+    assert fig is not None and [line.get_label() for line in fig.axes[0].get_lines()] == ["c"]
+
+
 def test_data_show_writes_samples_and_counts(small: Path, tmp_path: Path) -> None:
     folder = small.parent
     assert main(["data", "show", "npz", "--path", str(folder / "small.npz"), "--out", str(tmp_path / "raw")]) == 0

@@ -19,9 +19,10 @@ from trainlab.data.cache import Tensors
 from trainlab.engine import checkpoint
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower, single_threaded
 from trainlab.engine.tracker import FitResult, Tracker
-from trainlab.losses import LOSSES, METRICS
+from trainlab.losses import METRICS, loss_function
 from trainlab.models import Net
 from trainlab.optim import Optimizer
+from trainlab.schedules import Timeline
 from trainlab.seeding import derive
 from trainlab.trial import TrainSettings
 
@@ -36,9 +37,12 @@ OnBatch = Callable[[int, int], None]
 """Called every few steps with (steps done, steps in the epoch), for progress display."""
 
 
-def evaluate(net: Net, x: torch.Tensor, y: torch.Tensor, task: str, loss_name: str) -> dict[str, float]:
-    """Loss and metrics of ``net`` on (x, y) in eval mode, Keras names without prefix."""
-    loss_fn = LOSSES.build({"name": loss_name})
+def evaluate(
+    net: Net, x: torch.Tensor, y: torch.Tensor, task: str, loss_name: str, label_smoothing: float = 0.0
+) -> dict[str, float]:
+    """Loss and metrics of ``net`` on (x, y) in eval mode, Keras names without prefix (the loss
+    smoothed as in training, as Keras' ``evaluate`` uses the compiled loss)."""
+    loss_fn = loss_function(loss_name, label_smoothing)
     was_training = net.training
     net.eval()
     n = len(x)
@@ -93,6 +97,14 @@ def epoch_batches(
     return data.x_train, data.y_train, batch, -(-n // batch)
 
 
+def timeline(data: Tensors, settings: TrainSettings) -> Timeline:
+    """The trial's optimizer steps per epoch and epochs, which per-epoch schedules and
+    ``one_cycle`` without ``total_steps`` count in (the batches of :func:`epoch_batches`)."""
+    n = len(data.x_train)
+    batch = n if settings.batch_size == "full" else min(int(settings.batch_size), n)
+    return Timeline(-(-n // max(batch, 1)), settings.epochs)
+
+
 def fit(
     net: Net,
     optimizer: Optimizer,
@@ -111,7 +123,7 @@ def fit(
     ``lowered``: train with the hand-lowered step of :mod:`trainlab.engine.lowered` where it
     applies (small batches, dense networks, SGD); False always uses the autograd loop.
     """
-    loss_fn = LOSSES.build({"name": settings.loss})
+    loss_fn = loss_function(settings.loss, settings.label_smoothing)
     params = [p for p in net.parameters() if p.requires_grad]
     tracker = Tracker(settings, _copy(net.state_dict()))
     if resume is not None:
@@ -119,6 +131,7 @@ def fit(
         net.load_state_dict(groups["model"])
         optimizer.load_state_dict(groups["optimizer"])
         tracker.restore(meta, groups)
+    optimizer.set_timeline(timeline(data, settings))
 
     trainer = lower(net, optimizer, settings, task) if lowered else None
     # Convolutions do enough work per example to use every thread even at small batches.
@@ -136,7 +149,7 @@ def fit(
                 logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
         else:
             logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
-        for name, value in evaluate(net, data.x_val, data.y_val, task, settings.loss).items():
+        for name, value in evaluate(net, data.x_val, data.y_val, task, settings.loss, settings.label_smoothing).items():
             logs[f"val_{name}"] = value
         logs["learning_rate"] = lr_used
         logs["seconds"] = time.perf_counter() - began

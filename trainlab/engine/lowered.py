@@ -14,8 +14,9 @@ out. This module does so, with every intermediate in a buffer allocated once:
   the SGD update into the gradient product: ``W.addmm_(g.T, a, alpha=-lr)`` updates the weights
   without ever writing ``dL/dW`` (momentum: ``m = momentum m - lr g`` with the same fused
   product, then ``W += m``; Nesterov: ``W += momentum m - lr g``);
-* Keras' legacy ``decay`` is applied per step as a Python float,
-  ``lr / (1 + decay * iterations)``.
+* a learning-rate schedule's rates for the epoch are read once as Python floats (the numbers
+  the optimizer's own updates use, :meth:`~trainlab.optim.Optimizer.scheduled_rates`), and Keras'
+  legacy ``decay`` is applied per step, ``lr / (1 + decay * iterations)``.
 
 The results equal those of the autograd loop up to float rounding: the fused update rounds
 ``W - lr * (g.T a)`` once where the loop rounds ``g`` and ``lr * g`` apart. After 6000 steps at
@@ -139,7 +140,7 @@ def lower(net: Net, optimizer: Optimizer, settings: TrainSettings, task: str) ->
                 None if linear.bias is None else velocity[id(linear.bias)],
             )
         )
-    return LoweredSGD(built, optimizer, task)
+    return LoweredSGD(built, optimizer, task, settings.label_smoothing)
 
 
 class _Buffers:
@@ -158,10 +159,12 @@ class _Buffers:
 class LoweredSGD:
     """Trains the layers it was given one epoch at a time; see the module docstring."""
 
-    def __init__(self, layers: list[_Layer], optimizer: Optimizer, task: str) -> None:
+    def __init__(self, layers: list[_Layer], optimizer: Optimizer, task: str, label_smoothing: float = 0.0) -> None:
         self.layers = layers
         self.optimizer = optimizer
         self.task = task
+        self.label_smoothing = label_smoothing
+        """Keras' label smoothing of the one-hot targets (the loss's gradient is ``softmax(z) - target``)."""
         self.outputs = layers[-1].weight.shape[0]
         self._buffers: dict[int, _Buffers] = {}
 
@@ -190,12 +193,15 @@ class LoweredSGD:
         out_batches = out.split(batch)
         if self.task == "classification":
             targets = F.one_hot(ys, self.outputs).to(xs.dtype)
+            if self.label_smoothing:
+                targets = targets * (1 - self.label_smoothing) + self.label_smoothing / self.outputs
             scale = 1.0  # d(mean cross-entropy)/dz = (softmax(z) - onehot) / batch
         else:
             targets = ys.reshape(n, 1).to(xs.dtype)
             scale = 2.0  # d(mean squared error)/dz = 2 (z - y) / batch
         target_batches = targets.split(batch)
         hp, opts = self.optimizer.hp, self.optimizer.opts
+        scheduled = self.optimizer.scheduled_rates(steps)
         base_lr = float(hp["learning_rate"])
         decay = float(hp["decay"]) if opts["decay"] else 0.0
         momentum = float(hp["momentum"]) if opts["momentum"] else 0.0
@@ -209,7 +215,8 @@ class LoweredSGD:
         for step in range(steps):
             x, z, target = x_batches[step], out_batches[step], target_batches[step]
             size = len(x)
-            lr = base_lr / (1.0 + decay * (iterations + step)) if decay else base_lr
+            rate = base_lr if scheduled is None else scheduled[step]
+            lr = rate / (1.0 + decay * (iterations + step)) if decay else rate
             step_fn(x, z, target, self._buffers_for(size), -lr * scale / size, momentum, nesterov, classification, last)
             if on_batch is not None and (step + 1) % report_every == 0:
                 on_batch(step + 1, steps)
@@ -217,7 +224,9 @@ class LoweredSGD:
         with torch.no_grad():
             if classification:
                 return {
-                    "loss": float(F.cross_entropy(out, ys, reduction="sum").double() / n),
+                    "loss": float(
+                        F.cross_entropy(out, ys, reduction="sum", label_smoothing=self.label_smoothing).double() / n
+                    ),
                     "accuracy": float((out.argmax(1) == ys).sum()) / n,
                 }
             err = out.reshape(-1).double() - ys.double()

@@ -25,12 +25,13 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 
 from trainlab.data.cache import Tensors
 from trainlab.engine import checkpoint
-from trainlab.engine.loop import EVAL_BATCH, OnBatch, epoch_batches
+from trainlab.engine.loop import EVAL_BATCH, OnBatch, epoch_batches, timeline
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, single_threaded
 from trainlab.engine.tracker import FitResult, Tracker, Weights
-from trainlab.losses import LOSSES, METRICS
+from trainlab.losses import METRICS, loss_function
 from trainlab.models import Net
 from trainlab.optim import Optimizer, PopulationOptimizer, apply_gradients, options, resolve
+from trainlab.schedules import Timeline
 from trainlab.trial import TrainSettings, canonical_json
 
 OnMemberEpoch = Callable[[int, int, dict[str, float], Callable[[], bytes]], "bool | None"]
@@ -68,6 +69,7 @@ class _Stack:
         nets: Sequence[Net],
         configs: Sequence[Mapping[str, Any]],
         opt_states: Sequence[Mapping[str, torch.Tensor]] | None,
+        timelines: Sequence[Timeline],
     ) -> None:
         params, buffers = stack_module_state(list(nets))
         self.params = {k: v.detach() for k, v in params.items()}
@@ -83,6 +85,7 @@ class _Stack:
             group = PopulationOptimizer([self.params[n][a:b] for n in self.names], configs[a:b])
             if opt_states is not None:
                 group.load_state_dict(_stack_states(opt_states[a:b], group))
+            group.set_timeline(timelines[a:b])
             self.groups.append((a, b, group))
             a = b
         self.static = tuple((a, b, g.definition, tuple(sorted(g.opts.items()))) for a, b, g in self.groups)
@@ -91,6 +94,14 @@ class _Stack:
         """Each group's mutable tensors (state slots, hyper-parameters, step counter), updated in place."""
         self.size = len(nets)
         """How many models are stacked."""
+        self.timelines = list(timelines)
+        """Each stacked member's length of training, which its learning-rate schedule counts in."""
+
+    def prepare_updates(self) -> None:
+        """Each optimizer's scheduled learning rates for the next update, for a compiled step that
+        applies the updates itself (:meth:`step` does it for the eager one)."""
+        for _, _, group in self.groups:
+            group.prepare_update()
 
     def step(self, grads: Mapping[str, torch.Tensor]) -> None:
         """Each optimizer updates its members' slices."""
@@ -182,19 +193,21 @@ def _fit_population(
     compile: bool,
 ) -> list[FitResult]:
     settings0 = members[0].settings
-    loss_fn = LOSSES.build({"name": settings0.loss})
+    loss_fn = loss_function(settings0.loss, settings0.label_smoothing)
     configs = [resolve(m.optimizer) for m in members]
     single_keys = [_single_keys(m.net, c) for m, c in zip(members, configs)]
     trackers, opt_states = _restored(members)
-    base, step_fn, forward = _functions(members[0].net, settings0.loss)
+    base, step_fn, forward = _functions(members[0].net, settings0.loss, settings0.label_smoothing)
     compiled = _compiled(base, step_fn, task) if compile else None
 
     alive = sorted((i for i, t in enumerate(trackers) if not t.finished), key=lambda i: optimizer_key(configs[i]))
+    timelines = [timeline(data, m.settings) for m in members]
     stack = (
         _stacked(
             [members[i].net for i in alive],
             [configs[i] for i in alive],
             [opt_states[i] for i in alive] if opt_states else None,
+            [timelines[i] for i in alive],
         )
         if alive
         else None
@@ -285,6 +298,7 @@ def _train_epoch(
         xb, yb = xs[step * batch : (step + 1) * batch], ys[step * batch : (step + 1) * batch]
         # A short last batch runs eagerly: compiled programs are specialised to the batch size.
         if compiled is not None and len(xb) == batch and len(stack.groups) == 1:
+            stack.prepare_updates()
             total, metrics = compiled.whole(stack.params, stack.buffers, stack.static, stack.states, xb, yb)
         else:
             grad_fn = compiled.grads if compiled is not None and len(xb) == batch else step_fn
@@ -382,17 +396,19 @@ def _compiled(base: Net, step_fn: Callable[..., Any], task: str) -> _Programs:
     return _COMPILED[id(base)]
 
 
-def _functions(net: Net, loss: str) -> tuple[Net, Callable[..., Any], Callable[..., torch.Tensor]]:
+def _functions(
+    net: Net, loss: str, label_smoothing: float = 0.0
+) -> tuple[Net, Callable[..., Any], Callable[..., torch.Tensor]]:
     """A weightless copy of ``net``, and the population's gradient step and forward pass over
     stacked weights, made once per architecture and loss so that compiled steps are reused.
 
     ``randomness="same"`` gives every member the noise a single model with the shared seed
     would draw, which is what makes population and single training agree.
     """
-    key = canonical_json({"net": repr(net), "penalties": net.penalties, "loss": loss})
+    key = canonical_json({"net": repr(net), "penalties": net.penalties, "loss": loss, "smoothing": label_smoothing})
     if key not in _FUNCTIONS:
         base = copy.deepcopy(net).to("meta")
-        _FUNCTIONS[key] = (base, *_make_functions(base, LOSSES.build({"name": loss})))
+        _FUNCTIONS[key] = (base, *_make_functions(base, loss_function(loss, label_smoothing)))
     return _FUNCTIONS[key]
 
 
@@ -432,11 +448,19 @@ def _shrink(
     for j in keep:
         members[alive[j]].net.load_state_dict(stack.member_weights(j))
     states = [stack.member_optimizer_state(j, single_keys[alive[j]]) for j in keep]
-    return _stacked([members[alive[j]].net for j in keep], [configs[alive[j]] for j in keep], states)
+    return _stacked(
+        [members[alive[j]].net for j in keep],
+        [configs[alive[j]] for j in keep],
+        states,
+        [stack.timelines[j] for j in keep],
+    )
 
 
 def _stacked(
-    nets: Sequence[Net], configs: Sequence[Mapping[str, Any]], opt_states: Sequence[Mapping[str, torch.Tensor]] | None
+    nets: Sequence[Net],
+    configs: Sequence[Mapping[str, Any]],
+    opt_states: Sequence[Mapping[str, torch.Tensor]] | None,
+    timelines: Sequence[Timeline],
 ) -> _Stack:
     """The members stacked; a lone member with a copy of itself behind it.
 
@@ -447,9 +471,9 @@ def _stacked(
     results are never read.
     """
     if len(nets) == 1:
-        nets, configs = [nets[0], nets[0]], [configs[0], configs[0]]
+        nets, configs, timelines = [nets[0], nets[0]], [configs[0], configs[0]], [timelines[0], timelines[0]]
         opt_states = None if opt_states is None else [opt_states[0], opt_states[0]]
-    return _Stack(nets, configs, opt_states)
+    return _Stack(nets, configs, opt_states, timelines)
 
 
 def _member_metrics(out: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, torch.Tensor]:

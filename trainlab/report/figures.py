@@ -158,7 +158,10 @@ class StudyFigures:
         return plots.seconds_per_epoch(self.report, self.colors)
 
     def _lr(self) -> Figure | Skip:
-        fig = plots.learning_rate(self.histories, self.colors)
+        scheduled = {
+            v["label"] for v in self.report["variants"] if "optimizer.learning_rate.schedule" in v.get("settings", {})
+        }
+        fig = plots.learning_rate(self.histories, self.colors, scheduled)
         return (
             fig
             if fig is not None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -296,13 +296,15 @@ def _spans_decades(ax: Any, ratio: float = 30) -> bool:
     return bool(len(ys)) and ys.max() / ys.min() > ratio
 
 
-def learning_rate(histories: Histories, colors: Mapping[str, str]) -> Figure | None:
-    """The learning rate each trial used per epoch, for the variants whose schedule changed it
-    (decay, ReduceLROnPlateau); ``None`` when no schedule acted anywhere."""
+def learning_rate(histories: Histories, colors: Mapping[str, str], scheduled: Collection[str] = ()) -> Figure | None:
+    """The learning rate each trial used per epoch (the rate of the epoch's first update), for
+    every variant whose rate follows a learning-rate schedule (the labels in ``scheduled``) and
+    every other whose rate changed (legacy decay, ReduceLROnPlateau); ``None`` when there is none."""
     moved = {
         label: trials
         for label, trials in histories.items()
-        if any(len({h.get("learning_rate") for h in t if h.get("learning_rate") is not None}) > 1 for t in trials)
+        if label in scheduled
+        or any(len({h.get("learning_rate") for h in t if h.get("learning_rate") is not None}) > 1 for t in trials)
     }
     if not moved:
         return None
@@ -328,7 +330,7 @@ def learning_rate(histories: Histories, colors: Mapping[str, str]) -> Figure | N
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate (at the epoch's start)")
-        ax.set_title("Learning rate per epoch, where a schedule acted (one line per seed)")
+        ax.set_title("Learning rate per epoch: schedules, decay and plateaus (one line per seed)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         shown = [label for label in moved if colors[label] != OTHER]
         names = _short_labels(shown)

@@ -11,7 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from trainlab import models, optim
+from trainlab import models, optim, schedules
 from trainlab.data.datasets import DataInfo, definitions
 from trainlab.data.params import USER_NAMES, check_source, resolve_data
 from trainlab.errors import DataError, SpecError
@@ -60,6 +60,7 @@ _TRAIN = {
     "keep": param("best", str, check=one_of("best", "last")),
     "early_stopping": Param(None, (dict, type(None))),
     "reduce_lr_on_plateau": Param(None, (dict, type(None))),
+    "label_smoothing": param(0.0, float, check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
 }
 
 
@@ -73,7 +74,20 @@ def resolve_trial(raw: Mapping[str, Any]) -> dict[str, Any]:
     optimizer = optim.resolve(raw["optimizer"])
     train = resolve_train(raw["train"], info.task)
     models.check_output(model, info.input_shape, info.task, train["loss"], info.num_classes)
+    _check_schedule_alone(optimizer, train)
     return {"task": info.task, "data": data, "model": model, "optimizer": optimizer, "train": train}
+
+
+def _check_schedule_alone(optimizer: Mapping[str, Any], train: Mapping[str, Any]) -> None:
+    """Refuse ReduceLROnPlateau over a learning-rate schedule, as Keras does (the callback cannot
+    set a learning rate that is a schedule): one of them must go."""
+    if schedules.is_schedule(optimizer["learning_rate"]) and train["reduce_lr_on_plateau"] is not None:
+        raise SpecError(
+            "ReduceLROnPlateau cannot change a learning rate that follows a schedule "
+            f"(optimizer.learning_rate is {optimizer['learning_rate']['schedule']}; Keras refuses to set a "
+            "schedule's rate too): remove train.reduce_lr_on_plateau or give a constant learning rate",
+            path="train.reduce_lr_on_plateau",
+        )
 
 
 def resolve_train(table: Any, task: str) -> dict[str, Any]:
@@ -82,6 +96,13 @@ def resolve_train(table: Any, task: str) -> dict[str, Any]:
     ``epochs`` (and a callback's ``monitor``), it gives the defaults a setting is compared with."""
     train = check_params(as_table(table, "train"), _TRAIN, "train")
     train["loss"] = _loss(train["loss"], task)
+    if train["label_smoothing"] and train["loss"] not in CLASSIFICATION_LOSSES:
+        raise SpecError(
+            f"label smoothing applies to the cross-entropy of a classification, not to {train['loss']}",
+            path="train.label_smoothing",
+        )
+    if not train["label_smoothing"]:
+        del train["label_smoothing"]  # the default, left out as specs stored before it existed
     metrics = monitorable(task)
     if train["monitor"] is None:
         train["monitor"] = "val_accuracy" if task == "classification" else "val_loss"

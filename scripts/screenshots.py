@@ -40,7 +40,7 @@ CHROMIUM_FLAGS = [
     "--hide-scrollbars",
 ]
 WINDOW = (1500, 900)
-RENDER_MS = 20000
+RENDER_MS = 60000
 """How long Chromium lets a page's scripts fetch and draw before the screenshot (both UIs are
 single-page applications that load their data after the page)."""
 
@@ -125,9 +125,7 @@ def main() -> int:
             client = MlflowClient(mlflow_db)
             experiment = client.get_experiment_by_name("quickstart")
             base = f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}"
-            screenshot(
-                f"{base}?viewStateShareKey=&compareRunsMode=CHART", IMAGES / "tracking-mlflow-runs.png", folder / "p1"
-            )
+            screenshot(f"{base}/runs?compareRunsMode=CHART", IMAGES / "tracking-mlflow-runs.png", folder / "p1")
             trial = next(
                 r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("variant") == "adam"
             )

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from trainlab import describe
 from trainlab.store import Store
 
@@ -84,3 +86,30 @@ def test_run_track_tensorboard_writes_while_training(
     args = ("--format", "none", "--quiet", "--workers", "2", "--population", "1")  # a worker process tracks too
     assert trainlab("run", str(study_file), *args, "--track", f"tensorboard:{logdir}") == 0
     assert_logdir_matches_store(logdir, tmp_path / "s.db")
+
+
+def test_a_trial_run_again_from_scratch_gets_its_folder_rewritten(tmp_path: Path) -> None:
+    from test_mlflow_backend import view
+
+    from trainlab.tracking import backend_for
+
+    backend = backend_for(f"tensorboard:{tmp_path / 'tb'}", "tiny")
+    backend.open()
+    backend.sync(view(100.0, 3))
+    backend.close()
+    (folder,) = (tmp_path / "tb").iterdir()
+    assert [(s.step, s.value) for s in read(folder).Scalars("loss")] == [
+        (e, pytest.approx(1.0 / (e + 1) + 100.0, rel=1e-6))
+        for e in range(3)  # event files keep 32-bit floats
+    ]
+    again = backend_for(f"tensorboard:{tmp_path / 'tb'}", "tiny")  # another process, reading the folder back
+    again.open()
+    again.sync(view(100.0, 3))  # the same attempt: nothing added
+    again.close()
+    assert len(read(folder).Scalars("loss")) == 3
+    again.sync(view(200.0, 2))  # reset and run again: the folder holds the new attempt alone
+    again.close()
+    assert [(s.step, s.value) for s in read(folder).Scalars("loss")] == [
+        (e, pytest.approx(1.0 / (e + 1) + 200.0, rel=1e-6)) for e in range(2)
+    ]
+    assert session(read(folder))[0]["model.layers[1].units"] == 16

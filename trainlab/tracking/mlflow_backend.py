@@ -87,7 +87,9 @@ class MlflowBackend(Backend):
         """The study's experiment and parent run, created if missing, and its trial runs by hash."""
         experiment = self.client.get_experiment_by_name(self.study)
         if experiment is None:
-            self.experiment_id = self.client.create_experiment(self.study, tags={"trainlab.study": self.study})
+            # MLflow's UI opens an experiment of this kind on its model-training pages (runs, charts).
+            tags = {"trainlab.study": self.study, "mlflow.experimentKind": "custom_model_development"}
+            self.experiment_id = self.client.create_experiment(self.study, tags=tags)
         else:
             if experiment.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment.experiment_id)

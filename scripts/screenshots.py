@@ -3,7 +3,7 @@ UI started on a localhost port and photographed by headless Chromium.
 
     .venv/bin/python scripts/screenshots.py            # writes docs/images/tracking-*.png
 
-It trains ``studies/quickstart.toml`` on 4000 training images for 6 epochs (about a minute),
+It trains ``studies/quickstart.toml`` on 4000 training images for 6 epochs,
 writes it with ``trainlab run --track mlflow:sqlite:///... --track tensorboard:DIR``, starts
 ``mlflow ui`` and ``tensorboard --logdir``, waits until each answers, and saves one PNG per page
 (MLflow's experiment page; TensorBoard's scalars and HParams).

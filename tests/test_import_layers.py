@@ -132,6 +132,7 @@ def cycles(edges: dict[str, set[str]] | None = None) -> list[list[str]]:
 
 UPPER = (
     "trainlab.cli",
+    "trainlab.tracking",
     "trainlab.report",
     "trainlab.export",
     "trainlab.orchestrate",
@@ -163,14 +164,19 @@ NEVER_REACHES: list[tuple[str, tuple[str, ...], str]] = [
     ),
     ("trainlab.export", ("trainlab.executors", "trainlab.cluster", "trainlab.cli"), "an export reads the store"),
     (
+        "trainlab.tracking",
+        ("trainlab.cli", "trainlab.cluster"),
+        "trackers sit below the commands, beside the executors",
+    ),
+    (
         "trainlab.trained",
         ("trainlab.report", "trainlab.export", "trainlab.executors", "trainlab.cli"),
         "reading a trained model sits below both its readers",
     ),
     (
         "trainlab.executors",
-        ("trainlab.report", "trainlab.export", "trainlab.cluster", "trainlab.cli"),
-        "executors train; the report and the commands sit above them",
+        ("trainlab.report", "trainlab.export", "trainlab.cluster", "trainlab.cli", "trainlab.tracking"),
+        "executors train; the report, the trackers and the commands sit above them (trackers listen)",
     ),
     (
         "trainlab.spec",

@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         "which the next run re-does identically",
     )
 
+    _tracking_parsers(sub, run)
+
     check = sub.add_parser("check", help="validate a study file and list its trials without training")
     check.add_argument("study", metavar="STUDY")
     check.add_argument("--smoke", action="store_true", help="check the study's smoke run (see run --smoke)")
@@ -411,6 +413,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise TrainlabError(
             f"--population takes a number of trials >= 1 (1 trains one at a time), got {args.population}"
         )
+    if args.track:
+        from trainlab.tracking import check_targets
+
+        check_targets(args.track, study.name)
     cache = DataCache()
     check_data(study, cache)  # what only the data can refute stops the run before the store is touched
     notes = _notes_stream(args.format)
@@ -419,7 +425,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             study_id, _ = register(study, store)
             store.reset_trials(study_id, ("failed", "diverged"))
         summaries: list[RunSummary] = []
-        with _progress(args.quiet, notes) as reporter:
+        with _progress(args.quiet, notes) as reporter, _tracked(args, study.name):
 
             def execute(round_study: Any, pruning: Any) -> None:
                 if args.executor == "ray":
@@ -813,6 +819,94 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+TRACK_EPILOG = """\
+destinations:
+  mlflow                 MLflow's default tracking URI ($MLFLOW_TRACKING_URI, else its local default)
+  mlflow:URI             a tracking server (mlflow:http://host:5000) or store (mlflow:sqlite:///mlflow.db)
+  tensorboard:DIR        event files under DIR, one folder per trial (`tensorboard --logdir DIR`)
+
+MLflow: an experiment named after the study, a parent run for the study and one nested run per
+trial: its settings as params, tags study, stage, variant, seed, trial and status, every epoch's
+metrics (step = epoch, from 0), the outcome (best/NAME, test/NAME, best_epoch), spec.json, and the
+chosen model (model/, as `trainlab export` writes it) once done. TensorBoard: scalars per epoch and
+the HParams table. Copying again adds only what is missing: never a second run or a doubled epoch.
+See docs/TRACKING.md (needs pip install 'trainlab[mlflow]' or 'trainlab[tensorboard]').
+"""
+
+
+def _tracking_parsers(sub: Any, run: argparse.ArgumentParser) -> None:
+    """``run --track``, ``track`` and ``tensorboard``: a study's trials in MLflow or TensorBoard."""
+    run.add_argument(
+        "--track",
+        action="append",
+        metavar="DEST",
+        default=[],
+        help="also log every trial while it trains to DEST: mlflow, mlflow:URI or tensorboard:DIR "
+        "(repeat for several). An unreachable server never stops training: it is said once, and "
+        "`trainlab track` catches up later (docs/TRACKING.md)",
+    )
+    track = sub.add_parser(
+        "track",
+        help="copy a study's trials from the store to MLflow or TensorBoard (finished or half-finished)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=TRACK_EPILOG,
+        description="Copy every trial of STUDY that has started, from the store to each --to\n"
+        "destination, adding only what it does not hold yet. Run it after a study, while\n"
+        "one trains, or after `run --track` could not reach its server.\n\n"
+        "examples:\n"
+        "  trainlab track quickstart --to mlflow:sqlite:///mlflow.db\n"
+        "  trainlab track quickstart --to mlflow:http://127.0.0.1:5000\n"
+        "  trainlab track quickstart --to tensorboard:tb/quickstart",
+    )
+    track.add_argument("study", metavar="STUDY", help="study name or study file")
+    _store_arg(track)
+    track.add_argument(
+        "--to", action="append", required=True, metavar="DEST", help="mlflow, mlflow:URI or tensorboard:DIR; repeatable"
+    )
+    tensorboard = sub.add_parser(
+        "tensorboard",
+        help="write a study's trials as TensorBoard event files (scalars and the HParams table)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write every trial of STUDY that has started as a folder of TensorBoard event files\n"
+        "under --logdir: its metrics per epoch as scalars (step = epoch, from 0), and its\n"
+        "settings and outcome in the HParams dashboard's table. The same as\n"
+        "`trainlab track STUDY --to tensorboard:DIR`; then `tensorboard --logdir DIR`.",
+    )
+    tensorboard.add_argument("study", metavar="STUDY", help="study name or study file")
+    _store_arg(tensorboard)
+    tensorboard.add_argument("--logdir", required=True, metavar="DIR", help="folder of the event files")
+
+
+def _tracked(args: argparse.Namespace, study: str) -> Any:
+    """While the run trains, its trials logged to each ``--track`` destination (or nothing)."""
+    if not args.track:
+        from contextlib import nullcontext
+
+        return nullcontext()
+    from trainlab.tracking import following
+
+    return following(args.track, study, args.store)
+
+
+def cmd_track(args: argparse.Namespace, targets: Sequence[str] | None = None) -> int:
+    from trainlab.tracking import copy_study
+
+    name = _study_name(args.study)
+    with _open_store(args.store, create=False) as store:
+        for target in targets or args.to:
+            views = copy_study(store, name, target)
+            shown = sum(v.worth_showing() for v in views)
+            waiting = f" ({len(views) - shown} not started yet)" if shown < len(views) else ""
+            print(f"study {name}: {shown} of {len(views)} trials in {target}{waiting}")
+    return 0
+
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    code = cmd_track(args, [f"tensorboard:{args.logdir}"])
+    print(f"view them with: tensorboard --logdir {args.logdir}")
+    return code
+
+
 COMMANDS = {
     "run": cmd_run,
     "check": cmd_check,
@@ -822,6 +916,8 @@ COMMANDS = {
     "plot": cmd_plot,
     "export": cmd_export,
     "predict": cmd_predict,
+    "track": cmd_track,
+    "tensorboard": cmd_tensorboard,
 }
 
 

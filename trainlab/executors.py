@@ -20,8 +20,8 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -431,6 +431,39 @@ def train_population(
             emit(TrialEnded(i, result.status, outcome, weights))
 
 
+class Listener(Protocol):
+    """Whoever follows what the store records (a tracking server): told of each event of a trial
+    once the store holds it, in the order they come. It must return quickly and never raise:
+    training waits for it."""
+
+    def recorded(self, trial: TrialRecord, event: Event) -> None: ...
+
+
+ListenerFactory = Callable[[], AbstractContextManager[Listener]]
+"""Makes a listener for one process, as a context manager (entered before training, left after it).
+It is sent to the worker processes of :func:`run_pool`, so it must pickle."""
+
+_LISTENING: list[tuple[ListenerFactory, Listener]] = []
+
+
+@contextmanager
+def listening(factory: ListenerFactory) -> Iterator[None]:
+    """While the block runs, every :class:`Recorder` of this process tells the listener ``factory``
+    makes of each event it records, and :func:`run_pool`'s worker processes each make their own."""
+    with factory() as listener:
+        entry = (factory, listener)
+        _LISTENING.append(entry)
+        try:
+            yield
+        finally:
+            _LISTENING.remove(entry)
+
+
+def _tell(trial: TrialRecord, event: Event) -> None:
+    for _, listener in list(_LISTENING):
+        listener.recorded(trial, event)
+
+
 def error_text(exc: BaseException) -> str:
     """What a failed trial records: a user's mistake as its message, anything else as the traceback."""
     return str(exc) if isinstance(exc, TrainlabError) else "".join(traceback.format_exception(exc))
@@ -441,7 +474,8 @@ class Recorder:
 
     The one recording path of every executor: the local one feeds it as training runs, the Ray
     driver as events arrive from the cluster. Store writes name ``owner`` and raise
-    :class:`ClaimLostError` if another process took the trial meanwhile.
+    :class:`ClaimLostError` if another process took the trial meanwhile. Each event written is
+    then told to the listeners of :func:`listening` (trackers).
     """
 
     def __init__(self, trials: Sequence[TrialRecord], store: Store, owner: str, reporter: Reporter) -> None:
@@ -459,6 +493,7 @@ class Recorder:
                 trial.id, self.owner, event.epoch, event.logs, event.checkpoint, checkpoint_format="safetensors"
             )
             self.reporter.epoch_finished(trial, event.epoch, event.logs)
+            _tell(trial, event)
         elif isinstance(event, TrialEnded):
             trial = self.trials[event.index]
             self.store.finish_trial(
@@ -471,6 +506,7 @@ class Recorder:
             )
             self.finished[event.index] = event.status
             self.reporter.trial_finished(trial, event.status, event.outcome)
+            _tell(trial, event)
         else:
             self.fail(event.error)
 
@@ -487,6 +523,7 @@ class Recorder:
                 self.reporter.trial_finished(
                     trial, "failed", {"error": error.strip().splitlines()[-1] if error.strip() else error}
                 )
+                _tell(trial, UnitFailed(error))
 
     def release(self) -> None:
         """Give the unfinished trials back; their recorded epochs and checkpoints stay."""
@@ -571,8 +608,10 @@ def _worker(
     pruning: Pruning | None,
     checkpoint_every: float,
     stop: Any,
+    listeners: Sequence[ListenerFactory] = (),
 ) -> None:
-    """A pool process: claims and trains trials until none is left, quietly.
+    """A pool process: claims and trains trials until none is left, quietly, telling a listener of
+    its own made by each of ``listeners`` (those of the driver's :func:`listening`).
 
     It starts with Ctrl-C ignored (a SIGINT while it imports would print a traceback) and
     takes it up here, once: a Ctrl-C in a terminal reaches it twice (from the terminal and
@@ -584,7 +623,9 @@ def _worker(
         if stop.is_set():
             return
         torch.set_num_threads(max(1, planner.machine_cores() // workers))
-        with Store.open(store_path) as store:
+        with ExitStack() as stack, Store.open(store_path) as store:
+            for factory in listeners:
+                stack.enter_context(listening(factory))
             run_local(
                 study, store, population=population, pruning=pruning, checkpoint_every=checkpoint_every, workers=workers
             )
@@ -616,7 +657,9 @@ def run_pool(
     stop = context.Event()
     children = [
         context.Process(
-            target=_worker, args=(study, store_path, workers, population, pruning, checkpoint_every, stop), daemon=True
+            target=_worker,
+            args=(study, store_path, workers, population, pruning, checkpoint_every, stop, [f for f, _ in _LISTENING]),
+            daemon=True,
         )
         for _ in range(workers - 1)
     ]

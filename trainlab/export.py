@@ -43,7 +43,7 @@ from trainlab.data.cache import DataCache
 from trainlab.errors import TrainlabError
 from trainlab.jsonio import finite
 from trainlab.report.trials import find_trial
-from trainlab.store import Store
+from trainlab.store import Store, TrialRecord
 from trainlab.trained import data_input_shape, rebuild, stored_spec, trial_state
 from trainlab.trial import TrialSpec
 
@@ -85,9 +85,15 @@ def export_trial(
     store: Store, study: str, selector: str | None, out: str | Path, *, torch_file: bool = False
 ) -> Exported:
     """Write the chosen weights and the spec of a finished trial to folder ``out``."""
+    return export_record(store, study, find_trial(store, study, selector), out, torch_file=torch_file)
+
+
+def export_record(
+    store: Store, study: str, trial: TrialRecord, out: str | Path, *, torch_file: bool = False
+) -> Exported:
+    """Write the chosen weights and the spec of ``trial`` (a done trial of ``study``) to folder ``out``."""
     from safetensors.torch import save_file
 
-    trial = find_trial(store, study, selector)
     state, meta = trial_state(store, trial)
     spec = stored_spec(meta, trial)
     result = trial.result or {}

@@ -94,6 +94,10 @@ class DataSpec:
         )
 
 
+CONVOLUTIONS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+"""The layer types that convolve: a model with one trains on every thread and, alone, channels_last."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """The layers, each a complete config (``type`` and every parameter)."""
@@ -109,7 +113,8 @@ class ModelSpec:
 
     @property
     def convolutional(self) -> bool:
-        return any(layer["type"] == "Conv2D" for layer in self.layers)
+        """Whether a layer convolves (Conv2D, DepthwiseConv2D, SeparableConv2D)."""
+        return any(layer["type"] in CONVOLUTIONS for layer in self.layers)
 
 
 @dataclass(frozen=True)

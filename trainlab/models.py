@@ -665,10 +665,10 @@ def _norm_dims(layer: Layer, shape: Shape, where: str) -> tuple[int, ...]:
     for axis in axes:
         k = axis + rank if axis < 0 else axis
         if not 1 <= k < rank:
+            layout = "(batch, height, width, channels)" if len(shape) == 3 else "(batch, features)"
+            allowed = "1 or -1" if rank == 2 else f"1 to {rank - 1} or -{rank - 1} to -1"
             raise SpecError(
-                f"axis {axis} is not a feature axis of the input; Keras' axes of a {rank}-d input "
-                f"{'(batch, height, width, channels)' if len(shape) == 3 else '(batch, features)'} "
-                f"allowed here are 1..{rank - 1} or -{rank - 1}..-1",
+                f"axis {axis} is not a feature axis of the input; Keras' axes of this input {layout} are {allowed}",
                 path=join(where, "axis"),
             )
         if to_torch[k] in out:

@@ -46,7 +46,10 @@ class Augmentation(nn.Module):
 
     draws_noise = True
 
+    @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Never compiled: a compiled program draws its random numbers from its own generator,
+        so a compiled population step would augment otherwise than the same step run eagerly."""
         return self.augment(x) if self.training else self.infer(x)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:

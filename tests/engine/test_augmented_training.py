@@ -170,3 +170,33 @@ def test_a_trial_resumed_from_an_older_checkpoint_augments_as_the_uninterrupted_
         monkeypatch.undo()
         run_local(study, store, population=population)
         assert history(store) == reference
+
+
+def test_a_compiled_population_step_augments_as_the_eager_one(tmp_path: Path) -> None:
+    """A compiled program would draw its random numbers from its own generator; the noise layers
+    run outside it, so compiling changes float rounding only."""
+    from trainlab.engine.population import Member, fit_population
+    from trainlab.seeding import derive
+
+    make_npz(tmp_path / "tiny.npz")
+    study = load_study(tmp_path, npz_study(seeds=[3], layers=AUGMENTED, epochs=1, compare=VARIANTS[:2]), name="tiny")
+    tensors, info, _ = DataCache().get(study.variants[0].spec["data"])
+
+    def members() -> list[Member]:
+        return [
+            Member(
+                models.build(v.spec["model"], info.input_shape, derive(0, "init")),
+                v.spec["optimizer"],
+                TrainSettings.of(v.spec),
+            )
+            for v in study.variants
+        ]
+
+    eager = fit_population(members(), tensors, info.task, seed=0, compile=False)
+    compiled = fit_population(members(), tensors, info.task, seed=0, compile=True)
+    for a, b in zip(eager, compiled, strict=True):
+        for ha, hb in zip(a.history, b.history, strict=True):
+            assert ha["loss"] == pytest.approx(hb["loss"], rel=1e-5)
+            assert ha["val_loss"] == pytest.approx(hb["val_loss"], rel=1e-5)
+        for name, w in a.weights.items():
+            assert torch.allclose(w, b.weights[name], atol=1e-5), name

@@ -92,7 +92,9 @@ def main() -> None:
     y = torch.randint(0, 10, (args.batch,))
     step = median_seconds(step_function(x, y), args.repeats)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.repeats} repeats")
-    print(f"| | median ms | of a training step |\n|---|---:|---:|\n| training step of the CNN | {step * 1e3:.3f} | 100% |")
+    print(
+        f"| | median ms | of a training step |\n|---|---:|---:|\n| training step of the CNN | {step * 1e3:.3f} | 100% |"
+    )
     for name, layers in AUGMENTATIONS.items():
         seconds = median_seconds(augment_function(layers, x), args.repeats)
         print(f"| {name} | {seconds * 1e3:.3f} | {100 * seconds / step:.1f}% |")

@@ -166,7 +166,12 @@ def test_depthwise_convolution_filters_each_channel_alone_in_keras_order() -> No
 
 
 def test_separable_convolution_is_depthwise_then_pointwise() -> None:
-    layer = {"type": "SeparableConv2D", "filters": 4, "kernel_size": 2, "bias_initializer": {"name": "constant", "value": 0.5}}
+    layer = {
+        "type": "SeparableConv2D",
+        "filters": 4,
+        "kernel_size": 2,
+        "bias_initializer": {"name": "constant", "value": 0.5},
+    }
     net = built([layer], (3, 3, 3))
     depthwise, pointwise = net.body
     x = torch.randn(2, 3, 3, 3, generator=torch.Generator().manual_seed(2))

@@ -26,7 +26,19 @@ from trainlab import augment, initializers
 from trainlab.activations import ACTIVATIONS
 from trainlab.errors import SpecError
 from trainlab.layers import AveragePool, GlobalPool, KerasLayerNorm, SpatialDropout
-from trainlab.registry import Check, Entry, Param, Registry, check_params, fraction, join, one_of, param, positive, required
+from trainlab.registry import (
+    Check,
+    Entry,
+    Param,
+    Registry,
+    check_params,
+    fraction,
+    join,
+    one_of,
+    param,
+    positive,
+    required,
+)
 
 Shape = tuple[int, ...]
 
@@ -74,10 +86,10 @@ _BATCH_NORM = {
     "center": param(True, bool),
     "scale": param(True, bool),
 }
+
+
 def _axes_check(value: Any) -> str | None:
-    if isinstance(value, list) and not (
-        value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
+    if isinstance(value, list) and not (value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
         return "must be an axis or a non-empty list of axes (integers)"
     return None
 
@@ -735,7 +747,9 @@ def _init_tensor(
         initializers.initialize_(tensor, config, fan_in=fan_in, fan_out=fan_out, generator=generator)
 
 
-def _depthwise_conv(layer: Layer, shape: Shape, bias: bool, generator: torch.Generator) -> tuple[list[nn.Module], nn.Conv2d]:
+def _depthwise_conv(
+    layer: Layer, shape: Shape, bias: bool, generator: torch.Generator
+) -> tuple[list[nn.Module], nn.Conv2d]:
     """A grouped convolution, one group per input channel: output channel ``c * depth_multiplier
     + m`` is input channel ``c``'s ``m``-th filter, Keras' order. Its kernel is initialized with
     the fans of Keras' depthwise kernel (kh, kw, channels, depth_multiplier)."""
@@ -834,9 +848,7 @@ LAYER_DEFS: dict[str, LayerDef] = {
     "Dropout": LayerDef({"rate": required(float, check=fraction)}, _identity_output, _dropout_modules),
     "BatchNormalization": LayerDef(_BATCH_NORM, _identity_output, _batch_norm_modules, _batch_norm_weights),
     "Activation": LayerDef({"activation": required(str, dict)}, _identity_output, _no_modules),
-    "AveragePooling2D": LayerDef(
-        _POOL, _pool_output, _avg_pool_modules, aliases=("AvgPool2D",), window=_pool_window
-    ),
+    "AveragePooling2D": LayerDef(_POOL, _pool_output, _avg_pool_modules, aliases=("AvgPool2D",), window=_pool_window),
     "GlobalAveragePooling2D": LayerDef(
         {"keepdims": param(False, bool)}, _global_pool_output, _global_pool("average"), aliases=("GlobalAvgPool2D",)
     ),
@@ -844,9 +856,7 @@ LAYER_DEFS: dict[str, LayerDef] = {
         {"keepdims": param(False, bool)}, _global_pool_output, _global_pool("max"), aliases=("GlobalMaxPool2D",)
     ),
     "LayerNormalization": LayerDef(_LAYER_NORM, _layer_norm_output, _layer_norm_modules, _layer_norm_weights),
-    "SpatialDropout2D": LayerDef(
-        {"rate": required(float, check=fraction)}, _image_output, _spatial_dropout_modules
-    ),
+    "SpatialDropout2D": LayerDef({"rate": required(float, check=fraction)}, _image_output, _spatial_dropout_modules),
     "DepthwiseConv2D": LayerDef(
         _DEPTHWISE, _depthwise_output, _depthwise_modules, _depthwise_weights, window=_conv_window
     ),

@@ -103,6 +103,18 @@ def test_named_parts_show_their_name_and_parameters_off_their_own_defaults() -> 
     )
 
 
+def test_separable_convolutions_show_their_initializers_off_the_defaults_only() -> None:
+    out = settings(
+        base=BASE.replace(
+            '{ type = "Flatten" },',
+            '{ type = "SeparableConv2D", filters = 4, kernel_size = 3, depthwise_initializer = "he_normal", '
+            'pointwise_initializer = "glorot_uniform" }, { type = "Flatten" },',
+        )
+    )
+    layer = {k[len("model.layers[0].") :]: v for k, v in out.items() if k.startswith("model.layers[0].")}
+    assert layer == {"type": "SeparableConv2D", "filters": 4, "kernel_size": 3, "depthwise_initializer": "he_normal"}
+
+
 def test_train_settings_against_the_tasks_defaults_and_callbacks_with_their_monitor() -> None:
     out = settings(
         base=BASE + 'batch_size = 128\nmonitor = "val_loss"\nloss = "sparse_categorical_crossentropy"\n'

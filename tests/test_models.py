@@ -207,6 +207,94 @@ LAYER_CASES: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...], int, int, l
         ["KerasBatchNorm"],
     ),
     "activation": ({"type": "Activation", "activation": "relu"}, (3, 4, 4), (3, 4, 4), 0, 0, ["ReLU"]),
+    # AveragePooling2D: MaxPooling2D's shapes. Global pooling: (C,), or (C, 1, 1) with keepdims.
+    "average pool": ({"type": "AveragePooling2D"}, (4, 6, 6), (4, 3, 3), 0, 0, ["AveragePool"]),
+    "average pool same": (
+        {"type": "AvgPool2D", "pool_size": 3, "padding": "same"},
+        (2, 7, 7),
+        (2, 3, 3),
+        0,
+        0,
+        ["AveragePool"],
+    ),
+    "global average pool": ({"type": "GlobalAveragePooling2D"}, (8, 5, 5), (8,), 0, 0, ["GlobalPool"]),
+    "global max pool, dims kept": (
+        {"type": "GlobalMaxPool2D", "keepdims": True},
+        (8, 5, 3),
+        (8, 1, 1),
+        0,
+        0,
+        ["GlobalPool"],
+    ),
+    # LayerNormalization: gamma and beta span the normalised axes (Keras' axis -1: the features,
+    # or an image's channels), both trainable.
+    "layer norm": ({"type": "LayerNormalization"}, (16,), (16,), 32, 32, ["KerasLayerNorm"]),
+    "layer norm of an image's channels": (
+        {"type": "LayerNormalization"},
+        (8, 5, 5),
+        (8, 5, 5),
+        16,
+        16,
+        ["KerasLayerNorm"],
+    ),
+    "layer norm of whole images, no beta": (
+        {"type": "LayerNormalization", "axis": [1, 2, 3], "center": False},
+        (3, 4, 5),
+        (3, 4, 5),
+        60,
+        60,
+        ["KerasLayerNorm"],
+    ),
+    "spatial dropout": ({"type": "SpatialDropout2D", "rate": 0.3}, (4, 5, 5), (4, 5, 5), 0, 0, ["SpatialDropout"]),
+    # DepthwiseConv2D: kh*kw*C*depth_multiplier + C*depth_multiplier (bias), C*depth_multiplier
+    # channels out. SeparableConv2D: that depthwise kernel + C*depth_multiplier*filters (the 1x1
+    # pointwise kernel) + filters (bias).
+    "depthwise": ({"type": "DepthwiseConv2D", "kernel_size": 3}, (3, 8, 8), (3, 6, 6), 30, 30, ["Conv2d"]),
+    "depthwise same strided, multiplier 2": (
+        {"type": "DepthwiseConv2D", "kernel_size": [3, 5], "strides": 2, "padding": "same", "depth_multiplier": 2},
+        (2, 7, 9),
+        (4, 4, 5),
+        64,
+        64,
+        ["Conv2d"],
+    ),
+    "separable": (
+        {"type": "SeparableConv2D", "filters": 8, "kernel_size": 3},
+        (3, 8, 8),
+        (8, 6, 6),
+        59,
+        59,
+        ["Conv2d", "Conv2d"],
+    ),
+    "separable same, multiplier 2, no bias": (
+        {
+            "type": "SeparableConvolution2D",
+            "filters": 4,
+            "kernel_size": 2,
+            "padding": "same",
+            "depth_multiplier": 2,
+            "use_bias": False,
+        },
+        (2, 5, 5),
+        (4, 5, 5),
+        32,
+        32,
+        ["ZeroPad2d", "Conv2d", "Conv2d"],
+    ),
+    # The augmentation layers keep the image's shape, but RandomCrop, which gives its target's.
+    "random flip": ({"type": "RandomFlip"}, (1, 8, 8), (1, 8, 8), 0, 0, ["RandomFlip"]),
+    "random translation": (
+        {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": [-0.2, 0.3]},
+        (3, 6, 7),
+        (3, 6, 7),
+        0,
+        0,
+        ["RandomTranslation"],
+    ),
+    "random rotation": ({"type": "RandomRotation", "factor": 0.1}, (1, 8, 8), (1, 8, 8), 0, 0, ["RandomRotation"]),
+    "random zoom": ({"type": "RandomZoom", "height_factor": -0.2}, (2, 5, 9), (2, 5, 9), 0, 0, ["RandomZoom"]),
+    "random crop": ({"type": "RandomCrop", "height": 5, "width": 6}, (3, 8, 8), (3, 5, 6), 0, 0, ["RandomCrop"]),
+    "random contrast": ({"type": "RandomContrast", "factor": 0.5}, (3, 4, 4), (3, 4, 4), 0, 0, ["RandomContrast"]),
 }
 
 
@@ -265,6 +353,60 @@ SHAPE_ERRORS: dict[str, tuple[dict, tuple[int, ...], str]] = {
         {"type": "MaxPooling2D", "pool_size": 5},
         (2, 3, 3),
         "MaxPooling2D leaves no pixels: input (2, 3, 3) with window (5, 5) and 'valid' padding",
+    ),
+    "AveragePooling2D too large": (
+        {"type": "AveragePooling2D", "pool_size": [1, 4]},
+        (2, 3, 3),
+        "AveragePooling2D leaves no pixels: input (2, 3, 3) with window (1, 4) and 'valid' padding",
+    ),
+    "GlobalAveragePooling2D on a vector": (
+        {"type": "GlobalAveragePooling2D"},
+        (16,),
+        "GlobalAveragePooling2D needs an image input (channels, height, width) but gets shape (16,)",
+    ),
+    "GlobalMaxPooling2D on a vector": (
+        {"type": "GlobalMaxPooling2D"},
+        (16,),
+        "GlobalMaxPooling2D needs an image input (channels, height, width) but gets shape (16,)",
+    ),
+    "SpatialDropout2D on a vector": (
+        {"type": "SpatialDropout2D", "rate": 0.1},
+        (16,),
+        "SpatialDropout2D needs an image input (channels, height, width) but gets shape (16,)",
+    ),
+    "DepthwiseConv2D too large": (
+        {"type": "DepthwiseConv2D", "kernel_size": 4},
+        (2, 3, 8),
+        "DepthwiseConv2D leaves no pixels: input (2, 3, 8) with window (4, 4) and 'valid' padding",
+    ),
+    "SeparableConv2D on a vector": (
+        {"type": "SeparableConv2D", "filters": 2, "kernel_size": 3},
+        (16,),
+        "SeparableConv2D needs an image input (channels, height, width) but gets shape (16,)",
+    ),
+    "RandomFlip on a vector": (
+        {"type": "RandomFlip"},
+        (16,),
+        "RandomFlip needs an image input (channels, height, width) but gets shape (16,)",
+    ),
+    **{
+        f"{layer['type']} on a vector": (
+            layer,
+            (16,),
+            f"{layer['type']} needs an image input (channels, height, width) but gets shape (16,)",
+        )
+        for layer in (
+            {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": 0.1},
+            {"type": "RandomRotation", "factor": 0.1},
+            {"type": "RandomZoom", "height_factor": 0.1},
+            {"type": "RandomCrop", "height": 1, "width": 1},
+            {"type": "RandomContrast", "factor": 0.1},
+        )
+    },
+    "RandomCrop larger than the image": (
+        {"type": "RandomCrop", "height": 4, "width": 9},
+        (1, 8, 8),
+        "RandomCrop crops to 4x9 pixels but its input is only 8x8; the target must fit in the image",
     ),
 }
 

@@ -171,6 +171,31 @@ SCHEDULED = {
     ],
 }
 """Every schedule and label smoothing, so that edits reach their keys."""
+AUGMENTED = {
+    "study": {"name": "aug", "seeds": [0]},
+    "data": {"name": "mnist", "split": {"kind": "first", "validation": 100}, "train_limit": 500},
+    "model": {
+        "layers": [
+            {"type": "RandomFlip", "mode": "horizontal"},
+            {"type": "RandomTranslation", "height_factor": 0.1, "width_factor": [-0.1, 0.2], "fill_mode": "constant"},
+            {"type": "RandomRotation", "factor": 0.05, "interpolation": "nearest", "fill_value": 0.5},
+            {"type": "RandomZoom", "height_factor": [-0.1, 0.2], "width_factor": 0.1, "fill_mode": "wrap"},
+            {"type": "RandomContrast", "factor": [0.1, 0.3], "value_range": [0, 1]},
+            {"type": "RandomCrop", "height": 26, "width": 26},
+            {"type": "SeparableConv2D", "filters": 8, "kernel_size": 3, "padding": "same", "depth_multiplier": 2},
+            {"type": "DepthwiseConv2D", "kernel_size": [3, 2], "strides": 2, "activation": "relu"},
+            {"type": "SpatialDropout2D", "rate": 0.1},
+            {"type": "LayerNormalization", "axis": [1, 2, 3], "epsilon": 0.01},
+            {"type": "AveragePooling2D", "pool_size": 3, "padding": "same"},
+            {"type": "GlobalMaxPooling2D", "keepdims": True},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+    },
+    "optimizer": "adam",
+    "train": {"epochs": 1, "batch_size": 32},
+    "compare": [{"label": "a"}, {"label": "b", "model.layers[0].mode": "vertical"}],
+}
 BASES = {
     "cnn": CNN,
     "regression": REGRESSION,
@@ -178,6 +203,7 @@ BASES = {
     "own_model": OWN_MODEL,
     "own_data": OWN_DATA,
     "scheduled": SCHEDULED,
+    "augmented": AUGMENTED,
 }
 
 ABSURD: list[Any] = [

@@ -103,7 +103,7 @@ def _layer(at: str, layer: Mapping[str, Any]) -> dict[str, Any]:
         default = params[key].default
         if key == "activation":
             out.update(_named(f"{at}.{key}", value, default, lambda name: ACTIVATIONS.resolve(name, "")))
-        elif key in ("kernel_initializer", "bias_initializer"):
+        elif key.endswith("_initializer"):
             out.update(_named(f"{at}.{key}", value, default, lambda name: initializers.resolve(name, path="")))
         elif key == "kernel_regularizer" and value is not None:
             out.update({f"{at}.{key}.{k}": v for k, v in value.items() if v})

@@ -22,11 +22,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainlab import factory_models, initializers
+from trainlab import augment, factory_models, initializers
 from trainlab.activations import ACTIVATIONS
 from trainlab.errors import SpecError
+from trainlab.layers import AveragePool, GlobalPool, KerasLayerNorm, SpatialDropout
 from trainlab.nets import MAX_PARAMETERS, MAX_VALUES, LayerSummary, Net, Shape
-from trainlab.registry import Entry, Param, Registry, check_params, fraction, join, one_of, param, positive, required
+from trainlab.registry import (
+    Check,
+    Entry,
+    Param,
+    Registry,
+    check_params,
+    fraction,
+    join,
+    one_of,
+    param,
+    positive,
+    required,
+)
 
 
 def _int_pair(value: Any) -> str | None:
@@ -63,6 +76,85 @@ _BATCH_NORM = {
     "epsilon": param(1e-3, float, check=positive),
     "center": param(True, bool),
     "scale": param(True, bool),
+}
+
+
+def _axes_check(value: Any) -> str | None:
+    if isinstance(value, list) and not (value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        return "must be an axis or a non-empty list of axes (integers)"
+    return None
+
+
+def _factor(low: float, high: float, *, low_open: bool = False) -> Check:
+    """A check for Keras' augmentation factors: a number, or a list [lower, upper], each within
+    [low, high] (``low_open``: above ``low``)."""
+    bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def check(value: Any) -> str | None:
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and (
+            len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
+            return "must be a number or a list of two numbers [lower, upper]"
+        for v in values:
+            if not math.isfinite(v) or v < low or v > high or (low_open and v == low):
+                return f"must lie in {bounds}"
+        return None
+
+    return check
+
+
+def _value_range_check(value: Any) -> str | None:
+    if not (
+        len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        and value[0] < value[1]
+    ):
+        return "must be a list of two numbers [low, high] with low < high"
+    return None
+
+
+_DEPTHWISE = {
+    "kernel_size": required(int, list, check=_int_pair),
+    "strides": param(1, int, list, check=_int_pair),
+    "padding": param("valid", str, check=one_of("valid", "same")),
+    "depth_multiplier": param(1, int, check=positive),
+    "activation": param("linear", str, dict),
+    "use_bias": param(True, bool),
+    "depthwise_initializer": param("glorot_uniform", *_INIT),
+    "bias_initializer": param("zeros", *_INIT),
+}
+_SEPARABLE = {
+    "filters": required(int, check=positive),
+    **_DEPTHWISE,
+    "pointwise_initializer": param("glorot_uniform", *_INIT),
+}
+_LAYER_NORM = {
+    "axis": param(-1, int, list, check=_axes_check),
+    "epsilon": param(1e-3, float, check=positive),
+    "center": param(True, bool),
+    "scale": param(True, bool),
+}
+
+
+_FILL = {
+    "fill_mode": param("reflect", str, check=one_of(*augment.FILL_MODES)),
+    "interpolation": param("bilinear", str, check=one_of(*augment.INTERPOLATIONS)),
+    "fill_value": param(0.0, float),
+}
+_TRANSLATION = {
+    "height_factor": required(float, list, check=_factor(-1, 1)),
+    "width_factor": required(float, list, check=_factor(-1, 1)),
+    **_FILL,
+}
+_ZOOM = {
+    "height_factor": required(float, list, check=_factor(-1, 1, low_open=True)),
+    "width_factor": Param(None, (float, list, type(None)), _factor(-1, 1, low_open=True)),
+    **_FILL,
+}
+_CONTRAST = {
+    "factor": required(float, list, check=_factor(0, 1)),
+    "value_range": param([0.0, 255.0], list, check=_value_range_check),
 }
 Pair = tuple[int, int]
 Layer = Mapping[str, Any]
@@ -147,9 +239,8 @@ def resolve(
         cfg = check_params(given, LAYERS.entries[kind].params, where)
         if "activation" in cfg:
             cfg["activation"] = ACTIVATIONS.resolve(cfg["activation"], join(where, "activation"))
-        for key in ("kernel_initializer", "bias_initializer"):
-            if key in cfg:
-                cfg[key] = initializers.resolve(cfg[key], path=join(where, key))
+        for key in [k for k in cfg if k.endswith("_initializer")]:
+            cfg[key] = initializers.resolve(cfg[key], path=join(where, key))
         if cfg.get("kernel_regularizer") is not None:
             cfg["kernel_regularizer"] = _regularizer(cfg["kernel_regularizer"], join(where, "kernel_regularizer"))
         resolved.append({"type": kind, **cfg})
@@ -426,8 +517,17 @@ def _conv_weights(layer: Layer, shape: Shape) -> tuple[int, int]:
 
 
 def _conv_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
-    """TensorFlow's 'same' padding: symmetric padding in the convolution when it can be, else
-    an explicit zero pad before it (the extra pixel after)."""
+    modules, core = _padded_conv(layer, shape, layer["filters"], groups=1, bias=layer["use_bias"])
+    _init(core, layer, "conv2d", generator)
+    return [*modules, core]
+
+
+def _padded_conv(
+    layer: Layer, shape: Shape, out_channels: int, *, groups: int, bias: bool
+) -> tuple[list[nn.Module], nn.Conv2d]:
+    """The convolution of a layer's window, and the modules before it: TensorFlow's 'same'
+    padding is symmetric padding in the convolution when it can be, else an explicit zero pad
+    before it (the extra pixel after)."""
     k, s = _conv_window(layer)
     pads = [(0, 0), (0, 0)]
     if layer["padding"] == "same":
@@ -438,14 +538,14 @@ def _conv_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> lis
         modules.append(nn.ZeroPad2d((pads[1][0], pads[1][1], pads[0][0], pads[0][1])))
     core = nn.Conv2d(
         shape[0],
-        layer["filters"],
+        out_channels,
         k,
         stride=s,
-        bias=layer["use_bias"],
+        groups=groups,
+        bias=bias,
         padding=(pads[0][0], pads[1][0]) if symmetric else 0,
     )
-    _init(core, layer, "conv2d", generator)
-    return [*modules, core]
+    return modules, core
 
 
 def _pool_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
@@ -489,6 +589,206 @@ def _no_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[
     return []
 
 
+def _image_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    """The shape of a layer that keeps its image input's shape; a SpecError for a flat input."""
+    if len(shape) != 3:
+        raise SpecError(
+            f"{layer['type']} needs an image input (channels, height, width) but gets shape {shape}", path=where
+        )
+    return shape
+
+
+def _same_pad_pairs(layer: Layer, shape: Shape, window: tuple[Pair, Pair]) -> tuple[Pair, ...]:
+    """((top, bottom), (left, right)) of a window layer's padding: TensorFlow's for 'same', none for 'valid'."""
+    if layer["padding"] != "same":
+        return ((0, 0), (0, 0))
+    k, s = window
+    return tuple(_same_pads(n, kk, ss) for n, kk, ss in zip(shape[1:], k, s))
+
+
+def _avg_pool_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    window = _pool_window(layer)
+    return [AveragePool(*window, _same_pad_pairs(layer, shape, window))]
+
+
+def _global_pool_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    channels = _image_output(layer, shape, where)[0]
+    return (channels, 1, 1) if layer["keepdims"] else (channels,)
+
+
+def _global_pool(mode: str) -> Callable[[Layer, Shape, torch.Generator], list[nn.Module]]:
+    def modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+        return [GlobalPool(mode, layer["keepdims"])]
+
+    return modules
+
+
+def _norm_dims(layer: Layer, shape: Shape, where: str) -> tuple[int, ...]:
+    """The torch dimensions a LayerNormalization normalises, from Keras' ``axis`` on Keras'
+    channels-last input (batch, height, width, channels) or (batch, features): ``-1``, the
+    default, is the channels of an image and the features of a flat input."""
+    axes = layer["axis"] if isinstance(layer["axis"], list) else [layer["axis"]]
+    rank = len(shape) + 1
+    to_torch = {1: 2, 2: 3, 3: 1} if len(shape) == 3 else {k: k for k in range(1, rank)}
+    out = []
+    for axis in axes:
+        k = axis + rank if axis < 0 else axis
+        if not 1 <= k < rank:
+            layout = "(batch, height, width, channels)" if len(shape) == 3 else "(batch, features)"
+            allowed = "1 or -1" if rank == 2 else f"1 to {rank - 1} or -{rank - 1} to -1"
+            raise SpecError(
+                f"axis {axis} is not a feature axis of the input; Keras' axes of this input {layout} are {allowed}",
+                path=join(where, "axis"),
+            )
+        if to_torch[k] in out:
+            raise SpecError(f"axis {axis} is given twice", path=join(where, "axis"))
+        out.append(to_torch[k])
+    return tuple(sorted(out))
+
+
+def _layer_norm_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    _norm_dims(layer, shape, where)
+    return shape
+
+
+def _layer_norm_weights(layer: Layer, shape: Shape) -> tuple[int, int]:
+    """gamma (``scale``) and beta (``center``), each the size of the normalised axes, both trained."""
+    size = math.prod(shape[d - 1] for d in _norm_dims(layer, shape, "model"))
+    count = size * (layer["center"] + layer["scale"])
+    return count, count
+
+
+def _layer_norm_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    dims = _norm_dims(layer, shape, "model")
+    return [KerasLayerNorm(shape, dims, epsilon=layer["epsilon"], center=layer["center"], scale=layer["scale"])]
+
+
+def _spatial_dropout_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    return [SpatialDropout(layer["rate"])]
+
+
+def _depthwise_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    channels, *hw = _window_output(layer, shape, where, _conv_window(layer), None)
+    return (channels * layer["depth_multiplier"], *hw)
+
+
+def _separable_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    return _window_output(layer, shape, where, _conv_window(layer), layer["filters"])
+
+
+def _depthwise_count(layer: Layer, shape: Shape) -> int:
+    """The depthwise kernel's size: Keras' shape (kh, kw, channels, depth_multiplier)."""
+    kh, kw = _pair(layer["kernel_size"])
+    return kh * kw * shape[0] * layer["depth_multiplier"]
+
+
+def _depthwise_weights(layer: Layer, shape: Shape) -> tuple[int, int]:
+    outputs = shape[0] * layer["depth_multiplier"]
+    count = _depthwise_count(layer, shape) + outputs * layer["use_bias"]
+    return count, count
+
+
+def _separable_weights(layer: Layer, shape: Shape) -> tuple[int, int]:
+    """The depthwise kernel, the pointwise kernel (1, 1, channels * depth_multiplier, filters), the bias."""
+    pointwise = shape[0] * layer["depth_multiplier"] * layer["filters"]
+    count = _depthwise_count(layer, shape) + pointwise + layer["filters"] * layer["use_bias"]
+    return count, count
+
+
+def _init_tensor(
+    tensor: torch.Tensor, config: Mapping[str, Any], keras_shape: Shape, generator: torch.Generator
+) -> None:
+    """Fill ``tensor`` from an initializer with the fans Keras computes for its weight of ``keras_shape``."""
+    fan_in, fan_out = initializers.fans(keras_shape, "keras")
+    with torch.no_grad():
+        initializers.initialize_(tensor, config, fan_in=fan_in, fan_out=fan_out, generator=generator)
+
+
+def _depthwise_conv(
+    layer: Layer, shape: Shape, bias: bool, generator: torch.Generator
+) -> tuple[list[nn.Module], nn.Conv2d]:
+    """A grouped convolution, one group per input channel: output channel ``c * depth_multiplier
+    + m`` is input channel ``c``'s ``m``-th filter, Keras' order. Its kernel is initialized with
+    the fans of Keras' depthwise kernel (kh, kw, channels, depth_multiplier)."""
+    multiplier = layer["depth_multiplier"]
+    modules, core = _padded_conv(layer, shape, shape[0] * multiplier, groups=shape[0], bias=bias)
+    kh, kw = _pair(layer["kernel_size"])
+    _init_tensor(core.weight, layer["depthwise_initializer"], (kh, kw, shape[0], multiplier), generator)
+    return modules, core
+
+
+def _depthwise_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    modules, core = _depthwise_conv(layer, shape, layer["use_bias"], generator)
+    if core.bias is not None:
+        _init_tensor(core.bias, layer["bias_initializer"], tuple(core.bias.shape), generator)
+    return [*modules, core]
+
+
+def _separable_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    """The depthwise convolution (no bias, with the layer's strides and padding), then a 1x1
+    pointwise convolution to ``filters`` channels with the bias, as Keras' SeparableConv2D."""
+    modules, depthwise = _depthwise_conv(layer, shape, False, generator)
+    channels = shape[0] * layer["depth_multiplier"]
+    pointwise = nn.Conv2d(channels, layer["filters"], 1, bias=layer["use_bias"])
+    _init_tensor(pointwise.weight, layer["pointwise_initializer"], (1, 1, channels, layer["filters"]), generator)
+    if pointwise.bias is not None:
+        _init_tensor(pointwise.bias, layer["bias_initializer"], tuple(pointwise.bias.shape), generator)
+    return [*modules, depthwise, pointwise]
+
+
+def _span(value: float | list[float]) -> tuple[float, float]:
+    """Keras' factor: a number ``f`` is [-|f|, |f|], a list is [lower, upper] sorted."""
+    if isinstance(value, list):
+        low, high = sorted(value)
+        return float(low), float(high)
+    return -abs(float(value)), abs(float(value))
+
+
+def _crop_output(layer: Layer, shape: Shape, where: str) -> Shape:
+    channels, h, w = _image_output(layer, shape, where)
+    if layer["height"] > h or layer["width"] > w:
+        raise SpecError(
+            f"RandomCrop crops to {layer['height']}x{layer['width']} pixels but its input is only {h}x{w}; "
+            f"the target must fit in the image",
+            path=where,
+        )
+    return (channels, layer["height"], layer["width"])
+
+
+def _flip_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    return [augment.RandomFlip(layer["mode"])]
+
+
+def _fill(layer: Layer) -> tuple[str, str, float]:
+    return layer["fill_mode"], layer["interpolation"], layer["fill_value"]
+
+
+def _translation_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    return [augment.RandomTranslation(_span(layer["height_factor"]), _span(layer["width_factor"]), *_fill(layer))]
+
+
+def _rotation_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    return [augment.RandomRotation(_span(layer["factor"]), *_fill(layer))]
+
+
+def _zoom_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    width = None if layer["width_factor"] is None else _span(layer["width_factor"])
+    return [augment.RandomZoom(_span(layer["height_factor"]), width, *_fill(layer))]
+
+
+def _crop_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    return [augment.RandomCrop(layer["height"], layer["width"])]
+
+
+def _contrast_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
+    """Keras' contrast factor: a number ``f`` draws from [1 - f, 1 + f], a list [lower, upper]
+    from [1 - lower, 1 + upper]."""
+    factor = layer["factor"]
+    lower, upper = sorted(factor) if isinstance(factor, list) else (factor, factor)
+    low, high = layer["value_range"]
+    return [augment.RandomContrast((float(lower), float(upper)), (float(low), float(high)))]
+
+
 LAYER_DEFS: dict[str, LayerDef] = {
     "Dense": LayerDef(_DENSE, _dense_output, _dense_modules, _dense_weights, width="units"),
     "Conv2D": LayerDef(
@@ -505,6 +805,40 @@ LAYER_DEFS: dict[str, LayerDef] = {
     "Dropout": LayerDef({"rate": required(float, check=fraction)}, _identity_output, _dropout_modules),
     "BatchNormalization": LayerDef(_BATCH_NORM, _identity_output, _batch_norm_modules, _batch_norm_weights),
     "Activation": LayerDef({"activation": required(str, dict)}, _identity_output, _no_modules),
+    "AveragePooling2D": LayerDef(_POOL, _pool_output, _avg_pool_modules, aliases=("AvgPool2D",), window=_pool_window),
+    "GlobalAveragePooling2D": LayerDef(
+        {"keepdims": param(False, bool)}, _global_pool_output, _global_pool("average"), aliases=("GlobalAvgPool2D",)
+    ),
+    "GlobalMaxPooling2D": LayerDef(
+        {"keepdims": param(False, bool)}, _global_pool_output, _global_pool("max"), aliases=("GlobalMaxPool2D",)
+    ),
+    "LayerNormalization": LayerDef(_LAYER_NORM, _layer_norm_output, _layer_norm_modules, _layer_norm_weights),
+    "SpatialDropout2D": LayerDef({"rate": required(float, check=fraction)}, _image_output, _spatial_dropout_modules),
+    "DepthwiseConv2D": LayerDef(
+        _DEPTHWISE, _depthwise_output, _depthwise_modules, _depthwise_weights, window=_conv_window
+    ),
+    "SeparableConv2D": LayerDef(
+        _SEPARABLE,
+        _separable_output,
+        _separable_modules,
+        _separable_weights,
+        aliases=("SeparableConvolution2D",),
+        window=_conv_window,
+    ),
+    "RandomFlip": LayerDef(
+        {"mode": param("horizontal_and_vertical", str, check=one_of(*augment.FLIP_MODES))},
+        _image_output,
+        _flip_modules,
+    ),
+    "RandomTranslation": LayerDef(_TRANSLATION, _image_output, _translation_modules),
+    "RandomRotation": LayerDef(
+        {"factor": required(float, list, check=_factor(-1, 1)), **_FILL}, _image_output, _rotation_modules
+    ),
+    "RandomZoom": LayerDef(_ZOOM, _image_output, _zoom_modules),
+    "RandomCrop": LayerDef(
+        {"height": required(int, check=positive), "width": required(int, check=positive)}, _crop_output, _crop_modules
+    ),
+    "RandomContrast": LayerDef(_CONTRAST, _image_output, _contrast_modules),
 }
 """Every layer type by its Keras name."""
 LAYERS = Registry("layer type", {name: Entry(d.params, aliases=d.aliases) for name, d in LAYER_DEFS.items()})

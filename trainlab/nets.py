@@ -59,8 +59,9 @@ class Net(nn.Module):
 
     @property
     def stochastic(self) -> bool:
-        """Whether training draws random noise per example (Dropout, RReLU)."""
-        return any(isinstance(m, (nn.Dropout, nn.RReLU)) for m in self.body)
+        """Whether training draws random noise per example (Dropout, SpatialDropout2D, RReLU, the
+        augmentation layers)."""
+        return any(isinstance(m, (nn.Dropout, nn.RReLU)) or getattr(m, "draws_noise", False) for m in self.body)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

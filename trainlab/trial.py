@@ -151,6 +151,10 @@ class FactorySpec:
         )
 
 
+CONVOLUTIONS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+"""The layer types that convolve: a model with one trains on every thread and, alone, channels_last."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """The layers, each a complete config (``type`` and every parameter); or, for a user's own
@@ -172,9 +176,10 @@ class ModelSpec:
 
     @property
     def convolutional(self) -> bool:
-        """Whether it has Conv2D layers (a factory model's module is not looked into: False, so
-        it keeps the channels-first memory layout its forward may rely on)."""
-        return any(layer["type"] == "Conv2D" for layer in self.layers)
+        """Whether a layer convolves (Conv2D, DepthwiseConv2D, SeparableConv2D); a factory model's
+        module is not looked into: False, so it keeps the channels-first memory layout its forward
+        may rely on."""
+        return any(layer["type"] in CONVOLUTIONS for layer in self.layers)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from trainlab.api.progress import reporter
+from trainlab.api.progress import mode_of, reporter
 from trainlab.errors import TrainlabError
 
 if TYPE_CHECKING:
@@ -163,10 +163,10 @@ def run_study(
 
     if options.workers != "auto":
         worker_count(options.workers)
+    quiet = mode_of(progress) == "none"
     cache = DataCache()
     check_data(study, cache)  # what only the data can refute stops the run before the store is touched
     every = CHECKPOINT_EVERY if options.checkpoint_every is None else options.checkpoint_every
-    quiet = progress is False or progress == "none"
     summaries: list[RunSummary] = []
     with Store.open(store_path) as store, reporter(progress, stream) as shown:
         if options.retry_failed:

@@ -9,6 +9,7 @@ store, reads, and closes it, so a result stays valid while another process train
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -195,6 +196,7 @@ class Result:
         (made,) = self.figures([name], trial=trial, tsne_samples=tsne_samples)
         if made.figure is None:
             raise TrainlabError(f"figure {name!r} of study {self.name}: not drawn: {made.skipped}")
+        inline_figures()
         return made.figure
 
     def html(
@@ -259,6 +261,27 @@ def make_figures(
         if figure not in FIGURES:
             raise TrainlabError(f"unknown figure {figure!r}; choose from: {', '.join(FIGURES)}, all")
     return StudyFigures(store, name, trial=trial, tsne_samples=tsne_samples).make_all(names)
+
+
+def inline_figures() -> None:
+    """In IPython (a Jupyter kernel), have a Figure that a cell returns shown as a PNG, where
+    nothing shows Figures yet. trainlab draws its figures without pyplot (no global figure list),
+    and importing pyplot is what otherwise sets this up; a format the user chose is kept."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return
+    from IPython.core.pylabtools import print_figure
+    from matplotlib.figure import Figure
+
+    formatters = shell.display_formatter.formatters
+    for mime in ("image/png", "image/svg+xml", "image/jpeg", "application/pdf"):
+        try:
+            formatters[mime].lookup_by_type(Figure)
+            return
+        except KeyError:
+            pass
+    formatters["image/png"].for_type(Figure, lambda figure: print_figure(figure, "png", bbox_inches="tight"))
 
 
 def _trial_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:

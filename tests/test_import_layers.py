@@ -132,6 +132,7 @@ def cycles(edges: dict[str, set[str]] | None = None) -> list[list[str]]:
 
 UPPER = (
     "trainlab.cli",
+    "trainlab.api",
     "trainlab.tracking",
     "trainlab.report",
     "trainlab.export",
@@ -152,6 +153,7 @@ NEVER_IMPORTS: list[tuple[str, tuple[str, ...], str]] = [
         "trained models through trainlab.trained, not through the engine's internals",
     ),
     ("trainlab.store.base", ("trainlab.store.sqlite",), "backends build on the interface and register with it"),
+    ("trainlab.api", ("trainlab.cli",), "the command is built on the API, never the other way"),
 ]
 """(importer, imported, why): direct imports that must not exist."""
 
@@ -220,6 +222,12 @@ def test_a_cycle_is_found_where_there_is_one(monkeypatch: pytest.MonkeyPatch) ->
     assert ["trainlab.store.base", "trainlab.store.sqlite"] in cycles()
     edges["trainlab.report.inspect"].add("trainlab.export")
     assert ["trainlab.export", "trainlab.report"] in cycles(rooms())
+
+
+def test_no_module_imports_the_package_face() -> None:
+    """``trainlab/__init__.py`` exports the API, the top of the package: a module below it reads
+    what it needs from its own module (the version from trainlab.version), never from the face."""
+    assert sorted(m for m, targets in graph().items() if "trainlab" in targets) == []
 
 
 def test_no_import_cycle() -> None:

@@ -13,14 +13,13 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from trainlab import __version__
 from trainlab.errors import DataUnavailable, TrainlabError
+from trainlab.version import __version__
 
-DEFAULT_STORE = "trainlab.db"
 EXIT_TRIALS_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -67,9 +66,11 @@ examples:
 
 
 def _store_arg(parser: argparse.ArgumentParser) -> None:
+    from trainlab.api.run import DEFAULT_STORE, default_store
+
     parser.add_argument(
         "--store",
-        default=os.environ.get("TRAINLAB_STORE", DEFAULT_STORE),
+        default=default_store(),
         metavar="PATH",
         help=f"SQLite file holding studies, trials and epochs (default: $TRAINLAB_STORE or ./{DEFAULT_STORE})",
     )
@@ -388,61 +389,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _open_store(path: str, *, create: bool) -> Any:
+def _open_store(path: str) -> Any:
+    """The store a reading command reads: one that exists."""
     from trainlab.store import Store
 
-    if not create and not Path(path).exists():
+    if not Path(path).exists():
         raise TrainlabError(f"no store at {path}; run a study first (`trainlab run STUDY`) or pass --store PATH")
     return Store.open(path)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from trainlab import orchestrate, spec
-    from trainlab.data.cache import DataCache
-    from trainlab.executors import CHECKPOINT_EVERY, RunSummary, check_data, register
-    from trainlab.report import render, study_report
+    from trainlab.api.result import Result
+    from trainlab.api.run import RunOptions, run_study
+    from trainlab.api.study import Study
+    from trainlab.report import render
 
-    every = CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every
-    if not every >= 0:
-        raise TrainlabError(f"--checkpoint-every takes seconds >= 0, got {args.checkpoint_every}")
-    study = spec.load(args.study, smoke=args.smoke)
-    _check_executor_options(args)
-    if args.workers != "auto":
-        _workers(args.workers, study)  # refuse a bad value before the store is touched
-    if args.population is not None and args.population < 1:
-        raise TrainlabError(
-            f"--population takes a number of trials >= 1 (1 trains one at a time), got {args.population}"
-        )
-    if args.track:
-        from trainlab.tracking import check_targets
-
-        check_targets(args.track, study.name)
-    cache = DataCache()
-    check_data(study, cache)  # what only the data can refute stops the run before the store is touched
+    options = RunOptions(
+        retry_failed=args.retry_failed,
+        workers=args.workers,
+        population=args.population,
+        checkpoint_every=args.checkpoint_every,
+        executor=args.executor,
+        address=args.address,
+        max_retries=args.max_retries,
+        cpus_per_task=args.cpus_per_task,
+        track=tuple(args.track or ()),
+    )
+    study = Study.load(args.study, smoke=args.smoke)
+    options = options.check(_flag)  # every option refused before the store is touched
     notes = _notes_stream(args.format)
-    with _open_store(args.store, create=True) as store:
-        if args.retry_failed:
-            study_id, _ = register(study, store)
-            store.reset_trials(study_id, ("failed", "diverged"))
-        summaries: list[RunSummary] = []
-        with _progress(args.quiet, notes) as reporter, _tracked(args, study.name):
-
-            def execute(round_study: Any, pruning: Any) -> None:
-                if args.executor == "ray":
-                    summaries.append(_run_ray(args, round_study, store, reporter, cache, notes, first=not summaries))
-                else:
-                    summaries.append(
-                        _run_local(
-                            args, round_study, store, reporter, pruning, cache, every, notes, first=not summaries
-                        )
-                    )
-
-            orchestrate.run(study, store, execute, on_wait=lambda message: _say(notes, f"waiting: {message}"))
-        report = study_report(store, study.name)
-    _say(notes, _run_summary(study.name, report["trials"], summaries))
-    busy = summaries[-1].busy_elsewhere if summaries else 0
-    if busy:
-        _say(notes, f"{busy} trials are running in another process; `trainlab status` shows progress")
+    outcome = run_study(study.spec, args.store, options, progress=not args.quiet, stream=notes)
+    report = Result(args.store, study.name, outcome).report()
+    _say(notes, outcome.text(study.name, report["trials"]))
+    if outcome.busy_elsewhere:
+        _say(notes, f"{outcome.busy_elsewhere} trials are running in another process; `trainlab status` shows progress")
     if args.format != "none":
         print(render(report, args.format), flush=True)
     failed = report["trials"]["status"].get("failed", 0)
@@ -457,16 +437,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_summary(name: str, counts: Mapping[str, Any], summaries: Sequence[Any]) -> str:
-    """The line a run ends with: the study's trials (each counted once, as every report counts
-    them), what this run did, and what was finished before it."""
-    ran: dict[str, int] = {}
-    for summary in summaries:
-        for status, n in summary.ran.items():
-            ran[status] = ran.get(status, 0) + n
-    before = summaries[0].skipped_done if summaries else counts["total"]
-    text = ", ".join(f"{n} {status}" for status, n in sorted(ran.items())) or "nothing to run"
-    return f"study {name}: {counts['total']} trials; this run: {text}; already finished before: {before}"
+def _flag(name: str, value: Any = None) -> str:
+    """An option as the command line spells it in a message: ``--workers``, ``--executor ray``."""
+    return f"--{name.replace('_', '-')}" + ("" if value is None else f" {value}")
 
 
 def _notes_stream(fmt: str) -> TextIO:
@@ -478,207 +451,32 @@ def _say(stream: TextIO, text: str) -> None:
     print(text, file=stream, flush=True)
 
 
-def _check_executor_options(args: argparse.Namespace) -> None:
-    """Options that belong to the other executor, and a missing Ray, stop the run before the store is touched."""
-    if args.executor == "ray":
-        from trainlab.cluster import import_ray
-
-        if args.workers != "auto":
-            raise TrainlabError(
-                "--workers is an option of the local executor; with --executor ray the cluster's CPUs "
-                "decide how many trials train at once (see --cpus-per-task)"
-            )
-        if args.checkpoint_every is not None:
-            raise TrainlabError(
-                "--checkpoint-every is an option of the local executor; on Ray every epoch carries its checkpoint"
-            )
-        import_ray()
-        return
-    for option in ("address", "max_retries", "cpus_per_task"):
-        if getattr(args, option) is not None:
-            raise TrainlabError(f"--{option.replace('_', '-')} is an option of --executor ray")
-
-
-def _run_local(
-    args: argparse.Namespace,
-    study: Any,
-    store: Any,
-    reporter: Any,
-    pruning: Any,
-    cache: Any,
-    checkpoint_every: float,
-    notes: TextIO,
-    *,
-    first: bool,
-) -> Any:
-    from trainlab.executors import run_local, run_pool
-
-    workers = _workers(args.workers, study)
-    if workers > 1:
-        if not args.quiet and first:
-            _say(notes, f"{workers} worker processes share the work; progress shows this one's trials")
-        return run_pool(
-            study,
-            args.store,
-            workers,
-            reporter=reporter,
-            population=args.population,
-            pruning=pruning,
-            store=store,
-            cache=cache,
-            checkpoint_every=checkpoint_every,
-        )
-    return run_local(
-        study,
-        store,
-        reporter=reporter,
-        population=args.population,
-        pruning=pruning,
-        cache=cache,
-        checkpoint_every=checkpoint_every,
-    )
-
-
-def _run_ray(
-    args: argparse.Namespace, study: Any, store: Any, reporter: Any, cache: Any, notes: TextIO, *, first: bool
-) -> Any:
-    """One round on Ray. Searches are not pruned there: workers cannot ask the store how others did."""
-    from trainlab.cluster import DEFAULT_MAX_RETRIES, run_ray
-
-    return run_ray(
-        study,
-        store,
-        address=args.address,
-        reporter=reporter,
-        population=args.population,
-        cache=cache,
-        max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
-        cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task,
-        announce=None if args.quiet or not first else lambda text: _say(notes, text),
-    )
-
-
-def _workers(value: str, study: Any) -> int:
-    from trainlab.executors import auto_workers
-
-    if value == "auto":
-        return auto_workers(study)
-    if not value.isdigit() or int(value) < 1:
-        raise TrainlabError(f"--workers takes a positive number or 'auto', got {value!r}")
-    return int(value)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    from trainlab import spec
+    from trainlab.api.study import Study
 
-    study = spec.load(args.study, smoke=args.smoke)
-    trials = study.trials()
-    if not study.dynamic:
-        print(f"study {study.name}: {len(study.variants)} variants x {len(study.seeds)} seeds = {len(trials)} trials")
-    else:
-        print(
-            f"study {study.name}: {len(study.stages)} stages; later stages and searches are resolved as results come in"
-        )
-    candidates = study.candidates(CHECK_SHOWN_BASES) if study.dynamic else {}
-    for stage in study.stages:
-        if study.staged:
-            source = f" (from the best of {stage.source!r})" if stage.source else ""
-            print(f"stage {stage.name}{source}: {stage.description}".rstrip(": "))
-        if stage.search is not None:
-            s = stage.search
-            print(
-                f"  search: {s.sampler}, {s.trials} variants in rounds of {s.batch}, pruning {s.prune}; "
-                f"space: {', '.join(d.key for d in s.space)}"
-            )
-        elif stage is study.stages[0]:
-            for variant in study.variants:
-                _print_variant(variant.label, [variant])
-        else:
-            found = candidates[stage.name]
-            if stage.source:
-                starts = len(candidates[stage.source])
-                which = (
-                    f"each of the {starts}"
-                    if starts <= CHECK_SHOWN_BASES
-                    else f"the first {CHECK_SHOWN_BASES} of the {starts}"
-                )
-                print(
-                    f"  resolved on {which} variants of {stage.source!r} it may start from; "
-                    "a|b: depends on the one chosen"
-                )
-            groups: dict[str, list[Any]] = {}
-            for variant in found:
-                groups.setdefault(variant.label, []).append(variant)
-            for label, group in groups.items():
-                _print_variant(label, group)
+    print(Study.load(args.study, smoke=args.smoke).check())
     return 0
-
-
-CHECK_SHOWN_BASES = 64
-"""How many variants of an earlier stage ``check`` resolves a later stage on, to show its settings."""
-
-
-def _print_variant(label: str, variants: list[Any]) -> None:
-    """A variant's label and its settings (see trainlab.describe); several possible specs of it
-    (a later stage's variant on each base) show the values that differ among them as a|b."""
-    from trainlab import describe
-
-    split = variants[0].spec["data"]["split"]
-    folds = split.get("folds") if split["kind"] == "kfold" else None
-    print(f"  {label}" + (f" ({folds} folds)" if folds else ""))
-    for line in describe.lines([describe.settings(v.spec) for v in variants]):
-        print(f"    {line}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from trainlab.store import STATUSES
+    from trainlab.api.stores import status_rows
 
-    with _open_store(args.store, create=False) as store:
-        studies = store.studies()
-        if not studies:
-            print(f"no studies in {args.store}")
-            return 0
-        header = ["study", "trials", *STATUSES, "plan"]
-        rows = []
-        for study in studies:
-            counts = store.status_counts(study.id)
-            rows.append(
-                [
-                    study.name,
-                    str(sum(counts.values())),
-                    *(str(counts.get(s, 0)) for s in STATUSES),
-                    _plans_text(store.trials(study.id)),
-                ]
-            )
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        for row in [header, *rows]:
-            print(
-                "  ".join(
-                    cell.ljust(w) if i in (0, len(row) - 1) else cell.rjust(w)
-                    for i, (cell, w) in enumerate(zip(row, widths))
-                ).rstrip()
-            )
+    with _open_store(args.store) as store:
+        found = status_rows(store)
+    if not found:
+        print(f"no studies in {args.store}")
+        return 0
+    header = list(found[0])
+    rows = [[str(value) for value in row.values()] for row in found]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(
+                cell.ljust(w) if i in (0, len(row) - 1) else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths))
+            ).rstrip()
+        )
     return 0
-
-
-def _plans_text(trials: Sequence[Any]) -> str:
-    """The recorded plans of a study's trials, most common first: ``4 x population of 3, eager, 2 threads``."""
-    from trainlab.planner import Plan
-
-    counts: dict[str, int] = {}
-    for trial in trials:
-        text = Plan.from_json(trial.plan).describe() if trial.plan else "not planned"
-        counts[text] = counts.get(text, 0) + 1
-    return "; ".join(f"{n} x {text}" for text, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-
-
-def _study_name(arg: str) -> str:
-    """A study name, or the name of the study in the file ``arg``."""
-    if arg.endswith(".toml") or Path(arg).is_file():
-        from trainlab import spec
-
-        return spec.load(arg).name
-    return arg
 
 
 def _formats(text: str) -> list[str]:
@@ -692,21 +490,12 @@ def _formats(text: str) -> list[str]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from trainlab.report import render, study_report
-    from trainlab.report.tables import Options
+    from trainlab.api.result import report_options, report_text
+    from trainlab.api.stores import study_name
 
-    name = _study_name(args.study)
-    options = Options(
-        all_test=args.all_test, target=args.target, target_metric=args.target_metric, correction=args.correction
-    )
-    if args.target_metric and args.target is None:
-        raise TrainlabError("--target-metric needs --target VALUE, the value to reach")
-    if args.summary and args.format in ("json", "csv"):
-        raise TrainlabError(
-            f"--summary prints model summaries as text, which would break --format {args.format}; "
-            "use it with --format table, markdown or html (html always has them)"
-        )
-    with _open_store(args.store, create=False) as store:
+    name = study_name(args.study)
+    options = report_options(args.all_test, args.target, args.target_metric, args.correction, spell=_flag)
+    with _open_store(args.store) as store:
         if args.format == "html":
             from trainlab.report.html import write_html
 
@@ -721,15 +510,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
             print(f"wrote {path}")
             return 0
-        text = render(study_report(store, name, options), args.format)
-        if args.summary:
-            from trainlab.report.summary import study_models
-            from trainlab.report.summary import text as summary_text
-
-            summaries = [summary_text(m) for m in study_models(store, name)]
-            if args.format == "markdown":  # a code block keeps the columns of each summary aligned
-                summaries = [f"```\n{t}\n```" for t in summaries]
-            text += "\n\n" + "\n\n".join(summaries)
+        text = report_text(store, name, args.format, options, summary=args.summary, spell=_flag)
     if args.out:
         Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
     else:
@@ -768,17 +549,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from trainlab.report.catalog import FIGURES
-    from trainlab.report.figures import StudyFigures, write
+    from trainlab.api.result import make_figures
+    from trainlab.api.stores import study_name
+    from trainlab.report.figures import write
 
-    names = list(FIGURES) if "all" in args.figures else args.figures
+    names = [] if "all" in args.figures else args.figures
     formats = _formats(args.formats)
-    for name in names:
-        if name not in FIGURES:
-            raise TrainlabError(f"unknown figure {name!r}; choose from: {', '.join(FIGURES)}, all")
-    with _open_store(args.store, create=False) as store:
-        figures = StudyFigures(store, _study_name(args.study), trial=args.trial, tsne_samples=args.tsne_samples)
-        made = figures.make_all(names)
+    with _open_store(args.store) as store:
+        made = make_figures(store, study_name(args.study), names, trial=args.trial, tsne_samples=args.tsne_samples)
         for path in write(made, args.out, formats):
             print(f"wrote {path}")
     named = "all" not in args.figures
@@ -789,10 +567,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from trainlab.api.stores import study_name
     from trainlab.export import export_trial
 
-    with _open_store(args.store, create=False) as store:
-        exported = export_trial(store, _study_name(args.study), args.trial, args.out, torch_file=args.torch)
+    with _open_store(args.store) as store:
+        exported = export_trial(store, study_name(args.study), args.trial, args.out, torch_file=args.torch)
     meta = exported.meta
     test = ", ".join(f"{k} {v:.4f}" for k, v in sorted(meta["recorded"]["test"].items()) if isinstance(v, (int, float)))
     print(f"exported trial {meta['trial'][:10]} ({meta['label']}, seed {meta['seed']}; test: {test or '-'})")
@@ -877,22 +656,12 @@ def _tracking_parsers(sub: Any, run: argparse.ArgumentParser) -> None:
     tensorboard.add_argument("--logdir", required=True, metavar="DIR", help="folder of the event files")
 
 
-def _tracked(args: argparse.Namespace, study: str) -> Any:
-    """While the run trains, its trials logged to each ``--track`` destination (or nothing)."""
-    if not args.track:
-        from contextlib import nullcontext
-
-        return nullcontext()
-    from trainlab.tracking import following
-
-    return following(args.track, study, args.store)
-
-
 def cmd_track(args: argparse.Namespace, targets: Sequence[str] | None = None) -> int:
+    from trainlab.api.stores import study_name
     from trainlab.tracking import copy_study
 
-    name = _study_name(args.study)
-    with _open_store(args.store, create=False) as store:
+    name = study_name(args.study)
+    with _open_store(args.store) as store:
         for target in targets or args.to:
             views = copy_study(store, name, target)
             shown = sum(v.worth_showing() for v in views)
@@ -919,165 +688,6 @@ COMMANDS = {
     "track": cmd_track,
     "tensorboard": cmd_tensorboard,
 }
-
-
-class _LineReporter:
-    """Progress as one line per epoch, on ``stream``: for logs and pipes, where bars would be noise."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.index = 0
-        self.total = 0
-        self.epochs: dict[int, int] = {}
-        """Epoch budget of each trial in training, by trial id (the Ray executor trains several populations at once)."""
-
-    def study_started(self, total: int, done: int) -> None:
-        self.total, self.index = total, done
-        print(f"{total} trials, {done} already finished", file=self.stream, flush=True)
-
-    def unit_started(self, trials: Sequence[Any], epochs: int, resumed_at: int) -> None:
-        first, self.index = self.index + 1, self.index + len(trials)
-        self.epochs.update((t.id, epochs) for t in trials)
-        resumed = f" (resuming after epoch {resumed_at})" if resumed_at else ""
-        span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
-        together = _plan_note(trials[0])
-        print(
-            f"trial {span}/{self.total}: {', '.join(_label(t) for t in trials)}{together}{resumed}",
-            file=self.stream,
-            flush=True,
-        )
-
-    def batch(self, step: int, steps: int) -> None:
-        pass
-
-    def epoch_finished(self, trial: Any, epoch: int, logs: Mapping[str, float]) -> None:
-        who = f"{_label(trial)}  " if len(self.epochs) > 1 else ""
-        print(
-            f"  {who}epoch {epoch + 1}/{self.epochs.get(trial.id, 0)}  {_logs_text(logs)}", file=self.stream, flush=True
-        )
-
-    def trial_finished(self, trial: Any, status: str, result: Mapping[str, Any]) -> None:
-        self.epochs.pop(trial.id, None)
-        if status != "done":
-            print(
-                f"  {_label(trial)}: {status}: {result.get('error') or result.get('stop_reason', '')}",
-                file=self.stream,
-                flush=True,
-            )
-
-    def unit_retried(self, trials: Sequence[Any], resumed_at: int, reason: str) -> None:
-        after = f"after epoch {resumed_at}" if resumed_at else "from the start"
-        print(
-            f"  {', '.join(_label(t) for t in trials)}: the task died ({reason}); handed out again, resuming {after}",
-            file=self.stream,
-            flush=True,
-        )
-
-
-def _plan_note(trial: Any) -> str:
-    """`` (population of 3, eager, 2 threads)``: how a population trains, from its recorded plan."""
-    from trainlab.planner import Plan
-
-    return f" ({Plan.from_json(trial.plan).describe()})" if trial.plan else ""
-
-
-def _label(trial: Any) -> str:
-    return f"{trial.label} seed {trial.seed}"
-
-
-def _logs_text(logs: Mapping[str, float]) -> str:
-    keys = [k for k in ("loss", "accuracy", "mse", "val_loss", "val_accuracy", "val_mse") if k in logs]
-    return "  ".join(f"{k} {logs[k]:.4f}" for k in keys) + f"  {logs['seconds']:.1f}s"
-
-
-class _BarReporter(_LineReporter):
-    """Rich progress bars on ``stream`` (a terminal): trials of the study, and steps of the epoch
-    with the live metrics."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__(stream)
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(file=stream),
-        )
-        self.trials = self.progress.add_task("trials", total=None)
-        self.steps = self.progress.add_task("", total=None, visible=False)
-        self.names = ""
-        self.last = ""
-        self.epoch = 0
-        self.budget = 0
-        self.unit_size = 1
-
-    def study_started(self, total: int, done: int) -> None:
-        self.total, self.index = total, done
-        self.progress.update(self.trials, total=total, completed=done)
-
-    def unit_started(self, trials: Sequence[Any], epochs: int, resumed_at: int) -> None:
-        first, self.index = self.index + 1, self.index + len(trials)
-        self.epochs.update((t.id, epochs) for t in trials)
-        self.epoch, self.last, self.budget, self.unit_size = resumed_at, "", epochs, len(trials)
-        self.names = (
-            _label(trials[0]) if len(trials) == 1 else f"{len(trials)} together: {', '.join(t.label for t in trials)}"
-        )
-        span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
-        self.progress.update(self.trials, description=f"trial {span}/{self.total}")
-        self._describe()
-
-    def _describe(self) -> None:
-        # With several populations in flight (the Ray executor), no one population's name says what trains.
-        names = self.names if len(self.epochs) <= self.unit_size else f"{len(self.epochs)} trials training at once"
-        text = f"  {names}  epoch {min(self.epoch + 1, self.budget)}/{self.budget}"
-        if self.last:
-            text += f"  [dim]{self.last}[/dim]"
-        self.progress.update(self.steps, description=text, visible=True)
-
-    def batch(self, step: int, steps: int) -> None:
-        self.progress.update(self.steps, completed=step, total=steps)
-
-    def epoch_finished(self, trial: Any, epoch: int, logs: Mapping[str, float]) -> None:
-        self.epoch, self.budget = epoch + 1, self.epochs.get(trial.id, self.budget)
-        self.last = (f"{trial.label}: " if len(self.epochs) > 1 else "") + _logs_text(logs)
-        self._describe()
-
-    def trial_finished(self, trial: Any, status: str, result: Mapping[str, Any]) -> None:
-        self.epochs.pop(trial.id, None)
-        self.progress.advance(self.trials)
-        best = result.get("best", {})
-        score = best.get("val_accuracy", best.get("val_loss"))
-        note = f"best {score:.4f}" if isinstance(score, float) else result.get("error", "")
-        self.progress.console.print(f"{_label(trial)}: {status} {note}".rstrip())
-
-
-class _progress:
-    """Context manager choosing the reporter writing to ``stream``: bars on a terminal, lines
-    otherwise, or silence."""
-
-    def __init__(self, quiet: bool, stream: TextIO) -> None:
-        self.quiet = quiet
-        self.stream = stream
-        self.reporter: Any = None
-
-    def __enter__(self) -> Any:
-        from trainlab.executors import Silent
-
-        if self.quiet:
-            self.reporter = Silent()
-        elif self.stream.isatty():
-            self.reporter = _BarReporter(self.stream)
-            self.reporter.progress.start()
-        else:
-            self.reporter = _LineReporter(self.stream)
-        return self.reporter
-
-    def __exit__(self, *exc: object) -> None:
-        if isinstance(self.reporter, _BarReporter):
-            self.reporter.progress.stop()
 
 
 if __name__ == "__main__":

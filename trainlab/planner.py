@@ -47,12 +47,12 @@ from typing import Any
 
 import torch
 
-import trainlab
 from trainlab import models
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower
 from trainlab.engine.population import dry_step
 from trainlab.optim import Optimizer
 from trainlab.trial import TrialSpec, canonical_json
+from trainlab.version import __version__
 
 MAX_POPULATION = 16
 """The most trials one population holds unless ``--population`` says otherwise; a larger group
@@ -82,7 +82,7 @@ class Plan:
     cores: int
     device: str = "cpu"
     precision: str = "float32"
-    trainlab: str = trainlab.__version__
+    trainlab: str = __version__
     torch: str = torch.__version__
     reason: str | None = None
 

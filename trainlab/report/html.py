@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from trainlab import __version__
 from trainlab.report import plots
 from trainlab.report.catalog import STUDY_FIGURES, TRIAL_FIGURES
 from trainlab.report.figures import Made, StudyFigures
@@ -32,6 +31,7 @@ from trainlab.report.tables import (
     vs_best_text,
 )
 from trainlab.store import Store
+from trainlab.version import __version__
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 

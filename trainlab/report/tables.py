@@ -697,18 +697,21 @@ def stage_heading(section: Mapping[str, Any]) -> str:
     return text
 
 
-def _csv(report: Mapping[str, Any]) -> str:
+def csv_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the CSV format, with their values as data: numbers (None where there
+    is none, or where a test metric is withheld), the ``status`` counts as a dict, ``chosen`` as a
+    bool. A staged report has a ``stage`` column and the rows of every stage with variants. The
+    CSV writes these; the Python API's table is these."""
     if report.get("stages"):
-        out = []
-        for i, section in enumerate(s for s in report["stages"] if s["variants"]):
-            lines = _csv({**report, **section, "stages": None, "trials": None}).splitlines()
-            head, rows = lines[0], lines[1:]
-            out += ([f"stage,{head}"] if i == 0 else []) + [f"{_csv_cell(section['stage'])},{row}" for row in rows]
-        return "\n".join(out) + "\n"
+        header: list[str] = []
+        out: list[list[Any]] = []
+        for section in (s for s in report["stages"] if s["variants"]):
+            head, rows = csv_rows({**report, **section, "stages": None, "trials": None})
+            header = ["stage", *head]
+            out += [[section["stage"], *row] for row in rows]
+        return header, out
     cols = [c for c in _columns(report) if c.key is not None]
     show_all = report["selection"]["test_shown"] == "all"
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
     header = ["variant", "n"]
     for c in cols:
         header += [f"{c.key}_mean", f"{c.key}_std", f"{c.key}_ci_low", f"{c.key}_ci_high"]
@@ -723,38 +726,49 @@ def _csv(report: Mapping[str, Any]) -> str:
             "seconds_to_target_std",
         ]
     header += ["reused_from", "reused_trials"]
-    writer.writerow(header)
+    rows: list[list[Any]] = []
     for v in report["variants"]:
         row: list[Any] = [v["label"], v["n"]]
         for c in cols:
             assert c.key is not None
             stat = v[c.key]
             if c.key.startswith("test_") and not (show_all or v.get("chosen")):
-                row += ["", "", "", ""]
+                row += [None, None, None, None]
                 continue
             ci = stat.get("ci95") or [None, None]
-            row += [_num(stat["mean"]), _num(stat["std"]), _num(ci[0]), _num(ci[1])]
+            row += [stat["mean"], stat["std"], ci[0], ci[1]]
         row += [
-            json.dumps(v["status"], sort_keys=True),
-            str(bool(v.get("chosen"))).lower(),
+            dict(v["status"]),
+            bool(v.get("chosen")),
             vs_best_text(v),
-            _num(v["vs_best"]["p"]),
-            _num(v["vs_best"].get("p_adjusted")),
-            v["vs_best"].get("test") or "",
-            _num(v["vs_best"].get("wilcoxon_p")),
+            v["vs_best"]["p"],
+            v["vs_best"].get("p_adjusted"),
+            v["vs_best"].get("test"),
+            v["vs_best"].get("wilcoxon_p"),
         ]
         if target is not None:
             ttt = v["time_to_target"]
             row += [
                 ttt["reached"],
-                _num(ttt["epochs"]["mean"]),
-                _num(ttt["epochs"]["std"]),
-                _num(ttt["seconds"]["mean"]),
-                _num(ttt["seconds"]["std"]),
+                ttt["epochs"]["mean"],
+                ttt["epochs"]["std"],
+                ttt["seconds"]["mean"],
+                ttt["seconds"]["std"],
             ]
         reused = v.get("reused_from")
-        row += [reused["stage"], reused["trials"]] if reused else ["", 0]
-        writer.writerow(row)
+        row += [reused["stage"], reused["trials"]] if reused else [None, 0]
+        rows.append(row)
+    return header, rows
+
+
+def _csv(report: Mapping[str, Any]) -> str:
+    header, rows = csv_rows(report)
+    if not header:  # a staged study with no finished stage yet
+        return "\n"
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[_csv_value(value) for value in row] for row in rows])
     return buf.getvalue()
 
 
@@ -772,11 +786,14 @@ def _rich_table(title: str, header: list[str], body: list[list[str]], caption: l
     return console.export_text().rstrip("\n")
 
 
-def _csv_cell(text: str) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow([text])
-    return buf.getvalue()
-
-
-def _num(value: float | None) -> str:
-    return "" if value is None else repr(value)
+def _csv_value(value: Any) -> Any:
+    """A CSV cell: floats exact (``repr``), None empty, a bool as ``true``/``false``, a dict as sorted JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, float):
+        return repr(value)
+    return value

@@ -23,11 +23,16 @@ FORMAT_VERSION = 1
 
 NEUTRAL_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("data", "val_limit"): None,
+    ("train", "precision"): "float32",
 }
 """Key paths of settings added after trials were first stored, and the default that trains as
 before. A spec holding the default is hashed as if the key were absent, so adding a row here
 (with its setting) changes no stored trial's identity. Keys absent from a stored spec read as
 their default."""
+
+
+PRECISIONS = ("float32", "bfloat16", "float16")
+"""What ``train.precision`` accepts: float32, or mixed precision in bfloat16 or float16."""
 
 
 def canonical_json(value: Any) -> str:
@@ -207,9 +212,14 @@ class TrainSettings:
     keep: str
     early_stopping: dict[str, Any] | None
     reduce_lr_on_plateau: dict[str, Any] | None
+    precision: str = "float32"
+    """``float32``, or mixed precision: ``bfloat16`` or ``float16`` (see :mod:`trainlab.engine.precision`)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.precision == "float32":
+            del out["precision"]  # a neutral default: stored and hashed as before it existed
+        return out
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> TrainSettings:

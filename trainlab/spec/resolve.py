@@ -18,6 +18,7 @@ from trainlab.errors import DataError, SpecError
 from trainlab.losses import CLASSIFICATION_LOSSES, DEFAULT_LOSS, LOSSES, METRICS, mode_for
 from trainlab.registry import Param, check_params, check_value, non_negative, one_of, param
 from trainlab.spec.sections import as_table
+from trainlab.trial import PRECISIONS
 
 _EARLY_STOPPING = {
     "monitor": param("val_loss", str),
@@ -60,6 +61,7 @@ _TRAIN = {
     "keep": param("best", str, check=one_of("best", "last")),
     "early_stopping": Param(None, (dict, type(None))),
     "reduce_lr_on_plateau": Param(None, (dict, type(None))),
+    "precision": param("float32", str, check=one_of(*PRECISIONS)),
 }
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
-from typing import ContextManager
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -23,7 +22,7 @@ from trainlab.trial import PRECISIONS
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def autocast(device: torch.device, precision: str) -> ContextManager[object]:
+def autocast(device: torch.device, precision: str) -> AbstractContextManager[object]:
     """The context a forward pass of ``precision`` runs in on ``device`` (nothing for float32)."""
     if precision == "float32":
         return nullcontext()

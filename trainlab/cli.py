@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         "one at a time). Part of each trial's recorded plan",
     )
     run.add_argument(
+        "--device",
+        metavar="DEVICE",
+        default="auto",
+        help="where trials train: auto (default: CUDA, else MPS on a Mac, when torch sees one, else the CPU), "
+        "cpu, cuda (one worker per GPU), cuda:N or mps. Part of each trial's recorded plan; a resumed "
+        "trial keeps its device",
+    )
+    run.add_argument(
         "--format",
         choices=("table", "markdown", "csv", "json", "none"),
         default="table",
@@ -154,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         default=None,
         help="ray: CPUs each task holds and torch threads it uses (default: 1); tasks in flight = cluster CPUs / N",
+    )
+    run.add_argument(
+        "--gpus-per-task",
+        type=float,
+        metavar="G",
+        default=None,
+        help="ray: GPUs each task holds (default: 0; 1 trains each population on a GPU of its own, "
+        "0.5 lets two share one); with G > 0, --device auto trains on CUDA",
     )
     run.add_argument(
         "--checkpoint-every",
@@ -405,8 +421,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise TrainlabError(f"--checkpoint-every takes seconds >= 0, got {args.checkpoint_every}")
     study = spec.load(args.study, smoke=args.smoke)
     _check_executor_options(args)
+    args.device = _device(args)  # a device this machine lacks stops the run before the store is touched
     if args.workers != "auto":
-        _workers(args.workers, study)  # refuse a bad value before the store is touched
+        _workers(args.workers, study, args.device)  # refuse a bad value before the store is touched
     if args.population is not None and args.population < 1:
         raise TrainlabError(
             f"--population takes a number of trials >= 1 (1 trains one at a time), got {args.population}"
@@ -488,7 +505,7 @@ def _check_executor_options(args: argparse.Namespace) -> None:
             )
         import_ray()
         return
-    for option in ("address", "max_retries", "cpus_per_task"):
+    for option in ("address", "max_retries", "cpus_per_task", "gpus_per_task"):
         if getattr(args, option) is not None:
             raise TrainlabError(f"--{option.replace('_', '-')} is an option of --executor ray")
 
@@ -507,7 +524,7 @@ def _run_local(
 ) -> Any:
     from trainlab.executors import run_local, run_pool
 
-    workers = _workers(args.workers, study)
+    workers = _workers(args.workers, study, args.device)
     if workers > 1:
         if not args.quiet and first:
             _say(notes, f"{workers} worker processes share the work; progress shows this one's trials")
@@ -521,6 +538,7 @@ def _run_local(
             store=store,
             cache=cache,
             checkpoint_every=checkpoint_every,
+            device=args.device,
         )
     return run_local(
         study,
@@ -530,6 +548,7 @@ def _run_local(
         pruning=pruning,
         cache=cache,
         checkpoint_every=checkpoint_every,
+        device=args.device,
     )
 
 
@@ -548,15 +567,33 @@ def _run_ray(
         cache=cache,
         max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
         cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task,
+        gpus_per_task=_gpus_per_task(args),
+        device=args.device,
         announce=None if args.quiet or not first else lambda text: _say(notes, text),
     )
 
 
-def _workers(value: str, study: Any) -> int:
+def _gpus_per_task(args: argparse.Namespace) -> float:
+    return 0.0 if args.gpus_per_task is None else args.gpus_per_task
+
+
+def _device(args: argparse.Namespace) -> str:
+    """The run's device: ``--device`` resolved against this machine, or, on Ray, against the GPUs
+    its tasks hold (the driver itself may have none)."""
+    if args.executor == "ray":
+        from trainlab.cluster import ray_device
+
+        return ray_device(args.device, _gpus_per_task(args))
+    from trainlab import devices
+
+    return devices.resolve(args.device)
+
+
+def _workers(value: str, study: Any, device: str = "cpu") -> int:
     from trainlab.executors import auto_workers
 
     if value == "auto":
-        return auto_workers(study)
+        return auto_workers(study, device)
     if not value.isdigit() or int(value) < 1:
         raise TrainlabError(f"--workers takes a positive number or 'auto', got {value!r}")
     return int(value)

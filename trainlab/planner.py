@@ -60,8 +60,8 @@ MAX_POPULATION = 16
 """The most trials one population holds on the CPU unless ``--population`` says otherwise; a
 larger group is split into near-equal populations."""
 GPU_MAX_POPULATION = 256
-"""The most trials one population holds on a GPU unless ``--population`` says otherwise; below
-it, the device's memory decides (:func:`memory_limit`)."""
+"""The most trials one population holds on a GPU of known memory unless ``--population`` says
+otherwise; below it, the device's memory decides (:func:`memory_limit`)."""
 MEMORY_SHARE = 0.5
 """The share of a GPU's total memory a population is planned to fill: the estimate of
 :func:`member_bytes` leaves out the allocator's slack, compiled programs and temporaries."""
@@ -301,7 +301,7 @@ def plan_trials(
     """The plan of each of ``trials`` (in study order), by hash.
 
     ``population``: the most members a population may hold (1: every trial alone; default
-    :data:`MAX_POPULATION` on the CPU, :data:`GPU_MAX_POPULATION` elsewhere). ``workers``:
+    :data:`MAX_POPULATION`; :data:`GPU_MAX_POPULATION` on a GPU of known memory). ``workers``:
     worker processes sharing the cores; ``threads``: the threads each has (default: the cores
     divided among the workers). ``input_shape`` and ``train_size``: of a trial's data, by its
     spec. ``device``: where the trials train (:func:`trainlab.devices.resolve`);
@@ -311,7 +311,9 @@ def plan_trials(
     """
     cores = cores or machine_cores()
     available = threads if threads is not None else max(1, cores // max(workers, 1))
-    default = MAX_POPULATION if device == "cpu" else GPU_MAX_POPULATION
+    # A GPU whose memory is known sizes populations by it; elsewhere (the CPU, MPS, a Ray driver
+    # that cannot see its tasks' GPUs) the CPU's limit holds.
+    default = MAX_POPULATION if device_memory is None else GPU_MAX_POPULATION
     by_hash = {t.hash: t for t in trials}
     groups: dict[str, list[str]] = {}
     for t in trials:

@@ -52,21 +52,3 @@ def test_a_long_study_keeps_host_memory_flat(tmp_path: Path, trials: int) -> Non
     growth = sampler.samples[-1] - sampler.samples[49]
     per_trial_weights = 35_459 * 4 / 2**20
     assert growth < 0.2 * per_trial_weights * (trials - 50), f"{growth:.1f} MiB over {trials - 50} trials"
-
-
-def test_a_trial_planned_on_a_gpu_goes_on_on_this_machines_cpu(tmp_path: Path) -> None:
-    """A plan recorded on a GPU machine (its trials then resumed here, without CUDA): the trials
-    train on the CPU, with a warning, and record where they trained."""
-    from trainlab.executors import plan_unplanned, register
-
-    with_tiny_npz(tmp_path)
-    study = load_study(tmp_path, npz_study(seeds=[0], epochs=1), name="moved")
-    cache = DataCache()
-    with Store.open(tmp_path / "s.db") as store:
-        study_id, hashes = register(study, store)
-        plan_unplanned(store, study_id, hashes, cache, device="cuda:3", device_memory=2**34)
-        with pytest.warns(UserWarning, match="a trial planned on cuda:3 goes on on cpu"):
-            run_local(study, store, cache=cache, device="cpu")
-        (trial,) = store.trials(study_id)
-        assert trial.status == "done" and trial.plan is not None and trial.plan["device"] == "cuda:3"
-        assert trial.result is not None and trial.result["device"] == "cpu"

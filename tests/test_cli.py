@@ -279,3 +279,28 @@ def test_run_help_and_readme_say_what_each_exit_status_means() -> None:
     for code in (0, EXIT_TRIALS_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED):
         assert f"`{code}`" in paragraph, code
     assert "diverged" in paragraph and "failed" in paragraph
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_cuda_is_one_line_and_writes_nothing(tiny_study: Path) -> None:
+    cwd = tiny_study.parent
+    proc = trainlab("run", tiny_study.name, "--device", "cuda", cwd=cwd, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("trainlab: --device cuda: this machine has no CUDA")
+    assert not (cwd / "trainlab.db").exists()
+    proc = trainlab("run", tiny_study.name, "--device", "tpu", cwd=cwd, check=False)
+    assert proc.returncode == 2 and "--device takes auto, cpu, cuda, cuda:N, mps" in proc.stderr
+
+
+def test_device_and_precision_are_recorded_with_each_trial(tiny_study: Path) -> None:
+    cwd = tiny_study.parent
+    text = tiny_study.read_text().replace("[train]\n", '[train]\nprecision = "bfloat16"\n')
+    assert text != tiny_study.read_text()
+    (cwd / "half.toml").write_text(text)
+    report = json.loads(trainlab("run", "half.toml", "--device", "cpu", "--format", "json", "--quiet", cwd=cwd).stdout)
+    trials = [t for v in report["variants"] for t in v["trials"]]
+    assert len(trials) == 4
+    assert {(t["plan"]["device"], t["plan"]["precision"]) for t in trials} == {("cpu", "bfloat16")}
+    assert all(v["settings"]["train.precision"] == "bfloat16" for v in report["variants"])
+    assert all(isinstance(t["val_loss"], float) for t in trials)

@@ -225,3 +225,56 @@ def test_a_trial_keeps_its_recorded_plan(tmp_path: Path) -> None:
         run_local(study, store, cache=DataCache(), population=1)
         assert all(t.plan is not None and t.plan["step"] != "population" for t in store.trials(record.id))
         assert {t.hash: t.plan for t in store.trials(record.id)} != first
+
+
+def precision_spec(precision: str, optimizer: str = "sgd") -> TrialSpec:
+    base = trial_spec(optimizer=optimizer).to_json()
+    base["train"]["precision"] = precision
+    return TrialSpec.from_json(base)
+
+
+def test_plans_record_the_device_and_each_trials_precision() -> None:
+    trials = [
+        planner.Planned("a", 0, precision_spec("bfloat16")),
+        planner.Planned("b", 0, precision_spec("bfloat16", "adam")),
+        planner.Planned("c", 0, trial_spec()),
+    ]
+    plans = plan(trials, device="cuda", device_memory=80 * 2**30)
+    assert [(p.device, p.precision, p.device_memory) for p in plans.values()] == [
+        ("cuda", "bfloat16", 80 * 2**30),
+        ("cuda", "bfloat16", 80 * 2**30),
+        ("cuda", "float32", 80 * 2**30),
+    ]
+    # Another precision is another population: the members share one autocast.
+    assert plans["a"].population == plans["b"].population != plans["c"].population
+    assert plans["a"].describe() == "population of 2, eager, 2 threads, cuda, bfloat16"
+    assert planner.Plan.from_json(plans["a"].to_json()) == plans["a"]
+    assert [p.device for p in plan(trials).values()] == ["cpu"] * 3  # the default, as before
+
+
+def test_float16_trials_train_alone_with_the_autograd_step() -> None:
+    trials = [planner.Planned(o, 0, precision_spec("float16", o)) for o in ("sgd", "adam")]
+    assert [(p.population, p.step) for p in plan(trials).values()] == [(None, "autograd")] * 2
+
+
+def test_member_bytes_by_hand() -> None:
+    """MLP 784-32-10 at batch 32: 25450 parameters; 784 + 32 + 10 outputs per example."""
+    by_hand = 4 * (6 * 25_450 + 826 * (2 * 32 + 2048))
+    assert planner.member_bytes(trial_spec(), INPUT, 55_000) == by_hand == 7_588_848
+
+
+def test_a_gpu_population_is_sized_by_total_memory_and_split_not_refused() -> None:
+    """A memory for exactly three members of the MLP beside the data: a group of seven splits 3, 2, 2."""
+    data = planner.data_bytes(INPUT, 55_000)
+    memory = int((data + 3 * 7_588_848) / planner.MEMORY_SHARE) + 1
+    spec = trial_spec()
+    assert planner.memory_limit(spec, INPUT, 55_000, memory) == 3
+    assert planner.memory_limit(spec, INPUT, 55_000, 1) == 1  # never less than one: alone, not refused
+    assert planner.memory_limit(spec, INPUT, 55_000, 2**50) == planner.GPU_MAX_POPULATION
+    trials = [planner.Planned(f"t{i}", 0, trial_spec(optimizer="sgd")) for i in range(7)]
+    plans = plan(trials, device="cuda", device_memory=memory)
+    assert [plans[t.hash].members for t in trials] == [3, 3, 3, 2, 2, 2, 2]
+    assert plan(trials, device="cuda", device_memory=memory) == plans  # the same memory, the same plan
+    big = [planner.Planned(f"t{i}", 0, trial_spec(optimizer="sgd")) for i in range(40)]
+    assert {p.members for p in plan(big, device="cuda", device_memory=2**40).values()} == {40}
+    assert {p.members for p in plan(big).values()} == {14, 13}  # on the CPU: at most 16

@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         "one at a time). Part of each trial's recorded plan",
     )
     run.add_argument(
+        "--device",
+        metavar="DEVICE",
+        default="auto",
+        help="where trials train: auto (default: CUDA, else MPS on a Mac, when torch sees one, else the CPU), "
+        "cpu, cuda (one worker per GPU), cuda:N or mps. Part of each trial's recorded plan; a resumed "
+        "trial keeps its device",
+    )
+    run.add_argument(
         "--format",
         choices=("table", "markdown", "csv", "json", "none"),
         default="table",
@@ -155,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         default=None,
         help="ray: CPUs each task holds and torch threads it uses (default: 1); tasks in flight = cluster CPUs / N",
+    )
+    run.add_argument(
+        "--gpus-per-task",
+        type=float,
+        metavar="G",
+        default=None,
+        help="ray: GPUs each task holds (default: 0; 1 trains each population on a GPU of its own, "
+        "0.5 lets two share one); with G > 0, --device auto trains on CUDA",
     )
     run.add_argument(
         "--checkpoint-every",
@@ -414,6 +430,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         cpus_per_task=args.cpus_per_task,
         track=tuple(args.track or ()),
+        device=args.device,
+        gpus_per_task=args.gpus_per_task,
     )
     study = Study.load(args.study, smoke=args.smoke)
     options = options.check(_flag)  # every option refused before the store is touched

@@ -117,9 +117,27 @@ def population_events(job: UnitJob) -> Iterator[Event]:
 
 
 def _task(worker: Worker, job: UnitJob, threads: int) -> Iterator[Event]:
-    """The body of every task: torch uses the CPUs the task holds, then ``worker`` trains."""
+    """The body of every task: torch uses the CPUs the task holds, then ``worker`` trains (a job
+    planned on ``cuda`` on the GPU Ray gave the task, which it sees as its first)."""
     torch.set_num_threads(threads)
     yield from worker(job)
+
+
+def ray_device(requested: str, gpus_per_task: float) -> str:
+    """The device Ray tasks train on, from ``--device`` and ``--gpus-per-task``: decided by the
+    GPUs the tasks hold, not by the driver's machine, which may have none. ``auto`` is ``cuda``
+    where tasks hold GPUs, else ``cpu``."""
+    if gpus_per_task < 0:
+        raise TrainlabError(f"--gpus-per-task takes a number of GPUs >= 0, got {gpus_per_task:g}")
+    if requested == "auto":
+        return "cuda" if gpus_per_task > 0 else "cpu"
+    if requested in ("cuda", "cpu"):
+        if requested == "cuda" and gpus_per_task == 0:
+            raise TrainlabError("--device cuda with --executor ray needs --gpus-per-task (the GPUs each task holds)")
+        return requested
+    raise TrainlabError(
+        f"--device {requested} with --executor ray: tasks train on auto, cpu or cuda (Ray gives each task its GPUs)"
+    )
 
 
 # --- the driver side ------------------------------------------------------------------------
@@ -146,9 +164,14 @@ def connect(ray: ModuleType, address: str | None) -> bool:
     return True
 
 
-def slots(ray: ModuleType, cpus_per_task: float) -> int:
-    """Units to keep in flight: the cluster's CPUs divided by the CPUs each task takes (at least one)."""
-    return max(1, int(ray.cluster_resources().get("CPU", 0) // cpus_per_task))
+def slots(ray: ModuleType, cpus_per_task: float, gpus_per_task: float = 0.0) -> int:
+    """Units to keep in flight: the cluster's CPUs divided by the CPUs each task takes, and its
+    GPUs by the GPUs each takes where tasks hold GPUs (at least one)."""
+    resources = ray.cluster_resources()
+    width = int(resources.get("CPU", 0) // cpus_per_task)
+    if gpus_per_task > 0:
+        width = min(width, int(resources.get("GPU", 0) // gpus_per_task))
+    return max(1, width)
 
 
 def run_ray(
@@ -158,6 +181,8 @@ def run_ray(
     address: str | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
     cpus_per_task: int = 1,
+    gpus_per_task: float = 0.0,
+    device: str = "cpu",
     reporter: Reporter | None = None,
     owner: str | None = None,
     cache: DataCache | None = None,
@@ -170,7 +195,9 @@ def run_ray(
     ``address``: the cluster (``auto``, ``HOST:PORT``); ``None`` starts Ray on this machine for
     the run. A process already connected to Ray uses that connection. ``max_retries``: how often
     a trial is handed out again after its task died. ``cpus_per_task``: CPUs each task holds
-    (torch uses as many threads). ``worker``: what tasks run, :func:`population_events` by default.
+    (torch uses as many threads); ``gpus_per_task``: GPUs each holds, and ``device`` (from
+    :func:`ray_device`) where its trials are planned to train. ``worker``: what tasks run,
+    :func:`population_events` by default.
     ``announce``: told, in one line, which cluster trains and how many populations at once.
     Units are planned as :func:`~trainlab.executors.run_local` plans them.
     """
@@ -187,8 +214,17 @@ def run_ray(
     started = connect(ray, address)
     try:
         study_id, hashes = register(study, store)
-        width = slots(ray, cpus_per_task)
-        plan_unplanned(store, study_id, hashes, cache, population=population, workers=width, threads=cpus_per_task)
+        width = slots(ray, cpus_per_task, gpus_per_task)
+        plan_unplanned(
+            store,
+            study_id,
+            hashes,
+            cache,
+            population=population,
+            workers=width,
+            threads=cpus_per_task,
+            device=device,
+        )
         wanted = set(hashes)
         current = store.trials(study_id, hashes=wanted)
         summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
@@ -199,7 +235,10 @@ def run_ray(
                 if address is None and started
                 else f"the Ray cluster at {address or 'the current connection'}"
             )
-            announce(f"training on {where}: {cpus:g} CPUs, {cpus_per_task} per task, up to {width} populations at once")
+            gpus = f", {gpus_per_task:g} GPUs per task" if gpus_per_task else ""
+            announce(
+                f"training on {where}: {cpus:g} CPUs, {cpus_per_task} per task{gpus}, up to {width} populations at once"
+            )
         reporter.study_started(len(current), summary.skipped_done)
         driver = _Driver(
             ray,
@@ -213,6 +252,7 @@ def run_ray(
             cpus_per_task,
             max_retries,
             width,
+            gpus_per_task,
         )
         driver.run()
         summary.ran = driver.ran
@@ -247,12 +287,15 @@ class _Driver:
         cpus_per_task: int,
         max_retries: int,
         slots: int,
+        gpus_per_task: float = 0.0,
     ) -> None:
         self.ray, self.store, self.study_id, self.wanted, self.owner = ray, store, study_id, wanted, owner
         self.cache, self.reporter, self.worker = cache, reporter, worker
         self.cpus_per_task, self.max_retries, self.slots = cpus_per_task, max_retries, slots
         # max_retries=0: Ray would rerun a task from its first checkpoint; the driver retries from its last.
-        self.remote = ray.remote(num_returns="streaming", num_cpus=cpus_per_task, max_retries=0)(_task)
+        self.remote = ray.remote(
+            num_returns="streaming", num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0
+        )(_task)
         self.flights: dict[Any, _Flight] = {}
         self.again: list[tuple[list[TrialRecord], int]] = []
         """Units whose task died, waiting to be handed out again, with their attempt number."""

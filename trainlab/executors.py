@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import torch
 
-from trainlab import models, planner
+from trainlab import devices, models, planner
 from trainlab.data.cache import DataCache
 from trainlab.engine import evaluate, steps, weights_bytes
 from trainlab.engine.loop import OnBatch
@@ -153,6 +153,8 @@ def run_local(
     pruning: Pruning | None = None,
     checkpoint_every: float = CHECKPOINT_EVERY,
     workers: int = 1,
+    device: str = "cpu",
+    gpu: int = 0,
 ) -> RunSummary:
     """Train every unfinished trial of ``study`` in this process, recording into ``store``.
 
@@ -163,13 +165,25 @@ def run_local(
     checkpoints (see :data:`CHECKPOINT_EVERY`). Data is prepared (and verified) for every trial
     before the first one trains, so that a missing or corrupt data set stops the run before any
     work is done. ``pruning`` stops the hopeless trials of a search early (see :mod:`trainlab.orchestrate`).
+    ``device``: where trials are planned to train (:func:`trainlab.devices.resolve`); a planned
+    ``cuda`` trains on this process's GPU, ``gpu`` (one worker process per GPU).
     """
     reporter = reporter or Silent()
     owner = owner or make_owner()
     cache = cache or DataCache()
     check_data(study, cache)
     study_id, hashes = register(study, store)
-    plan_unplanned(store, study_id, hashes, cache, population=population, workers=workers)
+    plan_unplanned(
+        store,
+        study_id,
+        hashes,
+        cache,
+        population=population,
+        workers=workers,
+        device=device,
+        device_memory=devices.total_memory(device),
+    )
+    placement = Placement(device, gpu)
     wanted = set(hashes)
     current = store.trials(study_id, hashes=wanted)
     summary = RunSummary(study_id, len(current), skipped_done=sum(t.status in FINISHED_STATUSES for t in current))
@@ -179,7 +193,7 @@ def run_local(
             population = [leader, *claim_members(leader, store, study_id, wanted, owner)]
             pruner = pruning.for_population(store, study_id, [t.hash for t in population]) if pruning else None
             for status in run_population(
-                population, store, owner, cache, reporter, pruner, CheckpointPolicy(checkpoint_every)
+                population, store, owner, cache, reporter, pruner, CheckpointPolicy(checkpoint_every), placement
             ):
                 summary.ran[status] = summary.ran.get(status, 0) + 1
     except KeyboardInterrupt:
@@ -217,6 +231,8 @@ def plan_unplanned(
     population: int | None = None,
     workers: int = 1,
     threads: int | None = None,
+    device: str = "cpu",
+    device_memory: int | None = None,
 ) -> None:
     """Decide and record the run plan of every unfinished trial in ``hashes`` that has none.
 
@@ -236,6 +252,8 @@ def plan_unplanned(
         population=population,
         workers=workers,
         threads=threads,
+        device=device,
+        device_memory=device_memory,
     )
     store.set_plans(study_id, {h: p.to_json() for h, p in plans.items()})
 
@@ -265,8 +283,13 @@ def claim_members(leader: TrialRecord, store: Store, study_id: int, wanted: set[
     return members
 
 
-def auto_workers(study: Study) -> int:
-    """Worker processes for a study: decided from all its trials (see :func:`planner.auto_workers`)."""
+def auto_workers(study: Study, device: str = "cpu") -> int:
+    """Worker processes for a study: one per GPU where trials train on ``cuda`` (each worker
+    holds one), else decided from all its trials (see :func:`planner.auto_workers`)."""
+    if device == "cuda":
+        return max(1, devices.cuda_count())
+    if device != "cpu":
+        return 1  # one named GPU, or Apple's one GPU: one process drives it
     return planner.auto_workers([planner.Planned(t.hash, t.seed, TrialSpec.from_json(t.spec)) for t in study.trials()])
 
 
@@ -318,6 +341,19 @@ class UnitJob:
     plan: planner.Plan | None = None
     """How the population trains (every trial of a population shares its plan); None: as the trials' count
     and the engine's defaults say, for a job made without a store."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where this process trains: the run's device (for jobs without a plan, and for a planned
+    device this machine lacks) and, for trials planned on ``cuda``, the index of its GPU."""
+
+    device: str = "cpu"
+    gpu: int = 0
+
+    def of(self, plan: planner.Plan | None) -> torch.device:
+        """The torch device a job of ``plan`` trains on here (see :func:`trainlab.devices.placed`)."""
+        return devices.placed(plan.device if plan is not None else self.device, self.device, self.gpu)
 
 
 @dataclass(frozen=True)
@@ -374,6 +410,7 @@ def train_population(
     on_batch: OnBatch | None = None,
     prune: Callable[[int, int, dict[str, float]], bool] | None = None,
     checkpoint_due: Callable[[int], bool] | None = None,
+    placement: Placement | None = None,
 ) -> None:
     """Train a population's trials to their end, together if several, telling ``emit`` each :data:`Event`.
 
@@ -381,10 +418,14 @@ def train_population(
     Exceptions propagate (the caller decides what a failure means); nothing else is emitted
     after one. ``prune(index, epoch, logs)``, asked after each emitted epoch, ends a trial there
     as ``pruned`` when it returns True. ``checkpoint_due(epoch)`` says whether an epoch carries
-    its checkpoint (default: every epoch); the others are recorded without one.
+    its checkpoint (default: every epoch); the others are recorded without one. The trials train
+    on their plan's device (``placement`` says which GPU, and where a job without a plan goes);
+    the data moves there once and stays, and their weights and checkpoints come back as CPU
+    copies, which load anywhere.
     """
     specs = job.specs
-    tensors, info, split = cache.get(specs[0].data.to_json())
+    device = (placement or Placement()).of(job.plan)
+    tensors, info, split = cache.get(specs[0].data.to_json(), device=device)
     nets = [
         models.build(spec.model.to_json(), info.input_shape, derive(seed, "init"))
         for seed, spec in zip(job.seeds, specs)
@@ -405,16 +446,25 @@ def train_population(
         info.task,
         job.seeds[0],
         compile=plan.compile if plan is not None else False,
-        channels_last=lambda: cache.get(specs[0].data.to_json(), channels_last=True)[0],
+        channels_last=lambda: cache.get(specs[0].data.to_json(), channels_last=True, device=device)[0],
+        device=device,
     )
     population = steps.laid_out(step, population)
     tensors = population.data
-    with torch_threads(plan.threads if plan is not None else None):
+    with torch_threads(plan.threads if plan is not None else None), devices.deterministic(device):
         results = steps.train(step, population, on_epoch, on_batch)
         # The test evaluation too runs at the plan's threads: its sums depend on the thread count.
         for i, (trial_hash, spec, net, result) in enumerate(zip(job.hashes, specs, nets, results)):
             net.load_state_dict(result.weights)
-            test = evaluate(net, tensors.x_test, tensors.y_test, info.task, spec.train.loss, spec.train.label_smoothing)
+            test = evaluate(
+                net,
+                tensors.x_test,
+                tensors.y_test,
+                info.task,
+                spec.train.loss,
+                label_smoothing=spec.train.label_smoothing,
+                precision=spec.train.precision,
+            )
             outcome = {
                 "best_epoch": result.best_epoch,
                 "best": result.best,
@@ -423,6 +473,7 @@ def train_population(
                 "test": test,
                 "split": split,
                 "population": len(nets),
+                "device": str(device),
                 "seconds_per_epoch": sum(h["seconds"] for h in result.history) / max(len(result.history), 1),
             }
             weights = weights_bytes(
@@ -543,6 +594,7 @@ def run_population(
     reporter: Reporter,
     pruner: PopulationPruner | None = None,
     checkpoints: CheckpointPolicy | None = None,
+    placement: Placement | None = None,
 ) -> list[str]:
     """Train claimed trials to their end in this process, together if several, and record each; returns their statuses.
 
@@ -551,7 +603,7 @@ def run_population(
 
     A population that raises records its unfinished trials as ``failed`` with the error text. Ctrl-C
     gives them back (their finished epochs stay) and propagates. ``pruner`` decides, epoch by
-    epoch, whether a search trial goes on.
+    epoch, whether a search trial goes on. ``placement``: where this process trains (see :class:`Placement`).
     """
     recorder = Recorder(trials, store, owner, reporter)
     try:
@@ -559,7 +611,9 @@ def run_population(
         reporter.unit_started(trials, job.specs[0].train.epochs, job.start)
         policy = checkpoints or CheckpointPolicy()
         if pruner is None:
-            train_population(job, cache, recorder.record, reporter.batch, checkpoint_due=policy.due)
+            train_population(
+                job, cache, recorder.record, reporter.batch, checkpoint_due=policy.due, placement=placement
+            )
         else:
 
             def emit(event: Event) -> None:
@@ -574,6 +628,7 @@ def run_population(
                 reporter.batch,
                 checkpoint_due=policy.due,
                 prune=lambda i, epoch, logs: pruner.should_prune(job.hashes[i], epoch, logs),
+                placement=placement,
             )
     except KeyboardInterrupt:
         recorder.release()
@@ -608,10 +663,13 @@ def _worker(
     pruning: Pruning | None,
     checkpoint_every: float,
     stop: Any,
+    device: str = "cpu",
+    gpu: int = 0,
     listeners: Sequence[ListenerFactory] = (),
 ) -> None:
-    """A pool process: claims and trains trials until none is left, quietly, telling a listener of
-    its own made by each of ``listeners`` (those of the driver's :func:`listening`).
+    """A pool process: claims and trains trials until none is left, quietly; on ``cuda``, on GPU
+    ``gpu``; telling a listener of its own made by each of ``listeners`` (those of the driver's
+    :func:`listening`).
 
     It starts with Ctrl-C ignored (a SIGINT while it imports would print a traceback) and
     takes it up here, once: a Ctrl-C in a terminal reaches it twice (from the terminal and
@@ -627,7 +685,14 @@ def _worker(
             for factory in listeners:
                 stack.enter_context(listening(factory))
             run_local(
-                study, store, population=population, pruning=pruning, checkpoint_every=checkpoint_every, workers=workers
+                study,
+                store,
+                population=population,
+                pruning=pruning,
+                checkpoint_every=checkpoint_every,
+                workers=workers,
+                device=device,
+                gpu=gpu,
             )
     except (KeyboardInterrupt, TrainlabError):  # the driver, a worker too, meets the same problem and reports it
         pass
@@ -644,13 +709,15 @@ def run_pool(
     store: Store | None = None,
     cache: DataCache | None = None,
     checkpoint_every: float = CHECKPOINT_EVERY,
+    device: str = "cpu",
 ) -> RunSummary:
     """Train ``study`` with ``workers`` processes sharing the machine's cores and one store.
 
     This process is one of the workers (its progress is the one shown); the others claim trials
     from the same store, so each trial still runs once. Results do not depend on the number of
     workers: every trial's randomness comes from its own seed. ``store``: this process's open
-    connection to ``store_path``, if it has one.
+    connection to ``store_path``, if it has one. On ``cuda``, worker ``i`` holds GPU ``i``
+    (modulo the GPUs present): one worker per GPU is the default (:func:`auto_workers`).
     """
     threads = max(1, planner.machine_cores() // workers)
     context = multiprocessing.get_context("spawn")
@@ -658,10 +725,21 @@ def run_pool(
     children = [
         context.Process(
             target=_worker,
-            args=(study, store_path, workers, population, pruning, checkpoint_every, stop, [f for f, _ in _LISTENING]),
+            args=(
+                study,
+                store_path,
+                workers,
+                population,
+                pruning,
+                checkpoint_every,
+                stop,
+                device,
+                index,
+                [f for f, _ in _LISTENING],
+            ),
             daemon=True,
         )
-        for _ in range(workers - 1)
+        for index in range(1, workers)
     ]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -670,7 +748,16 @@ def run_pool(
     check_data(study, cache)
     with nullcontext(store) if store is not None else Store.open(store_path) as store:
         study_id, hashes = register(study, store)
-        plan_unplanned(store, study_id, hashes, cache, population=population, workers=workers)
+        plan_unplanned(
+            store,
+            study_id,
+            hashes,
+            cache,
+            population=population,
+            workers=workers,
+            device=device,
+            device_memory=devices.total_memory(device),
+        )
         before = store.status_counts(study_id, hashes=set(hashes))
         main_thread = threading.current_thread() is threading.main_thread()
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None  # inherited: see _worker
@@ -690,6 +777,7 @@ def run_pool(
                 cache=cache,
                 checkpoint_every=checkpoint_every,
                 workers=workers,
+                device=device,
             )
             for child in children:
                 child.join()

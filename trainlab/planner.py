@@ -16,7 +16,8 @@ A :class:`Plan` says, for one trial:
 * ``threads``: torch's intra-op threads while it trains; ``workers`` and ``cores``: the worker
   processes and the core count the threads were derived from;
 * ``device``, ``precision``, ``trainlab`` and ``torch``: where, in what precision and with which
-  versions;
+  versions; ``device_memory``: a GPU's total memory, which the population size derives from
+  there (see :func:`memory_limit`);
 * ``reason``: why a trial that could share a population trains alone (a user's module that
   ``torch.func`` cannot batch, found by :func:`population_problem`); absent otherwise.
 
@@ -48,6 +49,7 @@ from typing import Any
 import torch
 
 from trainlab import models
+from trainlab.engine.loop import EVAL_BATCH
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower
 from trainlab.engine.population import dry_step
 from trainlab.optim import Optimizer
@@ -55,8 +57,14 @@ from trainlab.trial import TrialSpec, canonical_json
 from trainlab.version import __version__
 
 MAX_POPULATION = 16
-"""The most trials one population holds unless ``--population`` says otherwise; a larger group
-is split into near-equal populations."""
+"""The most trials one population holds on the CPU unless ``--population`` says otherwise; a
+larger group is split into near-equal populations."""
+GPU_MAX_POPULATION = 256
+"""The most trials one population holds on a GPU of known memory unless ``--population`` says
+otherwise; below it, the device's memory decides (:func:`memory_limit`)."""
+MEMORY_SHARE = 0.5
+"""The share of a GPU's total memory a population is planned to fill: the estimate of
+:func:`member_bytes` leaves out the allocator's slack, compiled programs and temporaries."""
 
 COMPILE_PAYS_AFTER = 30.0
 """Nominal seconds of eager stepping a population must have ahead of it for compiling to pay."""
@@ -85,6 +93,7 @@ class Plan:
     trainlab: str = __version__
     torch: str = torch.__version__
     reason: str | None = None
+    device_memory: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -104,7 +113,9 @@ class Plan:
             else f"alone, {self.step} step"
         )
         why = f"; alone because {self.reason}" if self.reason else ""
-        return f"{how}, {self.threads} thread{'s' * (self.threads != 1)}{why}"
+        where = "" if self.device == "cpu" else f", {self.device}"
+        precision = "" if self.precision == "float32" else f", {self.precision}"
+        return f"{how}, {self.threads} thread{'s' * (self.threads != 1)}{where}{precision}{why}"
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,7 @@ def batch_key(spec: TrialSpec, seed: int, start_epoch: int) -> str:
             "shuffle": train.shuffle,
             "loss": train.loss,
             **({"label_smoothing": train.label_smoothing} if train.label_smoothing else {}),
+            "precision": train.precision,
         }
     )
 
@@ -180,7 +192,7 @@ def threads_for(spec: TrialSpec, available: int) -> int:
 def lowered_applies(spec: TrialSpec, input_shape: Sequence[int]) -> bool:
     """Whether a trial trained alone takes the hand-lowered step: the engine's own rule
     (:func:`trainlab.engine.lowered.lower`), asked of the model the trial builds."""
-    if spec.train.full_batch or spec.optimizer.name != "sgd":
+    if spec.train.full_batch or spec.optimizer.name != "sgd" or spec.train.precision != "float32":
         return False  # lower() refuses these before looking at the model; skip building it
     net = models.build(spec.model.to_json(), tuple(input_shape), 0)
     optimizer = Optimizer([p for p in net.parameters() if p.requires_grad], spec.optimizer.to_json())
@@ -224,6 +236,37 @@ def eager_seconds(spec: TrialSpec, input_shape: Sequence[int], train_size: int, 
     return steps * (NOMINAL_STEP_SECONDS + 6 * params * batch * members / NOMINAL_FLOPS)
 
 
+def member_bytes(spec: TrialSpec, input_shape: Sequence[int], train_size: int) -> int:
+    """A nominal count of the device memory one member of a population of ``spec`` takes.
+
+    Float32 weights, their gradients, up to two optimizer slots and the best-epoch and
+    early-stopping snapshots (six copies of the parameters), and every layer's output and its
+    gradient for a training batch, plus the outputs of an evaluation batch. From the model's
+    shapes alone, so that it is the same on every run.
+    """
+    rows = models.summary(spec.model.to_json(), tuple(input_shape))
+    params = sum(row.params for row in rows)
+    per_example = sum(math.prod(row.output_shape) for row in rows)
+    batch = train_size if spec.train.full_batch else min(int(spec.train.batch_size), train_size)
+    return 4 * (6 * params + per_example * (2 * batch + min(EVAL_BATCH, train_size)))
+
+
+def data_bytes(input_shape: Sequence[int], train_size: int) -> int:
+    """A nominal count of the device memory the data takes: the training inputs twice (the
+    split and an epoch's shuffled copy) and as much again for validation and test."""
+    return 4 * 3 * train_size * math.prod(input_shape)
+
+
+def memory_limit(spec: TrialSpec, input_shape: Sequence[int], train_size: int, device_memory: int) -> int:
+    """The most members of ``spec`` a population may hold on a GPU of ``device_memory`` bytes in
+    total: :data:`MEMORY_SHARE` of it, less the data, over :func:`member_bytes`; at least one.
+
+    Total memory, not free memory: free memory changes with whatever else runs, and the plan
+    must not. A group larger than this is split into several populations, never refused."""
+    budget = MEMORY_SHARE * device_memory - data_bytes(input_shape, train_size)
+    return max(1, min(GPU_MAX_POPULATION, int(budget // member_bytes(spec, input_shape, train_size))))
+
+
 def split_group(hashes: Sequence[str], limit: int) -> list[list[str]]:
     """``hashes`` (in study order) in consecutive populations of at most ``limit``, as equal in
     size as possible (18 at a limit of 16: 9 and 9, not 16 and 2)."""
@@ -253,34 +296,58 @@ def plan_trials(
     workers: int = 1,
     threads: int | None = None,
     cores: int | None = None,
+    device: str = "cpu",
+    device_memory: int | None = None,
 ) -> dict[str, Plan]:
     """The plan of each of ``trials`` (in study order), by hash.
 
     ``population``: the most members a population may hold (1: every trial alone; default
-    :data:`MAX_POPULATION`). ``workers``: worker processes sharing the cores; ``threads``: the
-    threads each has (default: the cores divided among the workers). ``input_shape`` and
-    ``train_size``: of a trial's data, by its spec.
+    :data:`MAX_POPULATION`; :data:`GPU_MAX_POPULATION` on a GPU of known memory). ``workers``:
+    worker processes sharing the cores; ``threads``: the threads each has (default: the cores
+    divided among the workers). ``input_shape`` and ``train_size``: of a trial's data, by its
+    spec. ``device``: where the trials train (:func:`trainlab.devices.resolve`);
+    ``device_memory``: a GPU's total memory, which caps each population's size
+    (:func:`memory_limit`). float16 trials train alone: their loss scaling skips steps one
+    trial at a time.
     """
     cores = cores or machine_cores()
     available = threads if threads is not None else max(1, cores // max(workers, 1))
-    limit = MAX_POPULATION if population is None else population
+    # A GPU whose memory is known sizes populations by it; elsewhere (the CPU, MPS, a Ray driver
+    # that cannot see its tasks' GPUs) the CPU's limit holds.
+    default = MAX_POPULATION if device_memory is None else GPU_MAX_POPULATION
     by_hash = {t.hash: t for t in trials}
     groups: dict[str, list[str]] = {}
     for t in trials:
         groups.setdefault(batch_key(t.spec, t.seed, t.start), []).append(t.hash)
     plans: dict[str, Plan] = {}
     for hashes in groups.values():
-        lead = by_hash[hashes[0]].spec
-        problem = population_problem(lead, input_shape(lead)) if len(hashes) > 1 and limit > 1 else None
+        first = by_hash[hashes[0]].spec
+        shape = input_shape(first)
+        limit = default if population is None else population
+        if device_memory is not None:
+            limit = min(limit, memory_limit(first, shape, train_size(first), device_memory))
+        if first.train.precision == "float16":
+            limit = 1
+        problem = population_problem(first, shape) if len(hashes) > 1 and limit > 1 else None
         for part in [[h] for h in hashes] if problem else split_group(hashes, limit):
             first = by_hash[part[0]].spec
-            shape = input_shape(first)
             together = len(part) > 1
             pid = population_id(part) if together else None
             compiled = together and eager_seconds(first, shape, train_size(first), len(part)) > COMPILE_PAYS_AFTER
             for h in part:
                 spec = by_hash[h].spec
                 step = "population" if together else ("lowered" if lowered_applies(spec, shape) else "autograd")
-                threads = threads_for(spec, available)
-                plans[h] = Plan(pid, len(part), step, compiled, threads, workers, cores, reason=problem)
+                plans[h] = Plan(
+                    pid,
+                    len(part),
+                    step,
+                    compiled,
+                    threads_for(spec, available),
+                    workers,
+                    cores,
+                    device=device,
+                    precision=spec.train.precision,
+                    device_memory=device_memory,
+                    reason=problem,
+                )
     return plans

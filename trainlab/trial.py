@@ -24,11 +24,16 @@ FORMAT_VERSION = 1
 NEUTRAL_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("data", "val_limit"): None,
     ("train", "label_smoothing"): 0.0,
+    ("train", "precision"): "float32",
 }
 """Key paths of settings added after trials were first stored, and the default that trains as
 before. A spec holding the default is hashed as if the key were absent, so adding a row here
 (with its setting) changes no stored trial's identity. Keys absent from a stored spec read as
 their default."""
+
+
+PRECISIONS = ("float32", "bfloat16", "float16")
+"""What ``train.precision`` accepts: float32, or mixed precision in bfloat16 or float16."""
 
 
 def canonical_json(value: Any) -> str:
@@ -223,11 +228,15 @@ class TrainSettings:
     reduce_lr_on_plateau: dict[str, Any] | None
     label_smoothing: float = 0.0
     """Keras' CategoricalCrossentropy ``label_smoothing`` for the cross-entropy loss (0: none)."""
+    precision: str = "float32"
+    """``float32``, or mixed precision: ``bfloat16`` or ``float16`` (see :mod:`trainlab.engine.precision`)."""
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if not self.label_smoothing:
             del out["label_smoothing"]  # as specs stored before it existed read
+        if self.precision == "float32":
+            del out["precision"]  # a neutral default: stored and hashed as before it existed
         return out
 
     @classmethod

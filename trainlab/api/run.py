@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -48,8 +48,11 @@ class RunOptions:
     most this many trials train together (None: 16; 1 trains one at a time). ``checkpoint_every``:
     seconds of training between checkpoints (None: 10; 0: every epoch; local executor).
     ``executor``: ``"local"`` or ``"ray"``; ``address``, ``max_retries`` and ``cpus_per_task``
-    belong to Ray (see docs/CLUSTER.md). ``track``: destinations the trials are logged to while
-    they train (``"mlflow"``, ``"mlflow:URI"``, ``"tensorboard:DIR"``; docs/TRACKING.md).
+    belong to Ray (see docs/CLUSTER.md), and so does ``gpus_per_task``. ``device``: ``"auto"``
+    (CUDA, or MPS on a Mac, when torch sees one; else the CPU), ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` or ``"mps"``; :meth:`check` resolves it against this machine. ``track``:
+    destinations the trials are logged to while they train (``"mlflow"``, ``"mlflow:URI"``,
+    ``"tensorboard:DIR"``; docs/TRACKING.md).
     """
 
     retry_failed: bool = False
@@ -61,6 +64,8 @@ class RunOptions:
     max_retries: int | None = None
     cpus_per_task: int | None = None
     track: tuple[str, ...] = ()
+    device: str = "auto"
+    gpus_per_task: float | None = None
 
     def check(self, spell: Spelling = keyword) -> RunOptions:
         """These options, refused with a message naming the option as ``spell`` writes it where a
@@ -76,7 +81,7 @@ class RunOptions:
         if self.executor == "ray":
             self._check_ray(spell)
         else:
-            for option in ("address", "max_retries", "cpus_per_task"):
+            for option in ("address", "max_retries", "cpus_per_task", "gpus_per_task"):
                 if getattr(self, option) is not None:
                     raise TrainlabError(f"{spell(option, None)} is an option of {spell('executor', 'ray')}")
         workers = self.workers if self.workers == "auto" else worker_count(self.workers, spell)
@@ -85,16 +90,18 @@ class RunOptions:
             raise TrainlabError(
                 f"{spell('population', None)} takes a number of trials >= 1 (1 trains one at a time), got {population}"
             )
-        return RunOptions(
-            self.retry_failed,
-            workers,
-            population,
-            every,
-            self.executor,
-            self.address,
-            self.max_retries,
-            self.cpus_per_task,
-        )
+        return replace(self, workers=workers, checkpoint_every=every, device=self._device())
+
+    def _device(self) -> str:
+        """The run's device: :attr:`device` resolved against this machine (a device it lacks is
+        refused), or, on Ray, against the GPUs its tasks hold (the driver itself may have none)."""
+        if self.executor == "ray":
+            from trainlab.cluster import ray_device
+
+            return ray_device(self.device, self.gpus_per_task or 0.0)
+        from trainlab import devices
+
+        return devices.resolve(self.device)
 
     def _check_ray(self, spell: Spelling) -> None:
         from trainlab.cluster import import_ray
@@ -235,7 +242,7 @@ def _run_local(
 ) -> Any:
     from trainlab.executors import auto_workers, run_local, run_pool
 
-    workers = auto_workers(study) if options.workers == "auto" else worker_count(options.workers)
+    workers = auto_workers(study, options.device) if options.workers == "auto" else worker_count(options.workers)
     if workers > 1:
         if announce is not None:
             announce(f"{workers} worker processes share the work; progress shows this one's trials")
@@ -249,6 +256,7 @@ def _run_local(
             store=store,
             cache=cache,
             checkpoint_every=checkpoint_every,
+            device=options.device,
         )
     return run_local(
         study,
@@ -258,6 +266,7 @@ def _run_local(
         pruning=pruning,
         cache=cache,
         checkpoint_every=checkpoint_every,
+        device=options.device,
     )
 
 
@@ -281,5 +290,7 @@ def _run_ray(
         cache=cache,
         max_retries=DEFAULT_MAX_RETRIES if options.max_retries is None else options.max_retries,
         cpus_per_task=1 if options.cpus_per_task is None else options.cpus_per_task,
+        gpus_per_task=options.gpus_per_task or 0.0,
+        device=options.device,
         announce=announce,
     )

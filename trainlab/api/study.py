@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -156,6 +156,9 @@ class Study:
         address: str | None = None,
         max_retries: int | None = None,
         cpus_per_task: int | None = None,
+        gpus_per_task: float | None = None,
+        device: str = "auto",
+        track: Sequence[str] = (),
     ) -> Result:
         """Train every unfinished trial into ``store`` (default: ``$TRAINLAB_STORE``, else
         ``trainlab.db``), as ``trainlab run`` does; returns the study's :class:`Result`.
@@ -168,7 +171,17 @@ class Study:
         options of those names. A failed trial is a result: :meth:`Result.trials` shows its error.
         """
         options = RunOptions(
-            retry_failed, workers, population, checkpoint_every, executor, address, max_retries, cpus_per_task
+            retry_failed=retry_failed,
+            workers=workers,
+            population=population,
+            checkpoint_every=checkpoint_every,
+            executor=executor,
+            address=address,
+            max_retries=max_retries,
+            cpus_per_task=cpus_per_task,
+            track=tuple(track),
+            device=device,
+            gpus_per_task=gpus_per_task,
         ).check()
         path = Path(default_store() if store is None else store)
         outcome = run_study(self.spec, path, options, progress=progress, stream=stream or sys.stderr)

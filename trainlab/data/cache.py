@@ -1,4 +1,4 @@
-"""Prepared data sets as torch tensors, made once per process and shared by whoever asks.
+"""Prepared data sets as torch tensors, made once per process and device, and shared by whoever asks.
 
 The executors train on these tensors, and the report and export read a trial's test split
 from them, so each gets exactly the split the trial trained on. This is the one module of
@@ -37,17 +37,24 @@ class DataCache:
     def __init__(self) -> None:
         self._cache: dict[str, tuple[Tensors, DataInfo, dict[str, Any]]] = {}
 
-    def get(self, spec: Mapping[str, Any], *, channels_last: bool = False) -> tuple[Tensors, DataInfo, dict[str, Any]]:
-        """The tensors of a data spec; ``channels_last`` lays images out N, H, W, C in memory (same shape)."""
-        key = _key(spec, channels_last)
+    def get(
+        self, spec: Mapping[str, Any], *, channels_last: bool = False, device: torch.device | str = "cpu"
+    ) -> tuple[Tensors, DataInfo, dict[str, Any]]:
+        """The tensors of a data spec; ``channels_last`` lays images out N, H, W, C in memory (same shape).
+
+        ``device``: where the tensors live. Data is moved to a device once, from the CPU copy,
+        and stays there for every trial that asks for it (training, evaluation and the test
+        split all read it there)."""
+        device = torch.device(device)
+        key = _key(spec, channels_last, str(device))
         if key not in self._cache:
-            if channels_last:
+            if device.type != "cpu":
+                plain, info, split = self.get(spec, channels_last=channels_last)
+                tensors = Tensors(*(t.to(device) for t in _fields(plain)))
+            elif channels_last:
                 plain, info, split = self.get(spec)
                 tensors = Tensors(
-                    *(
-                        t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
-                        for t in (plain.x_train, plain.y_train, plain.x_val, plain.y_val, plain.x_test, plain.y_test)
-                    )
+                    *(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in _fields(plain))
                 )
             else:
                 prepared = prepare(spec)
@@ -62,8 +69,15 @@ class DataCache:
         return self._cache[key]
 
 
-def _key(spec: Mapping[str, Any], channels_last: bool) -> str:
+def _fields(tensors: Tensors) -> tuple[torch.Tensor, ...]:
+    return (tensors.x_train, tensors.y_train, tensors.x_val, tensors.y_val, tensors.x_test, tensors.y_test)
+
+
+def _key(spec: Mapping[str, Any], channels_last: bool, device: str) -> str:
     """The same text for equal data specs, whatever their key order."""
     return json.dumps(
-        {"data": spec, "channels_last": channels_last}, sort_keys=True, separators=(",", ":"), allow_nan=False
+        {"data": spec, "channels_last": channels_last, "device": device},
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
     )

@@ -20,9 +20,12 @@ from trainlab.errors import TrainlabError
 
 
 def pack(groups: Mapping[str, Mapping[str, torch.Tensor]], meta: Mapping[str, Any]) -> bytes:
-    """Tensors grouped by prefix (``model``, ``optimizer``, ``best``...) plus JSON metadata."""
+    """Tensors grouped by prefix (``model``, ``optimizer``, ``best``...) plus JSON metadata.
+
+    The tensors are saved from CPU copies, whatever device they live on, so that a checkpoint
+    or weights blob written on a GPU loads on any machine."""
     flat = {
-        f"{group}/{name}": t.detach().contiguous().clone()
+        f"{group}/{name}": t.detach().to("cpu").contiguous().clone()
         for group, tensors in groups.items()
         for name, t in tensors.items()
     }

@@ -18,6 +18,7 @@ import torch
 from trainlab.data.cache import Tensors
 from trainlab.engine import checkpoint
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower, single_threaded
+from trainlab.engine.precision import LossScaler, autocast
 from trainlab.engine.tracker import FitResult, Tracker
 from trainlab.losses import METRICS, loss_function
 from trainlab.models import Net
@@ -38,10 +39,18 @@ OnBatch = Callable[[int, int], None]
 
 
 def evaluate(
-    net: Net, x: torch.Tensor, y: torch.Tensor, task: str, loss_name: str, label_smoothing: float = 0.0
+    net: Net,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    loss_name: str,
+    *,
+    label_smoothing: float = 0.0,
+    precision: str = "float32",
 ) -> dict[str, float]:
     """Loss and metrics of ``net`` on (x, y) in eval mode, Keras names without prefix (the loss
-    smoothed as in training, as Keras' ``evaluate`` uses the compiled loss)."""
+    smoothed as in training, as Keras' ``evaluate`` uses the compiled loss); the forward pass in
+    the ``precision`` the trial trains in, on the device ``x`` lives on."""
     loss_fn = loss_function(loss_name, label_smoothing)
     was_training = net.training
     net.eval()
@@ -49,7 +58,9 @@ def evaluate(
     totals = {name: 0.0 for name in METRICS[task]}
     with torch.inference_mode():
         for i in range(0, n, EVAL_BATCH):
-            out = net(x[i : i + EVAL_BATCH])
+            with autocast(x.device, precision):
+                out = net(x[i : i + EVAL_BATCH])
+            out = out.float()  # a mixed-precision pass gives bfloat16 or float16: metrics in float32
             yb = y[i : i + EVAL_BATCH]
             for name, value in _batch_metrics(out, yb, task, loss_fn).items():
                 totals[name] += float(value) * len(yb)
@@ -92,7 +103,9 @@ def epoch_batches(
     n = len(data.x_train)
     batch = n if settings.batch_size == "full" else min(int(settings.batch_size), n)
     if settings.shuffle and (batch < n or stochastic):
+        # The order is drawn on the CPU whatever the device, so that every device sees the same batches.
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive(seed, "shuffle", epoch)))
+        order = order.to(data.x_train.device)
         return data.x_train.index_select(0, order), data.y_train.index_select(0, order), batch, -(-n // batch)
     return data.x_train, data.y_train, batch, -(-n // batch)
 
@@ -121,19 +134,25 @@ def fit(
     """Train ``net`` for ``settings.epochs`` epochs (fewer if early stopping or divergence ends it).
 
     ``lowered``: train with the hand-lowered step of :mod:`trainlab.engine.lowered` where it
-    applies (small batches, dense networks, SGD); False always uses the autograd loop.
+    applies (small batches, dense networks, SGD, float32); False always uses the autograd loop.
+    ``net``, ``optimizer`` and ``data`` live on one device, where training runs; ``settings.precision``
+    other than float32 runs the forward pass under autocast (float16 with loss scaling).
     """
     loss_fn = loss_function(settings.loss, settings.label_smoothing)
     params = [p for p in net.parameters() if p.requires_grad]
     tracker = Tracker(settings, _copy(net.state_dict()))
+    scaler = LossScaler() if settings.precision == "float16" else None
     if resume is not None:
         groups, meta = checkpoint.unpack(resume)
         net.load_state_dict(groups["model"])
         optimizer.load_state_dict(groups["optimizer"])
         tracker.restore(meta, groups)
+        if scaler is not None and "scaler" in groups:
+            scaler.load_state_dict(groups["scaler"])
     optimizer.set_timeline(timeline(data, settings))
 
     trainer = lower(net, optimizer, settings, task) if lowered else None
+    step = _Step(net, optimizer, params, loss_fn, task, settings.precision, scaler)
     # Convolutions do enough work per example to use every thread even at small batches.
     convolutional = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
     while not tracker.finished:
@@ -144,12 +163,21 @@ def fit(
         net.train()
         if trainer is not None:
             logs = trainer.train_epoch(xs, ys, batch, on_batch)
-        elif batch <= ONE_THREAD_MAX_BATCH and not convolutional:
+        elif batch <= ONE_THREAD_MAX_BATCH and not convolutional and xs.device.type == "cpu":
             with single_threaded():
-                logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
+                logs = _train_epoch(step, xs, ys, batch, on_batch)
         else:
-            logs = _train_epoch(net, optimizer, params, loss_fn, xs, ys, batch, task, on_batch)
-        for name, value in evaluate(net, data.x_val, data.y_val, task, settings.loss, settings.label_smoothing).items():
+            logs = _train_epoch(step, xs, ys, batch, on_batch)
+        val = evaluate(
+            net,
+            data.x_val,
+            data.y_val,
+            task,
+            settings.loss,
+            label_smoothing=settings.label_smoothing,
+            precision=settings.precision,
+        )
+        for name, value in val.items():
             logs[f"val_{name}"] = value
         logs["learning_rate"] = lr_used
         logs["seconds"] = time.perf_counter() - began
@@ -162,7 +190,12 @@ def fit(
                 epoch,
                 logs,
                 lambda: checkpoint.pack(
-                    {"model": net.state_dict(), "optimizer": optimizer.state_dict(), **tracker.snapshots()},
+                    {
+                        "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        **tracker.snapshots(),
+                        **({"scaler": scaler.state_dict()} if scaler is not None else {}),
+                    },
                     tracker.meta(),
                 ),
             ):
@@ -170,22 +203,53 @@ def fit(
     return tracker.result(_copy(net.state_dict()))
 
 
+class _Step:
+    """One autograd step of a model: forward (under the trial's autocast), loss, gradients and
+    the optimizer's update, skipped where float16's loss scaling found an overflow."""
+
+    def __init__(
+        self,
+        net: Net,
+        optimizer: Optimizer,
+        params: list[torch.Tensor],
+        loss_fn: Callable[..., torch.Tensor],
+        task: str,
+        precision: str,
+        scaler: LossScaler | None,
+    ) -> None:
+        self.net, self.optimizer, self.params, self.loss_fn = net, optimizer, params, loss_fn
+        self.task, self.precision, self.scaler = task, precision, scaler
+        self.penalized = bool(net.penalties)
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train on one batch; its outputs and total loss, detached."""
+        with autocast(xb.device, self.precision):
+            out = self.net(xb)
+            total = self.loss_fn(out, yb)
+            if self.penalized:
+                penalty = self.net.penalty()
+                assert penalty is not None
+                total = total + penalty
+        if self.scaler is None:
+            grads = list(torch.autograd.grad(total, self.params))
+            self.optimizer.step(grads)
+        else:
+            grads, finite = self.scaler.unscale(torch.autograd.grad(self.scaler.scaled(total), self.params))
+            if finite:
+                self.optimizer.step(grads)
+            self.scaler.update(finite)
+        return out.detach(), total.detach()
+
+
 def _train_epoch(
-    net: Net,
-    optimizer: Optimizer,
-    params: list[torch.Tensor],
-    loss_fn: Callable[..., torch.Tensor],
-    xs: torch.Tensor,
-    ys: torch.Tensor,
-    batch: int,
-    task: str,
-    on_batch: OnBatch | None,
+    step_fn: _Step, xs: torch.Tensor, ys: torch.Tensor, batch: int, on_batch: OnBatch | None
 ) -> dict[str, float]:
     """One epoch of the autograd loop over ``xs``/``ys`` (in batch order); the training metrics.
 
     Per step, only what the update needs runs: the batches are views made once per epoch, and
     each step's loss (a 0-d tensor) and outputs are kept, so that the epoch's metrics are
-    computed in one pass at its end instead of a handful of small operations per step.
+    computed in one pass at its end instead of a handful of small operations per step. On a GPU
+    nothing waits for the device before the epoch's end.
     """
     n = len(xs)
     x_batches, y_batches = xs.split(batch), ys.split(batch)
@@ -193,29 +257,24 @@ def _train_epoch(
     report_every = max(1, steps // 50)
     outputs: torch.Tensor | None = None
     totals: list[torch.Tensor] = []
-    penalized = bool(net.penalties)
     for step in range(steps):
         xb, yb = x_batches[step], y_batches[step]
-        out = net(xb)
-        total = loss_fn(out, yb)
-        if penalized:
-            penalty = net.penalty()
-            assert penalty is not None
-            total = total + penalty
-        grads = torch.autograd.grad(total, params)
-        optimizer.step(list(grads))
+        out, total = step_fn(xb, yb)
         if outputs is None:
-            outputs = torch.empty((n, *out.shape[1:]), dtype=out.dtype)
-        outputs[step * batch : step * batch + len(yb)].copy_(out.detach())
-        totals.append(total.detach())
+            # Kept in float32 at least: a mixed-precision forward pass gives bfloat16 or float16 outputs.
+            outputs = torch.empty(
+                (n, *out.shape[1:]), dtype=torch.promote_types(out.dtype, torch.float32), device=out.device
+            )
+        outputs[step * batch : step * batch + len(yb)].copy_(out)
+        totals.append(total)
         if on_batch is not None and (step + 1) % report_every == 0:
             on_batch(step + 1, steps)
     assert outputs is not None
-    sizes = torch.full((steps,), float(batch), dtype=torch.float64)
+    sizes = torch.full((steps,), float(batch), dtype=torch.float64, device="cpu")
     sizes[-1] = n - batch * (steps - 1)
-    logs = {"loss": float((torch.stack(totals).double() * sizes).sum()) / n}
+    logs = {"loss": float((torch.stack(totals).cpu().double() * sizes).sum()) / n}
     with torch.no_grad():
-        for name, value in _extra_metrics(outputs, ys, task).items():
+        for name, value in _extra_metrics(outputs, ys, step_fn.task).items():
             logs[name] = float(value)
     return logs
 

@@ -99,7 +99,12 @@ class _Layer:
 
 
 def lower(net: Net, optimizer: Optimizer, settings: TrainSettings, task: str) -> LoweredSGD | None:
-    """The lowered trainer of ``net`` if it, its optimizer and its settings qualify, else None."""
+    """The lowered trainer of ``net`` if it, its optimizer and its settings qualify, else None.
+
+    Mixed precision (``train.precision`` other than float32) takes the autograd loop: the
+    lowered step's fused products are written for float32 buffers."""
+    if settings.precision != "float32":
+        return None
     if settings.batch_size == "full" or int(settings.batch_size) > LOWERED_MAX_BATCH:
         return None
     if net.penalties or settings.loss != _LOSSES.get(task):
@@ -149,11 +154,11 @@ class _Buffers:
     update multiplies), and a vector of ones (the bias gradient is ``g.T @ ones``)."""
 
     def __init__(self, layers: list[_Layer], batch: int) -> None:
-        like = layers[0].weight
-        self.hidden = [torch.empty(batch, layer.weight.shape[0], dtype=like.dtype) for layer in layers[:-1]]
-        self.grads = [torch.empty(batch, layer.weight.shape[0], dtype=like.dtype) for layer in layers]
+        dtype, device = layers[0].weight.dtype, layers[0].weight.device
+        self.hidden = [torch.empty(batch, layer.weight.shape[0], dtype=dtype, device=device) for layer in layers[:-1]]
+        self.grads = [torch.empty(batch, layer.weight.shape[0], dtype=dtype, device=device) for layer in layers]
         self.grads_t = [g.t() for g in self.grads]
-        self.ones = torch.ones(batch, dtype=like.dtype)
+        self.ones = torch.ones(batch, dtype=dtype, device=device)
 
 
 class LoweredSGD:
@@ -189,7 +194,7 @@ class LoweredSGD:
         n = len(xs)
         steps = -(-n // batch)
         x_batches = xs.reshape(n, -1).split(batch)
-        out = torch.empty(n, self.outputs, dtype=xs.dtype)
+        out = torch.empty(n, self.outputs, dtype=xs.dtype, device=xs.device)
         out_batches = out.split(batch)
         if self.task == "classification":
             targets = F.one_hot(ys, self.outputs).to(xs.dtype)

@@ -27,6 +27,7 @@ from trainlab.data.cache import Tensors
 from trainlab.engine import checkpoint
 from trainlab.engine.loop import EVAL_BATCH, OnBatch, epoch_batches, timeline
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, single_threaded
+from trainlab.engine.precision import autocast
 from trainlab.engine.tracker import FitResult, Tracker, Weights
 from trainlab.losses import METRICS, loss_function
 from trainlab.models import Net
@@ -168,13 +169,19 @@ def fit_population(
 
     ``compile``: compile the step with ``torch.compile`` (see :class:`_Programs` for what is
     compiled). Compiled and eager steps round differently, so the choice is the run plan's
-    (:mod:`trainlab.planner`), never a timing.
+    (:mod:`trainlab.planner`), never a timing. The members' nets and ``data`` live on one
+    device, where the population trains; the members share ``train.precision``, and bfloat16
+    runs the gradients and the forward pass under autocast. float16 trains alone: its loss
+    scaling skips one trial's steps, which a stacked update cannot do for one member.
     """
     if not members:
         return []
+    if members[0].settings.precision == "float16":
+        raise ValueError("float16 trials train alone, not in a population (their loss scaling skips steps per trial)")
     batch_size = members[0].settings.batch_size
     small = batch_size != "full" and int(batch_size) <= ONE_THREAD_MAX_BATCH
-    if small and not any(isinstance(m, torch.nn.Conv2d) for m in members[0].net.modules()):
+    on_cpu = data.x_train.device.type == "cpu"
+    if on_cpu and small and not any(isinstance(m, torch.nn.Conv2d) for m in members[0].net.modules()):
         with single_threaded():  # as single models do: see trainlab.engine.lowered.single_threaded
             return _fit_population(
                 members, data, task, seed=seed, on_epoch=on_epoch, on_batch=on_batch, compile=compile
@@ -196,7 +203,7 @@ def _fit_population(
     loss_fn = loss_function(settings0.loss, settings0.label_smoothing)
     configs = [resolve(m.optimizer) for m in members]
     single_keys = [_single_keys(m.net, c) for m, c in zip(members, configs)]
-    trackers, opt_states = _restored(members)
+    trackers, opt_states = _restored(members, data.x_train.device)
     base, step_fn, forward = _functions(members[0].net, settings0.loss, settings0.label_smoothing)
     compiled = _compiled(base, step_fn, task) if compile else None
 
@@ -220,7 +227,7 @@ def _fit_population(
         train_logs = _train_epoch(stack, members[0], base, data, task, seed, epoch, step_fn, compiled, on_batch)[
             : len(alive)
         ]
-        val = _evaluate(forward, base, stack, data.x_val, data.y_val, task, loss_fn)
+        val = _evaluate(forward, base, stack, data.x_val, data.y_val, task, loss_fn, settings0.precision)
         seconds = (time.perf_counter() - began) / len(alive)
         leaving = []
         for j, i in enumerate(alive):
@@ -248,8 +255,9 @@ def dry_step(nets: Sequence[Net], loss: str, task: str, input_shape: Sequence[in
     params, buffers = stack_module_state([copy.deepcopy(net) for net in nets])
     params = {k: v.detach() for k, v in params.items()}
     buffers = {k: v.detach().clone() for k, v in buffers.items()}
-    x = torch.zeros((2, *input_shape))
-    y = torch.zeros(2, dtype=torch.long) if task == "classification" else torch.zeros(2)
+    device = next(iter(params.values())).device  # where the nets live: the planner's are on the CPU
+    x = torch.zeros((2, *input_shape), device=device)
+    y = torch.zeros(2, dtype=torch.long if task == "classification" else torch.float32, device=device)
     base.train()
     step_fn(params, buffers, x, y)
     base.eval()
@@ -258,9 +266,12 @@ def dry_step(nets: Sequence[Net], loss: str, task: str, input_shape: Sequence[in
     base.train()
 
 
-def _restored(members: Sequence[Member]) -> tuple[list[Tracker], list[Mapping[str, torch.Tensor]] | None]:
-    """Each member's tracker, and the optimizer states to stack: the members' checkpoints loaded
-    into their nets and trackers where they resume (all of them or none), None where they start."""
+def _restored(
+    members: Sequence[Member], device: torch.device
+) -> tuple[list[Tracker], list[Mapping[str, torch.Tensor]] | None]:
+    """Each member's tracker, and the optimizer states to stack (moved to ``device``): the
+    members' checkpoints loaded into their nets and trackers where they resume (all of them or
+    none), None where they start."""
     trackers = [Tracker(m.settings, {k: v.detach().clone() for k, v in m.net.state_dict().items()}) for m in members]
     opt_states = None
     if any(m.resume is not None for m in members):
@@ -270,7 +281,7 @@ def _restored(members: Sequence[Member]) -> tuple[list[Tracker], list[Mapping[st
             groups, meta = checkpoint.unpack(member.resume)
             member.net.load_state_dict(groups["model"])
             tracker.restore(meta, groups)
-            opt_states.append(groups["optimizer"])
+            opt_states.append({k: v.to(device) for k, v in groups["optimizer"].items()})
     if len({t.next_epoch for t in trackers}) != 1:
         raise ValueError("the members of a population must be at the same epoch")
     return trackers, opt_states
@@ -293,24 +304,33 @@ def _train_epoch(
     xs, ys, batch, steps = epoch_batches(data, first.settings, seed, epoch, stochastic=first.net.stochastic)
     report_every = max(1, steps // 50)
     base.train()
-    sums = {name: torch.zeros(stack.size, dtype=torch.float64) for name in METRICS[task]}
+    sums = {name: torch.zeros(stack.size, dtype=_sum_dtype(xs.device), device=xs.device) for name in METRICS[task]}
+    precision = first.settings.precision
     for step in range(steps):
         xb, yb = xs[step * batch : (step + 1) * batch], ys[step * batch : (step + 1) * batch]
         # A short last batch runs eagerly: compiled programs are specialised to the batch size.
         if compiled is not None and len(xb) == batch and len(stack.groups) == 1:
             stack.prepare_updates()
-            total, metrics = compiled.whole(stack.params, stack.buffers, stack.static, stack.states, xb, yb)
+            with autocast(xb.device, precision):
+                total, metrics = compiled.whole(stack.params, stack.buffers, stack.static, stack.states, xb, yb)
         else:
             grad_fn = compiled.grads if compiled is not None and len(xb) == batch else step_fn
-            grads, (total, out) = grad_fn(stack.params, stack.buffers, xb, yb)
+            with autocast(xb.device, precision):
+                grads, (total, out) = grad_fn(stack.params, stack.buffers, xb, yb)
             stack.step(grads)
-            metrics = _member_metrics(out, yb, task)
+            metrics = _member_metrics(out.float(), yb, task)
         sums["loss"].add_(total, alpha=len(yb))
         for name, value in metrics.items():
             sums[name].add_(value, alpha=len(yb))
         if on_batch is not None and (step + 1) % report_every == 0:
             on_batch(step + 1, steps)
-    return [{name: float(s[j]) / len(xs) for name, s in sums.items()} for j in range(stack.size)]
+    host = {name: s.cpu().double() for name, s in sums.items()}
+    return [{name: float(s[j]) / len(xs) for name, s in host.items()} for j in range(stack.size)]
+
+
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    """What an epoch's metrics are summed in: float64, except on MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _end_member_epoch(
@@ -390,7 +410,7 @@ def _compiled(base: Net, step_fn: Callable[..., Any], task: str) -> _Programs:
                     iterations,
                     dict(opts),
                 )
-            return total, _member_metrics(out, y, task)
+            return total, _member_metrics(out.float(), y, task)
 
         _COMPILED[id(base)] = _Programs(torch.compile(train_step, dynamic=False), torch.compile(step_fn, dynamic=False))
     return _COMPILED[id(base)]
@@ -492,21 +512,24 @@ def _evaluate(
     y: torch.Tensor,
     task: str,
     loss_fn: Callable[..., torch.Tensor],
+    precision: str = "float32",
 ) -> dict[str, list[float]]:
-    """Every live member's loss and metrics on (x, y), in eval mode."""
+    """Every live member's loss and metrics on (x, y), in eval mode, the forward pass in ``precision``."""
     base.eval()
     k = next(iter(stack.params.values())).shape[0]
-    totals = {name: torch.zeros(k, dtype=torch.float64) for name in METRICS[task]}
+    totals = {name: torch.zeros(k, dtype=_sum_dtype(x.device), device=x.device) for name in METRICS[task]}
     with torch.no_grad():
         for i in range(0, len(x), EVAL_BATCH):
             xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
-            out = forward(stack.params, stack.buffers, xb)
+            with autocast(xb.device, precision):
+                out = forward(stack.params, stack.buffers, xb)
+            out = out.float()  # bfloat16 outputs of a mixed-precision pass: metrics in float32
             losses = torch.stack([loss_fn(out[j], yb) for j in range(k)])
             totals["loss"].add_(losses, alpha=len(yb))
             for name, value in _member_metrics(out, yb, task).items():
                 totals[name].add_(value, alpha=len(yb))
         if base.penalties:
             penalties = torch.stack([base.penalty({n: p[j] for n, p in stack.params.items()}) for j in range(k)])  # type: ignore[misc]
-            totals["loss"].add_(penalties.double(), alpha=len(x))
+            totals["loss"].add_(penalties.to(totals["loss"].dtype), alpha=len(x))
     base.train()
-    return {name: (t / max(len(x), 1)).tolist() for name, t in totals.items()}
+    return {name: (t.cpu().double() / max(len(x), 1)).tolist() for name, t in totals.items()}

@@ -37,7 +37,9 @@ from trainlab.trial import TrialSpec
 class Population:
     """What a step trains: the models (built, not yet trained), their specs and checkpoints to
     resume from, the data, the task and the shared seed; ``compile`` for a population's step;
-    ``channels_last`` gives the data in channels_last layout (see :func:`laid_out`)."""
+    ``channels_last`` gives the data in channels_last layout (see :func:`laid_out`). ``device``:
+    where it trains; the data must live there already (the data cache moves it once), the
+    models are moved there by :func:`train`."""
 
     nets: Sequence[Net]
     specs: Sequence[TrialSpec]
@@ -47,6 +49,7 @@ class Population:
     seed: int
     compile: bool = False
     channels_last: Callable[[], Tensors] | None = None
+    device: torch.device = torch.device("cpu")
 
 
 StepFn = Callable[[Population, OnMemberEpoch | None, OnBatch | None], list[FitResult]]
@@ -119,4 +122,10 @@ def train(
         raise ValueError(f"unknown training step {step!r}; the steps are {', '.join(STEPS)}")
     if step != "population" and len(population.nets) != 1:
         raise ValueError(f"the {step} step trains one model, not {len(population.nets)}")
+    if population.data.x_train.device != population.device:
+        raise ValueError(
+            f"the data is on {population.data.x_train.device}, the population trains on {population.device}"
+        )
+    for net in population.nets:
+        net.to(population.device)
     return STEPS[step](population, on_epoch, on_batch)

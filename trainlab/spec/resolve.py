@@ -18,6 +18,7 @@ from trainlab.errors import DataError, SpecError
 from trainlab.losses import CLASSIFICATION_LOSSES, DEFAULT_LOSS, LOSSES, METRICS, mode_for
 from trainlab.registry import Param, check_params, check_value, non_negative, one_of, param
 from trainlab.spec.sections import as_table
+from trainlab.trial import PRECISIONS
 
 _EARLY_STOPPING = {
     "monitor": param("val_loss", str),
@@ -61,6 +62,7 @@ _TRAIN = {
     "early_stopping": Param(None, (dict, type(None))),
     "reduce_lr_on_plateau": Param(None, (dict, type(None))),
     "label_smoothing": param(0.0, float, check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
+    "precision": param("float32", str, check=one_of(*PRECISIONS)),
 }
 
 

@@ -12,8 +12,8 @@
    for other sizes): wall time of ``trainlab run`` vs the same ``model.fit`` calls on
    Keras/TensorFlow, whole processes alternated ``--repeats`` times, and their final validation
    accuracies side by side.
-3. The CNN (conv32-pool-conv64-pool-dense): seconds per epoch, trainlab (NCHW and channels_last)
-   vs Keras on TensorFlow.
+3. The CNN (conv32-pool-conv64-pool-dense): seconds per epoch, trainlab (NCHW and channels_last,
+   and a population of 3 per trial-epoch) vs Keras on TensorFlow.
 4. Pure SGD (report B): the MLP at batch size 1, seconds per epoch of 55000 steps, extrapolated
    from ``--pure-steps`` steps: trainlab (the lowered step, the autograd loop, a population of 8),
    plain PyTorch loops, Keras on TensorFlow and on JAX; plain SGD and SGD with decay and momentum.
@@ -151,12 +151,19 @@ def trainlab_single(
     return [h["seconds"] for h in result.history]
 
 
-def trainlab_population(t: Tensors, batch: int | str, epochs: int, k: int = 8) -> list[float]:
+def trainlab_population(
+    t: Tensors,
+    batch: int | str,
+    epochs: int,
+    k: int = 8,
+    layers: list[dict[str, Any]] | None = None,
+    compile: bool = True,
+) -> list[float]:
     """Per-member share of each epoch's seconds, K members with different learning rates."""
     lrs = [0.01 * 2 ** (i / 2 - 2) for i in range(k)]
-    specs = [trial_spec(MLP, {"name": "sgd", "learning_rate": lr}, batch, epochs) for lr in lrs]
+    specs = [trial_spec(layers or MLP, {"name": "sgd", "learning_rate": lr}, batch, epochs) for lr in lrs]
     members = [Member(models.build(s["model"], (1, 28, 28), 0), s["optimizer"], TrainSettings.of(s)) for s in specs]
-    results = fit_population(members, t, "classification", seed=0, compile=True)
+    results = fit_population(members, t, "classification", seed=0, compile=compile)
     return [h["seconds"] for h in results[0].history]
 
 
@@ -439,12 +446,18 @@ def bench3(t: Tensors, data_file: Path, epochs: int) -> dict[str, Any]:
     row = {
         "trainlab single (NCHW)": median(trainlab_single(t, CNN, 32, epochs)),
         "trainlab single (channels_last)": median(trainlab_single(t, CNN, 32, epochs, channels_last=True)),
+        "trainlab population K=3, per trial": median(
+            trainlab_population(t, 32, epochs, k=3, layers=CNN, compile=False)
+        ),
     }
     run = keras("tensorflow", data_file, model="cnn", batch=32, epochs=epochs + 1)
     row["Keras/tensorflow"] = median(run["runs"][0]["epoch_seconds"][1:])
     print("\nbenchmark 3: CNN conv32-pool-conv64-pool-dense, MNIST 55000, SGD, batch 32: seconds per epoch (median)")
     for name, value in row.items():
         print(f"  {name:<34} {value:7.2f}   Keras/TF is {row['Keras/tensorflow'] / value:4.2f}x this")
+    single = min(row["trainlab single (NCHW)"], row["trainlab single (channels_last)"])
+    together = row["trainlab population K=3, per trial"]
+    print(f"  population of 3 per trial-epoch against the faster single: {single / together:.2f}x")
     return row
 
 

@@ -109,7 +109,7 @@ class Pruning:
     def for_population(self, store: Store, study_id: int, hashes: Sequence[str]) -> PopulationPruner | None:
         """The pruner of the trials ``hashes`` that train together, their peers' curves read from the store."""
         wanted = set(hashes)
-        judged: dict[str, _Judged] = {}
+        judged: dict[str, JudgedTrial] = {}
         recorded: dict[str, dict[int, float]] = {}
         for search in self.searches:
             mine = [t for t in search.trials if t.hash in wanted]
@@ -138,7 +138,7 @@ class Pruning:
                 live = [
                     p.hash for p in mine if p.hash != trial.hash and (p.group, p.round) == (trial.group, trial.round)
                 ]
-                judged[trial.hash] = _Judged(search, {h: curves[h] for h in fixed}, tuple(live))
+                judged[trial.hash] = JudgedTrial(search, {h: curves[h] for h in fixed}, tuple(live))
                 recorded[trial.hash] = curves.get(trial.hash, {})
         return PopulationPruner(judged, recorded) if judged else None
 
@@ -153,7 +153,7 @@ def _curve(store: Store, record: TrialRecord, metric: str) -> dict[int, float]:
 
 
 @dataclass(frozen=True)
-class _Judged:
+class JudgedTrial:
     """A trial this process trains, its search, and its peers: ``fixed`` (curves read from the
     store) and ``live`` (members of its population, by hash)."""
 
@@ -165,7 +165,7 @@ class _Judged:
 class PopulationPruner:
     """The pruning decisions for the trials of one population, by trial hash."""
 
-    def __init__(self, judged: Mapping[str, _Judged], curves: Mapping[str, Mapping[int, float]]) -> None:
+    def __init__(self, judged: Mapping[str, JudgedTrial], curves: Mapping[str, Mapping[int, float]]) -> None:
         self._judged = dict(judged)
         self._curves = {h: dict(curves.get(h, {})) for h in judged}
 

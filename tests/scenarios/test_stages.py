@@ -224,7 +224,16 @@ def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None
     assert resumed == straight and len(straight) == 5
     with Store.open(tmp_path / "b.db") as store:
         report = study_report(store, "staged")
-        assert report["stages"][0]["search"] == {"sampler": "tpe", "trials": 5, "sampled": 5, "prune": "none"}
+        assert report["stages"][0]["search"] == {
+            "sampler": "tpe",
+            "trials": 5,
+            "sampled": 5,
+            "prune": "none",
+            "finished": 5,
+            "pruned": 0,
+            "diverged": 0,
+            "pruned_share": 0.0,
+        }
         assert len(report["variants"]) == 5 and report["variants"][0]["label"].startswith("#01 units=")
 
 

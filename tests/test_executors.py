@@ -467,7 +467,7 @@ def test_train_population_checkpoints_only_the_epochs_it_is_told_and_prunes_a_me
         job,
         cache,
         checkpoint_due=lambda epoch: epoch == 1,
-        prune=lambda index, epoch, logs: (index, epoch) == (1, 0),
+        prune=lambda epoch, logs: {1} if epoch == 0 else set(),
     )
     epochs = [(e.index, e.epoch, e.checkpoint is not None) for e in events if isinstance(e, EpochEnded)]
     assert sorted(epochs[:2]) == [(0, 0, False), (1, 0, False)]
@@ -481,6 +481,25 @@ def test_train_population_checkpoints_only_the_epochs_it_is_told_and_prunes_a_me
 
     assert logs_of(events, 0) == logs_of(whole, 0), "the other member trains as if nothing happened"
     assert logs_of(events, 1) == logs_of(whole, 1)[:1]
+
+
+def test_train_population_asks_about_an_epoch_once_with_every_member_and_checkpoints_the_decision(
+    tiny: spec.Study,
+) -> None:
+    cache = DataCache()
+    job = job_of(tiny, cache)
+    asked: list[tuple[int, list[int]]] = []
+
+    def prune(epoch: int, logs: Mapping[int, dict[str, float]]) -> set[int]:
+        asked.append((epoch, sorted(logs)))
+        return {0} if epoch == 1 else set()
+
+    events = collect(job, cache, prune=prune)
+    # Epoch 0 and 1 with both members, then member 1 alone: one question per epoch, never per member.
+    assert asked[:2] == [(0, [0, 1]), (1, [0, 1])] and all(members == [1] for _, members in asked[2:])
+    pruned_epoch = next(e for e in events if isinstance(e, EpochEnded) and (e.index, e.epoch) == (0, 1))
+    assert pruned_epoch.checkpoint is not None
+    assert unpack(pruned_epoch.checkpoint)[1]["status"] == "pruned", "a trial resumed from it stays pruned"
 
 
 # ---------------------------------------------------------------------------------------------

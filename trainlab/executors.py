@@ -32,6 +32,7 @@ from trainlab.data.cache import DataCache
 from trainlab.engine import evaluate, steps, weights_bytes
 from trainlab.engine.loop import OnBatch
 from trainlab.engine.lowered import torch_threads
+from trainlab.engine.population import PruneMembers
 from trainlab.errors import SpecError, StoreError, TrainlabError
 from trainlab.pruning import PopulationPruner, Pruning
 from trainlab.seeding import derive
@@ -408,7 +409,7 @@ def train_population(
     cache: DataCache,
     emit: Callable[[Event], None],
     on_batch: OnBatch | None = None,
-    prune: Callable[[int, int, dict[str, float]], bool] | None = None,
+    prune: PruneMembers | None = None,
     checkpoint_due: Callable[[int], bool] | None = None,
     placement: Placement | None = None,
 ) -> None:
@@ -416,8 +417,9 @@ def train_population(
 
     The one training path of every executor: it knows nothing of the store, only the job.
     Exceptions propagate (the caller decides what a failure means); nothing else is emitted
-    after one. ``prune(index, epoch, logs)``, asked after each emitted epoch, ends a trial there
-    as ``pruned`` when it returns True. ``checkpoint_due(epoch)`` says whether an epoch carries
+    after one. ``prune(epoch, logs by index)``, asked once every trial has ended an epoch and before
+    any of it is emitted, ends the trials whose indices it returns there as ``pruned`` (their
+    checkpoints carry the decision). ``checkpoint_due(epoch)`` says whether an epoch carries
     its checkpoint (default: every epoch); the others are recorded without one. The trials train
     on their plan's device (``placement`` says which GPU, and where a job without a plan goes);
     the data moves there once and stays, and their weights and checkpoints come back as CPU
@@ -434,7 +436,7 @@ def train_population(
     def on_epoch(i: int, epoch: int, logs: dict[str, float], make_checkpoint: Callable[[], bytes]) -> bool:
         due = checkpoint_due is None or checkpoint_due(epoch)
         emit(EpochEnded(i, epoch, logs, make_checkpoint() if due else None))
-        return prune is not None and prune(i, epoch, logs)
+        return False
 
     plan = job.plan
     step = plan.step if plan is not None else ("population" if len(nets) > 1 else "lowered")
@@ -452,7 +454,7 @@ def train_population(
     population = steps.laid_out(step, population)
     tensors = population.data
     with torch_threads(plan.threads if plan is not None else None), devices.deterministic(device):
-        results = steps.train(step, population, on_epoch, on_batch)
+        results = steps.train(step, population, on_epoch, on_batch, prune)
         # The test evaluation too runs at the plan's threads: its sums depend on the thread count.
         for i, (trial_hash, spec, net, result) in enumerate(zip(job.hashes, specs, nets, results)):
             net.load_state_dict(result.weights)
@@ -610,26 +612,10 @@ def run_population(
         job = unit_job(trials, store)
         reporter.unit_started(trials, job.specs[0].train.epochs, job.start)
         policy = checkpoints or CheckpointPolicy()
-        if pruner is None:
-            train_population(
-                job, cache, recorder.record, reporter.batch, checkpoint_due=policy.due, placement=placement
-            )
-        else:
-
-            def emit(event: Event) -> None:
-                recorder.record(event)
-                if isinstance(event, TrialEnded):
-                    pruner.finish(job.hashes[event.index], event.status, event.outcome.get("best"))
-
-            train_population(
-                job,
-                cache,
-                emit,
-                reporter.batch,
-                checkpoint_due=policy.due,
-                prune=lambda i, epoch, logs: pruner.should_prune(job.hashes[i], epoch, logs),
-                placement=placement,
-            )
+        prune = None if pruner is None else pruner.for_indices(job.hashes)
+        train_population(
+            job, cache, recorder.record, reporter.batch, prune=prune, checkpoint_due=policy.due, placement=placement
+        )
     except KeyboardInterrupt:
         recorder.release()
         raise

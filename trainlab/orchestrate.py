@@ -19,7 +19,7 @@ from typing import Any
 from trainlab import selection
 from trainlab.errors import TrainlabError
 from trainlab.losses import mode_for
-from trainlab.pruning import Pruning
+from trainlab.pruning import PrunedSearch, Pruning, SearchTrial
 from trainlab.search import Point, propose
 from trainlab.spec import Stage, Study, Variant, base_of, expand, fold_specs, resolve_trial, search_variant
 from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
@@ -186,13 +186,33 @@ def point_of(variant: Variant, study: Study, records: Mapping[str, TrialRecord],
 
 
 def pruning_of(plans: Sequence[StagePlan]) -> Pruning | None:
-    """The pruned searches among ``plans``, as the executors take them; None if none prunes."""
-    stages = tuple(
-        (p.stage.name, p.stage.search.prune, p.stage.search.prune_warmup, p.metric, tuple(p.hashes()))
-        for p in plans
-        if p.stage.search is not None and p.stage.search.prune != "none"
-    )
-    return Pruning(stages) if stages else None
+    """The pruned searches among ``plans``, as the executors take them; None if none prunes.
+
+    Each trial is tagged with the round its point was sampled in (rounds are ``batch`` points,
+    numbered in sampling order) and its seed and fold, which say whom it is compared with
+    (see :mod:`trainlab.pruning`)."""
+    searches = []
+    for p in plans:
+        search = p.stage.search
+        if search is None or search.prune == "none":
+            continue
+        trials = tuple(
+            SearchTrial(h, int(v.params["search"]) // search.batch, group)
+            for v in p.variants
+            for h, group in trial_groups(v, p.seeds)
+        )
+        maximize = mode_for(p.metric) == "max"
+        searches.append(PrunedSearch(p.stage.name, search.prune, search.prune_warmup, p.metric, maximize, trials))
+    return Pruning(tuple(searches)) if searches else None
+
+
+def trial_groups(variant: Variant, seeds: Sequence[int]) -> list[tuple[str, str]]:
+    """Each trial hash of a variant (as :func:`variant_hashes` orders them) with its seed and fold."""
+    return [
+        (trial_hash(spec, seed), f"seed {seed}, fold {fold}")
+        for seed in (variant.seeds or seeds)
+        for fold, spec in enumerate(fold_specs(variant.spec))
+    ]
 
 
 Execute = Callable[[Study, "Pruning | None"], Any]

@@ -1,4 +1,4 @@
-"""Sampling search points and pruning hopeless trials, through Optuna's samplers and pruners.
+"""Sampling search points through Optuna's samplers (pruning is :mod:`trainlab.pruning`'s own).
 
 trainlab keeps no Optuna database: the store is the only record. Each round of a search
 rebuilds an in-memory Optuna study from the points already sampled (their values read from
@@ -12,7 +12,6 @@ table naming an optimizer), not only the scalars Optuna stores.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,54 +95,3 @@ def propose(search: SearchSpec, history: Sequence[Point], count: int, direction:
             )
         )
     return [_decode(search.space, study.ask(dists).params) for _ in range(count)]
-
-
-class Pruner:
-    """Decides, epoch by epoch, whether a search trial is hopeless (Optuna's median or
-    successive-halving rule on the selection metric of the trials of the same search).
-
-    Built from the search's history as recorded (finished trials, then the curves of those
-    still running), it then follows the trials this process trains as their epochs end.
-    """
-
-    def __init__(self, kind: str, warmup: int, direction: str, history: Sequence[tuple[str, Point]]) -> None:
-        if kind == "median":
-            pruner: optuna.pruners.BasePruner = optuna.pruners.MedianPruner(n_warmup_steps=warmup)
-        elif kind == "successive_halving":
-            pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup))
-        else:
-            raise ValueError(f"unknown pruner {kind!r}")
-        self._study = optuna.create_study(
-            direction=direction, pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0)
-        )
-        self._live: dict[str, optuna.Trial] = {}
-        for key, point in history:
-            trial = self._trial(key)
-            for epoch, value in sorted(point.curve.items()):
-                trial.report(value, epoch)
-                trial.should_prune()
-            if point.state != "running":
-                self.finish(key, point.state, point.value)
-
-    def _trial(self, key: str) -> optuna.Trial:
-        if key not in self._live:
-            self._live[key] = self._study.ask()
-        return self._live[key]
-
-    def should_prune(self, key: str, epoch: int, value: float) -> bool:
-        """Report trial ``key``'s value at ``epoch``; True if the trial should stop here."""
-        if not math.isfinite(value):
-            return False
-        trial = self._trial(key)
-        trial.report(value, epoch)
-        return trial.should_prune()
-
-    def finish(self, key: str, state: str, value: float | None) -> None:
-        """Trial ``key`` ended (complete with ``value``, pruned, or failed)."""
-        trial = self._live.pop(key, None)
-        if trial is None:
-            return
-        optuna_state = STATES.get(state, TrialState.FAIL)
-        if optuna_state == TrialState.COMPLETE and (value is None or not math.isfinite(value)):
-            optuna_state = TrialState.FAIL
-        self._study.tell(trial, value if optuna_state == TrialState.COMPLETE else None, state=optuna_state)

@@ -96,10 +96,10 @@ def test_the_models_go_where_the_population_trains_and_the_data_must_be_there() 
     seen: list[torch.device] = []
     original = steps.STEPS["population"]
 
-    def spy(pop: steps.Population, on_epoch: Any, on_batch: Any) -> Any:
+    def spy(pop: steps.Population, on_epoch: Any, on_batch: Any, prune: Any) -> Any:
         seen.extend(param.device for net in pop.nets for param in net.parameters())
         seen.extend(t.device for t in (pop.data.x_train, pop.data.y_train, pop.data.x_val, pop.data.x_test))
-        return original(pop, on_epoch, on_batch)
+        return original(pop, on_epoch, on_batch, prune)
 
     steps.STEPS["population"] = spy
     try:

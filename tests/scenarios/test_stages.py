@@ -12,10 +12,10 @@ from factories import write_tiny_study_text as write
 
 from trainlab import edits, orchestrate, spec
 from trainlab.errors import SpecError, TrainlabError
-from trainlab.executors import run_local
+from trainlab.executors import Silent, run_local
 from trainlab.pruning import Pruning
 from trainlab.report import render, study_report
-from trainlab.search import Point, Pruner, propose
+from trainlab.search import Point, propose
 from trainlab.store import Store
 
 
@@ -224,7 +224,16 @@ def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None
     assert resumed == straight and len(straight) == 5
     with Store.open(tmp_path / "b.db") as store:
         report = study_report(store, "staged")
-        assert report["stages"][0]["search"] == {"sampler": "tpe", "trials": 5, "sampled": 5, "prune": "none"}
+        assert report["stages"][0]["search"] == {
+            "sampler": "tpe",
+            "trials": 5,
+            "sampled": 5,
+            "prune": "none",
+            "finished": 5,
+            "pruned": 0,
+            "diverged": 0,
+            "pruned_share": 0.0,
+        }
         assert len(report["variants"]) == 5 and report["variants"][0]["label"].startswith("#01 units=")
 
 
@@ -236,18 +245,129 @@ def test_random_search_samples_its_whole_budget_in_one_round(tmp_path: Path) -> 
         assert orchestrate.resolve(study, store)[0].variants == []  # nothing recorded until trained
 
 
-def test_pruner_stops_a_trial_behind_the_median() -> None:
-    history = [(f"t{i}", Point({}, "complete", 0.9, {0: 0.5, 1: 0.7, 2: 0.9})) for i in range(6)]
-    pruner = Pruner("median", 1, "maximize", history)
-    assert not pruner.should_prune("good", 0, 0.1)  # warm-up epoch
-    assert not pruner.should_prune("good", 1, 0.8)
-    assert pruner.should_prune("bad", 1, 0.2)
-    halving = Pruner("successive_halving", 1, "maximize", history)
-    assert halving.should_prune("bad", 1, 0.1)
+def lr_search(trials: int = 12, sampler: str = "tpe", extra: str = "", stage: str = "") -> str:
+    """A search over the learning rate alone, five decades wide, with median pruning after one epoch:
+    a third or more of its points stay at chance (1/3 on the tiny data)."""
+    table = "stage.search" if stage else "search"
+    head = f'[[stage]]\nname = "{stage}"\n' if stage else ""
+    return f"""
+{head}[{table}]
+sampler = "{sampler}"
+trials = {trials}
+seed = 3
+prune = "median"
+prune_warmup = 1
+{extra}
+[{table}.space]
+"optimizer.learning_rate" = {{ log_uniform = [1e-5, 1.0] }}
+"""
+
+
+LR_BASE = BASE.replace("seeds = [0, 1]", "seeds = 1").replace("epochs = 3", "epochs = 4")
+
+
+def curves(store: Store, trials: list) -> dict[str, list[float]]:
+    return {t.label: [e.metrics["val_accuracy"] for e in store.epochs(t.id)] for t in trials}
+
+
+def test_a_tpe_search_prunes_its_chance_level_points_and_never_its_best(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, LR_BASE + lr_search()))
+    with Store.open(tmp_path / "s.db") as store:
+        orchestrate.run(study, store, lambda s, p: run_local(s, store, pruning=p))
+        trials = store.trials(store.study("staged").id)
+        seen = curves(store, trials)
+        status = {t.label: t.status for t in trials}
+        report = study_report(store, "staged")
+    assert len(trials) == 12
+    chance = [label for label, c in seen.items() if max(c) <= 0.36]
+    pruned = [label for label in chance if status[label] == "pruned"]
+    assert len(chance) >= 4 and len(pruned) >= len(chance) / 2, (chance, status)
+    # Points of the first round train together as one population, with no earlier round to go by:
+    # they are compared with each other.
+    assert any(status[label] == "pruned" for label in sorted(seen)[:4]), status
+    best = max(seen, key=lambda label: max(seen[label]))
+    assert status[best] == "done" and len(seen[best]) == 4
+    assert all(status[label] != "pruned" for label, c in seen.items() if max(c) >= 0.9)
+    search = report["stages"][0]["search"]
+    assert search["pruned"] == list(status.values()).count("pruned") and search["finished"] == 12
+    assert search["pruned_share"] == pytest.approx(search["pruned"] / 12)
+    assert f"{search['pruned']} of 12 finished points pruned" in render(report, "table")
+
+
+# The population of eight records 8 epochs per epoch, and its first points are pruned at epoch 2.
+# 24: after the last record of epoch 2 (the pruned resume from checkpoints that carry the
+# decision); 21: between two members' records of epoch 2.
+@pytest.mark.parametrize("kill_at", [24, 21])
+def test_a_search_killed_inside_a_population_resumes_to_the_same_decisions(tmp_path: Path, kill_at: int) -> None:
+    study = spec.load(write(tmp_path, LR_BASE + lr_search(8, "random")))
+
+    class Kill(Silent):
+        epochs = 0
+
+        def epoch_finished(self, trial: object, epoch: int, logs: object) -> None:
+            self.epochs += 1
+            if self.epochs == kill_at:
+                raise KeyboardInterrupt
+
+    def outcome(db: Path, kill: bool) -> list[tuple[str, str, list[float]]]:
+        with Store.open(db) as store:
+            reporter = Kill() if kill else Silent()
+            try:
+                orchestrate.run(
+                    study, store, lambda s, p: run_local(s, store, pruning=p, reporter=reporter, checkpoint_every=0)
+                )
+            except KeyboardInterrupt:
+                orchestrate.run(study, store, lambda s, p: run_local(s, store, pruning=p, checkpoint_every=0))
+            trials = store.trials(store.study("staged").id)
+            seen = curves(store, trials)
+            return sorted((t.label, t.status, seen[t.label]) for t in trials)
+
+    straight = outcome(tmp_path / "a.db", kill=False)
+    assert [len(epochs) for _, status, epochs in straight if status == "pruned"] == [3, 3, 3, 3]
+    assert outcome(tmp_path / "b.db", kill=True) == straight
+
+
+def test_a_pruned_point_is_compared_only_with_points_of_its_own_search(tmp_path: Path) -> None:
+    slow = lr_search(4, "random", stage="slow").replace("[1e-5, 1.0]", "[1e-5, 1e-4]")
+    fast = lr_search(4, "random", stage="fast").replace("[1e-5, 1.0]", "[0.02, 0.05]")
+    study = spec.load(write(tmp_path, LR_BASE + slow + fast))
+    captured: list[Pruning] = []
+
+    def execute(round_study: spec.Study, pruning: Pruning | None) -> None:
+        assert pruning is not None
+        captured.append(pruning)
+        run_local(round_study, store, pruning=pruning)
+
+    with Store.open(tmp_path / "s.db") as store:
+        orchestrate.run(study, store, execute)
+        study_id = store.study("staged").id  # type: ignore[union-attr]
+        trials = store.trials(study_id)
+        stage_of = {t.hash: t.params["stage"] for t in trials}
+        status = {t.hash: t.status for t in trials}
+        seen = {t.hash: [e.metrics["val_accuracy"] for e in store.epochs(t.id)] for t in trials}
+        populations = {(t.plan or {}).get("population") for t in trials}
+        assert len(populations) == 1, "both searches train in one population"
+        pruner = captured[0].for_population(store, study_id, [t.hash for t in trials])
+        assert pruner is not None
+        for h in stage_of:
+            assert pruner.peers(h) and {stage_of[p] for p in pruner.peers(h)} == {stage_of[h]}
+    slow_hashes = [h for h in stage_of if stage_of[h] == "slow"]
+    fast_scores = [max(seen[h][:2]) for h in stage_of if stage_of[h] == "fast"]
+    # Judged beside the fast search, every slow point would be behind the median at epoch 1 ...
+    from trainlab.pruning import hopeless
+
+    for h in slow_hashes:
+        others = [max(seen[o][:2]) for o in slow_hashes if o != h]
+        assert hopeless("median", max(seen[h][:2]), others + fast_scores, maximize=True)
+    # ... judged within its own search, the slow search keeps its points that are not behind their own median.
+    assert any(status[h] == "done" for h in slow_hashes), {h: (status[h], seen[h]) for h in slow_hashes}
 
 
 def test_pruned_trials_are_recorded_with_their_epochs(tmp_path: Path) -> None:
-    text = search_study("random", 12, 'prune = "median"\nprune_warmup = 1').replace("epochs = 3", "epochs = 4")
+    # One trial at a time: a trial's peers are the points of the earlier rounds (of 4).
+    text = search_study("random", 12, 'batch = 4\nprune = "median"\nprune_warmup = 1').replace(
+        "epochs = 3", "epochs = 4"
+    )
     study = spec.load(write(tmp_path, text))
     with Store.open(tmp_path / "s.db") as store:
         orchestrate.run(study, store, lambda s, p: run_local(s, store, population=1, pruning=p))

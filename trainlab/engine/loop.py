@@ -34,6 +34,10 @@ OnEpoch = Callable[[int, dict[str, float], Callable[[], bytes]], "bool | None"]
 """Called after each epoch with its number (0-based), its metrics and a checkpoint maker, which
 makes the checkpoint of the state after that epoch only when called, and only until it returns.
 A true return value ends the trial there as pruned."""
+Prune = Callable[[int, dict[str, float]], bool]
+"""Asked after each epoch, before it is reported, with its number and metrics: True ends the
+trial there as pruned, so that the epoch's checkpoint already carries the decision and a trial
+resumed from it stays pruned."""
 OnBatch = Callable[[int, int], None]
 """Called every few steps with (steps done, steps in the epoch), for progress display."""
 
@@ -130,6 +134,7 @@ def fit(
     on_epoch: OnEpoch | None = None,
     on_batch: OnBatch | None = None,
     lowered: bool = True,
+    prune: Prune | None = None,
 ) -> FitResult:
     """Train ``net`` for ``settings.epochs`` epochs (fewer if early stopping or divergence ends it).
 
@@ -184,6 +189,8 @@ def fit(
         new_lr = tracker.end_epoch(logs, lambda: _copy(net.state_dict()), optimizer.learning_rate)
         if new_lr != optimizer.learning_rate:
             optimizer.learning_rate = new_lr
+        if prune is not None and not tracker.finished and prune(epoch, logs):
+            tracker.prune()
         if on_epoch is not None:
             # The checkpoint is made only if the callback asks for it (and before the next epoch).
             if on_epoch(

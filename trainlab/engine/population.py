@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,11 @@ from trainlab.trial import TrainSettings, canonical_json
 
 OnMemberEpoch = Callable[[int, int, dict[str, float], Callable[[], bytes]], "bool | None"]
 """Called with (member index, epoch, metrics, checkpoint maker) after each member's epoch."""
+PruneMembers = Callable[[int, Mapping[int, dict[str, float]]], Collection[int]]
+"""Asked once per epoch, after every live member has ended it and before any is reported, with
+each of those members' metrics by member index; returns the members to stop there as pruned.
+Asked with the whole epoch at once, a decision never depends on the order members report in,
+and each pruned member's reported checkpoint already carries its decision."""
 
 
 @dataclass
@@ -164,6 +169,7 @@ def fit_population(
     on_epoch: OnMemberEpoch | None = None,
     on_batch: OnBatch | None = None,
     compile: bool = False,
+    prune: PruneMembers | None = None,
 ) -> list[FitResult]:
     """Train every member to its end; results in member order.
 
@@ -184,9 +190,11 @@ def fit_population(
     if on_cpu and small and not any(isinstance(m, torch.nn.Conv2d) for m in members[0].net.modules()):
         with single_threaded():  # as single models do: see trainlab.engine.lowered.single_threaded
             return _fit_population(
-                members, data, task, seed=seed, on_epoch=on_epoch, on_batch=on_batch, compile=compile
+                members, data, task, seed=seed, on_epoch=on_epoch, on_batch=on_batch, compile=compile, prune=prune
             )
-    return _fit_population(members, data, task, seed=seed, on_epoch=on_epoch, on_batch=on_batch, compile=compile)
+    return _fit_population(
+        members, data, task, seed=seed, on_epoch=on_epoch, on_batch=on_batch, compile=compile, prune=prune
+    )
 
 
 def _fit_population(
@@ -198,6 +206,7 @@ def _fit_population(
     on_epoch: OnMemberEpoch | None,
     on_batch: OnBatch | None,
     compile: bool,
+    prune: PruneMembers | None = None,
 ) -> list[FitResult]:
     settings0 = members[0].settings
     loss_fn = loss_function(settings0.loss, settings0.label_smoothing)
@@ -229,15 +238,21 @@ def _fit_population(
         ]
         val = _evaluate(forward, base, stack, data.x_val, data.y_val, task, loss_fn, settings0.precision)
         seconds = (time.perf_counter() - began) / len(alive)
-        leaving = []
-        for j, i in enumerate(alive):
-            logs = {
+        logs = {
+            i: {
                 **train_logs[j],
                 **{f"val_{n}": v[j] for n, v in val.items()},
                 "learning_rate": lrs_used[j],
                 "seconds": seconds,
             }
-            if _end_member_epoch(stack, j, trackers[i], single_keys[i], logs, on_epoch, i, epoch):
+            for j, i in enumerate(alive)
+        }
+        lrs = {i: _end_member_epoch(stack, j, trackers[i], logs[i]) for j, i in enumerate(alive)}
+        for i in prune(epoch, logs) if prune is not None else ():
+            trackers[i].prune()
+        leaving = []
+        for j, i in enumerate(alive):
+            if _report_member_epoch(stack, j, trackers[i], single_keys[i], lrs[i], logs[i], on_epoch, i, epoch):
                 leaving.append(j)
         if leaving:
             stack = _shrink(stack, members, alive, leaving, configs, single_keys)
@@ -333,20 +348,26 @@ def _sum_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def _end_member_epoch(
+def _end_member_epoch(stack: _Stack, j: int, tracker: Tracker, logs: dict[str, float]) -> float:
+    """Stacked member ``j`` ends its epoch with ``logs``: its callbacks decide; returns the learning
+    rate they choose for the next epoch."""
+    return tracker.end_epoch(logs, lambda: stack.member_weights(j), stack.learning_rate(j))
+
+
+def _report_member_epoch(
     stack: _Stack,
     j: int,
     tracker: Tracker,
     single_keys: Mapping[str, torch.Size],
+    new_lr: float,
     logs: dict[str, float],
     on_epoch: OnMemberEpoch | None,
     index: int,
     epoch: int,
 ) -> bool:
-    """Stacked member ``j`` (member ``index`` of the population) ends ``epoch`` with ``logs``: its
-    callbacks decide, its learning rate follows them, and ``on_epoch`` is told (and may prune it).
-    True if the member is finished."""
-    new_lr = tracker.end_epoch(logs, lambda: stack.member_weights(j), stack.learning_rate(j))
+    """Stacked member ``j`` (member ``index`` of the population) has ended ``epoch`` with ``logs``
+    (its callbacks chose ``new_lr``): its learning rate follows them, and ``on_epoch`` is told
+    (and may prune it). True if the member is finished."""
     if new_lr != stack.learning_rate(j):
         stack.set_learning_rate(j, new_lr)
     if on_epoch is not None:

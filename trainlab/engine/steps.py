@@ -26,7 +26,7 @@ import torch
 
 from trainlab.data.cache import Tensors
 from trainlab.engine.loop import OnBatch, fit
-from trainlab.engine.population import Member, OnMemberEpoch, fit_population
+from trainlab.engine.population import Member, OnMemberEpoch, PruneMembers, fit_population
 from trainlab.engine.tracker import FitResult
 from trainlab.models import Net
 from trainlab.optim import Optimizer
@@ -52,14 +52,17 @@ class Population:
     device: torch.device = torch.device("cpu")
 
 
-StepFn = Callable[[Population, OnMemberEpoch | None, OnBatch | None], list[FitResult]]
+StepFn = Callable[[Population, OnMemberEpoch | None, OnBatch | None, PruneMembers | None], list[FitResult]]
 
 
 def _alone(lowered: bool) -> StepFn:
-    def train(population: Population, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None) -> list[FitResult]:
+    def train(
+        population: Population, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None, prune: PruneMembers | None
+    ) -> list[FitResult]:
         (net,), (spec,), (resume,) = population.nets, population.specs, population.resumes
         optimizer = Optimizer([p for p in net.parameters() if p.requires_grad], spec.optimizer.to_json())
         report = None if on_epoch is None else (lambda epoch, logs, make: on_epoch(0, epoch, logs, make))
+        alone = None if prune is None else (lambda epoch, logs: 0 in prune(epoch, {0: logs}))
         return [
             fit(
                 net,
@@ -72,13 +75,16 @@ def _alone(lowered: bool) -> StepFn:
                 on_epoch=report,
                 on_batch=on_batch,
                 lowered=lowered,
+                prune=alone,
             )
         ]
 
     return train
 
 
-def _population(population: Population, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None) -> list[FitResult]:
+def _population(
+    population: Population, on_epoch: OnMemberEpoch | None, on_batch: OnBatch | None, prune: PruneMembers | None
+) -> list[FitResult]:
     members = [
         Member(net, spec.optimizer.to_json(), spec.train, resume)
         for net, spec, resume in zip(population.nets, population.specs, population.resumes)
@@ -91,6 +97,7 @@ def _population(population: Population, on_epoch: OnMemberEpoch | None, on_batch
         on_epoch=on_epoch,
         on_batch=on_batch,
         compile=population.compile,
+        prune=prune,
     )
 
 
@@ -115,9 +122,14 @@ def laid_out(step: str, population: Population) -> Population:
 
 
 def train(
-    step: str, population: Population, on_epoch: OnMemberEpoch | None = None, on_batch: OnBatch | None = None
+    step: str,
+    population: Population,
+    on_epoch: OnMemberEpoch | None = None,
+    on_batch: OnBatch | None = None,
+    prune: PruneMembers | None = None,
 ) -> list[FitResult]:
-    """Train ``population`` with ``step`` (a key of :data:`STEPS`); results in the population's order."""
+    """Train ``population`` with ``step`` (a key of :data:`STEPS`); results in the population's order.
+    ``prune`` is asked once per epoch with every member's metrics (see :data:`PruneMembers`)."""
     if step not in STEPS:
         raise ValueError(f"unknown training step {step!r}; the steps are {', '.join(STEPS)}")
     if step != "population" and len(population.nets) != 1:
@@ -128,4 +140,4 @@ def train(
         )
     for net in population.nets:
         net.to(population.device)
-    return STEPS[step](population, on_epoch, on_batch)
+    return STEPS[step](population, on_epoch, on_batch, prune)

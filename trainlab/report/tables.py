@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from trainlab import selection
 from trainlab.errors import TrainlabError
 from trainlab.jsonio import finite
 from trainlab.report import stats
-from trainlab.store import Store, TrialRecord
+from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
 
 FORMAT = "trainlab-report/1"
 FORMATS = ("table", "markdown", "csv", "json")
@@ -172,6 +172,7 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
                     "trials": stage.search.trials,
                     "sampled": len(stage_plan.variants),
                     "prune": stage.search.prune,
+                    **search_outcomes(groups.values()),
                 },
             }
         )
@@ -195,6 +196,21 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
     if "target" in last:
         report["target"] = last["target"]
     return report
+
+
+def search_outcomes(points: Iterable[Sequence[TrialRecord]]) -> dict[str, Any]:
+    """How a search's points ended, each point by its trials: ``finished`` (every trial finished),
+    ``pruned`` and ``diverged`` (a trial was), and ``pruned_share``, pruned over finished (None
+    before any finished)."""
+    finished = pruned = diverged = 0
+    for trials in points:
+        statuses = {t.status for t in trials}
+        if statuses <= FINISHED_STATUSES:
+            finished += 1
+            pruned += "pruned" in statuses
+            diverged += "diverged" in statuses
+    share = pruned / finished if finished else None
+    return {"finished": finished, "pruned": pruned, "diverged": diverged, "pruned_share": share}
 
 
 def count_trials(sections: Sequence[tuple[str | None, Sequence[dict[str, Any]]]]) -> dict[str, Any]:
@@ -692,8 +708,13 @@ def stage_heading(section: Mapping[str, Any]) -> str:
     search = section.get("search")
     if search:
         text += (
-            f" [{search['sampler']} search, {search['sampled']}/{search['trials']} sampled, pruning {search['prune']}]"
+            f" [{search['sampler']} search, {search['sampled']}/{search['trials']} sampled, pruning {search['prune']}"
         )
+        if search["prune"] != "none" and search.get("pruned_share") is not None:
+            text += (
+                f": {search['pruned']} of {search['finished']} finished points pruned ({search['pruned_share']:.0%})"
+            )
+        text += "]"
     return text
 
 

@@ -15,7 +15,7 @@ from trainlab.errors import SpecError, TrainlabError
 from trainlab.executors import Silent, run_local
 from trainlab.pruning import Pruning
 from trainlab.report import render, study_report
-from trainlab.search import Point, propose
+from trainlab.search import Point, propose, qmc_points
 from trainlab.store import Store
 
 
@@ -235,6 +235,25 @@ def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None
             "pruned_share": 0.0,
         }
         assert len(report["variants"]) == 5 and report["variants"][0]["label"].startswith("#01 units=")
+
+
+def test_a_qmc_search_resumed_between_rounds_trains_the_points_of_one_sequence(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, search_study("qmc", 5, "batch = 2")))
+    search = study.stages[0].search
+    assert search is not None
+
+    def trained(db: Path, stop_after: int | None) -> list[tuple[str, str]]:
+        return sorted((t.hash, t.label) for t in run_rounds(study, db, stop_after))
+
+    assert len(trained(tmp_path / "a.db", stop_after=1)) == 2
+    resumed = trained(tmp_path / "a.db", stop_after=None)
+    assert resumed == trained(tmp_path / "b.db", stop_after=None) and len(resumed) == 5
+    with Store.open(tmp_path / "a.db") as store:
+        plan = orchestrate.resolve(study, store)[0]
+        report = study_report(store, "staged")
+    sampled = [{k: v for k, v in variant.params.items() if k not in ("search", "stage")} for variant in plan.variants]
+    assert sampled == qmc_points(search, 0, 5)
+    assert report["stages"][0]["search"]["sampler"] == "qmc"
 
 
 def test_random_search_samples_its_whole_budget_in_one_round(tmp_path: Path) -> None:

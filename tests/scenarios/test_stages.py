@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -224,7 +225,9 @@ def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None
     assert resumed == straight and len(straight) == 5
     with Store.open(tmp_path / "b.db") as store:
         report = study_report(store, "staged")
-        assert report["stages"][0]["search"] == {
+        search = dict(report["stages"][0]["search"])
+        assert search.pop("budget")["points"] == 5
+        assert search == {
             "sampler": "tpe",
             "trials": 5,
             "sampled": 5,
@@ -253,7 +256,17 @@ def test_a_qmc_search_resumed_between_rounds_trains_the_points_of_one_sequence(t
         report = study_report(store, "staged")
     sampled = [{k: v for k, v in variant.params.items() if k not in ("search", "stage")} for variant in plan.variants]
     assert sampled == qmc_points(search, 0, 5)
-    assert report["stages"][0]["search"]["sampler"] == "qmc"
+    block = report["stages"][0]["search"]
+    assert block["sampler"] == "qmc"
+    # The budget curve at 1 and 4 points, from every ordered draw of that many of the five scores.
+    scores = [v["val_accuracy"]["mean"] for v in report["stages"][0]["variants"]]
+    budget = block["budget"]
+    assert budget["points"] == 5 and [a["n"] for a in budget["at"]] == [1, 4]
+    for at in budget["at"]:
+        draws = list(itertools.product(scores, repeat=at["n"]))
+        assert at["expected_best"] == pytest.approx(sum(map(max, draws)) / len(draws))
+        assert at["band"][0] <= at["expected_best"] <= at["band"][1]
+    assert "Best at 1 / 4 points: " in render(report, "table")
 
 
 def test_random_search_samples_its_whole_budget_in_one_round(tmp_path: Path) -> None:

@@ -90,3 +90,20 @@ def test_the_report_block_gives_the_curve_and_the_budgets_up_to_n() -> None:
     assert [a["n"] for a in block["at"]] == [1, 4]  # 16 > 5 points
     assert block["at"][1]["expected_best"] == block["expected_best"][3]
     assert budget_curve([], "val_accuracy", "max") is None
+
+
+def test_the_figure_draws_each_search_with_its_band() -> None:
+    from trainlab.report.plots import budget_curves, png_bytes
+
+    fast = budget_curve([point("done", v) for v in (0.2, 0.5, 0.9, 0.4, 0.7)], "val_accuracy", "max")
+    slow = budget_curve([point("done", v) for v in (0.3, 0.35, 0.6)], "val_accuracy", "max")
+    assert fast is not None and slow is not None
+    fig = budget_curves([("stage fast", fast), ("stage slow", slow)])
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert sorted(lines) == ["stage fast (N=5)", "stage slow (N=3)"]
+    assert list(lines["stage slow (N=3)"].get_xdata()) == [1, 2, 3]
+    assert list(lines["stage fast (N=5)"].get_ydata()) == pytest.approx(fast["expected_best"])
+    assert len(ax.collections) == 2, "one band per search"
+    assert ax.get_xscale() == "log" and ax.get_ylabel() == "expected best validation accuracy"
+    assert png_bytes(fig).startswith(b"\x89PNG")

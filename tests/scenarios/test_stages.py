@@ -16,6 +16,8 @@ from trainlab.errors import SpecError, TrainlabError
 from trainlab.executors import Silent, run_local
 from trainlab.pruning import Pruning
 from trainlab.report import render, study_report
+from trainlab.report.figures import StudyFigures
+from trainlab.report.html import render_html
 from trainlab.search import Point, propose, qmc_points
 from trainlab.store import Store
 
@@ -267,6 +269,13 @@ def test_a_qmc_search_resumed_between_rounds_trains_the_points_of_one_sequence(t
         assert at["expected_best"] == pytest.approx(sum(map(max, draws)) / len(draws))
         assert at["band"][0] <= at["expected_best"] <= at["band"][1]
     assert "Best at 1 / 4 points: " in render(report, "table")
+    with Store.open(tmp_path / "a.db") as store:
+        made = StudyFigures(store, "staged").make("budget")
+        page = render_html(store, "staged", trial_figures=False)
+    assert made.figure is not None
+    (line,) = made.figure.axes[0].get_lines()
+    assert list(line.get_ydata()) == pytest.approx(budget["expected_best"])
+    assert 'id="fig-budget"' in page
 
 
 def test_random_search_samples_its_whole_budget_in_one_round(tmp_path: Path) -> None:

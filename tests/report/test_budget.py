@@ -107,3 +107,19 @@ def test_the_figure_draws_each_search_with_its_band() -> None:
     assert len(ax.collections) == 2, "one band per search"
     assert ax.get_xscale() == "log" and ax.get_ylabel() == "expected best validation accuracy"
     assert png_bytes(fig).startswith(b"\x89PNG")
+
+
+def test_the_note_gives_the_budgets_and_the_points_counted_as_the_worst() -> None:
+    from trainlab.report.tables import budget_text
+
+    variants = [point("done", v) for v in (0.2, 0.5, 0.9, 0.4)] + [point("diverged", None)]
+    block = budget_curve(variants, "val_accuracy", "max")
+    assert block is not None
+    (one, four) = block["at"]
+    text = budget_text(block)
+    assert text.startswith(
+        f"Best at 1 / 4 points: {one['expected_best']:.4f} [{one['band'][0]:.4f}, {one['band'][1]:.4f}] / "
+        f"{four['expected_best']:.4f} ["
+    )
+    assert one["expected_best"] == pytest.approx((0.2 + 0.5 + 0.9 + 0.4 + 0.2) / 5)
+    assert "the expected best val accuracy" in text and "5 finished ones; 1 diverged counted as the worst" in text

@@ -196,8 +196,48 @@ AUGMENTED = {
     "train": {"epochs": 1, "batch_size": 32},
     "compare": [{"label": "a"}, {"label": "b", "model.layers[0].mode": "vertical"}],
 }
+SEARCHED = {
+    "study": {"name": "searched", "seeds": 2},
+    "data": {"name": "npz", "path": "tiny.npz", "split": {"kind": "first", "validation": 20}},
+    "model": {
+        "layers": [
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 8, "activation": "relu"},
+            {"type": "Dropout", "rate": 0.1},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ]
+    },
+    "train": {"epochs": 2, "batch_size": 8},
+    "stage": [
+        {
+            "name": "optimizer",
+            "compare": [{"label": "sgd", "optimizer": "sgd"}, {"label": "adam", "optimizer": "adam"}],
+        },
+        {
+            "name": "tuned",
+            "from": "optimizer",
+            "search": {
+                "sampler": "qmc",
+                "trials": 8,
+                "seed": 4,
+                "prune": "median",
+                "prune_warmup": 1,
+                "space": {
+                    "optimizer.learning_rate": {"log_uniform": [1e-4, 1e-1]},
+                    "model.layers[1].units": {"int": [4, 32], "step": 4},
+                    "model.layers[2].rate": {"uniform": [0.0, 0.5]},
+                    "train.batch_size": {"int": [4, 16], "log": True},
+                    "model.layers[1].activation": {"choice": ["relu", {"name": "leaky_relu", "alpha": 0.2}]},
+                },
+            },
+        },
+    ],
+}
+"""A staged study whose second stage is a QMC search over every kind of dimension, so that edits
+reach the sampler, the budget and the space."""
 BASES = {
     "cnn": CNN,
+    "searched": SEARCHED,
     "regression": REGRESSION,
     "npz": NPZ,
     "own_model": OWN_MODEL,
@@ -247,6 +287,8 @@ ABSURD: list[Any] = [
     "softmax",
     "adam",
     "SGD",
+    "qmc",
+    "tpe",
     "Dense",
     "conv2d",
     "he_normal",
@@ -353,6 +395,10 @@ new_keys = st.sampled_from(
         "label_smoothing",
         "train.label_smoothing",
         "optimizer.learning_rate.schedule",
+        "sampler",
+        "log_uniform",
+        "choice",
+        "step",
     ]
 )
 

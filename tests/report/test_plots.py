@@ -229,5 +229,5 @@ def test_regression_study_gets_scatter_and_feature_histograms(
 
 
 def test_every_figure_has_a_description() -> None:
-    assert list(FIGURES) == ["curves", "final", "time", "lr", "confusion", "images", "scatter", "tsne"]
+    assert list(FIGURES) == ["curves", "final", "time", "lr", "budget", "confusion", "images", "scatter", "tsne"]
     assert all(len(text) > 20 for text in FIGURES.values())

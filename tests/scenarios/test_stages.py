@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from trainlab.errors import SpecError, TrainlabError
 from trainlab.executors import Silent, run_local
 from trainlab.pruning import Pruning
 from trainlab.report import render, study_report
-from trainlab.search import Point, propose
+from trainlab.report.figures import StudyFigures
+from trainlab.report.html import render_html
+from trainlab.search import Point, propose, qmc_points
 from trainlab.store import Store
 
 
@@ -224,7 +227,9 @@ def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None
     assert resumed == straight and len(straight) == 5
     with Store.open(tmp_path / "b.db") as store:
         report = study_report(store, "staged")
-        assert report["stages"][0]["search"] == {
+        search = dict(report["stages"][0]["search"])
+        assert search.pop("budget")["points"] == 5
+        assert search == {
             "sampler": "tpe",
             "trials": 5,
             "sampled": 5,
@@ -235,6 +240,42 @@ def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None
             "pruned_share": 0.0,
         }
         assert len(report["variants"]) == 5 and report["variants"][0]["label"].startswith("#01 units=")
+
+
+def test_a_qmc_search_resumed_between_rounds_trains_the_points_of_one_sequence(tmp_path: Path) -> None:
+    study = spec.load(write(tmp_path, search_study("qmc", 5, "batch = 2")))
+    search = study.stages[0].search
+    assert search is not None
+
+    def trained(db: Path, stop_after: int | None) -> list[tuple[str, str]]:
+        return sorted((t.hash, t.label) for t in run_rounds(study, db, stop_after))
+
+    assert len(trained(tmp_path / "a.db", stop_after=1)) == 2
+    resumed = trained(tmp_path / "a.db", stop_after=None)
+    assert resumed == trained(tmp_path / "b.db", stop_after=None) and len(resumed) == 5
+    with Store.open(tmp_path / "a.db") as store:
+        plan = orchestrate.resolve(study, store)[0]
+        report = study_report(store, "staged")
+    sampled = [{k: v for k, v in variant.params.items() if k not in ("search", "stage")} for variant in plan.variants]
+    assert sampled == qmc_points(search, 0, 5)
+    block = report["stages"][0]["search"]
+    assert block["sampler"] == "qmc"
+    # The budget curve at 1 and 4 points, from every ordered draw of that many of the five scores.
+    scores = [v["val_accuracy"]["mean"] for v in report["stages"][0]["variants"]]
+    budget = block["budget"]
+    assert budget["points"] == 5 and [a["n"] for a in budget["at"]] == [1, 4]
+    for at in budget["at"]:
+        draws = list(itertools.product(scores, repeat=at["n"]))
+        assert at["expected_best"] == pytest.approx(sum(map(max, draws)) / len(draws))
+        assert at["band"][0] <= at["expected_best"] <= at["band"][1]
+    assert "Best at 1 / 4 points: " in render(report, "table")
+    with Store.open(tmp_path / "a.db") as store:
+        made = StudyFigures(store, "staged").make("budget")
+        page = render_html(store, "staged", trial_figures=False)
+    assert made.figure is not None
+    (line,) = made.figure.axes[0].get_lines()
+    assert list(line.get_ydata()) == pytest.approx(budget["expected_best"])
+    assert 'id="fig-budget"' in page
 
 
 def test_random_search_samples_its_whole_budget_in_one_round(tmp_path: Path) -> None:

@@ -168,6 +168,16 @@ class StudyFigures:
             else Skip("the learning rate stayed constant in every trial (no decay or schedule acted)")
         )
 
+    def _budget(self) -> Figure | Skip:
+        curves = [
+            (f"stage {view['stage']}" if view.get("stage") is not None else self.study, view["search"]["budget"])
+            for _, view in stage_views(self.report)
+            if (view.get("search") or {}).get("budget")
+        ]
+        if not curves:
+            return Skip("budget curves are drawn for searches, and this has none with a finished point", applies=False)
+        return plots.budget_curves(curves)
+
     # --- trial figures ---
 
     def _confusion(self) -> Figure | Skip:

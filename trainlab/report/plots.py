@@ -416,6 +416,31 @@ def final_metrics(report: Mapping[str, Any], colors: Mapping[str, str]) -> Figur
     return fig
 
 
+def budget_curves(curves: Sequence[tuple[str, Mapping[str, Any]]]) -> Figure:
+    """Each search's expected best validation score against the number of points sampled
+    (``n = 1 .. N``, a log axis), with its bootstrap band: ``curves`` are (search name, the
+    report's ``budget`` block). Where the curves of two searches cross, their ranking depends
+    on the budget."""
+    colors = palette([name for name, _ in curves])
+    metric = curves[0][1]["metric"]
+    with style():
+        fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+        ax = fig.subplots()
+        for name, budget in curves:
+            n = np.arange(1, budget["points"] + 1)
+            low, high = np.asarray(budget["band"]).T
+            color = colors[name]
+            ax.fill_between(n, low, high, color=color, alpha=0.18, linewidth=0)
+            ax.plot(n, budget["expected_best"], color=color, marker="o", markersize=3, label=f"{name} (N={n[-1]})")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("points sampled (n)")
+        ax.set_ylabel(f"expected best {_label(metric)}")
+        ax.legend(loc="lower right" if curves[0][1]["mode"] == "max" else "upper right")
+        confidence = curves[0][1]["confidence"]
+        fig.suptitle(f"Budget curves: expected best of n points (Dodge et al. 2019), {confidence:.0%} bootstrap band")
+    return fig
+
+
 def seconds_per_epoch(report: Mapping[str, Any], colors: Mapping[str, str]) -> Figure:
     """Seconds per epoch per variant (mean, 95% CI, seeds), fastest first; total time in the labels."""
     variants = sorted(

@@ -28,6 +28,7 @@ from trainlab import selection
 from trainlab.errors import TrainlabError
 from trainlab.jsonio import finite
 from trainlab.report import stats
+from trainlab.report.budget import budget_curve
 from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
 
 FORMAT = "trainlab-report/1"
@@ -173,6 +174,9 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
                     "sampled": len(stage_plan.variants),
                     "prune": stage.search.prune,
                     **search_outcomes(groups.values()),
+                    "budget": budget_curve(
+                        section["variants"], section["selection"]["metric"], section["selection"]["mode"]
+                    ),
                 },
             }
         )
@@ -626,9 +630,25 @@ def notes(report: Mapping[str, Any]) -> list[str]:
             f"reused from {', '.join(reused)}: the same trials as that stage's variant, trained once and "
             "shown again here; the study's trial count counts them once."
         )
+    budget = (report.get("search") or {}).get("budget")
+    if budget and budget["at"]:
+        out.append(budget_text(budget))
     if report.get("trials"):
         out.append(trials_text(report["trials"]))
     return out
+
+
+def budget_text(budget: Mapping[str, Any]) -> str:
+    """The search's budget curve in one sentence: the expected best at 1, 4 and 16 points (those
+    it has), with their bootstrap bands."""
+    at = budget["at"]
+    values = " / ".join(f"{a['expected_best']:.4f} [{a['band'][0]:.4f}, {a['band'][1]:.4f}]" for a in at)
+    worst = f"; {budget['counted_worst']} diverged counted as the worst" if budget["counted_worst"] else ""
+    return (
+        f"Best at {' / '.join(str(a['n']) for a in at)} points: {values}: the expected best {_short(budget['metric'])} "
+        f"of that many points drawn from the search's {budget['points']} finished ones{worst} "
+        f"(Dodge et al. 2019; {budget['confidence']:.0%} bootstrap band)."
+    )
 
 
 def render(report: Mapping[str, Any], fmt: str) -> str:

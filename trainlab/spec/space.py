@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainlab.errors import SpecError
-from trainlab.registry import Param, check_params, join, non_negative, one_of, param
+from trainlab.registry import Param, check_params, join, non_negative, param
 from trainlab.spec.keypaths import point_key
 from trainlab.spec.sections import as_table
 
@@ -49,16 +49,22 @@ class SearchSpec:
 
 
 _SEARCH = {
-    "sampler": param("random", str, check=one_of("random", "tpe")),
+    "sampler": param("random", str),
     "trials": Param(None, (int,), lambda v: None if 1 <= v <= 10_000 else "must be in 1..10000", required=True),
     "seed": param(0, int, check=non_negative),
     "batch": Param(None, (int, type(None)), lambda v: None if v is None or v >= 1 else "must be >= 1"),
     "space": Param(None, (dict,), required=True),
-    "prune": param("none", str, check=one_of("none", "median", "successive_halving")),
+    "prune": param("none", str),
     "prune_warmup": param(1, int, check=non_negative),
 }
+SAMPLERS = ("random", "tpe", "qmc")
+"""``random`` and ``tpe`` are Optuna's samplers; ``qmc`` is a scrambled Sobol sequence
+(:mod:`trainlab.search`), which covers the space evenly at any budget."""
+PRUNERS = ("none", "median", "successive_halving")
 TPE_BATCH = 4
 """Variants a TPE search samples per round by default: enough to fill a population."""
+SOBOL_MAX_DIMENSIONS = 21201
+"""The most dimensions SciPy's Sobol sequence has direction numbers for."""
 
 DISTRIBUTIONS = ("choice", "uniform", "log_uniform", "int")
 _BOUNDS = {"uniform": (int, float), "log_uniform": (int, float), "int": (int,)}
@@ -70,6 +76,9 @@ _OPTIONS = {"int": ("step", "log")}
 def parse_search(value: Any, where: str) -> SearchSpec:
     """Validate a ``[search]`` table; its space's keys in sorted order (the store's JSON loses theirs)."""
     table = check_params(as_table(value, where), _SEARCH, where)
+    for key, allowed in (("sampler", SAMPLERS), ("prune", PRUNERS)):
+        if table[key] not in allowed:
+            raise SpecError(f"unknown {key} {table[key]!r}", path=join(where, key), allowed=allowed, got=table[key])
     space = table["space"]
     if not space:
         raise SpecError(
@@ -77,8 +86,12 @@ def parse_search(value: Any, where: str) -> SearchSpec:
             'e.g. "optimizer.learning_rate" = { log_uniform = [1e-4, 1e-1] }',
             path=join(where, "space"),
         )
+    if table["sampler"] == "qmc" and len(space) > SOBOL_MAX_DIMENSIONS:
+        raise SpecError(
+            f"a qmc search has at most {SOBOL_MAX_DIMENSIONS} dimensions, got {len(space)}", path=join(where, "space")
+        )
     dims = tuple(dimension(key, dist, join(join(where, "space"), key)) for key, dist in sorted(space.items()))
-    batch = table["batch"] or (table["trials"] if table["sampler"] == "random" else TPE_BATCH)
+    batch = table["batch"] or (TPE_BATCH if table["sampler"] == "tpe" else table["trials"])
     return SearchSpec(
         table["sampler"],
         table["trials"],

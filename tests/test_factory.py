@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from helpers import run_as_cell
 
 from trainlab import factory
 from trainlab.errors import SpecError
@@ -79,14 +80,6 @@ def test_a_call_that_raises_is_one_line_naming_the_factory(root: Path) -> None:
 # --- a Python callable as a factory: named by its module, or known to this process (__main__) ---------
 
 
-def cell(folder: Path, source: str, name: str = "cell.py") -> dict[str, object]:
-    """``source`` run as a notebook runs a cell: compiled from a file of its own, in ``__main__``."""
-    path = write(folder / name, source)
-    namespace: dict[str, object] = {"__name__": "__main__"}
-    exec(compile(source, str(path), "exec"), namespace)
-    return namespace
-
-
 BLOCK = """class Block(Base):
     def __init__(self, width):
         self.width = width
@@ -107,7 +100,7 @@ def test_a_module_function_is_named_by_its_module_and_imported_from_its_package_
 
 
 def test_a_notebook_function_is_identified_by_its_source_and_the_main_code_it_names(tmp_path: Path) -> None:
-    namespace = cell(tmp_path, CELL)
+    namespace = run_as_cell(tmp_path, CELL)
     reference, root = factory.reference_for(namespace["build"], "model.factory")
     assert (reference, root) == ("__main__:build", None)
     found = factory.load(reference, None, "model.factory")
@@ -131,19 +124,23 @@ def test_a_notebook_function_is_identified_by_its_source_and_the_main_code_it_na
     ],
 )
 def test_editing_a_cell_the_factory_draws_on_changes_its_sha256(tmp_path: Path, edit: object) -> None:
-    before = factory.load(factory.reference_for(cell(tmp_path, CELL)["build"], "m")[0], None, "m").sha256
+    before = factory.load(factory.reference_for(run_as_cell(tmp_path, CELL)["build"], "m")[0], None, "m").sha256
     edited = edit(CELL)  # type: ignore[operator]
     assert edited != CELL
-    after = factory.load(factory.reference_for(cell(tmp_path, edited, "cell2.py")["build"], "m")[0], None, "m").sha256
+    after = factory.load(
+        factory.reference_for(run_as_cell(tmp_path, edited, "cell2.py")["build"], "m")[0], None, "m"
+    ).sha256
     assert after != before
-    again = factory.load(factory.reference_for(cell(tmp_path, CELL, "cell3.py")["build"], "m")[0], None, "m").sha256
+    again = factory.load(
+        factory.reference_for(run_as_cell(tmp_path, CELL, "cell3.py")["build"], "m")[0], None, "m"
+    ).sha256
     assert again == before  # the same code in another cell (a new kernel): the same identity
 
 
 def test_values_a_notebook_function_reads_are_not_its_identity(tmp_path: Path) -> None:
-    one = cell(tmp_path, "WIDTH = 3\n\ndef build(shape, outputs):\n    return WIDTH\n")
+    one = run_as_cell(tmp_path, "WIDTH = 3\n\ndef build(shape, outputs):\n    return WIDTH\n")
     first = factory.load(factory.reference_for(one["build"], "m")[0], None, "m").sha256
-    two = cell(tmp_path, "WIDTH = 5\n\ndef build(shape, outputs):\n    return WIDTH\n", "other.py")
+    two = run_as_cell(tmp_path, "WIDTH = 5\n\ndef build(shape, outputs):\n    return WIDTH\n", "other.py")
     assert factory.load(factory.reference_for(two["build"], "m")[0], None, "m").sha256 == first
 
 
@@ -163,7 +160,7 @@ def test_a_callable_a_study_cannot_name_is_refused_at_the_key(
     tmp_path: Path, source: str, name: str, words: str
 ) -> None:
     with pytest.raises(SpecError) as info:
-        factory.reference_for(cell(tmp_path, source)[name], "model.factory")
+        factory.reference_for(run_as_cell(tmp_path, source)[name], "model.factory")
     assert info.value.path == "model.factory" and words in info.value.reason and "\n" not in str(info.value)
 
 

@@ -54,6 +54,7 @@ def test_a_notebook_model_trains_in_its_process_and_keeps_its_trials_in_a_new_ke
     result = study.run(store=folder / "runs.db", progress="lines", stream=stream)
     assert result.outcome.ran == {"done": 4}
     assert "worker processes" not in stream.getvalue()  # workers="auto": this process alone
+    assert result.plot("confusion").axes  # runs the chosen trial: build is known here
     first = set(result.trials()["hash"])
 
     again = run_as_cell(folder, MODEL_CELL, "new_kernel.py")["build"]  # the same cell, run in a new kernel

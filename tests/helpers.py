@@ -199,3 +199,14 @@ def california_fixture(tgz: Path, *, with_sha: bool = True, local: bool = True) 
     defn = california_housing_definition(fixture_facts(tgz, with_sha=with_sha), sha256=digest)
     source = LocalSource("file", f"fixture {tgz}", lambda: tgz, formats.read_cal_housing_tgz, "write the fixture")
     return dataclasses.replace(defn, sources=(source,) if local else ())
+
+
+def run_as_cell(folder: Path, source: str, name: str = "cell.py") -> dict[str, object]:
+    """``source`` run as a Jupyter kernel runs a cell: compiled from a file of its own (so that
+    :func:`inspect.getsource` reads what it defines), its names in ``__main__``; the cell's names."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec(compile(source, str(path), "exec"), namespace)
+    return namespace

@@ -287,13 +287,25 @@ def python_blocks(text: str) -> Iterator[str]:
 
 
 def test_the_python_doc_runs_as_written(tmp_path: Path) -> None:
-    """Every ``python`` block of docs/PYTHON.md, in order, in one fresh interpreter in an empty folder."""
-    code = "\n".join(python_blocks((ROOT / "docs" / "PYTHON.md").read_text()))
-    assert "tl.Study.from_dict" in code and "result.table()" in code
+    """Every ``python`` block of docs/PYTHON.md, in order, in one fresh interpreter in an empty
+    folder, as a Jupyter kernel runs cells: each compiled from a file of its own (so that
+    ``inspect.getsource`` reads the functions it defines), all in one ``__main__`` namespace."""
+    blocks = list(python_blocks((ROOT / "docs" / "PYTHON.md").read_text()))
+    code = "\n".join(blocks)
+    assert "tl.Study.from_dict" in code and "result.table()" in code and "model=build" in code
+    for i, block in enumerate(blocks):
+        (tmp_path / f"cell_{i}.py").write_text(block)
+    kernel = (
+        "import sys; sys.path.insert(0, '')\n"
+        "namespace = {'__name__': '__main__'}\n"
+        f"for i in range({len(blocks)}):\n"
+        "    name = f'cell_{i}.py'\n"
+        "    exec(compile(open(name).read(), name, 'exec'), namespace)\n"
+    )
     env = {**os.environ, "TRAINLAB_OFFLINE": "1", "TRAINLAB_DATA": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
     env.pop("TRAINLAB_STORE", None)
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", kernel], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "runs.db").exists() and (tmp_path / "reports" / "bands.html").exists()

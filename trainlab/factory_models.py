@@ -161,7 +161,7 @@ def _check_size_on_meta(found: factory.Factory, model: Mapping[str, Any], input_
 
 def _changed(found: factory.Factory, wanted: str, where: str) -> SpecError:
     return SpecError(
-        f"{found.reference}: its source file {found.file} has changed since this model was resolved "
+        f"{found.reference}: {found.source} has changed since this model was resolved "
         f"(sha256 {found.sha256[:12]}..., expected {wanted[:12]}...); an edited factory makes new trials: "
         "run the study again",
         path=where,

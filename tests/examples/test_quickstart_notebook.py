@@ -8,42 +8,19 @@ The slow test runs it as written, on the quickstart study (MNIST)."""
 from __future__ import annotations
 
 import ast
-import base64
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-import nbclient
 import nbformat
 import pytest
 from factories import tiny_study_tables, with_tiny_npz, write_study
 from helpers import ROOT
+from notebooks import PNG, committed_clean, execute, html_outputs, png_outputs, stderr_text
 
 import trainlab as tl
 
 NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
-
-
-def execute(folder: Path, parameters: str | None) -> list[Any]:
-    """Run the notebook in ``folder`` (its working directory) with ``parameters`` set after its
-    parameters cell; returns every output of its code cells."""
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    if parameters is not None:
-        at = next(i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", []))
-        notebook.cells.insert(at + 1, nbformat.v4.new_code_cell(parameters))
-    client = nbclient.NotebookClient(
-        notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(folder)}}
-    )
-    client.execute()
-    return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-
-
-@pytest.fixture
-def kernel_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernel imports this checkout's trainlab, and downloads nothing."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    monkeypatch.setenv("TRAINLAB_OFFLINE", "1")
 
 
 def check_outputs(outputs: list[Any], store: Path, study: str) -> None:
@@ -52,12 +29,10 @@ def check_outputs(outputs: list[Any], store: Path, study: str) -> None:
     (source,) = [c.source for c in notebook.cells if c.source.startswith("table = result.table()")]
     shown = ast.literal_eval(re.search(r"^table\[(\[.*\])\]$", source, flags=re.M).group(1))
     expected = tl.open_store(store).result(study).table()[shown]._repr_html_()  # read here, from the store
-    html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
-    assert expected in html and "val_accuracy_mean" in expected
-    pngs = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
-    assert pngs and base64.b64decode(pngs[0]).startswith(b"\x89PNG\r\n\x1a\n")
-    stderr = "".join(o["text"] for o in outputs if o.output_type == "stream" and o.name == "stderr")
-    assert "epoch 2/2" in stderr  # progress as lines: what an executed notebook keeps
+    assert expected in html_outputs(outputs) and "val_accuracy_mean" in expected
+    pngs = png_outputs(outputs)
+    assert pngs and pngs[0].startswith(PNG)
+    assert "epoch 2/2" in stderr_text(outputs)  # progress as lines: what an executed notebook keeps
 
 
 def test_the_notebook_names_the_quickstart_study() -> None:
@@ -65,13 +40,13 @@ def test_the_notebook_names_the_quickstart_study() -> None:
     (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     assert 'STUDY = "../studies/quickstart.toml"' in cell.source
     assert (NOTEBOOK.parent / "../studies/quickstart.toml").is_file()
-    assert all(c.get("outputs", []) == [] for c in notebook.cells if c.cell_type == "code")  # committed clean
+    assert committed_clean(NOTEBOOK)
 
 
 def test_the_quickstart_notebook_shows_the_table_and_a_figure(tmp_path: Path, kernel_env: None) -> None:
     with_tiny_npz(tmp_path)
     write_study(tmp_path / "tiny.toml", tiny_study_tables(epochs=2))
-    outputs = execute(tmp_path, 'STUDY = "tiny.toml"\nOVERRIDES = {}\nSTORE = "notebook.db"')
+    outputs = execute(NOTEBOOK, tmp_path, 'STUDY = "tiny.toml"\nOVERRIDES = {}\nSTORE = "notebook.db"')
     check_outputs(outputs, tmp_path / "notebook.db", "tiny")
 
 
@@ -84,5 +59,5 @@ def test_the_quickstart_notebook_as_written(tmp_path: Path, kernel_env: None) ->
     (tmp_path / "examples").mkdir()
     (tmp_path / "studies").mkdir()
     (tmp_path / "studies" / "quickstart.toml").write_bytes((ROOT / "studies" / "quickstart.toml").read_bytes())
-    outputs = execute(tmp_path / "examples", None)
+    outputs = execute(NOTEBOOK, tmp_path / "examples", None)
     check_outputs(outputs, tmp_path / "examples" / "quickstart.db", "quickstart")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from trainlab import factory
 from trainlab.api.progress import mode_of, reporter
 from trainlab.errors import TrainlabError
 
@@ -164,6 +165,9 @@ def run_study(
     ``options`` must have been checked (:meth:`RunOptions.check`). The data is checked before
     the store is opened. ``progress`` (see :func:`trainlab.api.progress.reporter`) and notes
     (worker processes, waiting on another process) go to ``stream``.
+
+    A study naming a factory defined in a notebook or a script (:func:`defined_here`) trains in
+    this process alone: ``workers="auto"`` is one, more workers or the Ray executor are refused.
     """
     from trainlab import orchestrate
     from trainlab.data.cache import DataCache
@@ -172,6 +176,8 @@ def run_study(
 
     if options.workers != "auto":
         worker_count(options.workers)
+    if in_this_process(study, options):
+        options = replace(options, workers=1)
     quiet = mode_of(progress) == "none"
     if options.track:
         from trainlab.tracking import check_targets
@@ -198,6 +204,47 @@ def run_study(
 
         orchestrate.run(study, store, execute, on_wait=lambda message: say(stream, f"waiting: {message}"))
     return outcome(summaries)
+
+
+def defined_here(study: Study) -> list[str]:
+    """The factories of ``__main__`` (functions of a notebook or a script) that ``study`` names,
+    which only this process can import."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                named = key == "factory" or str(key).endswith(".factory")
+                if named and isinstance(value, str) and factory.in_process(value) and value not in found:
+                    found.append(value)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(study.raw)
+    return found
+
+
+def in_this_process(study: Study, options: RunOptions) -> bool:
+    """Whether ``study`` must train in this process, as it names a factory of ``__main__``; where
+    ``options`` ask for worker processes or the Ray executor, a TrainlabError saying so and why."""
+    here = defined_here(study)
+    if not here:
+        return False
+    what = (
+        f"study {study.name} trains {', '.join(here)}, defined in this notebook or script ({factory.MAIN}), which "
+        "no other process can import"
+    )
+    fix = "move the function into a .py file and import it from there to train it"
+    if options.executor == "ray":
+        raise TrainlabError(f"{keyword('executor', 'ray')}: {what}; {fix} on a cluster")
+    if options.workers not in ("auto", 1):
+        raise TrainlabError(
+            f"{keyword('workers', options.workers)}: {what}, so it trains in this process (workers=1, or 'auto'); "
+            f"{fix} in worker processes"
+        )
+    return True
 
 
 def _tracked(targets: Sequence[str], study: Study, store_path: str | Path) -> Any:

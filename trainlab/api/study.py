@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import sys
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from trainlab import spec
+from trainlab import factory, spec
 from trainlab.api.check import check_lines
 from trainlab.api.result import Result
 from trainlab.api.run import RunOptions, default_store, run_study
@@ -52,6 +52,11 @@ class Study:
     both refuse a mistake with the :class:`~trainlab.errors.SpecError` a study file gets.
     ``overrides`` sets key paths on the tables before they are checked
     (``{"train.epochs": 1, "data.train_limit": 2000}``), as a ``[[compare]]`` entry sets them.
+
+    Where the tables name a factory, they may hold the function itself (``"factory": build``;
+    :func:`named_factories`): one of a module is named by its module, as a study file names it;
+    one defined in a notebook cell or a script (``__main__``) is known to this process alone, so
+    its study trains here, in one process (see :func:`trainlab.api.run.run_study`).
     """
 
     def __init__(self, validated: spec.Study) -> None:
@@ -75,7 +80,7 @@ class Study:
                 tables = tomllib.loads(text)
             except tomllib.TOMLDecodeError as exc:
                 raise SpecError(f"not valid TOML: {exc}") from None
-            tables = _overridden(tables, overrides)
+            tables = named_factories(_overridden(tables, overrides))
             return cls(
                 spec.from_dict(tables, source=str(path), default_name=path.stem, base_dir=path.parent, smoke=smoke)
             )
@@ -91,6 +96,8 @@ class Study:
         folder: str | Path | None = None,
         smoke: bool = False,
         overrides: Mapping[str, Any] | None = None,
+        model: Callable[..., Any] | None = None,
+        data: Callable[..., Any] | None = None,
     ) -> Study:
         """A study given as nested tables, as ``tomllib`` reads a study file (``{"study": {...},
         "data": {...}, "model": {...}, ...}``).
@@ -99,6 +106,11 @@ class Study:
         ``path`` is taken from ``folder`` (default: the current folder), as a file's is from the
         file's folder. It has no file: errors name it ``study 'NAME' (a dict)`` instead, and the
         store records no source for it.
+
+        ``model``: a function ``build(input_shape, outputs, **params)`` returning a
+        ``torch.nn.Module``, set as ``[model] factory`` (the tables' ``[model]`` then gives only
+        its ``params``). ``data``: a function ``load(**params)`` returning the arrays, set as
+        ``[data] factory``. docs/PYTHON.md, "Your own model and data", says how each is identified.
         """
         head = tables.get("study")
         given = head.get("name") if isinstance(head, Mapping) else None
@@ -111,6 +123,10 @@ class Study:
             )
         try:
             raw = _overridden(copy.deepcopy(dict(tables)), overrides or {})
+            for key, function in (("model", model), ("data", data)):
+                if function is not None:
+                    raw[key] = {**_table(raw.get(key, {}), key), "factory": function}
+            raw = named_factories(raw)
             return cls(spec.from_dict(raw, default_name=shown, base_dir=Path(folder or Path.cwd()), smoke=smoke))
         except SpecError as exc:
             raise exc.in_file(f"study {shown!r} (a dict)") from None
@@ -186,6 +202,39 @@ class Study:
         path = Path(default_store() if store is None else store)
         outcome = run_study(self.spec, path, options, progress=progress, stream=stream or sys.stderr)
         return Result(path, self.name, outcome)
+
+
+def named_factories(tables: dict[str, Any]) -> dict[str, Any]:
+    """``tables`` with every function given as a factory (``"factory": build`` in a table, or
+    ``"model.factory": build`` as a key path) replaced by the reference that names it, and the
+    folder it is imported from set beside it (``root``), unless the table gives one
+    (:func:`trainlab.factory.reference_for`)."""
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key in list(node):
+                where = f"{path}.{key}" if path else key
+                if (key == "factory" or key.endswith(".factory")) and not isinstance(node[key], str | None):
+                    reference, root = factory.reference_for(node[key], where)
+                    node[key] = reference
+                    root_key = key.removesuffix("factory") + "root"
+                    if root is not None and root_key not in node:
+                        node[root_key] = root
+                else:
+                    walk(node[key], where)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]")
+
+    walk(tables, "")
+    return tables
+
+
+def _table(value: Any, key: str) -> dict[str, Any]:
+    """The tables' ``[key]``, which a function given as its factory completes."""
+    if not isinstance(value, Mapping):
+        raise SpecError(f"expected a table (the factory's params), got {value!r}", path=key)
+    return dict(value)
 
 
 def _overridden(tables: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

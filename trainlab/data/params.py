@@ -198,7 +198,7 @@ def _own_keys(table: dict[str, Any], path: str) -> None:
         found = factory.load(table["factory"], table["root"], join(path, "factory"))
         if table["source_sha256"] is not None and table["source_sha256"] != found.sha256:
             raise SpecError(
-                f"{found.reference}: its source file {found.file} has changed since this data was resolved; an "
+                f"{found.reference}: {found.source} has changed since this data was resolved; an "
                 "edited factory makes new trials: run the study again",
                 path=join(path, "factory"),
             )

@@ -252,6 +252,9 @@ def _trial_section(report: Mapping[str, Any], figures: StudyFigures, made: Seque
 def _models(models: Sequence[ModelSummary]) -> str:
     out = ["<h2>Models</h2>"]
     for m in models:
+        if m.skipped is not None:
+            out.append(f"<h3>{_e(', '.join(m.labels))}</h3><p class=skipped>No summary: {_e(m.skipped)}</p>")
+            continue
         header = ["Layer (type)", "Output Shape", "Param #", "Trainable"]
         body = [
             [f"{r.name} ({r.type})", shape_text(r.output_shape), f"{r.params:,}", f"{r.trainable:,}"] for r in m.layers

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trainlab.errors import SpecError
+from trainlab.factory import in_process
 from trainlab.models import LayerSummary, summary
 from trainlab.report.tables import current_trials
 from trainlab.store import Store
@@ -15,11 +17,13 @@ from trainlab.trial import TrialSpec, canonical_json
 
 @dataclass(frozen=True)
 class ModelSummary:
-    """The summary of one model, shared by the variants in ``labels`` (same layers, same input)."""
+    """The summary of one model, shared by the variants in ``labels`` (same layers, same input).
+    ``skipped``: why it has no layers (a factory of a notebook, which only its process can build)."""
 
     labels: list[str]
     input_shape: tuple[int, ...]
     layers: list[LayerSummary]
+    skipped: str | None = None
 
     @property
     def total(self) -> int:
@@ -57,8 +61,20 @@ def study_models(store: Store, study: str) -> list[ModelSummary]:
         if key in found:
             found[key].labels.append(trial.label)
         else:
-            found[key] = ModelSummary([trial.label], shape, summary(model, shape))
+            found[key] = _summary(trial.label, shape, spec)
     return list(found.values())
+
+
+def _summary(label: str, shape: tuple[int, ...], spec: TrialSpec) -> ModelSummary:
+    """The model's summary; for a factory of ``__main__`` that this process does not know (a
+    notebook's, read from another process), none, and why."""
+    own = spec.model.factory
+    if own is not None and in_process(own.reference):
+        try:
+            return ModelSummary([label], shape, summary(spec.model.to_json(), shape))
+        except SpecError as exc:
+            return ModelSummary([label], shape, [], exc.reason)
+    return ModelSummary([label], shape, summary(spec.model.to_json(), shape))
 
 
 def _input_shape(store: Store, trial_id: int, spec: TrialSpec) -> tuple[int, ...] | None:
@@ -77,6 +93,8 @@ def _input_shape(store: Store, trial_id: int, spec: TrialSpec) -> tuple[int, ...
 
 def text(model: ModelSummary) -> str:
     """The summary as ``model.summary()`` prints it."""
+    if model.skipped is not None:
+        return f"Model: {', '.join(model.labels)}  (input {shape_text(model.input_shape)}): no summary: {model.skipped}"
     rows = [("Layer (type)", "Output Shape", "Param #")]
     rows += [(f"{r.name} ({r.type})", shape_text(r.output_shape), f"{r.params:,}") for r in model.layers]
     widths = [max(len(row[i]) for row in rows) + 3 for i in range(3)]

@@ -45,11 +45,10 @@ class Augmentation(nn.Module):
     (unless the subclass says otherwise in :meth:`infer`)."""
 
     draws_noise = True
+    """Draws its own noise: run outside compiled programs (:mod:`trainlab.engine.population`), so
+    that a compiled population step augments as the same step run eagerly."""
 
-    @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Never compiled: a compiled program draws its random numbers from its own generator,
-        so a compiled population step would augment otherwise than the same step run eagerly."""
         return self.augment(x) if self.training else self.infer(x)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:

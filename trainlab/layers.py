@@ -111,9 +111,8 @@ class SpatialDropout(nn.Module):
     def extra_repr(self) -> str:
         return f"rate={self.rate}"
 
-    @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Never compiled, as the augmentation layers (:class:`trainlab.augment.Augmentation`)."""
+        """Run outside compiled programs, as the augmentation layers (``draws_noise``)."""
         if not self.training or self.rate == 0:
             return x
         keep = torch.rand((x.shape[0], x.shape[1], 1, 1), dtype=x.dtype, device=x.device) >= self.rate

@@ -433,8 +433,20 @@ def _compiled(base: Net, step_fn: Callable[..., Any], task: str) -> _Programs:
                 )
             return total, _member_metrics(out.float(), y, task)
 
+        _noise_outside_compiled(base)
         _COMPILED[id(base)] = _Programs(torch.compile(train_step, dynamic=False), torch.compile(step_fn, dynamic=False))
     return _COMPILED[id(base)]
+
+
+def _noise_outside_compiled(base: Net) -> None:
+    """The layers of ``base`` that draw their own noise (``draws_noise``: augmentation,
+    SpatialDropout2D) run outside the compiled programs: a compiled program draws its random
+    numbers from its own generator, so a compiled step would otherwise augment differently from
+    the same step run eagerly. Done here, where compiling starts, so that a process that never
+    compiles never loads torch's compiler."""
+    for module in base.modules():
+        if getattr(module, "draws_noise", False):
+            module.forward = torch.compiler.disable(module.forward)  # type: ignore[method-assign]
 
 
 def _functions(

@@ -95,6 +95,7 @@ def test_a_float_target_is_regression_and_its_features_are_standardized_on_the_t
         ({"target": "kind", "features": ["kind"]}, "data.features", "the target 'kind' cannot be a feature too"),
         ({}, "data.target", "is required: the column to predict"),
         ({"target": "kind", "task": "cluster"}, "data.task", "must be one of"),
+        ({"target": "kind", "path": "missing.csv"}, "data.path", "missing.csv: no such file"),
         (
             {"name": "csv", "target": "kind", "factory": "mypkg.data:load"},
             "data.factory",
@@ -106,7 +107,7 @@ def test_a_table_that_cannot_be_used_is_an_error_at_its_key(
     folder: Path, data: dict[str, Any], path: str, words: str
 ) -> None:
     with pytest.raises(SpecError) as info:
-        resolved(folder, path="t.csv", **data)
+        resolved(folder, **{"path": "t.csv", **data})
     assert info.value.path == path and words in info.value.reason, str(info.value)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from trainlab import factory
 from trainlab.data import user
 from trainlab.data.datasets import DATASETS, USER_NPZ
-from trainlab.errors import SpecError
+from trainlab.errors import DataError, SpecError
 from trainlab.registry import Param, check_params, join, non_negative, one_of, param
 
 KINDS = ("first", "random", "stratified", "kfold")
@@ -191,9 +191,12 @@ def _own_keys(table: dict[str, Any], path: str) -> None:
     if name in user.TABLES:
         if table["target"] is None:
             raise SpecError("is required: the column to predict", path=join(path, "target"))
-        table["features"], table["task"] = user.table_columns(
-            name, table["path"], table["target"], table["features"], table["task"]
-        )
+        try:
+            table["features"], table["task"] = user.table_columns(
+                name, table["path"], table["target"], table["features"], table["task"]
+            )
+        except DataError as exc:  # the table file itself: missing or unreadable
+            raise SpecError(str(exc), path=join(path, "path")) from None
     elif name == user.FACTORY:
         found = factory.load(table["factory"], table["root"], join(path, "factory"))
         if table["source_sha256"] is not None and table["source_sha256"] != found.sha256:

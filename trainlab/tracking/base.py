@@ -176,8 +176,10 @@ def stages_of(store: Store, record: StudyRecord) -> dict[str, str]:
     return out
 
 
-def trial_view(store: Store, study: str, trial: TrialRecord, stage: str) -> TrialView:
-    """``trial`` of study ``study`` as the store holds it now."""
+def trial_view(store: Store, study: str, trial: TrialRecord, stage: str, *, model: bool = True) -> TrialView:
+    """``trial`` of study ``study`` as the store holds it now; ``model``: with the writer of its
+    chosen model (a done trial's), which builds a torch model and so must not run while this
+    process trains (see :mod:`trainlab.tracking.live`)."""
     from trainlab import describe
 
     try:
@@ -202,7 +204,7 @@ def trial_view(store: Store, study: str, trial: TrialRecord, stage: str) -> Tria
         epochs=epochs,
         final=final_metrics(trial.result) if trial.status in FINISHED_STATUSES else {},
         error=trial.error,
-        write_model=_model_writer(store, study, trial) if trial.status == "done" else None,
+        write_model=_model_writer(store, study, trial) if model and trial.status == "done" else None,
     )
 
 
@@ -235,14 +237,17 @@ def _model_writer(store: Store, study: str, trial: TrialRecord) -> WriteModel:
     return write
 
 
-def trial_views(store: Store, study: str, *, hashes: Sequence[str] | None = None) -> list[TrialView]:
-    """The study's trials (those its stored spec holds now, or those of ``hashes``) as views."""
+def trial_views(
+    store: Store, study: str, *, hashes: Sequence[str] | None = None, models: bool = True
+) -> list[TrialView]:
+    """The study's trials (those its stored spec holds now, or those of ``hashes``) as views
+    (``models``: with their model writers, see :func:`trial_view`)."""
     from trainlab.report.tables import current_trials
 
     record = study_record(store, study)
     stages = stages_of(store, record)
     trials = current_trials(store, study) if hashes is None else store.trials(record.id, hashes=set(hashes))
-    return [trial_view(store, study, t, stages.get(t.hash, "")) for t in trials]
+    return [trial_view(store, study, t, stages.get(t.hash, ""), model=models) for t in trials]
 
 
 def sync_study(store: Store, study: str, backend: Backend) -> list[TrialView]:

@@ -107,9 +107,14 @@ class Follower:
         return ids
 
     def _sync(self, store: Store, ids: set[int]) -> None:
+        """Sync the trials of ``ids``, without their models: writing one builds a torch model, whose
+        modules draw their default initial weights from torch's global generator, the one the
+        training thread's noise (dropout) is drawn from; a model written meanwhile would change the
+        trained numbers. Models are written by the catch-up once training has ended, and by
+        ``trainlab track``."""
         trials = [t for t in (store.trial(i) for i in ids) if t is not None]
         if trials:
-            for view in trial_views(store, self.backend.study, hashes=[t.hash for t in trials]):
+            for view in trial_views(store, self.backend.study, hashes=[t.hash for t in trials], models=False):
                 self.backend.sync(view)
 
 

@@ -140,6 +140,12 @@ class MlflowBackend(Backend):
         if view.ended and run.tags.get("trainlab.ended") != view.status:
             self._end(run.id, view)
             run.tags["trainlab.ended"] = view.status
+        if view.write_model is not None and run.tags.get("trainlab.model") != "1":
+            with tempfile.TemporaryDirectory() as folder:
+                view.write_model(Path(folder))
+                self.client.log_artifacts(run.id, folder, "model")
+            self.client.set_tag(run.id, "trainlab.model", "1")
+            run.tags["trainlab.model"] = "1"
 
     def _create(self, view: TrialView) -> _Run:
         tags = {
@@ -193,13 +199,10 @@ class MlflowBackend(Backend):
         logged.update((m.key, m.step) for m in metrics)
 
     def _end(self, run_id: str, view: TrialView) -> None:
-        """A finished trial's error text or chosen model, and its run's end."""
+        """A finished trial's error text and its run's end (its model is written apart, once
+        there is a writer: see :meth:`sync`)."""
         if view.error:
             self.client.log_text(run_id, view.error, "error.txt")
-        if view.write_model is not None:
-            with tempfile.TemporaryDirectory() as folder:
-                view.write_model(Path(folder))
-                self.client.log_artifacts(run_id, folder, "model")
         end = int(view.finished * 1000) if view.finished is not None else None
         self.client.set_terminated(run_id, RUN_STATUS[view.status], end_time=end)
         self.client.set_tag(run_id, "trainlab.ended", view.status)

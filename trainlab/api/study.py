@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import sys
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from trainlab.api.check import check_lines
 from trainlab.api.result import Result
 from trainlab.api.run import RunOptions, default_store, run_study
 from trainlab.errors import SpecError
+from trainlab.spec.study import read_text, toml_tables
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,18 +69,9 @@ class Study:
         path = Path(path)
         if not overrides:
             return cls(spec.load(path, smoke=smoke))
+        text = read_text(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError(f"no such study file: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"cannot read study file {path}: {exc}") from None
-        try:
-            try:
-                tables = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                raise SpecError(f"not valid TOML: {exc}") from None
-            tables = named_factories(_overridden(tables, overrides))
+            tables = named_factories(_overridden(toml_tables(text), overrides))
             return cls(
                 spec.from_dict(tables, source=str(path), default_name=path.stem, base_dir=path.parent, smoke=smoke)
             )

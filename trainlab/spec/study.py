@@ -93,13 +93,25 @@ def load(path: str | Path, *, smoke: bool = False) -> Study:
     """Read and validate a study file; every error names ``path`` and the key path.
     ``smoke``: its smoke run instead (see :func:`from_dict`)."""
     path = Path(path)
+    return parse(read_text(path), source=str(path), default_name=path.stem, base_dir=path.parent, smoke=smoke)
+
+
+def read_text(path: Path) -> str:
+    """The text of study file ``path``; a SpecError naming it where it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"no such study file: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read study file {path}: {exc}") from None
-    return parse(text, source=str(path), default_name=path.stem, base_dir=path.parent, smoke=smoke)
+
+
+def toml_tables(text: str) -> dict[str, Any]:
+    """Study TOML text as its tables; a SpecError where it is not valid TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"not valid TOML: {exc}") from None
 
 
 def parse(
@@ -112,11 +124,7 @@ def parse(
 ) -> Study:
     """Validate study TOML text (see :func:`load`); errors name ``source``."""
     try:
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"not valid TOML: {exc}") from None
-        return from_dict(raw, source=source, default_name=default_name, base_dir=base_dir, smoke=smoke)
+        return from_dict(toml_tables(text), source=source, default_name=default_name, base_dir=base_dir, smoke=smoke)
     except SpecError as exc:
         raise (exc.in_file(source) if source else exc) from None
 

@@ -21,7 +21,8 @@ from trainlab.errors import TrainlabError
 from trainlab.losses import mode_for
 from trainlab.pruning import PrunedSearch, Pruning, SearchTrial
 from trainlab.search import Point, propose
-from trainlab.spec import Stage, Study, Variant, base_of, expand, fold_specs, resolve_trial, search_variant
+from trainlab.spec import SearchSpec, Stage, Study, Variant, base_of, expand, fold_specs, resolve_trial, search_variant
+from trainlab.spec.variants import expand_entries, tune_defaults, tune_label, tune_variant
 from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
 from trainlab.trial import trial_hash
 
@@ -47,6 +48,15 @@ class StagePlan:
     chosen_value: float | None = None
     metric: str = ""
     complete: bool = True
+    tuned: list[Tuned] = field(default_factory=list)
+    """A tuned stage's listed variants, each with its searches (empty for other stages)."""
+
+    def choices(self) -> list[Variant]:
+        """The variants the stage chooses among: each tuned variant at its tuned best (those with
+        a finished point), or the variants it lists or samples."""
+        if self.stage.tune is None:
+            return self.variants
+        return [t.chosen for t in self.tuned if t.chosen is not None]
 
     def hashes(self) -> list[str]:
         """The trial hashes of the known variants, in order."""
@@ -59,6 +69,26 @@ class StagePlan:
             and self.complete
             and all(h in records and records[h].status in FINISHED_STATUSES for h in self.hashes())
         )
+
+
+@dataclass
+class Tuned:
+    """A listed variant of a tuned stage and its searches, as far as the store's results go.
+
+    ``searches`` holds each repeat's points in order (with ``defaults``, the first is the variant
+    as listed, the same trial in every repeat); ``bests`` each repeat's best point and its value
+    (None before a point finished); ``chosen`` is the point the variant is compared at: the best of
+    the repeat whose best is the median of the repeats' bests (the worse of the two middle ones
+    for an even number), or None.
+    """
+
+    label: str
+    entry: str
+    variant: Variant
+    searches: list[list[Variant]]
+    bests: list[tuple[Variant, float] | None]
+    chosen: Variant | None
+    complete: bool
 
 
 def variant_hashes(variant: Variant, seeds: Sequence[int]) -> list[str]:
@@ -115,7 +145,7 @@ def resolve(
                 plan.state = "waiting"
                 plan.reason = f"stage {stage.name!r} waits for stage {stage.source!r} to finish"
                 continue
-            best = stage_choice(source.variants, study, records, plan.metric)
+            best = stage_choice(source.choices(), study, records, plan.metric)
             if best is None:
                 plan.state = "blocked"
                 plan.reason = (
@@ -126,7 +156,9 @@ def resolve(
             plan.chosen, plan.chosen_value = best[0].label, best[1]
             base = base_of(best[0].spec)
         params = {"from": plan.chosen} if plan.chosen is not None else None
-        if stage.search is None:
+        if stage.tune is not None:
+            _tune(plan, study, base, records, propose_points, params)
+        elif stage.search is None:
             plan.variants = expand(stage, base, staged=study.staged, params=params)
         else:
             _search(plan, study, base, records, propose_points)
@@ -144,31 +176,121 @@ def _search(
     the last round has finished, the next round's."""
     stage = plan.stage
     assert stage.search is not None
-    search = stage.search
+    plan.metric = resolve_trial(base)["train"]["monitor"]
+
+    def build(number: int, values: Mapping[str, Any]) -> Variant:
+        return search_variant(stage, base, number, values, staged=study.staged)
+
+    plan.variants, plan.complete = _points(
+        stage.search,
+        {"stage": stage.name} if study.staged else {},
+        build,
+        [],
+        study,
+        records,
+        propose_points,
+        plan.metric,
+    )
+
+
+def _points(
+    search: SearchSpec,
+    match: Mapping[str, Any],
+    build: Callable[[int, Mapping[str, Any]], Variant],
+    fixed: Sequence[Variant],
+    study: Study,
+    records: Mapping[str, TrialRecord],
+    propose_points: bool,
+    metric: str,
+) -> tuple[list[Variant], bool]:
+    """One search's points: ``fixed`` ones first (known without sampling), then those sampled so
+    far, found in the store by their ``search`` number and the ``match`` params (and built on this
+    plan's base), and, if asked and none is still running, the next round's. Returns the points
+    and whether the search has all of them."""
     keys = [d.key for d in search.space]
-    monitor = resolve_trial(base)["train"]["monitor"]
-    plan.metric = monitor
     found: dict[int, dict[str, Any]] = {}
     for t in records.values():
         number = t.params.get("search")
-        if isinstance(number, int) and t.params.get("stage", "") == stage.name and all(k in t.params for k in keys):
+        if (
+            isinstance(number, int)
+            and number >= len(fixed)
+            and t.params.get("stage", "") == match.get("stage", "")
+            and all(t.params.get(k) == v for k, v in match.items())
+            and all(k in t.params for k in keys)
+        ):
             found.setdefault(number, {k: t.params[k] for k in keys})
-    variants, points = [], []
+    variants, points = list(fixed), [point_of(v, study, records, metric) for v in fixed]
     for number in sorted(found):
-        variant = search_variant(stage, base, number, found[number], staged=study.staged)
+        variant = build(number, found[number])
         if variant_hashes(variant, study.seeds)[0] not in records:
             continue  # sampled on another base (an earlier choice): not part of this plan
         variants.append(variant)
-        points.append(point_of(variant, study, records, monitor))
+        points.append(point_of(variant, study, records, metric))
     if propose_points and len(points) < search.trials and all(p.state != "running" for p in points):
         count = min(search.batch, search.trials - len(points))
-        start = max(found, default=-1) + 1
-        direction = "maximize" if mode_for(monitor) == "max" else "minimize"
-        for i, values in enumerate(propose(search, points, count, direction)):
-            variants.append(search_variant(stage, base, start + i, values, staged=study.staged))
+        start = max(found, default=len(fixed) - 1) + 1
+        direction = "maximize" if mode_for(metric) == "max" else "minimize"
+        # The fixed points are not the sampler's: a QMC sequence or a TPE model sees only its own.
+        for i, values in enumerate(propose(search, points[len(fixed) :], count, direction)):
+            variants.append(build(start + i, values))
             points.append(Point(values))
-    plan.variants = variants
-    plan.complete = len(points) >= search.trials
+    return variants, len(points) >= search.trials
+
+
+def _tune(
+    plan: StagePlan,
+    study: Study,
+    base: Mapping[str, Any],
+    records: Mapping[str, TrialRecord],
+    propose_points: bool,
+    params: Mapping[str, Any] | None,
+) -> None:
+    """Every listed variant of a tuned stage with its searches: each repeat's points so far (the
+    variant as listed first, with ``defaults``) and, if asked, each search's next round."""
+    stage = plan.stage
+    tune = stage.tune
+    assert tune is not None
+    plan.metric = stage.select or resolve_trial(base)["train"]["monitor"]
+    staged = study.staged
+    all_points: list[Variant] = []
+    for entry, variant in expand_entries(stage, base, staged=staged, params=params):
+        name = tune_label(stage, variant, staged=staged)
+        fixed = [tune_defaults(stage, variant, staged=staged)] if tune.defaults else []
+        searches, bests, complete = [], [], True
+        for repeat in range(tune.repeats):
+
+            def build(
+                number: int, values: Mapping[str, Any], repeat: int = repeat, variant: Variant = variant
+            ) -> Variant:
+                return tune_variant(stage, variant, repeat, number, values, staged=staged, repeats=tune.repeats)
+
+            match = {"stage": stage.name} if staged else {}
+            match.update({"tune": name, "repeat": repeat})
+            points, done = _points(
+                tune.search_for(entry, repeat), match, build, fixed, study, records, propose_points, plan.metric
+            )
+            searches.append(points)
+            finished = [p for p in points if _finished(p, study, records)]
+            bests.append(stage_choice(finished, study, records, plan.metric))
+            complete = complete and done
+        all_points += [p for points in searches for p in points]
+        plan.tuned.append(Tuned(name, entry, variant, searches, bests, _median_best(bests, plan.metric), complete))
+    plan.variants = _unique(all_points)
+    plan.complete = all(t.complete for t in plan.tuned)
+
+
+def _finished(variant: Variant, study: Study, records: Mapping[str, TrialRecord]) -> bool:
+    return all(h in records and records[h].status in FINISHED_STATUSES for h in variant_hashes(variant, study.seeds))
+
+
+def _median_best(bests: Sequence[tuple[Variant, float] | None], metric: str) -> Variant | None:
+    """The best point of the repeat whose best is the median of the repeats' (the worse middle one
+    for an even count); None before any repeat has a finished point."""
+    found = [b for b in bests if b is not None]
+    if not found:
+        return None
+    found.sort(key=lambda b: b[1], reverse=mode_for(metric) == "max")
+    return found[len(found) // 2][0]
 
 
 def point_of(variant: Variant, study: Study, records: Mapping[str, TrialRecord], metric: str) -> Point:
@@ -190,20 +312,35 @@ def pruning_of(plans: Sequence[StagePlan]) -> Pruning | None:
 
     Each trial is tagged with the round its point was sampled in (rounds are ``batch`` points,
     numbered in sampling order) and its seed and fold, which say whom it is compared with
-    (see :mod:`trainlab.pruning`)."""
+    (see :mod:`trainlab.pruning`). Each tuned variant's every repeat is a search of its own, so a
+    point is only ever judged against points of the same variant; the variant as listed (the
+    first point of its searches) is never pruned."""
     searches = []
     for p in plans:
-        search = p.stage.search
-        if search is None or search.prune == "none":
-            continue
-        trials = tuple(
-            SearchTrial(h, int(v.params["search"]) // search.batch, group)
-            for v in p.variants
-            for h, group in trial_groups(v, p.seeds)
-        )
         maximize = mode_for(p.metric) == "max"
-        searches.append(PrunedSearch(p.stage.name, search.prune, search.prune_warmup, p.metric, maximize, trials))
+        if p.stage.tune is not None and p.stage.tune.search.prune != "none":
+            search = p.stage.tune.search
+            first = int(p.stage.tune.defaults)
+            for t in p.tuned:
+                for repeat, points in enumerate(t.searches):
+                    trials = _search_trials(points[first:], p.seeds, search.batch, first)
+                    name = f"{p.stage.name}/{t.label}/{repeat}"
+                    searches.append(PrunedSearch(name, search.prune, search.prune_warmup, p.metric, maximize, trials))
+        search = p.stage.search
+        if search is not None and search.prune != "none":
+            trials = _search_trials(p.variants, p.seeds, search.batch, 0)
+            searches.append(PrunedSearch(p.stage.name, search.prune, search.prune_warmup, p.metric, maximize, trials))
     return Pruning(tuple(searches)) if searches else None
+
+
+def _search_trials(points: Sequence[Variant], seeds: Sequence[int], batch: int, first: int) -> tuple[SearchTrial, ...]:
+    """The trials of a search's sampled points, each with its round (``first`` is the number of
+    the first sampled point) and its seed and fold."""
+    return tuple(
+        SearchTrial(h, (int(v.params["search"]) - first) // batch, group)
+        for v in points
+        for h, group in trial_groups(v, seeds)
+    )
 
 
 def trial_groups(variant: Variant, seeds: Sequence[int]) -> list[tuple[str, str]]:

@@ -169,13 +169,21 @@ class StudyFigures:
         )
 
     def _budget(self) -> Figure | Skip:
-        curves = [
-            (f"stage {view['stage']}" if view.get("stage") is not None else self.study, view["search"]["budget"])
-            for _, view in stage_views(self.report)
-            if (view.get("search") or {}).get("budget")
-        ]
+        curves = []
+        for _, view in stage_views(self.report):
+            name = f"stage {view['stage']}" if view.get("stage") else self.study
+            if (view.get("search") or {}).get("budget"):
+                curves.append((name, view["search"]["budget"]))
+            for tuned in (view.get("tune") or {}).get("variants", []):
+                if tuned["budget"]:
+                    curves.append(
+                        (f"{tuned['label']}" if not view.get("stage") else f"{name}: {tuned['label']}", tuned["budget"])
+                    )
         if not curves:
-            return Skip("budget curves are drawn for searches, and this has none with a finished point", applies=False)
+            return Skip(
+                "budget curves are drawn for searches and tuned variants, and this has none with a finished point",
+                applies=False,
+            )
         return plots.budget_curves(curves)
 
     # --- trial figures ---

@@ -150,11 +150,15 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
     sections = []
     for stage_plan in orchestrate.resolve(study, store):
         groups = {}
-        for v in stage_plan.variants:
+        shown = stage_plan.variants if stage_plan.stage.tune is None else stage_plan.choices()
+        names = {t.chosen.label: t.variant.label for t in stage_plan.tuned if t.chosen is not None}
+        for v in shown:
             found = [records[h] for h in orchestrate.variant_hashes(v, stage_plan.seeds) if h in records]
             if found:
-                groups[v.label] = found
+                groups[names.get(v.label, v.label)] = found
         section = _section(store, groups, options)
+        if stage_plan.stage.tune is not None:
+            section["tune"] = _tune_block(store, stage_plan, records, section)
         stage = stage_plan.stage
         section.update(
             {
@@ -186,7 +190,11 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
     for section in sections:
         for v in section["variants"]:
             v["stage"] = section["stage"]
-    counts = count_trials([(s["stage"], s["variants"]) for s in sections])
+    counts = count_trials([(s["stage"], s.get("points", s["variants"])) for s in sections])
+    for section in sections:
+        if section.pop("points", None) is not None:
+            for v in section["variants"]:
+                v.setdefault("reused_from", None)
     variants = [v for s in sections for v in s["variants"]]
     report = {
         "format": FORMAT,
@@ -200,6 +208,42 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
     if "target" in last:
         report["target"] = last["target"]
     return report
+
+
+def _tune_block(store: Store, plan: Any, records: Mapping[str, TrialRecord], section: dict[str, Any]) -> dict[str, Any]:
+    """A tuned stage's ``tune`` block: each variant's tuning (:mod:`trainlab.report.tuning`) from
+    the rows of every point it trained. Leaves every point's rows in ``section["points"]`` for
+    the study's trial count, which counts each trial once."""
+    from trainlab import orchestrate
+    from trainlab.report.tuning import variant_tuning
+
+    tune = plan.stage.tune
+    metric, mode = section["selection"]["metric"], section["selection"]["mode"]
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(v: Any) -> dict[str, Any] | None:
+        if v.label not in rows:
+            found = [records[h] for h in orchestrate.variant_hashes(v, plan.seeds) if h in records]
+            if not found:
+                return None
+            rows[v.label] = _variant(v.label, found, section["task"], None, metric)
+        return rows[v.label]
+
+    variants = []
+    for t in plan.tuned:
+        searches = [[r for r in map(row, points) if r is not None] for points in t.searches]
+        bests = [None if b is None else b[1] for b in t.bests]
+        chosen = row(t.chosen) if t.chosen is not None else None
+        variants.append(variant_tuning(t.variant.label, tune, t.entry, searches, bests, chosen, metric, mode))
+    section["points"] = list(rows.values())
+    return {
+        "sampler": tune.search.sampler,
+        "trials": tune.search.trials,
+        "repeats": tune.repeats,
+        "defaults": tune.defaults,
+        "prune": tune.search.prune,
+        "variants": variants,
+    }
 
 
 def search_outcomes(points: Iterable[Sequence[TrialRecord]]) -> dict[str, Any]:
@@ -633,8 +677,22 @@ def notes(report: Mapping[str, Any]) -> list[str]:
     budget = (report.get("search") or {}).get("budget")
     if budget and budget["at"]:
         out.append(budget_text(budget))
+    if report.get("tune"):
+        from trainlab.report.tuning import tune_text
+
+        out += tune_text(report["tune"], sel["metric"])
     if report.get("trials"):
         out.append(trials_text(report["trials"]))
+    return out
+
+
+def _tune_columns(section: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """A tuned stage's CSV columns by variant label: the tuned values (a dict of key paths) and
+    the median, minimum and maximum of the repeated searches' bests."""
+    out = {}
+    for v in (section.get("tune") or {}).get("variants", []):
+        spread = v["study_spread"] or {}
+        out[v["label"]] = [v["values"], spread.get("median"), spread.get("min"), spread.get("max")]
     return out
 
 
@@ -715,7 +773,7 @@ def _render_one(report: Mapping[str, Any], fmt: str) -> str:
 
 def stage_heading(section: Mapping[str, Any]) -> str:
     """One line saying what a stage is and which choice it started from."""
-    text = f"stage {section['stage']}"
+    text = f"stage {section['stage']}" if section["stage"] else "the study"
     if section.get("description"):
         text += f": {section['description']}"
     if section.get("from"):
@@ -735,6 +793,10 @@ def stage_heading(section: Mapping[str, Any]) -> str:
                 f": {search['pruned']} of {search['finished']} finished points pruned ({search['pruned_share']:.0%})"
             )
         text += "]"
+    tune = section.get("tune")
+    if tune:
+        repeats = f", {tune['repeats']} searches each" if tune["repeats"] > 1 else ""
+        text += f" [each variant tuned: {tune['sampler']}, {tune['trials']} points{repeats}, pruning {tune['prune']}]"
     return text
 
 
@@ -746,10 +808,12 @@ def csv_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     if report.get("stages"):
         header: list[str] = []
         out: list[list[Any]] = []
+        tuned = any(s.get("tune") for s in report["stages"])
         for section in (s for s in report["stages"] if s["variants"]):
             head, rows = csv_rows({**report, **section, "stages": None, "trials": None})
-            header = ["stage", *head]
-            out += [[section["stage"], *row] for row in rows]
+            header = ["stage", *head] + (["tuned", "study_median", "study_min", "study_max"] if tuned else [])
+            extra = _tune_columns(section) if tuned else {}
+            out += [[section["stage"], *row, *extra.get(row[0], [None] * 4)] for row in rows]
         return header, out
     cols = [c for c in _columns(report) if c.key is not None]
     show_all = report["selection"]["test_shown"] == "all"

@@ -10,8 +10,9 @@ nearest match. A trial is identified by :func:`~trainlab.trial.trial_hash` of it
 resolved spec and seed, which is what resuming matches on.
 
 Modules, each with one job: ``study`` (reading a file into a :class:`Study`), ``stages`` (one
-stage table checked), ``space`` (a ``[search]`` table and its space), ``keypaths`` (key paths
-and how overrides merge onto a base), ``variants`` (a stage's variants built and resolved),
+stage table checked), ``space`` (a ``[search]`` table and its space), ``tune`` (a stage's
+``tune`` table), ``keypaths`` (key paths and how overrides merge onto a base), ``variants`` (a
+stage's variants built and resolved),
 ``resolve`` (one trial's tables resolved; ``[data]`` through :mod:`trainlab.data.params`),
 ``records`` (the frozen records), ``sections`` (the file's sections and the shared shape checks).
 This face re-exports the names the rest of trainlab uses.
@@ -22,6 +23,7 @@ from trainlab.spec.records import Stage, Trial, Variant
 from trainlab.spec.resolve import dataset_info, fold_specs, monitorable, resolve_train, resolve_trial
 from trainlab.spec.space import Dimension, SearchSpec
 from trainlab.spec.study import Study, from_dict, load, parse
+from trainlab.spec.tune import TuneSpec
 from trainlab.spec.variants import base_of, expand, search_variant
 from trainlab.trial import canonical_json
 
@@ -31,6 +33,7 @@ __all__ = [
     "Stage",
     "Study",
     "Trial",
+    "TuneSpec",
     "Variant",
     "base_of",
     "canonical_json",

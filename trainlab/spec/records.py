@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainlab.spec.space import SearchSpec
+from trainlab.spec.tune import TuneSpec
 from trainlab.trial import TrialSpec
 
 
@@ -68,3 +69,5 @@ class Stage:
     where: str
     smoke: bool = False
     """Whether every variant is shrunk to a smoke run (see :data:`~trainlab.spec.sections.SMOKE`)."""
+    tune: TuneSpec | None = None
+    """Each listed variant tuned by a search of its own (see :mod:`trainlab.spec.tune`)."""

@@ -16,7 +16,7 @@ from typing import Any
 from trainlab.errors import SpecError
 from trainlab.registry import join
 
-TOP_KEYS = ("study", "data", "model", "optimizer", "train", "compare", "grid", "search", "stage")
+TOP_KEYS = ("study", "data", "model", "optimizer", "train", "compare", "grid", "search", "tune", "stage")
 TRIAL_KEYS = ("data", "model", "optimizer", "train")
 SMOKE = {"train_limit": 1024, "val_limit": 512, "test_limit": 512, "epochs": 2, "folds": 2, "search_trials": 3}
 """How ``[study] smoke = true`` (``trainlab run --smoke``) shrinks a study: every code path, little work."""

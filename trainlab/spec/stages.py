@@ -20,9 +20,10 @@ from trainlab.spec.keypaths import is_key_path, parse_path, point_key
 from trainlab.spec.records import CompareEntry, Stage
 from trainlab.spec.sections import SMOKE, TOP_KEYS, TRIAL_KEYS, as_table, check_seeds
 from trainlab.spec.space import SearchSpec, parse_search
+from trainlab.spec.tune import TuneSpec, parse_tune
 
-STAGE_KEYS = ("name", "description", "from", "select", "seeds", "edit", "compare", "grid", "search")
-VARIATION_KEYS = ("compare", "grid", "search")
+STAGE_KEYS = ("name", "description", "from", "select", "seeds", "edit", "compare", "grid", "search", "tune")
+VARIATION_KEYS = ("compare", "grid", "search", "tune")
 """The keys of a stage a plain study writes at its top level."""
 MAX_VARIANTS = 10_000
 MAX_TRIALS = 100_000
@@ -45,7 +46,8 @@ def parse_stage(table: dict[str, Any], where: str, earlier: Sequence[Stage], smo
     grid = _grid(table.get("grid", {}), join(where, "grid"))
     _check_size(entries, grid, len(seeds) if seeds else study_seeds, where)
     search = _search(table, where, smoke, listed=bool(entries or grid))
-    return Stage(name, description, source, select, seeds, edit, entries, grid, search, where, smoke)
+    tune = _tune(table, where, smoke, entries, searched=search is not None)
+    return Stage(name, description, source, select, seeds, edit, entries, grid, search, where, smoke, tune)
 
 
 def _check_keys(table: Mapping[str, Any], where: str) -> None:
@@ -168,3 +170,26 @@ def _search(table: Mapping[str, Any], where: str, smoke: bool, *, listed: bool) 
             path=join(where, "search"),
         )
     return search
+
+
+def _tune(
+    table: Mapping[str, Any], where: str, smoke: bool, entries: Sequence[CompareEntry], *, searched: bool
+) -> TuneSpec | None:
+    """The stage's ``tune``, if any (a few points and at most two repeats in a smoke run); not
+    beside a ``[search]``, which samples variants rather than tuning listed ones."""
+    if "tune" not in table:
+        return None
+    if searched:
+        raise SpecError(
+            "a stage either samples variants ([search]) or tunes the variants it lists (tune), not both",
+            path=join(where, "tune"),
+        )
+    tune = parse_tune(table["tune"], join(where, "tune"), [e.label for e in entries] or ["base"])
+    if smoke:
+        trials = min(tune.search.trials, SMOKE["search_trials"])
+        tune = replace(
+            tune,
+            search=replace(tune.search, trials=trials, batch=min(tune.search.batch, trials)),
+            repeats=min(tune.repeats, 2),
+        )
+    return tune

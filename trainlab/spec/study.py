@@ -64,8 +64,8 @@ class Study:
 
     @property
     def dynamic(self) -> bool:
-        """Whether some variants depend on results: later stages or a search."""
-        return self.staged or any(stage.search is not None for stage in self.stages)
+        """Whether some variants depend on results: later stages, a search or tuning."""
+        return self.staged or any(stage.search is not None or stage.tune is not None for stage in self.stages)
 
     def trials(self) -> list[Trial]:
         """Every variant with every seed (and every fold of a k-fold split), in a stable order."""
@@ -163,7 +163,7 @@ def from_dict(
     stages = _stages(raw, head["smoke"], len(seeds))
     staged = len(stages) > 1
     first = stages[0]
-    variants = expand(first, base, staged=staged) if first.search is None else []
+    variants = expand(first, base, staged=staged) if first.search is None and first.tune is None else []
     check_later_stages(stages, base, variants, staged)
     head_out = {**head, "name": name, "seeds": list(seeds)}
     if not head["smoke"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from trainlab import edits, models
@@ -34,8 +35,16 @@ def expand(
 ) -> list[Variant]:
     """The variants of a stage that lists them: every compare entry at every grid point, built
     on ``base`` (the study's trial tables, or the spec an earlier stage chose)."""
+    return [v for _, v in expand_entries(stage, base, staged=staged, params=params)]
+
+
+def expand_entries(
+    stage: Stage, base: Mapping[str, Any], *, staged: bool, params: Mapping[str, Any] | None = None
+) -> list[tuple[str, Variant]]:
+    """:func:`expand`'s variants, each with the label of the compare entry it comes from
+    (``base`` where the stage lists none)."""
     entries = stage.entries or (CompareEntry("base", {}, {}, stage.where),)
-    variants: list[Variant] = []
+    variants: list[tuple[str, Variant]] = []
     seen: dict[str, str] = {}
     many = bool(stage.entries) or bool(stage.grid)
     for entry in entries:
@@ -60,7 +69,7 @@ def expand(
                     path=entry.where or join(stage.where, "grid"),
                 )
             seen[key] = variant.label
-            variants.append(variant)
+            variants.append((entry.label, variant))
     return variants
 
 
@@ -211,6 +220,32 @@ def search_variant(
     return build(stage, base, {}, point, {}, label, staged=staged, params={"search": number})
 
 
+def tune_label(stage: Stage, variant: Variant, *, staged: bool) -> str:
+    """The label of a tuned variant without its stage's prefix: what its points' labels start with."""
+    prefix = f"{stage.name}: "
+    return variant.label[len(prefix) :] if staged and variant.label.startswith(prefix) else variant.label
+
+
+def tune_defaults(stage: Stage, variant: Variant, *, staged: bool) -> Variant:
+    """The first point of a tuned variant's searches: the variant as listed, shared by every repeat."""
+    name = tune_label(stage, variant, staged=staged)
+    label = f"{stage.name}: {name} (as listed)" if staged else f"{name} (as listed)"
+    return replace(variant, label=label, params={**variant.params, "tune": name, "repeat": 0, "search": 0})
+
+
+def tune_variant(
+    stage: Stage, variant: Variant, repeat: int, number: int, point: Mapping[str, Any], *, staged: bool, repeats: int
+) -> Variant:
+    """Point ``number`` of repeat ``repeat`` of the search that tunes ``variant`` (a listed one):
+    the variant's resolved spec with the point's key paths set. The stage's edits are already in it."""
+    name = tune_label(stage, variant, staged=staged)
+    where = f"r{repeat + 1} " if repeats > 1 else ""
+    values = " ".join(f"{_short(k)}={_fmt(v, digits=3)}" for k, v in point.items())
+    label = f"{name} ({where}#{number + 1:02d} {values})"
+    meta = {**variant.params, "tune": name, "repeat": repeat, "search": number}
+    return build(replace(stage, edit={}), base_of(variant.spec), {}, point, {}, label, staged=staged, params=meta)
+
+
 def base_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The trial tables of a resolved spec, as the base of a later stage."""
     return {key: copy.deepcopy(spec[key]) for key in TRIAL_KEYS}
@@ -247,7 +282,15 @@ def stage_candidates(
 
 
 def _variants_on(stage: Stage, base: Mapping[str, Any], staged: bool) -> list[Variant]:
-    """A stage's variants on one base: those it lists, or a search's extremes."""
+    """A stage's variants on one base: those it lists, or a search's extremes. A tuned stage's
+    listed variants are each checked at the extremes of its own search space too."""
+    if stage.tune is not None:
+        listed = expand_entries(stage, base, staged=staged)
+        for entry, variant in listed:
+            search = stage.tune.search_for(entry, 0)
+            for i, point in enumerate(extremes(search)):
+                tune_variant(stage, variant, 0, i + 1, point, staged=staged, repeats=1)
+        return [v for _, v in listed]
     if stage.search is None:
         return expand(stage, base, staged=staged)
     return [search_variant(stage, base, i, p, staged=staged) for i, p in enumerate(extremes(stage.search))]

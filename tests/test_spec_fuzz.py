@@ -235,9 +235,50 @@ SEARCHED = {
 }
 """A staged study whose second stage is a QMC search over every kind of dimension, so that edits
 reach the sampler, the budget and the space."""
+TUNED = {
+    "study": {"name": "tuned", "seeds": 2},
+    "data": {"name": "npz", "path": "tiny.npz", "split": {"kind": "first", "validation": 20}},
+    "model": {
+        "layers": [
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 8, "activation": "relu"},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ]
+    },
+    "train": {"epochs": 2, "batch_size": 8},
+    "stage": [
+        {"name": "width", "grid": {"model.layers[1].units": [4, 8]}},
+        {
+            "name": "optimizers",
+            "from": "width",
+            "compare": [
+                {"label": "sgd", "optimizer": "sgd"},
+                {"label": "momentum", "optimizer": {"name": "sgd", "momentum": 0.9}},
+                {"label": "adam", "optimizer": "adam"},
+            ],
+            "tune": {
+                "trials": 4,
+                "repeats": 2,
+                "seed": 1,
+                "prune": "median",
+                "space": {"optimizer.learning_rate": {"log_uniform": [1e-4, 1.0]}},
+                "extra": {
+                    "momentum": {"optimizer.momentum": {"uniform": [0.0, 0.99]}},
+                    "adam": {
+                        "optimizer.beta_1": {"uniform": [0.5, 0.99]},
+                        "optimizer.epsilon": {"log_uniform": [1e-10, 1e-2]},
+                    },
+                },
+            },
+        },
+    ],
+}
+"""A staged study whose second stage tunes three optimizers, each with the common space and its
+own extra dimensions, so that edits reach the budget, the repeats and the conditional spaces."""
 BASES = {
     "cnn": CNN,
     "searched": SEARCHED,
+    "tuned": TUNED,
     "regression": REGRESSION,
     "npz": NPZ,
     "own_model": OWN_MODEL,

@@ -274,7 +274,7 @@ def _tune(
             bests.append(stage_choice(finished, study, records, plan.metric))
             complete = complete and done
         all_points += [p for points in searches for p in points]
-        plan.tuned.append(Tuned(name, entry, variant, searches, bests, _median_best(bests, plan.metric), complete))
+        plan.tuned.append(Tuned(name, entry, variant, searches, bests, median_best(bests, plan.metric), complete))
     plan.variants = _unique(all_points)
     plan.complete = all(t.complete for t in plan.tuned)
 
@@ -283,7 +283,7 @@ def _finished(variant: Variant, study: Study, records: Mapping[str, TrialRecord]
     return all(h in records and records[h].status in FINISHED_STATUSES for h in variant_hashes(variant, study.seeds))
 
 
-def _median_best(bests: Sequence[tuple[Variant, float] | None], metric: str) -> Variant | None:
+def median_best(bests: Sequence[tuple[Variant, float] | None], metric: str) -> Variant | None:
     """The best point of the repeat whose best is the median of the repeats' (the worse middle one
     for an even count); None before any repeat has a finished point."""
     found = [b for b in bests if b is not None]

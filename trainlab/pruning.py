@@ -58,7 +58,9 @@ class SearchTrial:
 @dataclass(frozen=True)
 class PrunedSearch:
     """A search stage that prunes: its rule (``median`` or ``successive_halving``), warm-up epochs,
-    the metric judged and whether higher is better, and its trials."""
+    the metric judged and whether higher is better, and its trials. ``stage`` names the search:
+    its stage's name, or ``STAGE/VARIANT/REPEAT`` for one search of a tuned stage (each tuned
+    variant's search prunes on its own, so a point is only judged against its own variant's)."""
 
     stage: str
     kind: str

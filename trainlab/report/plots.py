@@ -28,6 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from trainlab.report.budget import SOURCES
+
 History = Sequence[Mapping[str, float | None]]
 """One trial's epochs, each a dict of Keras-named metrics."""
 Histories = Mapping[str, Sequence[History]]
@@ -437,7 +439,8 @@ def budget_curves(curves: Sequence[tuple[str, Mapping[str, Any]]]) -> Figure:
         ax.set_ylabel(f"expected best {_label(metric)}")
         ax.legend(loc="lower right" if curves[0][1]["mode"] == "max" else "upper right")
         confidence = curves[0][1]["confidence"]
-        fig.suptitle(f"Budget curves: expected best of n points (Dodge et al. 2019), {confidence:.0%} bootstrap band")
+        source = SOURCES[curves[0][1]["estimator"]]
+        fig.suptitle(f"Budget curves: expected best of n points ({source}), {confidence:.0%} bootstrap band")
     return fig
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,40 @@ def test_dodge_falls_short_of_the_unbiased_estimate_by_the_amount_computed_by_ha
     unbiased = expected_best([0.2, 0.5, 0.9])
     dodge = expected_best([0.2, 0.5, 0.9], estimator="dodge")
     assert [u - d for u, d in zip(unbiased, dodge, strict=True)] == pytest.approx([0.0, 0.7 / 9, 3.5 / 27])
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_dodge_never_exceeds_the_unbiased_estimate_and_is_lower_from_two_points(maximize: bool) -> None:
+    """Drawn without replacement, the best of n is at most the k-th worst with chance
+    C(k, n) / C(N, n) = prod_j (k - j) / (N - j), below (k/N)^n with replacement for 0 < k < N
+    and n >= 2: the unbiased estimate's best is the larger, strictly so unless all scores tie."""
+    rng = np.random.default_rng(7)
+    for count in (2, 3, 5, 9, 17):
+        scores = list(rng.choice([0.1, 0.35, 0.5, 0.8, 0.95], size=count))
+        if len(set(scores)) == 1:
+            scores[0] = 0.2
+        unbiased = expected_best(scores, maximize)
+        dodge = expected_best(scores, maximize, estimator="dodge")
+        gain = [u - d if maximize else d - u for u, d in zip(unbiased, dodge, strict=True)]
+        assert gain[0] == pytest.approx(0.0, abs=1e-12) and all(g > 1e-12 for g in gain[1:]), scores
+    assert expected_best([0.4] * 5, estimator="dodge") == pytest.approx(expected_best([0.4] * 5))
+
+
+def test_the_example_of_the_reports_page() -> None:
+    """docs/REPORTS.md, "Budget curves": five points scoring 0.45, 0.6, 0.7, 0.72 and 0.88."""
+    from trainlab.report.tables import budget_text
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "REPORTS.md").read_text()
+    variants = [point("done", v) for v in (0.45, 0.6, 0.7, 0.72, 0.88)]
+    unbiased = budget_curve(variants, "val_accuracy", "max")
+    dodge = budget_curve(variants, "val_accuracy", "max", "dodge")
+    assert unbiased is not None and dodge is not None
+    note = budget_text(unbiased).split(": the expected best")[0]
+    assert f"the note reads `{note}`" in " ".join(page.split())
+    # By hand: the best of 4 of the 5 is 0.88 in the 4 subsets that hold it, 0.72 in the other one.
+    assert unbiased["at"][1]["expected_best"] == pytest.approx(0.72 / 5 + 0.88 * 4 / 5) == 0.848
+    assert "4-point value is 0.72 · 1/5 + 0.88 · 4/5 = 0.848" in page
+    assert f"it gives {dodge['at'][1]['expected_best']:.4f} at 4 points" in " ".join(page.split())
 
 
 def test_dodge_expected_best_of_three_by_hand() -> None:

@@ -262,6 +262,8 @@ def test_the_figure_draws_each_search_with_its_band() -> None:
     dodge = budget_curve([point("done", v) for v in (0.3, 0.35, 0.6)], "val_accuracy", "max", "dodge")
     assert dodge is not None
     assert "(Dodge et al. 2019: with replacement)" in budget_curves([("stage slow", dodge)]).get_suptitle()
+    both = budget_curves([("stage fast", fast), ("stage slow", dodge)]).get_suptitle()
+    assert "(Tang et al. 2020: without replacement / Dodge et al. 2019: with replacement)" in both
 
 
 def test_the_note_gives_the_budgets_and_the_points_counted_as_the_worst() -> None:

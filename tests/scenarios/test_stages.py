@@ -18,6 +18,7 @@ from trainlab.pruning import Pruning
 from trainlab.report import render, study_report
 from trainlab.report.figures import StudyFigures
 from trainlab.report.html import render_html
+from trainlab.report.tables import Options
 from trainlab.search import Point, propose, qmc_points
 from trainlab.store import Store
 
@@ -260,15 +261,25 @@ def test_a_qmc_search_resumed_between_rounds_trains_the_points_of_one_sequence(t
     assert sampled == qmc_points(search, 0, 5)
     block = report["stages"][0]["search"]
     assert block["sampler"] == "qmc"
-    # The budget curve at 1 and 4 points, from every ordered draw of that many of the five scores.
+    # The budget curve at 1 and 4 points, from every subset of that many of the five scores
+    # (Tang et al.'s unbiased estimator, the default); Dodge et al.'s from every ordered draw.
     scores = [v["val_accuracy"]["mean"] for v in report["stages"][0]["variants"]]
     budget = block["budget"]
-    assert budget["points"] == 5 and [a["n"] for a in budget["at"]] == [1, 4]
+    assert budget["points"] == 5 and [a["n"] for a in budget["at"]] == [1, 4] and budget["estimator"] == "unbiased"
     for at in budget["at"]:
+        subsets = list(itertools.combinations(scores, at["n"]))
+        assert at["expected_best"] == pytest.approx(sum(map(max, subsets)) / len(subsets))
+        assert at["band"][0] <= at["expected_best"] <= at["band"][1]
+    assert budget["expected_best"][-1] == max(scores)
+    assert "Best at 1 / 4 points: " in render(report, "table")
+    with Store.open(tmp_path / "a.db") as store:
+        dodge = study_report(store, "staged", Options(budget_estimator="dodge"))["stages"][0]["search"]["budget"]
+        with pytest.raises(TrainlabError, match="budget_estimator: unknown estimator 'tang'; allowed: unbiased, dodge"):
+            study_report(store, "staged", Options(budget_estimator="tang"))
+    assert dodge["estimator"] == "dodge"
+    for at in dodge["at"]:
         draws = list(itertools.product(scores, repeat=at["n"]))
         assert at["expected_best"] == pytest.approx(sum(map(max, draws)) / len(draws))
-        assert at["band"][0] <= at["expected_best"] <= at["band"][1]
-    assert "Best at 1 / 4 points: " in render(report, "table")
     with Store.open(tmp_path / "a.db") as store:
         made = StudyFigures(store, "staged").make("budget")
         page = render_html(store, "staged", trial_figures=False)

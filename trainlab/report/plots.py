@@ -28,6 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from trainlab.report.budget import SOURCES
+
 History = Sequence[Mapping[str, float | None]]
 """One trial's epochs, each a dict of Keras-named metrics."""
 Histories = Mapping[str, Sequence[History]]
@@ -420,7 +422,7 @@ def budget_curves(curves: Sequence[tuple[str, Mapping[str, Any]]]) -> Figure:
     """Each search's expected best validation score against the number of points sampled
     (``n = 1 .. N``, a log axis), with its bootstrap band: ``curves`` are (search name, the
     report's ``budget`` block). Where the curves of two searches cross, their ranking depends
-    on the budget."""
+    on the budget. The title names the estimator of each curve (each distinct one once)."""
     colors = palette([name for name, _ in curves])
     metric = curves[0][1]["metric"]
     with style():
@@ -437,7 +439,8 @@ def budget_curves(curves: Sequence[tuple[str, Mapping[str, Any]]]) -> Figure:
         ax.set_ylabel(f"expected best {_label(metric)}")
         ax.legend(loc="lower right" if curves[0][1]["mode"] == "max" else "upper right")
         confidence = curves[0][1]["confidence"]
-        fig.suptitle(f"Budget curves: expected best of n points (Dodge et al. 2019), {confidence:.0%} bootstrap band")
+        source = " / ".join(dict.fromkeys(SOURCES[budget["estimator"]] for _, budget in curves))
+        fig.suptitle(f"Budget curves: expected best of n points ({source}), {confidence:.0%} bootstrap band")
     return fig
 
 

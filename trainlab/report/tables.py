@@ -28,7 +28,7 @@ from trainlab import selection
 from trainlab.errors import TrainlabError
 from trainlab.jsonio import finite
 from trainlab.report import stats
-from trainlab.report.budget import budget_curve
+from trainlab.report.budget import ESTIMATOR, SOURCES, budget_curve, check_estimator
 from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
 
 FORMAT = "trainlab-report/1"
@@ -44,12 +44,15 @@ class Options:
     of ``target_metric`` (default ``val_accuracy``, or ``val_loss`` for regression) whose first
     reaching, in epochs and seconds, is reported per variant. ``correction``: how "vs best" p-values
     are corrected for the number of comparisons, one of :data:`stats.CORRECTIONS`.
+    ``budget_estimator``: the estimator of a search's budget curve, one of
+    :data:`trainlab.report.budget.ESTIMATORS` (Tang et al. 2020's unbiased one by default).
     """
 
     all_test: bool = False
     target: float | None = None
     target_metric: str | None = None
     correction: str = "holm"
+    budget_estimator: str = ESTIMATOR
 
 
 def _stat(values: Sequence[float | None]) -> dict[str, Any]:
@@ -84,6 +87,7 @@ def study_report(store: Store, name: str, options: Options | None = None) -> dic
     options = options or Options()
     if options.correction not in stats.CORRECTIONS:
         raise TrainlabError(f"unknown correction {options.correction!r}; allowed: {', '.join(stats.CORRECTIONS)}")
+    check_estimator(options.budget_estimator, "budget_estimator")
     record = store.study(name)
     if record is None:
         known = ", ".join(s.name for s in store.studies()) or "none yet"
@@ -179,7 +183,10 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
                     "prune": stage.search.prune,
                     **search_outcomes(groups.values()),
                     "budget": budget_curve(
-                        section["variants"], section["selection"]["metric"], section["selection"]["mode"]
+                        section["variants"],
+                        section["selection"]["metric"],
+                        section["selection"]["mode"],
+                        options.budget_estimator,
                     ),
                 },
             }
@@ -698,14 +705,14 @@ def _tune_columns(section: Mapping[str, Any]) -> dict[str, list[Any]]:
 
 def budget_text(budget: Mapping[str, Any]) -> str:
     """The search's budget curve in one sentence: the expected best at 1, 4 and 16 points (those
-    it has), with their bootstrap bands."""
+    it has), with their bootstrap bands, and the estimator behind them."""
     at = budget["at"]
     values = " / ".join(f"{a['expected_best']:.4f} [{a['band'][0]:.4f}, {a['band'][1]:.4f}]" for a in at)
     worst = f"; {budget['counted_worst']} diverged counted as the worst" if budget["counted_worst"] else ""
     return (
         f"Best at {' / '.join(str(a['n']) for a in at)} points: {values}: the expected best {_short(budget['metric'])} "
         f"of that many points drawn from the search's {budget['points']} finished ones{worst} "
-        f"(Dodge et al. 2019; {budget['confidence']:.0%} bootstrap band)."
+        f"({SOURCES[budget['estimator']]}; {budget['confidence']:.0%} bootstrap band)."
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,20 @@ def test_the_note_gives_the_budgets_and_the_points_counted_as_the_worst() -> Non
     dodge = budget_curve(variants, "val_accuracy", "max", "dodge")
     assert dodge is not None
     assert budget_text(dodge).endswith("(Dodge et al. 2019: with replacement; 95% bootstrap band).")
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_a_point_every_search_holds_starts_the_curve_and_bounds_it(maximize: bool) -> None:
+    """A tuned variant as listed is in every search: the curve is its score at one point, then the
+    mean over every subset of ``n - 1`` drawn points of the best of them and it."""
+    scores, first = [0.2, 0.9, 0.5, 0.7], 0.6
+    best = max if maximize else min
+    curve = expected_best(scores, maximize, first=first)
+    by_subsets = [first] + [
+        statistics.fmean(best([first, *subset]) for subset in itertools.combinations(scores, n - 1))
+        for n in range(2, len(scores) + 2)
+    ]
+    assert curve == pytest.approx(by_subsets)
+    band = bootstrap_band(scores, maximize, first=first)
+    assert len(band) == len(curve) and band[0] == (first, first)
+    assert all((lo >= first) if maximize else (hi <= first) for lo, hi in band)

@@ -203,7 +203,7 @@ def test_the_report_compares_each_variant_at_its_tuned_best(tmp_path: Path) -> N
             seen.update(b[0] for b in repeat_bests)
             assert tuned["study_spread"]["median"] == pytest.approx(statistics.median(b[0] for b in repeat_bests))
             assert (tuned["points"], tuned["finished"], tuned["trials"]) == (7, 7, 21)
-            assert tuned["budget"]["points"] == 6
+            assert tuned["budget"]["points"] == 7 and tuned["budget"]["first"] == tuned["defaults"]
             chosen = next(p for points in t.searches for p in points if p.label == label)
             assert tuned["values"] == {k: v for k, v in chosen.params.items() if k.startswith("optimizer.")}
         assert len(seen) >= 3  # the points differ: the choices above are not decided by ties

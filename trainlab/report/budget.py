@@ -23,6 +23,11 @@ scores ordered worst to best as ``v_(1) .. v_(N)``, each is a weighted sum
 Both are the mean score at ``n = 1`` and rise with ``n``. A reader sees from the curve whether a
 ranking of searches holds at every budget or only at the one spent.
 
+A tuned variant's searches start at the variant as listed (:mod:`trainlab.spec.tune`): that point
+is not drawn but always there, so its curve starts at its score ``d`` (``n = 1``) and goes on as the
+best of ``d`` and ``n - 1`` drawn points, ``sum_i W[i, n - 1] * best(d, v_(i))``: the weights are the
+same, since ``best(d, v)`` keeps the points' order.
+
 The band is a percentile bootstrap over the recorded points: the chosen estimator's curve on
 each of :data:`RESAMPLES` resamples of the ``N`` points, drawn WITH replacement, from a
 generator seeded by :data:`SEED`, so a report is the same on every run. Resampling a full sample
@@ -111,14 +116,27 @@ def _weights(count: int, estimator: str) -> np.ndarray:
     return _unbiased_weights(count) if estimator == "unbiased" else _dodge_weights(count)
 
 
-def expected_best(scores: Sequence[float], maximize: bool = True, estimator: str = ESTIMATOR) -> list[float]:
+def _with_first(ordered: np.ndarray, first: float | None, maximize: bool) -> np.ndarray:
+    """Ordered scores as the best of each and a point that is always there (``first``), if any."""
+    if first is None:
+        return ordered
+    return np.maximum(ordered, first) if maximize else np.minimum(ordered, first)
+
+
+def expected_best(
+    scores: Sequence[float], maximize: bool = True, estimator: str = ESTIMATOR, first: float | None = None
+) -> list[float]:
     """``E[best of n]`` for ``n = 1 .. len(scores)`` (the highest score, or the lowest for a
-    loss, when ``maximize`` is False), by ``estimator``, one of :data:`ESTIMATORS`."""
+    loss, when ``maximize`` is False), by ``estimator``, one of :data:`ESTIMATORS`. With
+    ``first`` (the score of a point every search holds), ``n = 1 .. len(scores) + 1``: ``first``,
+    then the best of it and ``n - 1`` drawn points."""
     values = np.asarray(scores, dtype=np.float64)
     check_estimator(estimator)
+    head = [] if first is None else [float(first)]
     if values.size == 0:
-        return []
-    return [float(x) for x in _worst_to_best(values, maximize) @ _weights(values.size, estimator)]
+        return head
+    ordered = _with_first(_worst_to_best(values, maximize), first, maximize)
+    return head + [float(x) for x in ordered @ _weights(values.size, estimator)]
 
 
 def bootstrap_band(
@@ -129,19 +147,22 @@ def bootstrap_band(
     resamples: int = RESAMPLES,
     confidence: float = CONFIDENCE,
     seed: int = SEED,
+    first: float | None = None,
 ) -> list[tuple[float, float]]:
     """The ``confidence`` percentile band of :func:`expected_best` by ``estimator`` at each
-    ``n``, over ``resamples`` bootstrap resamples of the scores (with replacement)."""
+    ``n``, over ``resamples`` bootstrap resamples of the scores (with replacement). A ``first``
+    point is always there, not resampled: its ``n = 1`` band is its score alone."""
     values = np.asarray(scores, dtype=np.float64)
     check_estimator(estimator)
+    head = [] if first is None else [(float(first), float(first))]
     if values.size == 0:
-        return []
+        return head
     rng = np.random.default_rng(seed)
     samples = values[rng.integers(0, values.size, size=(resamples, values.size))]
-    curves = _worst_to_best(samples, maximize) @ _weights(values.size, estimator)
+    curves = _with_first(_worst_to_best(samples, maximize), first, maximize) @ _weights(values.size, estimator)
     tail = (1 - confidence) / 2
     low, high = np.quantile(curves, [tail, 1 - tail], axis=0)
-    return [(float(a), float(b)) for a, b in zip(low, high, strict=True)]
+    return head + [(float(a), float(b)) for a, b in zip(low, high, strict=True)]
 
 
 def point_scores(variants: Sequence[Mapping[str, Any]], metric: str, maximize: bool) -> tuple[list[float], int]:
@@ -173,27 +194,35 @@ def point_scores(variants: Sequence[Mapping[str, Any]], metric: str, maximize: b
 
 
 def budget_curve(
-    variants: Sequence[Mapping[str, Any]], metric: str, mode: str, estimator: str = ESTIMATOR
+    variants: Sequence[Mapping[str, Any]],
+    metric: str,
+    mode: str,
+    estimator: str = ESTIMATOR,
+    first: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """A search's budget curve by ``estimator`` (one of :data:`ESTIMATORS`) as the report's JSON
-    holds it; None before any point finished."""
+    holds it; None before any point finished. ``first``: the row of a point every search holds
+    (a tuned variant as listed), the curve's first point, when it finished."""
     check_estimator(estimator)
     maximize = mode == "max"
     scores, worst = point_scores(variants, metric, maximize)
-    if not scores:
+    head, _ = point_scores([first] if first is not None else [], metric, maximize)
+    fixed = head[0] if head else None
+    if not scores and fixed is None:
         return None
-    curve = expected_best(scores, maximize, estimator)
-    band = bootstrap_band(scores, maximize, estimator=estimator)
+    curve = expected_best(scores, maximize, estimator, first=fixed)
+    band = bootstrap_band(scores, maximize, estimator=estimator, first=fixed)
     return {
         "metric": metric,
         "mode": mode,
         "estimator": estimator,
-        "points": len(scores),
+        "points": len(curve),
+        "first": fixed,
         "counted_worst": worst,
         "expected_best": curve,
         "band": [list(b) for b in band],
         "confidence": CONFIDENCE,
         "resamples": RESAMPLES,
         "seed": SEED,
-        "at": [{"n": n, "expected_best": curve[n - 1], "band": list(band[n - 1])} for n in BUDGETS if n <= len(scores)],
+        "at": [{"n": n, "expected_best": curve[n - 1], "band": list(band[n - 1])} for n in BUDGETS if n <= len(curve)],
     }

@@ -162,7 +162,7 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
                 groups[names.get(v.label, v.label)] = found
         section = _section(store, groups, options)
         if stage_plan.stage.tune is not None:
-            section["tune"] = _tune_block(store, stage_plan, records, section)
+            section["tune"] = _tune_block(stage_plan, records, section, options)
         stage = stage_plan.stage
         section.update(
             {
@@ -217,7 +217,9 @@ def _staged_report(store: Store, study_id: int, study: Any, header: dict[str, An
     return report
 
 
-def _tune_block(store: Store, plan: Any, records: Mapping[str, TrialRecord], section: dict[str, Any]) -> dict[str, Any]:
+def _tune_block(
+    plan: Any, records: Mapping[str, TrialRecord], section: dict[str, Any], options: Options
+) -> dict[str, Any]:
     """A tuned stage's ``tune`` block: each variant's tuning (:mod:`trainlab.report.tuning`) from
     the rows of every point it trained. Leaves every point's rows in ``section["points"]`` for
     the study's trial count, which counts each trial once."""
@@ -241,7 +243,11 @@ def _tune_block(store: Store, plan: Any, records: Mapping[str, TrialRecord], sec
         searches = [[r for r in map(row, points) if r is not None] for points in t.searches]
         bests = [None if b is None else b[1] for b in t.bests]
         chosen = row(t.chosen) if t.chosen is not None else None
-        variants.append(variant_tuning(t.variant.label, tune, t.entry, searches, bests, chosen, metric, mode))
+        variants.append(
+            variant_tuning(
+                t.variant.label, tune, t.entry, searches, bests, chosen, metric, mode, options.budget_estimator
+            )
+        )
     section["points"] = list(rows.values())
     return {
         "sampler": tune.search.sampler,

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trainlab.report.budget import budget_curve
+from trainlab.report.budget import ESTIMATOR, budget_curve
 from trainlab.spec import Dimension, TuneSpec
 
 EDGE = 0.05
@@ -94,10 +94,12 @@ def variant_tuning(
     chosen: Mapping[str, Any] | None,
     metric: str,
     mode: str,
+    estimator: str = ESTIMATOR,
 ) -> dict[str, Any]:
     """The tuning block of one variant: ``searches`` holds each repeat's point rows (with
     ``defaults``, each starts with the variant as listed: the same row), ``bests`` each repeat's
-    best value, ``chosen`` the row of the point the variant is compared at."""
+    best value, ``chosen`` the row of the point the variant is compared at. The budget curve pools
+    the repeats' sampled points, and starts at the variant as listed where it has one."""
     space = tune.search_for(entry, 0).space
     first = int(tune.defaults)
     defaults = searches[0][0] if first and searches and searches[0] else None
@@ -113,7 +115,9 @@ def variant_tuning(
         "repeat_bests": list(bests),
         "study_spread": study_spread(bests),
         "defaults": None if defaults is None else _mean_best(defaults, metric),
-        "budget": budget_curve([row for rows in searches for row in rows[first:]], metric, mode),
+        "budget": budget_curve(
+            [row for rows in searches for row in rows[first:]], metric, mode, estimator, first=defaults
+        ),
     }
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from trainlab.spec import Study
+from trainlab.spec.tune import describe as tune_summary
 
 CHECK_SHOWN_BASES = 64
 """How many variants of an earlier stage ``check`` resolves a later stage on, to show its settings."""
@@ -23,21 +24,36 @@ def check_lines(study: Study) -> list[str]:
     if not study.dynamic:
         out = [f"study {study.name}: {len(study.variants)} variants x {len(study.seeds)} seeds = {len(trials)} trials"]
     else:
-        out = [
-            f"study {study.name}: {len(study.stages)} stages; later stages and searches are resolved as results come in"
-        ]
+        what = f"{len(study.stages)} stages; later stages and searches" if study.staged else "its search points"
+        out = [f"study {study.name}: {what} are resolved as results come in"]
     candidates = study.candidates(CHECK_SHOWN_BASES) if study.dynamic else {}
     for stage in study.stages:
         if study.staged:
             source = f" (from the best of {stage.source!r})" if stage.source else ""
             out.append(f"stage {stage.name}{source}: {stage.description}".rstrip(": "))
+        if stage.tune is not None:
+            out.append(f"  tune: {tune_summary(stage.tune, stage.entries or ['base'])}")
+            found = {v.label for v in candidates[stage.name]}
+            points = (
+                1 + stage.tune.repeats * stage.tune.sampled()
+                if stage.tune.defaults
+                else stage.tune.repeats * stage.tune.sampled()
+            )
+            seeds = len(stage.seeds or study.seeds)
+            out.append(
+                f"  {len(found)} variants x {points} points x {seeds} seeds = {len(found) * points * seeds} trials"
+                " (folds multiply it)"
+            )
+            for entry in stage.entries or ():
+                space = stage.tune.search_for(entry.label, 0).space
+                out.append(f"    {entry.label}: {', '.join(d.key for d in space)}")
         if stage.search is not None:
             s = stage.search
             out.append(
                 f"  search: {s.sampler}, {s.trials} variants in rounds of {s.batch}, pruning {s.prune}; "
                 f"space: {', '.join(d.key for d in s.space)}"
             )
-        elif stage is study.stages[0]:
+        elif stage is study.stages[0] and stage.tune is None:
             for variant in study.variants:
                 out += variant_lines(variant.label, [variant])
         else:

@@ -226,7 +226,8 @@ def _points(
             continue  # sampled on another base (an earlier choice): not part of this plan
         variants.append(variant)
         points.append(point_of(variant, study, records, metric))
-    if propose_points and len(points) < search.trials and all(p.state != "running" for p in points):
+    # The fixed points are not the sampler's: the first round is sampled while they train.
+    if propose_points and len(points) < search.trials and all(p.state != "running" for p in points[len(fixed) :]):
         count = min(search.batch, search.trials - len(points))
         start = max(found, default=len(fixed) - 1) + 1
         direction = "maximize" if mode_for(metric) == "max" else "minimize"

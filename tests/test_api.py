@@ -309,3 +309,19 @@ def test_the_python_doc_runs_as_written(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "runs.db").exists() and (tmp_path / "reports" / "bands.html").exists()
+
+
+def test_a_tuned_study_runs_from_python_and_its_table_has_the_tuned_values(folder: Path, tmp_path: Path) -> None:
+    tables = tiny_study_tables(epochs=2, seeds=(0,))
+    tables["study"] = {**tables.get("study", {}), "name": "tuned-api"}
+    tables["tune"] = {"trials": 3, "space": {"optimizer.learning_rate": {"log_uniform": [1e-3, 0.3]}}}
+    study = tl.Study.from_dict(tables, folder=folder)
+    result = study.run(store=tmp_path / "t.db", progress=False)
+    report = result.report()
+    block = report["stages"][0]["tune"]
+    assert [v["label"] for v in block["variants"]] == [v["label"] for v in report["variants"]]
+    table = result.table()
+    assert list(table["variant"]) == [v["label"] for v in block["variants"]]
+    for (_, row), tuned in zip(table.iterrows(), block["variants"], strict=True):
+        assert row["tuned"] == tuned["values"] and 1e-3 <= tuned["values"]["optimizer.learning_rate"] <= 0.3
+        assert row["study_median"] == pytest.approx(tuned["repeat_bests"][0])

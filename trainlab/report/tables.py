@@ -245,7 +245,16 @@ def _tune_block(
         chosen = row(t.chosen) if t.chosen is not None else None
         variants.append(
             variant_tuning(
-                t.variant.label, tune, t.entry, searches, bests, chosen, metric, mode, options.budget_estimator
+                t.variant.label,
+                tune,
+                t.entry,
+                searches,
+                bests,
+                chosen,
+                None if t.chosen is None else t.chosen.spec,
+                metric,
+                mode,
+                options.budget_estimator,
             )
         )
     section["points"] = list(rows.values())

@@ -15,12 +15,11 @@ from typing import Any
 
 from trainlab.report.budget import ESTIMATOR, budget_curve
 from trainlab.spec import Dimension, TuneSpec
+from trainlab.spec.keypaths import get_path
 
 EDGE = 0.05
 """A tuned value within this share of its range from a bound (on the dimension's own scale, a
 log one for log ranges) lies at the edge of the space."""
-META = ("tune", "repeat", "search", "stage", "from")
-"""The params of a tuned point that say where it comes from rather than what it sets."""
 
 
 def edges(space: Sequence[Dimension], values: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -77,12 +76,20 @@ def outcomes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def tuned_values(row: Mapping[str, Any] | None, space: Sequence[Dimension]) -> dict[str, Any]:
-    """The values of the search space's keys at a variant's tuned best (the row of that point)."""
-    if row is None:
+def tuned_values(
+    row: Mapping[str, Any] | None, spec: Mapping[str, Any] | None, space: Sequence[Dimension]
+) -> dict[str, Any]:
+    """The values of the search space's keys at a variant's tuned best: read from the point's
+    resolved ``spec`` (so the variant as listed has its values too), an ``edit.`` key from its
+    ``row``'s params."""
+    if row is None or spec is None:
         return {}
-    params = row["params"]
-    return {d.key: params[d.key] for d in space if d.key in params and d.key not in META}
+    out = {}
+    for d in space:
+        value = row["params"].get(d.key) if d.key.startswith("edit.") else get_path(spec, d.key)
+        if value is not None:
+            out[d.key] = value
+    return out
 
 
 def variant_tuning(
@@ -92,19 +99,21 @@ def variant_tuning(
     searches: Sequence[Sequence[Mapping[str, Any]]],
     bests: Sequence[float | None],
     chosen: Mapping[str, Any] | None,
+    chosen_spec: Mapping[str, Any] | None,
     metric: str,
     mode: str,
     estimator: str = ESTIMATOR,
 ) -> dict[str, Any]:
     """The tuning block of one variant: ``searches`` holds each repeat's point rows (with
     ``defaults``, each starts with the variant as listed: the same row), ``bests`` each repeat's
-    best value, ``chosen`` the row of the point the variant is compared at. The budget curve pools
+    best value, ``chosen`` the row of the point the variant is compared at and ``chosen_spec`` its
+    resolved spec. The budget curve pools
     the repeats' sampled points, and starts at the variant as listed where it has one."""
     space = tune.search_for(entry, 0).space
     first = int(tune.defaults)
     defaults = searches[0][0] if first and searches and searches[0] else None
     unique = ([defaults] if defaults is not None else []) + [row for rows in searches for row in rows[first:]]
-    values = tuned_values(chosen, space)
+    values = tuned_values(chosen, chosen_spec, space)
     return {
         "label": label,
         "chosen": chosen["label"] if chosen else None,

@@ -66,6 +66,19 @@ def point_key(key: str, where: str) -> None:
     parse_path(key, where)
 
 
+def get_path(tree: Mapping[str, Any], key: str) -> Any:
+    """The value at a dotted key path in ``tree`` (a resolved spec), or None where there is none."""
+    node: Any = tree
+    for part in parse_path(key, key):
+        if isinstance(part, int) and isinstance(node, list) and -len(node) <= part < len(node):
+            node = node[part]
+        elif isinstance(part, str) and isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
 def set_path(tree: dict[str, Any], key: str, value: Any, where: str) -> None:
     """Set ``value`` at a dotted key path in ``tree``: that one setting, whole; nothing else changes.
 

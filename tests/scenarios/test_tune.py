@@ -216,7 +216,10 @@ def test_the_report_compares_each_variant_at_its_tuned_best(tmp_path: Path) -> N
         assert "(study variance)" in text and "(trial variance)" in text
         assert json.loads(render(report, "json"))["stages"][0]["tune"]["variants"][0]["label"] == "sgd"
         csv_text = render(report, "csv")
-        assert csv_text.splitlines()[0].endswith("tuned,study_median,study_min,study_max")
+        assert csv_text.splitlines()[0].endswith(
+            "tuned,study_median,study_min,study_max,best_at_1,best_at_4,best_at_16"
+        )
+        assert "best at 1 / 4 / 16 points" in text
 
 
 def test_pruning_judges_a_point_only_against_points_of_its_own_variant(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from trainlab import selection
 from trainlab.errors import TrainlabError
 from trainlab.jsonio import finite
 from trainlab.report import stats
-from trainlab.report.budget import ESTIMATOR, SOURCES, budget_curve, check_estimator
+from trainlab.report.budget import BUDGETS, ESTIMATOR, SOURCES, budget_curve, check_estimator
 from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
 
 FORMAT = "trainlab-report/1"
@@ -635,7 +635,19 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         [variant_cell(v), str(v["n"]), *[c.cell(v) for c in cols], _status_note(v["status"])]
         for v in report["variants"]
     ]
+    tune = report.get("tune")
+    if tune:
+        curves = {t["label"]: t["budget"] for t in tune["variants"]}
+        header.insert(-1, "best at " + " / ".join(str(n) for n in BUDGETS) + " points")
+        for row, v in zip(body, report["variants"], strict=True):
+            row.insert(-1, _budget_cell(curves.get(v["label"])))
     return header, body
+
+
+def _budget_cell(budget: Mapping[str, Any] | None) -> str:
+    """A tuned variant's expected best at 1, 4 and 16 points (· where it has fewer)."""
+    at = {a["n"]: a["expected_best"] for a in budget["at"]} if budget else {}
+    return " / ".join(f"{at[n]:.4f}" if n in at else "·" for n in BUDGETS)
 
 
 def variant_cell(v: Mapping[str, Any]) -> str:
@@ -709,12 +721,20 @@ def notes(report: Mapping[str, Any]) -> list[str]:
 
 
 def _tune_columns(section: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """A tuned stage's CSV columns by variant label: the tuned values (a dict of key paths) and
-    the median, minimum and maximum of the repeated searches' bests."""
+    """A tuned stage's CSV columns by variant label: the tuned values (a dict of key paths), the
+    median, minimum and maximum of the repeated searches' bests, and the budget curve at 1, 4 and
+    16 points."""
     out = {}
     for v in (section.get("tune") or {}).get("variants", []):
         spread = v["study_spread"] or {}
-        out[v["label"]] = [v["values"], spread.get("median"), spread.get("min"), spread.get("max")]
+        at = {a["n"]: a["expected_best"] for a in v["budget"]["at"]} if v["budget"] else {}
+        out[v["label"]] = [
+            v["values"],
+            spread.get("median"),
+            spread.get("min"),
+            spread.get("max"),
+            *(at.get(n) for n in BUDGETS),
+        ]
     return out
 
 
@@ -833,9 +853,10 @@ def csv_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
         tuned = any(s.get("tune") for s in report["stages"])
         for section in (s for s in report["stages"] if s["variants"]):
             head, rows = csv_rows({**report, **section, "stages": None, "trials": None})
-            header = ["stage", *head] + (["tuned", "study_median", "study_min", "study_max"] if tuned else [])
+            columns = ["tuned", "study_median", "study_min", "study_max", *(f"best_at_{n}" for n in BUDGETS)]
+            header = ["stage", *head] + (columns if tuned else [])
             extra = _tune_columns(section) if tuned else {}
-            out += [[section["stage"], *row, *extra.get(row[0], [None] * 4)] for row in rows]
+            out += [[section["stage"], *row, *extra.get(row[0], [None] * len(columns))] for row in rows]
         return header, out
     cols = [c for c in _columns(report) if c.key is not None]
     show_all = report["selection"]["test_shown"] == "all"

@@ -183,7 +183,6 @@ def _search(
 
     plan.variants, plan.complete = _points(
         stage.search,
-        {"stage": stage.name} if study.staged else {},
         build,
         [],
         study,
@@ -195,7 +194,6 @@ def _search(
 
 def _points(
     search: SearchSpec,
-    match: Mapping[str, Any],
     build: Callable[[int, Mapping[str, Any]], Variant],
     fixed: Sequence[Variant],
     study: Study,
@@ -203,39 +201,35 @@ def _points(
     propose_points: bool,
     metric: str,
 ) -> tuple[list[Variant], bool]:
-    """One search's points: ``fixed`` ones first (known without sampling), then those sampled so
-    far, found in the store by their ``search`` number and the ``match`` params (and built on this
-    plan's base), and, if asked and none is still running, the next round's. Returns the points
-    and whether the search has all of them."""
-    keys = [d.key for d in search.space]
-    found: dict[int, dict[str, Any]] = {}
-    for t in records.values():
-        number = t.params.get("search")
-        if (
-            isinstance(number, int)
-            and number >= len(fixed)
-            and t.params.get("stage", "") == match.get("stage", "")
-            and all(t.params.get(k) == v for k, v in match.items())
-            and all(k in t.params for k in keys)
-        ):
-            found.setdefault(number, {k: t.params[k] for k in keys})
-    variants, points = list(fixed), [point_of(v, study, records, metric) for v in fixed]
-    for number in sorted(found):
-        variant = build(number, found[number])
-        if variant_hashes(variant, study.seeds)[0] not in records:
-            continue  # sampled on another base (an earlier choice): not part of this plan
-        variants.append(variant)
-        points.append(point_of(variant, study, records, metric))
-    # The fixed points are not the sampler's: the first round is sampled while they train.
-    if propose_points and len(points) < search.trials and all(p.state != "running" for p in points[len(fixed) :]):
-        count = min(search.batch, search.trials - len(points))
-        start = max(found, default=len(fixed) - 1) + 1
-        direction = "maximize" if mode_for(metric) == "max" else "minimize"
-        # The fixed points are not the sampler's: a QMC sequence or a TPE model sees only its own.
-        for i, values in enumerate(propose(search, points[len(fixed) :], count, direction)):
-            variants.append(build(start + i, values))
-            points.append(Point(values))
-    return variants, len(points) >= search.trials
+    """One search's points: ``fixed`` ones first (known without sampling), then its rounds as
+    they were sampled, and, if asked and no sampled point is still running, the next round's.
+    Returns the points and whether the search has all of them.
+
+    The rounds are replayed: round ``r`` is what the sampler proposes from the outcomes of the
+    rounds before it (which had finished when it was sampled), and it belongs to the search where
+    the store holds one of its trials. So a point is found by what it is, not by the labels its
+    trials were first recorded with, and a trial two searches share (the same point of the same
+    space, as a stage tuned over the learning rate alone and one whose space for that variant is
+    the same) counts in both. The fixed points are not the sampler's: a QMC sequence or a TPE
+    model sees only its own, and the first round is sampled while the fixed points train."""
+    direction = "maximize" if mode_for(metric) == "max" else "minimize"
+    variants = list(fixed)
+    sampled: list[Point] = []
+    wanted = search.trials - len(fixed)
+    while len(sampled) < wanted:
+        if any(p.state == "running" for p in sampled):
+            break  # the next round waits for this one's outcomes
+        count = min(search.batch, wanted - len(sampled))
+        start = len(fixed) + len(sampled)
+        proposed = [build(start + i, values) for i, values in enumerate(propose(search, sampled, count, direction))]
+        recorded = any(variant_hashes(v, study.seeds)[0] in records for v in proposed)
+        if not recorded and not propose_points:
+            break
+        variants += proposed
+        sampled += [point_of(v, study, records, metric) for v in proposed]
+        if not recorded:
+            break  # a new round: trained before the next is sampled
+    return variants, len(sampled) >= wanted
 
 
 def _tune(
@@ -265,10 +259,8 @@ def _tune(
             ) -> Variant:
                 return tune_variant(stage, variant, repeat, number, values, staged=staged, repeats=tune.repeats)
 
-            match = {"stage": stage.name} if staged else {}
-            match.update({"tune": name, "repeat": repeat})
             points, done = _points(
-                tune.search_for(entry, repeat), match, build, fixed, study, records, propose_points, plan.metric
+                tune.search_for(entry, repeat), build, fixed, study, records, propose_points, plan.metric
             )
             searches.append(points)
             finished = [p for p in points if _finished(p, study, records)]

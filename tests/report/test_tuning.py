@@ -86,3 +86,20 @@ def test_the_summary_says_which_spread_is_which_and_warns_at_an_edge() -> None:
     assert "best of 2 searches: median 0.8600 [0.8500, 0.8700]" in line
     assert "WARNING: optimizer.learning_rate = 0.9 lies at the high edge" in line
     assert "(trial variance)" in note and "(study variance)" in note
+
+
+def test_no_edge_warning_where_the_variant_as_listed_wins() -> None:
+    """The variant as listed is not a point of the space: Adam's default beta_2 = 0.999 near the
+    top of a [0.5, 0.9999] range says nothing of the range."""
+    from trainlab.report.tuning import variant_tuning
+    from trainlab.spec.tune import parse_tune
+
+    tune = parse_tune({"trials": 2, "space": {"optimizer.beta_2": {"uniform": [0.5, 0.9999]}}}, "tune", ["adam"])
+    spec = {"optimizer": {"name": "adam", "beta_2": 0.999}}
+    listed = {"label": "adam (as listed)", "params": {}, "status": {"done": 1}, "trials": []}
+    sampled = {"label": "adam (#02 beta_2=0.9)", "params": {}, "status": {"done": 1}, "trials": []}
+    won = variant_tuning("adam", tune, "adam", [[listed, sampled]], [0.9], listed, spec, "val_accuracy", "max")
+    assert won["values"] == {"optimizer.beta_2": 0.999} and won["edges"] == []
+    # the same value reached by a sampled point is a warning
+    lost = variant_tuning("adam", tune, "adam", [[listed, sampled]], [0.9], sampled, spec, "val_accuracy", "max")
+    assert [e["bound"] for e in lost["edges"]] == ["high"]

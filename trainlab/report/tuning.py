@@ -119,7 +119,9 @@ def variant_tuning(
         "chosen": chosen["label"] if chosen else None,
         "values": values,
         "space": [d.key for d in space],
-        "edges": edges(space, values),
+        # The variant as listed is not a point of the space: where it wins, its values say
+        # nothing of the space's width.
+        "edges": [] if chosen is not None and chosen is defaults else edges(space, values),
         **outcomes(unique),
         "repeat_bests": list(bests),
         "study_spread": study_spread(bests),

@@ -106,11 +106,23 @@ def load(path: str | Path, *, smoke: bool = False) -> Suite:
     """Read and validate the suite file ``path`` and every study it names; errors name the file
     at fault and the key path. ``smoke``: every study's smoke run (``trainlab run --smoke``)."""
     path = Path(path)
+    return parse(read_text(path), source=str(path), default_name=path.stem, base_dir=path.parent, smoke=smoke)
+
+
+def parse(
+    text: str,
+    *,
+    source: str | None = None,
+    default_name: str = "suite",
+    base_dir: Path | None = None,
+    smoke: bool = False,
+) -> Suite:
+    """Validate suite TOML text (see :func:`load`); the suite's own errors name ``source``, a
+    study's name its study file."""
     try:
-        tables = toml_tables(read_text(path))
-        return from_dict(tables, source=str(path), default_name=path.stem, base_dir=path.parent, smoke=smoke)
+        return from_dict(toml_tables(text), source=source, default_name=default_name, base_dir=base_dir, smoke=smoke)
     except SpecError as exc:
-        raise (exc if exc.file else exc.in_file(str(path))) from None
+        raise (exc.in_file(source) if source and not exc.file else exc) from None
 
 
 def from_dict(

@@ -185,11 +185,11 @@ def _studies(value: Any, folder: Path, smoke: bool) -> list[spec.Study]:
     seen: dict[str, int] = {}
     for i, item in enumerate(value):
         where = f"suite.studies[{i}]"
-        path = (folder / item).resolve()
-        if not path.is_file():
+        if not (folder / item).is_file():
             raise SpecError(
                 f"no such study file: {folder / item} (study paths are relative to the suite file)", path=where
             )
+        path = (folder / item).resolve()
         if str(path) in seen:
             raise SpecError(f"{item!r} is listed twice (first at suite.studies[{seen[str(path)]}])", path=where)
         seen[str(path)] = i

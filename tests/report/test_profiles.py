@@ -58,6 +58,16 @@ def test_the_median_counts_a_failed_seed_as_infinite_time() -> None:
     assert math.isnan(profiles.median_time([]))
 
 
+def test_the_median_best_is_a_value_half_the_seeds_reached() -> None:
+    """Best first: accuracies 0.9, 0.8, 0.7 give 0.8; 0.9, 0.8 give 0.8 (not their mean 0.85, which
+    one seed of two reached); losses 0.1, 0.3 give 0.3."""
+    assert profiles.median_best([0.7, 0.9, 0.8], "max") == 0.8
+    assert profiles.median_best([0.9, 0.8], "max") == 0.8
+    assert profiles.median_best([0.9, 0.8, 0.6, 0.7], "max") == 0.7
+    assert profiles.median_best([0.1, 0.3], "min") == 0.3
+    assert math.isnan(profiles.median_best([], "max"))
+
+
 @pytest.mark.parametrize(
     ("row", "rhos"),
     [

@@ -104,7 +104,7 @@ def test_the_ranking_is_the_one_the_recorded_epochs_give(ran: dict[str, Any]) ->
     for study, metric, maximise in (("wa", "val_accuracy", True), ("wb", "val_loss", False)):
         runs = recorded(store_path, study, metric)
         best = {label: [(max if maximise else min)(v) for v in runs[label]] for label in runs}
-        target = 0.9 if study == "wa" else median(best["slow"])
+        target = 0.9 if study == "wa" else max(best["slow"])  # of two losses, the worse: both seeds reach it
         workload = next(w for w in report["workloads"] if w["name"] == study)
         assert workload["target"] == pytest.approx(target) and workload["metric"] == metric
         for label in labels:

@@ -60,6 +60,18 @@ def median_time(times: Sequence[float]) -> float:
     return float(np.median(np.asarray(times, dtype=np.float64)))
 
 
+def median_best(values: Sequence[float], mode: str) -> float:
+    """A target from a reference variant's per-seed best values: the best value at least half its
+    seeds reached. That is the median for an odd count; for an even count it is the worse of the
+    two middle values (``mode`` ``"max"``: the lower), since their mean, the plain median, is
+    reached by fewer than half the seeds and would make the reference's own median time infinite.
+    NaN without a value."""
+    if not values:
+        return math.nan
+    ordered = sorted(values, reverse=mode == "max")  # best first
+    return float(ordered[len(ordered) // 2])
+
+
 def ratios(times: np.ndarray) -> np.ndarray:
     """``r[s, w] = t[s, w] / min_s' t[s', w]`` for ``times`` of shape (variants, workloads).
 

@@ -126,7 +126,7 @@ def _workload(store: Store, suite: Suite, workload: Workload) -> dict[str, Any]:
         counts[t.status] = counts.get(t.status, 0) + 1
     wanted = set(suite.labels) | {workload.reference}
     runs = [_run(store, t, metric, mode) for t in trials if t.status in RESULTS and t.label in wanted]
-    target, target_from = _target(workload, runs)
+    target, target_from = _target(workload, runs, mode)
     out: dict[str, Any] = {
         "name": workload.name,
         "study": study.name,
@@ -169,14 +169,14 @@ def _run(store: Store, trial: TrialRecord, metric: str, mode: str) -> Run:
     return Run(trial.label, trial.seed, trial.status, history, best)
 
 
-def _target(workload: Workload, runs: Sequence[Run]) -> tuple[float | None, str]:
+def _target(workload: Workload, runs: Sequence[Run], mode: str) -> tuple[float | None, str]:
     """The workload's target and where it came from: ``"suite"`` (the suite file gives it) or
-    ``"reference"`` (the reference variant's median best over its finished seeds; None before
-    any finished)."""
+    ``"reference"`` (the reference variant's median best over its finished seeds, as
+    :func:`profiles.median_best` takes it; None before any finished)."""
     if workload.target is not None:
         return workload.target, "suite"
     best = [r.best for r in runs if r.label == workload.reference and math.isfinite(r.best)]
-    return (float(np.median(best)) if best else None), "reference"
+    return (profiles.median_best(best, mode) if best else None), "reference"
 
 
 # --- rendering ------------------------------------------------------------------------------

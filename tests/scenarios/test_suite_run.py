@@ -9,13 +9,14 @@ import csv
 import io
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any
 
 import pytest
 from factories import npz_study, variant, write_study
-from helpers import make_npz
+from helpers import ROOT, make_npz
 
 from trainlab.cli import EXIT_USER_ERROR, main
 from trainlab.store import Store
@@ -172,3 +173,29 @@ def test_check_describes_the_suite_and_study_options_are_refused(ran: dict[str, 
     assert code == 0 and out.startswith("suite mini: 2 studies") and "wb: extra" in out
     code, _, err = cli("report", suite, "--store", store, "--target", "0.5")
     assert code == EXIT_USER_ERROR and "--target applies to a study's report" in err
+
+
+def documented_keys() -> dict[str, set[str]]:
+    """docs/REPORTS.md's table of the suite JSON: each row's key, and the keys its text names in backticks."""
+    text = (ROOT / "docs" / "REPORTS.md").read_text(encoding="utf-8")
+    section = text.split("### The suite JSON")[1].split("\n## ")[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| `") and len(cells) >= 2:
+            rows[cells[0].strip("| `")] = set(re.findall(r"`([^`]+)`", cells[1]))
+    return rows
+
+
+def test_the_json_has_the_keys_docs_reports_lists(ran: dict[str, Any]) -> None:
+    report, documented = ran["report"], documented_keys()
+    assert set(report) == {"format", *(k for k in documented if "." not in k and "[" not in k)}
+    workload = report["workloads"][1]
+    for key, node in [
+        ("suite", report["suite"]),
+        ("workloads", workload),
+        ("workloads[].variants.LABEL", workload["variants"]["slow"]),
+        ("ranking", report["ranking"][0]),
+    ]:
+        assert set(node) <= documented[key], (key, set(node) - documented[key])
+    assert set(report["suite"]["iqm"]) <= documented["suite"]

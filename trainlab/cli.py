@@ -58,6 +58,7 @@ examples:
   trainlab report quickstart --format markdown     the table for a README or notebook
   trainlab report quickstart --format html --out reports/   tables and figures in one HTML file
   trainlab plot quickstart curves final --out figs/          individual figures (PNG and SVG)
+  trainlab run studies/suite_optimizers.toml       a suite: its studies in turn, then their ranking
   trainlab export quickstart --out model/          the chosen model's weights and spec
   trainlab predict model/ digit.png                run an exported model on image files
   trainlab data list                               which data sets are available locally

@@ -149,3 +149,15 @@ def test_a_study_not_run_yet_has_no_target_and_no_times(tmp_path: Path) -> None:
     assert [row["score"] for row in report["ranking"]] == [0.0, 0.0]
     assert "one: no target yet" in " ".join(ranking.notes(report))
     assert ranking.table_rows(report)[1][0][5] == "-"
+
+
+def test_ties_in_score_go_to_the_higher_iqm_then_to_the_suites_order() -> None:
+    rows = [
+        {"label": "a", "score": 0.5, "iqm": None},
+        {"label": "b", "score": 0.5, "iqm": 0.2},
+        {"label": "c", "score": 0.9, "iqm": 0.1},
+        {"label": "d", "score": 0.5, "iqm": 0.2},
+        {"label": "e", "score": 0.5, "iqm": 0.7},
+    ]
+    out = ranking.ranked(rows)
+    assert [(r["rank"], r["label"]) for r in out] == [(1, "c"), (2, "e"), (3, "b"), (4, "d"), (5, "a")]

@@ -55,6 +55,38 @@ def suite_report(store: Store, suite: Suite) -> dict[str, Any]:
     """The ranking of ``suite`` as plain data (the JSON format); infinite times and ratios are
     ``math.inf`` here (``null`` in the JSON, beside ``reached``)."""
     workloads = [_workload(store, suite, w) for w in suite.workloads]
+    ratio = _ratios(suite, workloads)
+    rows = [_row(label, ratio[i], workloads, suite.cutoff) for i, label in enumerate(suite.labels)]
+    return {
+        "format": FORMAT,
+        "suite": _head(suite),
+        "labels": list(suite.labels),
+        "left_out": {k: list(v) for k, v in suite.left_out.items()},
+        "workloads": workloads,
+        "ranking": ranked(rows),
+    }
+
+
+def _head(suite: Suite) -> dict[str, Any]:
+    return {
+        "name": suite.name,
+        "description": suite.description,
+        "source": suite.source,
+        "cutoff": suite.cutoff,
+        "time": suite.time,
+        "reference": suite.reference,
+        "iqm": {
+            "trim": profiles.TRIM,
+            "resamples": profiles.RESAMPLES,
+            "confidence": profiles.CONFIDENCE,
+            "seed": profiles.SEED,
+        },
+    }
+
+
+def _ratios(suite: Suite, workloads: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Each ranked variant's ratio to the fastest on each workload (variants x workloads), written
+    into the workloads too, with each workload's fastest variants."""
     times = np.array(
         [[w["variants"][label][f"median_{suite.time}"] for w in workloads] for label in suite.labels], dtype=np.float64
     ).reshape(len(suite.labels), len(workloads))
@@ -62,55 +94,37 @@ def suite_report(store: Store, suite: Suite) -> dict[str, Any]:
     for j, w in enumerate(workloads):
         for i, label in enumerate(suite.labels):
             w["variants"][label]["ratio"] = float(ratio[i, j])
-        finite_times = [i for i in range(len(suite.labels)) if math.isfinite(ratio[i, j])]
-        w["fastest"] = [suite.labels[i] for i in finite_times if ratio[i, j] == 1.0]
-    rows = []
-    for i, label in enumerate(suite.labels):
-        strata = [w["variants"][label]["normalised"] for w in workloads if w["normalisation"] is not None]
-        strata = [s for s in strata if s]
-        pooled = [x for s in strata for x in s]
-        interval = profiles.bootstrap_iqm(strata)
-        rows.append(
-            {
-                "label": label,
-                "score": profiles.score(ratio[i], suite.cutoff),
-                "profile": [list(p) for p in profiles.profile_steps(ratio[i], suite.cutoff)],
-                "within_cutoff": int(np.count_nonzero(ratio[i] <= suite.cutoff)),
-                "reached": int(np.count_nonzero(np.isfinite(ratio[i]))),
-                "ratios": {w["name"]: float(ratio[i, j]) for j, w in enumerate(workloads)},
-                "iqm": profiles.iqm(pooled) if pooled else None,
-                "iqm_ci95": None if interval is None else list(interval),
-                "runs": len(pooled),
-            }
-        )
+        w["fastest"] = [label for i, label in enumerate(suite.labels) if ratio[i, j] == 1.0]
+    return ratio
+
+
+def _row(label: str, ratio: np.ndarray, workloads: Sequence[Mapping[str, Any]], cutoff: float) -> dict[str, Any]:
+    """One variant's line of the ranking: its profile and score from its ``ratio`` per workload,
+    and the IQM of its normalised scores with the bootstrap interval."""
+    strata = [w["variants"][label]["normalised"] for w in workloads if w["normalisation"] is not None]
+    strata = [s for s in strata if s]
+    pooled = [x for s in strata for x in s]
+    interval = profiles.bootstrap_iqm(strata)
+    return {
+        "label": label,
+        "score": profiles.score(ratio, cutoff),
+        "profile": [list(p) for p in profiles.profile_steps(ratio, cutoff)],
+        "within_cutoff": int(np.count_nonzero(ratio <= cutoff)),
+        "reached": int(np.count_nonzero(np.isfinite(ratio))),
+        "ratios": {w["name"]: float(r) for w, r in zip(workloads, ratio)},
+        "iqm": profiles.iqm(pooled) if pooled else None,
+        "iqm_ci95": None if interval is None else list(interval),
+        "runs": len(pooled),
+    }
+
+
+def ranked(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` best first, by score, then IQM (none last), then the suite's order, each with its ``rank``."""
     order = sorted(
         range(len(rows)),
         key=lambda i: (-rows[i]["score"], -(rows[i]["iqm"] if rows[i]["iqm"] is not None else -math.inf), i),
     )
-    ranking = []
-    for rank, i in enumerate(order, start=1):
-        ranking.append({"rank": rank, **rows[i]})
-    return {
-        "format": FORMAT,
-        "suite": {
-            "name": suite.name,
-            "description": suite.description,
-            "source": suite.source,
-            "cutoff": suite.cutoff,
-            "time": suite.time,
-            "reference": suite.reference,
-            "iqm": {
-                "trim": profiles.TRIM,
-                "resamples": profiles.RESAMPLES,
-                "confidence": profiles.CONFIDENCE,
-                "seed": profiles.SEED,
-            },
-        },
-        "labels": list(suite.labels),
-        "left_out": {k: list(v) for k, v in suite.left_out.items()},
-        "workloads": workloads,
-        "ranking": ranking,
-    }
+    return [{"rank": rank, **rows[i]} for rank, i in enumerate(order, start=1)]
 
 
 def _workload(store: Store, suite: Suite, workload: Workload) -> dict[str, Any]:

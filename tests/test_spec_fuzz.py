@@ -1,7 +1,7 @@
 """Hostile study files: whatever the text, ``spec.parse`` returns a Study or raises a SpecError
 naming a key path, never anything else; a Study it returns can be stored and built within the
 size limits; and the CLI answers a bad file with the user-error code, a message without a
-traceback, and no store written.
+traceback, and no store written. Suite files get the same property from ``suite.parse``.
 
 The fuzzing is bounded and reproducible: ``derandomize=True`` draws the same examples on every
 run, and ``max_examples`` keeps the whole file within a few seconds of parsing.
@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trainlab import models, spec
+from trainlab import suite as suites
 from trainlab.cli import EXIT_USER_ERROR, main
 from trainlab.errors import SpecError
 
@@ -699,6 +700,75 @@ def test_a_grid_too_large_to_expand_is_refused_without_expanding() -> None:
     study["study"]["seeds"] = 1000
     with pytest.raises(SpecError, match=r"400 variants, 400,000 trials with the seeds; .* and 100,000 trials"):
         spec.parse(to_toml(study), source="g.toml")
+
+
+# --- suite files -------------------------------------------------------------------------------
+
+SUITE = {
+    "suite": {
+        "name": "fz-suite",
+        "description": "fuzzed",
+        "studies": ["s1.toml", "s2.toml"],
+        "cutoff": 4.0,
+        "time": "epochs",
+        "reference": "a",
+        "targets": {"s1": 0.9},
+    }
+}
+"""A suite of two copies of the NPZ base (studies s1 and s2, labels a and ../../escape), every key set."""
+suite_keys = st.sampled_from(
+    ["bogus", "cutof", "cutoff", "time", "reference", "targets", "studies", "name", "s1", "s3", "study", "suite"]
+)
+suite_edits = st.lists(
+    st.tuples(
+        st.integers(0, 10**6), st.sampled_from(["replace", "replace", "replace", "delete", "add"]), values, suite_keys
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+def check_suite(text: str, folder: Path) -> suites.Suite | SpecError:
+    """The property for suite files: a Suite ranking one label or more, or a SpecError that names
+    the suite file (or the study file at fault) and a key path."""
+    for name in ("s1", "s2"):
+        if not (folder / f"{name}.toml").exists():
+            (folder / f"{name}.toml").write_text(to_toml(NPZ))
+    try:
+        suite = suites.parse(text, source="fuzz-suite.toml", base_dir=folder)
+    except SpecError as exc:
+        message = str(exc)
+        assert "Traceback" not in message
+        assert message.startswith("fuzz-suite.toml: ") or message.startswith(str(folder)), message
+        if not exc.reason.startswith(("not valid TOML", "cannot read study file")):
+            assert exc.path, f"no key path in {message!r}"
+        return exc
+    assert suite.labels and suite.cutoff > 1 and suite.time in suites.TIMES
+    assert all(w.study.name in ("s1", "s2") for w in suite.workloads)
+    return suite
+
+
+def test_the_unedited_suite_parses(folder: Path) -> None:
+    suite = check_suite(to_toml(SUITE), folder)
+    assert isinstance(suite, suites.Suite) and suite.labels == ("a", "../../escape")
+
+
+@FUZZ
+@given(changes=suite_edits)
+def test_any_edit_of_a_valid_suite_parses_or_names_a_key_path(folder: Path, changes: list[Any]) -> None:
+    check_suite(to_toml(mutate(SUITE, changes)), folder)
+
+
+@FEW
+@given(
+    start=st.integers(0, 10**6),
+    length=st.integers(0, 40),
+    insert=st.text(alphabet=st.sampled_from(list("[]{}=\"'.,#\n 0123456789abcxyz_-+e\\")), max_size=8),
+)
+def test_damaged_suite_text_parses_or_names_a_key_path(folder: Path, start: int, length: int, insert: str) -> None:
+    text = to_toml(SUITE)
+    at = start % (len(text) + 1)
+    check_suite(text[:at] + insert + text[at + length :], folder)
 
 
 # --- through the command line ----------------------------------------------------------------

@@ -58,6 +58,7 @@ examples:
   trainlab report quickstart --format markdown     the table for a README or notebook
   trainlab report quickstart --format html --out reports/   tables and figures in one HTML file
   trainlab plot quickstart curves final --out figs/          individual figures (PNG and SVG)
+  trainlab run studies/suite_optimizers.toml       a suite: its studies in turn, then their ranking
   trainlab export quickstart --out model/          the chosen model's weights and spec
   trainlab predict model/ digit.png                run an exported model on image files
   trainlab data list                               which data sets are available locally
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "runs once. A staged study trains its stages in order, each starting from the\n"
         "variant the stage it names chose; a search samples its variants round by round.",
     )
-    run.add_argument("study", metavar="STUDY", help="the study file (TOML)")
+    run.add_argument("study", metavar="STUDY", help="the study file (TOML), or a suite file: its studies in turn")
     run.add_argument(
         "--smoke",
         action="store_true",
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tracking_parsers(sub, run)
 
     check = sub.add_parser("check", help="validate a study file and list its trials without training")
-    check.add_argument("study", metavar="STUDY")
+    check.add_argument("study", metavar="STUDY", help="a study file, or a suite file")
     check.add_argument("--smoke", action="store_true", help="check the study's smoke run (see run --smoke)")
 
     status = sub.add_parser(
@@ -208,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--format html writes one self-contained file with the figures too.\n"
         "See docs/REPORTS.md; the JSON format is stable and documented in docs/REPORT-JSON.md.",
     )
-    report.add_argument("study", metavar="STUDY", help="study name or study file")
+    report.add_argument(
+        "study", metavar="STUDY", help="study name or study file; a suite file prints its ranking (docs/REPORTS.md)"
+    )
     _store_arg(report)
     report.add_argument(
         "--format",
@@ -433,6 +436,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         gpus_per_task=args.gpus_per_task,
     )
+    if _is_suite(args.study):
+        return _run_suite(args, options)
     study = Study.load(args.study, smoke=args.smoke)
     options = options.check(_flag)  # every option refused before the store is touched
     notes = _notes_stream(args.format)
@@ -455,6 +460,63 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_suite(path: str) -> bool:
+    """Whether ``path`` is a suite file (a TOML file with a ``[suite]`` table) rather than a study."""
+    from trainlab.suite import is_suite_file
+
+    return is_suite_file(path)
+
+
+def _run_suite(args: argparse.Namespace, options: Any) -> int:
+    """``trainlab run SUITE``: every study of the suite in turn, then the ranking."""
+    from trainlab import suite as suites
+    from trainlab.api.suite import failed_studies, run_suite, suite_text
+
+    suite = suites.load(args.study, smoke=args.smoke)
+    options = options.check(_flag)
+    notes = _notes_stream(args.format)
+    runs = run_suite(suite, args.store, options, progress=not args.quiet, stream=notes)
+    if args.format != "none":
+        print(suite_text(args.store, suite, args.format), flush=True)
+    failed = failed_studies(runs)
+    if failed:
+        which = ", ".join(f"{r.study} ({r.failed})" for r in failed)
+        print(
+            f"trainlab: the run finished, but trials of suite {suite.name} failed with an error: {which}; "
+            f"`trainlab report STUDY` shows each error, --retry-failed runs them again (exit status "
+            f"{EXIT_TRIALS_FAILED})",
+            file=sys.stderr,
+        )
+        return EXIT_TRIALS_FAILED
+    return 0
+
+
+def _report_suite(args: argparse.Namespace) -> int:
+    """``trainlab report SUITE``: the ranking of the suite's variants across its studies."""
+    from trainlab import suite as suites
+    from trainlab.api.suite import suite_text, write_suite_html
+
+    given = {"all_test": args.all_test, "target": args.target is not None, "summary": args.summary}
+    given |= {"target_metric": bool(args.target_metric), "trial": bool(args.trial)}
+    given["correction"] = args.correction != "holm"
+    for option, used in given.items():
+        if used:
+            raise TrainlabError(
+                f"{_flag(option)} applies to a study's report, not to a suite's ranking (a suite's targets are "
+                "set in its file, [suite.targets]); report one of its studies by name for it"
+            )
+    suite = suites.load(args.study)
+    if args.format == "html":
+        print(f"wrote {write_suite_html(args.store, suite, args.out or '.')}")
+        return 0
+    text = suite_text(args.store, suite, args.format)
+    if args.out:
+        Path(args.out).write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
 def _flag(name: str, value: Any = None) -> str:
     """An option as the command line spells it in a message: ``--workers``, ``--executor ray``."""
     return f"--{name.replace('_', '-')}" + ("" if value is None else f" {value}")
@@ -472,6 +534,11 @@ def _say(stream: TextIO, text: str) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from trainlab.api.study import Study
 
+    if _is_suite(args.study):
+        from trainlab import suite as suites
+
+        print("\n".join(suites.describe(suites.load(args.study, smoke=args.smoke))))
+        return 0
     print(Study.load(args.study, smoke=args.smoke).check())
     return 0
 
@@ -511,6 +578,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from trainlab.api.result import report_options, report_text
     from trainlab.api.stores import study_name
 
+    if _is_suite(args.study):
+        return _report_suite(args)
     name = study_name(args.study)
     options = report_options(args.all_test, args.target, args.target_metric, args.correction, spell=_flag)
     with _open_store(args.store) as store:

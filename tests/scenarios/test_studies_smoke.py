@@ -1,4 +1,5 @@
-"""Every example study in ``studies/`` runs end to end as a smoke run (``trainlab run --smoke``).
+"""Every example study in ``studies/`` runs end to end as a smoke run (``trainlab run --smoke``),
+and so does every example suite (a file with a ``[suite]`` table), study after study.
 
 A smoke run keeps every stage, variant, search, fold and callback of the study but trains one
 seed on 1024 examples for two epochs, so all of them together take a few minutes. The studies
@@ -19,8 +20,10 @@ import pytest
 from helpers import STUDIES, write_cifar_tarball
 
 from trainlab.store import WEIGHTS
+from trainlab.suite import is_suite_file
 
-FILES = sorted(p.name for p in STUDIES.glob("*.toml"))
+SUITES = sorted(p.name for p in STUDIES.glob("*.toml") if is_suite_file(p))
+FILES = sorted(p.name for p in STUDIES.glob("*.toml") if p.name not in SUITES)
 NEEDS_CIFAR = {"report_b2_cifar_mlp.toml"}
 SMOKE_EPOCHS = 2  # a smoke run trains every trial for at most two epochs
 
@@ -99,6 +102,44 @@ def test_study_smoke_run(name: str, tmp_path: Path) -> None:
     assert report["study"]["name"].endswith("-smoke")
     check_report(report, name)
     check_recorded(tmp_path / "s.db", report, name)
+
+
+def test_the_example_suites_are_found_and_valid() -> None:
+    """The suites are told apart from the studies, and each names several valid studies."""
+    from trainlab import suite
+
+    assert SUITES == ["suite_optimizers.toml"] and not set(SUITES) & set(FILES)
+    for name in SUITES:
+        assert len(suite.load(STUDIES / name).workloads) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SUITES)
+def test_suite_smoke_run(name: str, tmp_path: Path) -> None:
+    """Each study of the suite trains as its smoke run; the ranking covers every study and every
+    shared label, and every study's trials are recorded as a smoke run records them."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", "run", str(STUDIES / name), "--smoke"]
+        + ["--store", str(tmp_path / "s.db"), "--quiet", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranking = json.loads(proc.stdout)
+    assert ranking["suite"]["name"].endswith("-smoke")
+    assert sorted(row["label"] for row in ranking["ranking"]) == sorted(ranking["labels"])
+    assert all(0.0 <= row["score"] <= 1.0 for row in ranking["ranking"])
+    from trainlab.report import study_report
+    from trainlab.store import Store
+
+    for workload in ranking["workloads"]:
+        assert workload["study"].endswith("-smoke")
+        assert workload["trials"]["status"] == {"done": workload["trials"]["total"]}, workload["name"]
+        with Store.open(tmp_path / "s.db") as store:
+            report = study_report(store, workload["study"])
+        check_report(report, workload["study"])
+        check_recorded(tmp_path / "s.db", report, workload["study"])
 
 
 @pytest.mark.slow

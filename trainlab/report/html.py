@@ -14,7 +14,7 @@ import datetime as dt
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainlab.report import plots
 from trainlab.report.catalog import STUDY_FIGURES, TRIAL_FIGURES
@@ -32,6 +32,9 @@ from trainlab.report.tables import (
 )
 from trainlab.store import Store
 from trainlab.version import __version__
+
+if TYPE_CHECKING:
+    from trainlab.suite import Suite
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -330,3 +333,80 @@ def _foot(report: Mapping[str, Any]) -> str:
         "(the test-set figures also "
         f"read the test split). {_e(' '.join(comparisons))}</p>"
     )
+
+
+# --- suites ------------------------------------------------------------------------------------
+
+
+def render_suite_html(store: Store, suite: Suite) -> str:
+    """The ranking of ``suite`` as one page: the ranking table and its notes, the performance
+    profiles, and each study's target and per-seed times (docs/REPORTS.md, "Suites")."""
+    from trainlab.report.ranking import notes as suite_notes
+    from trainlab.report.ranking import suite_report
+    from trainlab.report.ranking import table_rows as suite_rows
+
+    report = suite_report(store, suite)
+    head = report["suite"]
+    header, body = suite_rows(report)
+    items = "".join(f"<li>{_e(line)}</li>" for line in suite_notes(report))
+    top = [row["label"] for row in report["ranking"][:1]]
+    classes = ["chosen" if row["label"] in top else "" for row in report["ranking"]]
+    figure = plots.performance_profiles(report["ranking"], head["cutoff"], head["time"])
+    data = base64.b64encode(plots.png_bytes(figure)).decode("ascii")
+    studies = ", ".join(w["study"] for w in report["workloads"])
+    parts = [
+        f"<h1>Suite {_e(head['name'])}</h1>" + (f"<p>{_e(head['description'])}</p>" if head["description"] else ""),
+        f"<p class=meta><span>studies: {_e(studies)}</span><span>source: {_e(head['source'] or '-')}</span></p>",
+        f"<h2>Ranking</h2>\n{_table(header, body, classes)}\n<ul class=notes>{items}</ul>",
+        '<h2>Performance profiles</h2>\n<figure id="fig-profiles"><img alt="performance profiles" '
+        f'src="data:image/png;base64,{data}"><figcaption>For each variant, the fraction of studies on which '
+        f"its {_e(head['time'])} to target are within a factor tau of the fastest variant's.</figcaption></figure>",
+        "<h2>Studies</h2>",
+    ]
+    for w in report["workloads"]:
+        parts.append(_suite_study(w, head["time"]))
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(f"<p class=small>Made by trainlab {_e(__version__)} on {_e(when)} from the store alone.</p>")
+    return _page(f"trainlab suite: {head['name']}", "\n".join(parts))
+
+
+def _suite_study(w: Mapping[str, Any], unit: str) -> str:
+    """One study of a suite: its target, and each variant's seeds with their times and best values."""
+    from trainlab.report.ranking import target_text, time_cell
+
+    header = ["variant", "seeds", f"{unit} to target per seed", f"median {unit} (ratio)", f"best {w['metric']}"]
+    body = []
+    for label, v in w["variants"].items():
+        shown = ", ".join(_seed_time(x, unit) for x in v[f"{unit}_to_target"])
+        best = ", ".join(f"{x:.4f}" for x in v["best"])
+        body.append(
+            [
+                label,
+                ", ".join(map(str, v["seeds"])) or "-",
+                shown or "-",
+                time_cell(v[f"median_{unit}"], v["ratio"], unit),
+                best or "-",
+            ]
+        )
+    status = ", ".join(f"{n} {s}" for s, n in w["trials"]["status"].items()) or "none recorded yet"
+    return (
+        f"<h3>{_e(w['study'])}</h3>\n<p>{_e(target_text(w))}. Trials: {_e(w['trials']['total'])} ({_e(status)}); "
+        f"file {_e(w['file'])}.</p>\n{_table(header, body)}"
+    )
+
+
+def write_suite_html(store: Store, suite: Suite, out: str | Path) -> Path:
+    """Write the suite's page to ``out``: a folder (the file is ``SUITE.html`` in it) or a ``.html`` path."""
+    target = Path(out)
+    if target.suffix.lower() not in (".html", ".htm"):
+        target = target / f"{plots.safe_stem(suite.name)}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_suite_html(store, suite), encoding="utf-8")
+    return target
+
+
+def _seed_time(value: float, unit: str) -> str:
+    """One seed's time to target: ``never`` where it did not reach it."""
+    if value == float("inf"):
+        return "never"
+    return f"{value:g}" if unit == "epochs" else f"{value:.1f}s"

@@ -444,6 +444,36 @@ def budget_curves(curves: Sequence[tuple[str, Mapping[str, Any]]]) -> Figure:
     return fig
 
 
+def performance_profiles(ranking: Sequence[Mapping[str, Any]], cutoff: float, unit: str) -> Figure:
+    """A suite's performance profiles: for each variant (``ranking`` rows of the suite report, best
+    first), the fraction of studies on which its time to target is within a factor tau of the
+    fastest variant's, a step function of tau on [1, ``cutoff``]; the legend gives each score."""
+    labels = [row["label"] for row in ranking]
+    colors = palette(labels, labels[:HIGHLIGHT])
+    with style():
+        fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+        ax = fig.subplots()
+        for row in reversed(ranking):  # the best drawn last, on top
+            taus, rhos = zip(*row["profile"])
+            color = colors[row["label"]]
+            ax.step(
+                taus,
+                rhos,
+                where="post",
+                color=color,
+                linewidth=2.0 if color != OTHER else 1.0,
+                label=f"{row['label']} (score {row['score']:.3f})",
+            )
+        ax.set_xlim(1.0, cutoff)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel(f"tau: {unit} to target / the fastest variant's")
+        ax.set_ylabel("fraction of studies within tau")
+        handles, names = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], names[::-1], loc="lower right")
+        fig.suptitle("Performance profiles (AlgoPerf): score = area under the profile / (tau max - 1)")
+    return fig
+
+
 def seconds_per_epoch(report: Mapping[str, Any], colors: Mapping[str, str]) -> Figure:
     """Seconds per epoch per variant (mean, 95% CI, seeds), fastest first; total time in the labels."""
     variants = sorted(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import load_study, tiny_study_tables
+from factories import SGD_AND_ADAM, TINY_LAYERS, load_study, npz_study, tiny_study_tables
 from helpers import make_npz
 
 from trainlab import models, planner, spec
@@ -22,6 +22,11 @@ INPUT = (1, 28, 28)
 MLP = [
     {"type": "Flatten"},
     {"type": "Dense", "units": 32, "activation": "relu"},
+    {"type": "Dense", "units": 10, "activation": "softmax"},
+]
+CNN = [
+    {"type": "Conv2D", "filters": 2, "kernel_size": 3},
+    {"type": "Flatten"},
     {"type": "Dense", "units": 10, "activation": "softmax"},
 ]
 
@@ -175,6 +180,56 @@ def test_plans_of_a_sweep() -> None:
         assert (p.members, p.step, p.compile, p.threads, p.workers, p.cores) == (3, "population", False, 2, 1, 2)
     assert plan(trials, cores=2, workers=2)["sgd0"].threads == 1
     assert plan(trials, cores=2, threads=4)["sgd0"].threads == 4
+
+
+def sweep(layers: list[dict[str, Any]]) -> list[planner.Planned]:
+    """Three optimizers at one seed: trials that share their batches."""
+    return [planner.Planned(o, 0, trial_spec(optimizer=o, layers=layers)) for o in ("sgd", "adam", "rmsprop")]
+
+
+def test_convolutional_trials_train_alone_on_the_cpu_and_the_plan_says_why() -> None:
+    plans = plan(sweep(CNN), cores=2)
+    assert [(p.population, p.members, p.step, p.threads) for p in plans.values()] == [(None, 1, "autograd", 2)] * 3
+    assert {p.reason for p in plans.values()} == {planner.CPU_CONVOLUTIONS_ALONE}
+    assert "benchmark 3" in planner.CPU_CONVOLUTIONS_ALONE and "--population" in planner.CPU_CONVOLUTIONS_ALONE
+    assert plans["sgd"].describe() == f"alone, autograd step, 2 threads; alone because {planner.CPU_CONVOLUTIONS_ALONE}"
+    assert planner.Plan.from_json(plans["sgd"].to_json()) == plans["sgd"]
+    assert plan(sweep(CNN), cores=2) == plans  # from the study and the device alone
+
+
+def test_convolutional_trials_form_populations_when_population_is_given() -> None:
+    plans = plan(sweep(CNN), population=3, cores=2)
+    assert len({p.population for p in plans.values()}) == 1
+    assert [(p.members, p.step, p.reason) for p in plans.values()] == [(3, "population", None)] * 3
+    assert [p.members for p in plan(sweep(CNN), population=2).values()] == [2, 2, 1]
+
+
+@pytest.mark.parametrize("memory", [None, 80 * 2**30])
+def test_convolutional_trials_form_populations_on_cuda(memory: int | None) -> None:
+    plans = plan(sweep(CNN), device="cuda", device_memory=memory)
+    assert len({p.population for p in plans.values()} - {None}) == 1
+    assert [(p.members, p.step, p.reason, p.device) for p in plans.values()] == [(3, "population", None, "cuda")] * 3
+
+
+def test_dense_trials_on_the_cpu_still_form_populations() -> None:
+    plans = plan(sweep(MLP), cores=2)
+    assert [(p.members, p.step, p.reason) for p in plans.values()] == [(3, "population", None)] * 3
+
+
+def test_a_convolutional_study_records_its_plan_and_trains_alone(tmp_path: Path) -> None:
+    """End to end on the CPU: the recorded plan and the trained result agree that each trial trained alone."""
+    make_npz(tmp_path / "tiny.npz")
+    layers = [{"type": "Conv2D", "filters": 2, "kernel_size": 3}, *TINY_LAYERS]
+    tables = npz_study(name="conv", seeds=[0], layers=layers, epochs=1, compare=SGD_AND_ADAM)
+    study = load_study(tmp_path, tables, name="conv")
+    with Store.open(tmp_path / "s.db") as store:
+        run_local(study, store, cache=DataCache(), device="cpu")
+        record = store.study("conv")
+        assert record is not None
+        trials = store.trials(record.id)
+        assert [t.status for t in trials] == ["done", "done"]
+        assert [(t.plan or {}).get("reason") for t in trials] == [planner.CPU_CONVOLUTIONS_ALONE] * 2
+        assert [(t.result or {}).get("population") for t in trials] == [1, 1]
 
 
 def test_population_one_trains_every_trial_alone_with_its_engine_step() -> None:

@@ -18,8 +18,9 @@ A :class:`Plan` says, for one trial:
 * ``device``, ``precision``, ``trainlab`` and ``torch``: where, in what precision and with which
   versions; ``device_memory``: a GPU's total memory, which the population size derives from
   there (see :func:`memory_limit`);
-* ``reason``: why a trial that could share a population trains alone (a user's module that
-  ``torch.func`` cannot batch, found by :func:`population_problem`); absent otherwise.
+* ``reason``: why a trial that could share a population trains alone: a convolutional model on
+  the CPU without ``--population`` (:data:`CPU_CONVOLUTIONS_ALONE`), or a user's module that
+  ``torch.func`` cannot batch (found by :func:`population_problem`); absent otherwise.
 
 Plans are recorded with each trial before it first trains (:meth:`Store.set_plans`), and a
 resumed trial goes on under its recorded plan.
@@ -68,6 +69,16 @@ MEMORY_SHARE = 0.5
 
 COMPILE_PAYS_AFTER = 30.0
 """Nominal seconds of eager stepping a population must have ahead of it for compiling to pay."""
+CPU_CONVOLUTIONS_ALONE = (
+    "convolutions train faster one at a time than stacked in a population on the CPU "
+    "(bench/README.md, benchmark 3; --population K groups them)"
+)
+"""The reason a plan records for a convolutional trial on the CPU that trains alone.
+
+Measured, not assumed: a population of three of report A's CNN trained at 0.59x the speed of
+the same trials one at a time in channels_last (bench/README.md, benchmark 3). On a GPU stacked
+convolutions are where populations pay, so there they keep them."""
+
 NOMINAL_STEP_SECONDS = 3e-4
 """A nominal machine's fixed cost of one eager population step (dispatching its operations)."""
 NOMINAL_FLOPS = 2e10
@@ -164,7 +175,9 @@ def auto_workers(trials: Iterable[Planned], cores: int | None = None) -> int:
 
     Where trials form populations (two or more per group on average), one worker using every
     core is faster (bench/README.md, benchmark 2); where trials train alone, one worker per core,
-    at most one per group.
+    at most one per group. A group of convolutional trials counts as a group here even on the
+    CPU, where its trials train one after another (:func:`alone_reason`): one worker then trains
+    each on every core, as benchmark 3 measured them alone.
     """
     groups: dict[str, int] = {}
     for t in trials:
@@ -226,6 +239,22 @@ def population_problem(spec: TrialSpec, input_shape: Sequence[int]) -> str | Non
             what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
             _problems[key] = f"{factory.reference} does not run under torch.func.vmap ({what})"
     return _problems[key]
+
+
+def alone_reason(spec: TrialSpec, input_shape: Sequence[int], device: str, population: int | None) -> str | None:
+    """Why trials of ``spec`` that share their batches train one at a time, or None when they
+    can train as a population.
+
+    On the CPU a model with convolutions (:attr:`~trainlab.trial.ModelSpec.convolutional`: a
+    layer model's Conv2D, DepthwiseConv2D or SeparableConv2D; a user's module is not looked
+    into) trains alone unless the user gave ``population`` (``--population K``), which is
+    respected: :data:`CPU_CONVOLUTIONS_ALONE`. Any other device keeps populations. A user's
+    module that ``torch.func`` cannot batch trains alone everywhere (:func:`population_problem`).
+    From the spec, the device and the option alone, never a timing.
+    """
+    if device == "cpu" and population is None and spec.model.convolutional:
+        return CPU_CONVOLUTIONS_ALONE
+    return population_problem(spec, input_shape)
 
 
 def eager_seconds(spec: TrialSpec, input_shape: Sequence[int], train_size: int, members: int) -> float:
@@ -308,7 +337,9 @@ def plan_trials(
     spec. ``device``: where the trials train (:func:`trainlab.devices.resolve`);
     ``device_memory``: a GPU's total memory, which caps each population's size
     (:func:`memory_limit`). float16 trials train alone: their loss scaling skips steps one
-    trial at a time.
+    trial at a time; so do convolutional trials on the CPU unless ``population`` is given, and
+    a user's module ``torch.func`` cannot batch (:func:`alone_reason`, recorded as the plan's
+    ``reason``).
     """
     cores = cores or machine_cores()
     available = threads if threads is not None else max(1, cores // max(workers, 1))
@@ -328,7 +359,7 @@ def plan_trials(
             limit = min(limit, memory_limit(first, shape, train_size(first), device_memory))
         if first.train.precision == "float16":
             limit = 1
-        problem = population_problem(first, shape) if len(hashes) > 1 and limit > 1 else None
+        problem = alone_reason(first, shape, device, population) if len(hashes) > 1 and limit > 1 else None
         for part in [[h] for h in hashes] if problem else split_group(hashes, limit):
             first = by_hash[part[0]].spec
             together = len(part) > 1

@@ -267,6 +267,22 @@ def test_the_figure_draws_each_search_with_its_band() -> None:
     assert "(Tang et al. 2020: without replacement / Dodge et al. 2019: with replacement)" in both
 
 
+def test_tuned_stages_are_panels_and_a_variant_keeps_its_colour_in_each() -> None:
+    from trainlab.report.plots import budget_curves
+
+    a = budget_curve([point("done", v) for v in (0.2, 0.5, 0.9)], "val_accuracy", "max")
+    b = budget_curve([point("done", v) for v in (0.3, 0.6)], "val_accuracy", "max")
+    assert a is not None and b is not None
+    curves = [("lr: sgd", a), ("lr: adam", b), ("all: sgd", b), ("all: adam", a)]
+    fig = budget_curves(curves, ["stage lr", "stage lr", "stage all", "stage all"])
+    left, right = fig.axes
+    assert (left.get_title(), right.get_title()) == ("stage lr", "stage all")
+    labels = [[line.get_label() for line in ax.get_lines()] for ax in (left, right)]
+    assert labels == [["sgd (N=3)", "adam (N=2)"], ["sgd (N=2)", "adam (N=3)"]]
+    assert left.get_lines()[0].get_color() == right.get_lines()[0].get_color()
+    assert left.get_lines()[0].get_color() != left.get_lines()[1].get_color()
+
+
 def test_the_note_gives_the_budgets_and_the_points_counted_as_the_worst() -> None:
     from trainlab.report.tables import budget_text
 

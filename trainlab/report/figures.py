@@ -169,22 +169,22 @@ class StudyFigures:
         )
 
     def _budget(self) -> Figure | Skip:
-        curves = []
+        curves, panels = [], []
         for _, view in stage_views(self.report):
             name = f"stage {view['stage']}" if view.get("stage") else self.study
             if (view.get("search") or {}).get("budget"):
                 curves.append((name, view["search"]["budget"]))
+                panels.append("searches")
             for tuned in (view.get("tune") or {}).get("variants", []):
                 if tuned["budget"]:
-                    curves.append(
-                        (f"{tuned['label']}" if not view.get("stage") else f"{name}: {tuned['label']}", tuned["budget"])
-                    )
+                    curves.append((tuned["label"], tuned["budget"]))
+                    panels.append(name)
         if not curves:
             return Skip(
                 "budget curves are drawn for searches and tuned variants, and this has none with a finished point",
                 applies=False,
             )
-        return plots.budget_curves(curves)
+        return plots.budget_curves(curves, panels if len(set(panels)) > 1 or "searches" not in panels else None)
 
     # --- trial figures ---
 

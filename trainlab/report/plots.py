@@ -418,30 +418,48 @@ def final_metrics(report: Mapping[str, Any], colors: Mapping[str, str]) -> Figur
     return fig
 
 
-def budget_curves(curves: Sequence[tuple[str, Mapping[str, Any]]]) -> Figure:
+def budget_curves(curves: Sequence[tuple[str, Mapping[str, Any]]], panels: Sequence[str] | None = None) -> Figure:
     """Each search's expected best validation score against the number of points sampled
     (``n = 1 .. N``, a log axis), with its bootstrap band: ``curves`` are (search name, the
     report's ``budget`` block). Where the curves of two searches cross, their ranking depends
-    on the budget. The title names the estimator of each curve (each distinct one once)."""
-    colors = palette([name for name, _ in curves])
+    on the budget. ``panels`` (one per curve) puts the curves of each panel name on a panel of
+    its own, side by side with a shared axis (a tuned stage's variants each); a curve's colour
+    follows its name without the panel's prefix, so one variant has one colour in every panel.
+    The title names the estimator of each curve (each distinct one once)."""
+    groups = list(panels) if panels is not None else [""] * len(curves)
+    names = list(dict.fromkeys(groups))
+    short = [_without_prefix(name, group) for (name, _), group in zip(curves, groups, strict=True)]
+    colors = palette(list(dict.fromkeys(short)))
     metric = curves[0][1]["metric"]
     with style():
-        fig = Figure(figsize=(7.5, 4.6), layout="constrained")
-        ax = fig.subplots()
-        for name, budget in curves:
+        fig = Figure(figsize=(7.5 if len(names) == 1 else 5.2 * len(names), 4.6), layout="constrained")
+        axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+        for (_, budget), group, label in zip(curves, groups, short, strict=True):
+            ax = axes[names.index(group)]
             n = np.arange(1, budget["points"] + 1)
             low, high = np.asarray(budget["band"]).T
-            color = colors[name]
+            color = colors[label]
             ax.fill_between(n, low, high, color=color, alpha=0.18, linewidth=0)
-            ax.plot(n, budget["expected_best"], color=color, marker="o", markersize=3, label=f"{name} (N={n[-1]})")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("points sampled (n)")
-        ax.set_ylabel(f"expected best {_label(metric)}")
-        ax.legend(loc="lower right" if curves[0][1]["mode"] == "max" else "upper right")
+            ax.plot(n, budget["expected_best"], color=color, marker="o", markersize=3, label=f"{label} (N={n[-1]})")
+        for ax, group in zip(axes, names, strict=True):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("points sampled (n)")
+            if group:
+                ax.set_title(group)
+            ax.legend(loc="lower right" if curves[0][1]["mode"] == "max" else "upper right", fontsize="small")
+        axes[0].set_ylabel(f"expected best {_label(metric)}")
         confidence = curves[0][1]["confidence"]
         source = " / ".join(dict.fromkeys(SOURCES[budget["estimator"]] for _, budget in curves))
         fig.suptitle(f"Budget curves: expected best of n points ({source}), {confidence:.0%} bootstrap band")
     return fig
+
+
+def _without_prefix(name: str, panel: str) -> str:
+    """A curve's name without its panel's name in front (``stage a: adam`` on panel ``stage a``)."""
+    for prefix in (f"{panel}: ", f"{panel.removeprefix('stage ')}: "):
+        if panel and name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
 
 
 def performance_profiles(ranking: Sequence[Mapping[str, Any]], cutoff: float, unit: str) -> Figure:

@@ -23,7 +23,7 @@ from typing import Any
 from helpers import make_npz
 
 from trainlab import spec
-from trainlab.store import NewTrial, Store
+from trainlab.store import NewTrial, Store, TrialRecord
 
 Tables = dict[str, Any]
 
@@ -306,3 +306,28 @@ def make_study(store: Store, n: int = 3, name: str = "study") -> int:
     study_id = store.ensure_study(name, RECORD_SPEC, "spec-hash", "studies/s.toml")
     store.add_trials(study_id, new_trials(n))
     return study_id
+
+
+def train_in_rounds(study: spec.Study, db: Path, stop_after: int | None = None) -> list[TrialRecord]:
+    """Train ``study`` round by round into the store ``db`` (one process, one trial at a time,
+    with its pruning), stopping as Ctrl-C would after ``stop_after`` rounds; returns the study's
+    trial records (none if it never started)."""
+    from trainlab import orchestrate
+    from trainlab.executors import run_local
+
+    with Store.open(db) as store:
+        calls = 0
+
+        def execute(round_study: spec.Study, pruning: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if stop_after is not None and calls > stop_after:
+                raise KeyboardInterrupt
+            run_local(round_study, store, population=1, pruning=pruning)
+
+        try:
+            orchestrate.run(study, store, execute)
+        except KeyboardInterrupt:
+            pass
+        record = store.study(study.name)
+        return store.trials(record.id) if record is not None else []

@@ -210,3 +210,11 @@ def run_as_cell(folder: Path, source: str, name: str = "cell.py") -> dict[str, o
     namespace: dict[str, object] = {"__name__": "__main__"}
     exec(compile(source, str(path), "exec"), namespace)
     return namespace
+
+
+def example_study_files() -> list[Path]:
+    """The example study files under studies/ (a suite's studies too), without the suite files."""
+    from trainlab.suite import is_suite_file
+
+    found = [*(ROOT / "studies").glob("*.toml"), *(ROOT / "studies").glob("*/*.toml")]
+    return sorted(p for p in found if not is_suite_file(p))

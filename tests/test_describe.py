@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import example_study_files
 
 from trainlab import describe, spec
 
@@ -143,7 +144,7 @@ def _rebuilt(resolved: dict[str, Any], shown: dict[str, Any]) -> dict[str, Any]:
     return spec.resolve_trial(raw)
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "studies").glob("*.toml")))
+@pytest.mark.parametrize("name", [str(p.relative_to(ROOT / "studies")) for p in example_study_files()])
 def test_settings_and_keras_defaults_rebuild_every_example_variant(name: str) -> None:
     """Nothing that differs from a default is left out: a second code path, setting each shown
     key path on an empty trial and resolving it, gives back the same optimizer, training and model."""

@@ -8,13 +8,13 @@ out here by hand, and, where the two readers once disagreed, the stricter rule i
 
 from __future__ import annotations
 
-import glob
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import example_study_files
 
 from trainlab import spec
 from trainlab.data import params, prepare
@@ -172,7 +172,7 @@ def test_prepare_refuses_what_a_resolved_table_always_states(data: dict[str, Any
 
 def study_trials() -> list[spec.Trial]:
     out = []
-    for path in sorted(glob.glob(str(ROOT / "studies" / "*.toml"))):
+    for path in example_study_files():
         for smoke in (False, True):
             out.extend(spec.load(path, smoke=smoke).trials())
     return out

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from factories import STAGED_BASE as BASE
 from factories import STAGED_STUDY as STAGES
+from factories import train_in_rounds
 from factories import write_tiny_study_text as write
 
 from trainlab import edits, orchestrate, spec
@@ -21,26 +22,6 @@ from trainlab.report.html import render_html
 from trainlab.report.tables import Options
 from trainlab.search import Point, propose, qmc_points
 from trainlab.store import Store
-
-
-def run_rounds(study: spec.Study, db: Path, stop_after: int | None) -> list:
-    """Train ``study`` round by round into ``db``, stopping (as Ctrl-C would) after ``stop_after``
-    rounds; returns the study's trial records."""
-    with Store.open(db) as store:
-        calls = 0
-
-        def execute(round_study: spec.Study, pruning: Pruning | None) -> None:
-            nonlocal calls
-            calls += 1
-            if stop_after is not None and calls > stop_after:
-                raise KeyboardInterrupt
-            run_local(round_study, store, population=1)
-
-        try:
-            orchestrate.run(study, store, execute)
-        except KeyboardInterrupt:
-            pass
-        return store.trials(store.study("staged").id)
 
 
 def best_by_epoch_rows(store: Store, stage: orchestrate.StagePlan) -> str:
@@ -219,7 +200,7 @@ def test_search_points_are_seeded_and_resume_identically(tmp_path: Path) -> None
     assert propose(search, history, 2, "maximize") == propose(search, history, 2, "maximize")
 
     def run_all(db: Path, stop_after: int | None) -> list[tuple[str, str]]:
-        return sorted((t.hash, t.label) for t in run_rounds(study, db, stop_after))
+        return sorted((t.hash, t.label) for t in train_in_rounds(study, db, stop_after))
 
     interrupted = run_all(tmp_path / "a.db", stop_after=1)
     assert len(interrupted) == 2
@@ -249,7 +230,7 @@ def test_a_qmc_search_resumed_between_rounds_trains_the_points_of_one_sequence(t
     assert search is not None
 
     def trained(db: Path, stop_after: int | None) -> list[tuple[str, str]]:
-        return sorted((t.hash, t.label) for t in run_rounds(study, db, stop_after))
+        return sorted((t.hash, t.label) for t in train_in_rounds(study, db, stop_after))
 
     assert len(trained(tmp_path / "a.db", stop_after=1)) == 2
     resumed = trained(tmp_path / "a.db", stop_after=None)
@@ -539,7 +520,7 @@ def test_a_staged_study_resumes_across_stages_with_the_same_results(tmp_path: Pa
     def run_all(db: Path, stop_after: int | None) -> dict[str, tuple[str, dict]]:
         return {
             t.hash: (t.status, {k: v for k, v in (t.result or {}).get("best", {}).items() if k != "seconds"})
-            for t in run_rounds(study, db, stop_after)
+            for t in train_in_rounds(study, db, stop_after)
         }
 
     assert len(run_all(tmp_path / "a.db", stop_after=1)) == 4

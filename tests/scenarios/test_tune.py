@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import STAGED_BASE
+from factories import STAGED_BASE, train_in_rounds
 from factories import write_tiny_study_text as write
 
 from trainlab import orchestrate, selection, spec
 from trainlab.errors import SpecError
-from trainlab.executors import run_local
-from trainlab.pruning import Pruning
 from trainlab.report import render, study_report
 from trainlab.search import qmc_points
 from trainlab.seeding import derive
@@ -50,24 +48,8 @@ seed = 7
 
 
 def run_rounds(study: spec.Study, db: Path, stop_after: int | None = None) -> list[tuple[str, str]]:
-    """Train ``study`` round by round into ``db``, stopping (as Ctrl-C would) after ``stop_after``
-    rounds; returns its trials' (hash, label), sorted."""
-    with Store.open(db) as store:
-        calls = 0
-
-        def execute(round_study: spec.Study, pruning: Pruning | None) -> None:
-            nonlocal calls
-            calls += 1
-            if stop_after is not None and calls > stop_after:
-                raise KeyboardInterrupt
-            run_local(round_study, store, population=1, pruning=pruning)
-
-        try:
-            orchestrate.run(study, store, execute)
-        except KeyboardInterrupt:
-            pass
-        record = store.study(study.name)
-        return sorted((t.hash, t.label) for t in store.trials(record.id)) if record else []
+    """The (hash, label) of the trials :func:`train_in_rounds` recorded, sorted."""
+    return sorted((t.hash, t.label) for t in train_in_rounds(study, db, stop_after))
 
 
 def test_the_tune_table_is_read_with_its_defaults(tmp_path: Path) -> None:

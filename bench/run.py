@@ -21,7 +21,8 @@
    55000 images plus validation, trainlab alone and end to end through the store (checkpoints
    every 10 s, and every epoch), plain PyTorch, Keras on TensorFlow; and the 1000 epochs extrapolated.
 6. Start-up: a whole ``trainlab run`` of a study that trains one step, MNIST cached, against a
-   process that only imports torch.
+   process that only imports torch; and a study whose plan compiles, run with a cold and a warm
+   torch compile cache (``TORCHINDUCTOR_CACHE_DIR``).
 
 The Keras peer runs in this Python, or in the one ``TRAINLAB_PEER_PYTHON`` names.
 
@@ -310,8 +311,8 @@ def six_study(seeds: int, epochs: int) -> str:
     return text
 
 
-def run_trainlab_study(study: Path, store: Path) -> float:
-    """Seconds of one whole ``trainlab run`` process on a fresh store."""
+def run_trainlab_study(study: Path, store: Path, env: dict[str, str] | None = None) -> float:
+    """Seconds of one whole ``trainlab run`` process on a fresh store; ``env`` adds to its environment."""
     store.unlink(missing_ok=True)
     began = time.perf_counter()
     proc = subprocess.run(
@@ -319,7 +320,7 @@ def run_trainlab_study(study: Path, store: Path) -> float:
         capture_output=True,
         text=True,
         timeout=3600,
-        env={**os.environ, "TRAINLAB_OFFLINE": "1"},
+        env={**os.environ, "TRAINLAB_OFFLINE": "1", **(env or {})},
     )
     seconds = time.perf_counter() - began
     if proc.returncode != 0:
@@ -439,6 +440,117 @@ def bench6(folder: Path, repeats: int) -> dict[str, Any]:
     print(f"  trainlab run, one training step  {median(ours):6.2f} s  ({min(ours):.2f}-{max(ours):.2f})")
     low, high = min(torch_only), max(torch_only)
     print(f"  python -c 'import torch'         {median(torch_only):6.2f} s  ({low:.2f}-{high:.2f})")
+    return out
+
+
+COMPILED_STUDY = """
+[study]
+name = "compiled-sweep"
+seeds = [0]
+
+[data]
+name = "mnist"
+split = { kind = "first", validation = 5000 }
+
+[model]
+layers = [
+  { type = "Flatten" },
+  { type = "Dense", units = 128, activation = "relu" },
+  { type = "Dense", units = 64, activation = "relu" },
+  { type = "Dense", units = 10, activation = "softmax" },
+]
+
+[train]
+epochs = 6
+batch_size = 128
+
+[[compare]]
+label = "sgd 0.003"
+optimizer = { name = "sgd", learning_rate = 0.003 }
+[[compare]]
+label = "sgd 0.01"
+optimizer = { name = "sgd", learning_rate = 0.01 }
+[[compare]]
+label = "sgd 0.03"
+optimizer = { name = "sgd", learning_rate = 0.03 }
+"""
+"""Three SGD learning rates at one seed: one population of three, whose plan compiles its step
+(the nominal eager work ahead, six epochs of MNIST, passes the plan's threshold)."""
+
+
+def first_epoch_seconds(store: Path) -> float:
+    """The population's first epoch, which includes compiling its step: the members' recorded
+    seconds of epoch 1 (each a share of the population's time) added up."""
+    from trainlab.store import Store
+
+    with Store.open(store) as db:
+        record = db.study("compiled-sweep")
+        assert record is not None
+        return sum(float(db.epochs(t.id)[0].metrics["seconds"]) for t in db.trials(record.id))  # type: ignore[arg-type]
+
+
+def compiled_results(store: Path) -> tuple[list[bool], dict[str, float]]:
+    """Each trial's planned ``compile`` and its final validation accuracy, by label."""
+    from trainlab.store import Store
+
+    with Store.open(store) as db:
+        record = db.study("compiled-sweep")
+        assert record is not None
+        trials = db.trials(record.id)
+        compiled = [bool((t.plan or {}).get("compile")) for t in trials]
+        accuracy = {t.label: float(db.epochs(t.id)[-1].metrics["val_accuracy"]) for t in trials}  # type: ignore[arg-type]
+    return compiled, accuracy
+
+
+def bench6_compile_cache(folder: Path, repeats: int) -> dict[str, Any]:
+    """Compiled programs reused across processes: whole ``trainlab run`` processes of a study whose
+    plan compiles (:data:`COMPILED_STUDY`), each with torch's compile caches (FX graph and
+    AOTAutograd, in ``TORCHINDUCTOR_CACHE_DIR``) in a fresh folder (cold) and in the folder an
+    earlier run filled (warm), alternated so that a change in the machine's load touches both
+    alike; the one-minute load average is recorded before each process. Every run's final
+    validation accuracies are compared: a cache must not change the numbers."""
+    study = folder / "compiled.toml"
+    study.write_text(COMPILED_STUDY)
+    store = folder / "compiled.db"
+    warm_dir = folder / "inductor-warm"
+    run_trainlab_study(study, store, {"TORCHINDUCTOR_CACHE_DIR": str(warm_dir)})  # fills the warm cache
+    compiled, first = compiled_results(store)
+    cold: list[float] = []
+    warm: list[float] = []
+    loads: list[float] = []
+    firsts: dict[str, list[float]] = {"cold": [], "warm": []}
+    same = True
+    for i in range(repeats):
+        for runs, cache in ((cold, folder / f"inductor-cold-{i}"), (warm, warm_dir)):
+            loads.append(os.getloadavg()[0])
+            runs.append(run_trainlab_study(study, store, {"TORCHINDUCTOR_CACHE_DIR": str(cache)}))
+            same = same and compiled_results(store)[1] == first
+            kind = "cold" if runs is cold else "warm"
+            firsts[kind].append(first_epoch_seconds(store))
+            print(
+                f"  run {i + 1} {kind}: {runs[-1]:.2f} s, first epoch {firsts[kind][-1]:.2f} s "
+                f"(load average {loads[-1]:.2f})",
+                file=sys.stderr,
+                flush=True,
+            )
+    out = {
+        "cold_seconds": cold,
+        "warm_seconds": warm,
+        "saved_seconds": median(cold) - median(warm),
+        "first_epoch_seconds": firsts,
+        "load_average_1min": loads,
+        "planned_compile": compiled,
+        "val_accuracy": first,
+        "identical_across_runs": same,
+    }
+    print(f"\nbenchmark 6b: a study whose plan compiles, whole processes, median of {repeats} (min-max)")
+    print(f"  planned compile: {compiled}; final val accuracies identical in every run: {same}")
+    print(f"  trainlab run, cold compile cache   {median(cold):6.2f} s  ({min(cold):.2f}-{max(cold):.2f})")
+    print(f"  trainlab run, warm compile cache   {median(warm):6.2f} s  ({min(warm):.2f}-{max(warm):.2f})")
+    print(f"  saved by the warm cache            {out['saved_seconds']:6.2f} s")
+    for kind, values in firsts.items():
+        print(f"  first epoch (compiles), {kind}      {median(values):6.2f} s  ({min(values):.2f}-{max(values):.2f})")
+    print(f"  load average (1 min) before each run: {min(loads):.2f}-{max(loads):.2f}")
     return out
 
 
@@ -695,6 +807,7 @@ def main() -> None:
             results["benchmark 5"] = bench5(t, data_file, folder, args.full_epochs)
         if 6 in which:
             results["benchmark 6"] = bench6(folder, args.repeats)
+            results["benchmark 6b"] = bench6_compile_cache(folder, args.repeats)
     suffix = "" if which == {1, 2, 3, 4, 5, 6} else "-" + "".join(str(b) for b in sorted(which))
     out = ROOT / "bench" / "results" / f"{results['date']}{suffix}.json"
     out.parent.mkdir(exist_ok=True)

@@ -25,6 +25,7 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 
 from trainlab.data.cache import Tensors
 from trainlab.engine import checkpoint
+from trainlab.engine.compile_cache import use_compile_caches
 from trainlab.engine.loop import EVAL_BATCH, OnBatch, epoch_batches, timeline
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, single_threaded
 from trainlab.engine.precision import autocast
@@ -408,7 +409,9 @@ class _Programs:
 def _compiled(base: Net, step_fn: Callable[..., Any], task: str) -> _Programs:
     """The compiled step programs of an architecture, made once per process (a new K, batch size
     or optimizer mix recompiles). Optimizer state is passed in, not captured, so that every
-    population of the architecture reuses the programs."""
+    population of the architecture reuses the programs. torch's on-disk compile caches are on
+    and kept in a lasting folder (:mod:`.compile_cache`), so that a later process loads the
+    programs instead of compiling them again."""
     if id(base) not in _COMPILED:
 
         def train_step(
@@ -433,6 +436,7 @@ def _compiled(base: Net, step_fn: Callable[..., Any], task: str) -> _Programs:
                 )
             return total, _member_metrics(out.float(), y, task)
 
+        use_compile_caches()
         _noise_outside_compiled(base)
         _COMPILED[id(base)] = _Programs(torch.compile(train_step, dynamic=False), torch.compile(step_fn, dynamic=False))
     return _COMPILED[id(base)]

@@ -12,6 +12,7 @@ import pickle
 import struct
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from trainlab.data.datasets import (
     california_housing_definition,
     cifar10_definition,
 )
+
+if TYPE_CHECKING:
+    from trainlab.spec import Trial
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository's root: README.md, studies/ and trainlab/ are found from here."""
@@ -218,3 +222,14 @@ def example_study_files() -> list[Path]:
 
     found = [*(ROOT / "studies").glob("*.toml"), *(ROOT / "studies").glob("*/*.toml")]
     return sorted(p for p in found if not is_suite_file(p))
+
+
+def example_trials() -> list[Trial]:
+    """Every trial the example studies know before training, of each study and of its smoke run."""
+    from trainlab import spec
+
+    out = []
+    for path in example_study_files():
+        for smoke in (False, True):
+            out.extend(spec.load(path, smoke=smoke).trials())
+    return out

@@ -6,11 +6,11 @@ or every store written before it would stop resuming.
 
 from __future__ import annotations
 
-import glob
 import json
 from pathlib import Path
 
 import pytest
+from helpers import example_trials
 
 from trainlab import spec, trial
 from trainlab.trial import TrialSpec, canonical_json, trial_hash
@@ -88,14 +88,6 @@ def test_trial_identity_is_what_0_1_gave(name: str) -> None:
     assert [(t.seed, t.hash) for t in study.trials()] == GOLDEN_HASHES[name]
     for t in study.trials():
         assert TrialSpec.from_json(t.spec).hash(t.seed) == t.hash  # the typed spec hashes the same
-
-
-def example_trials() -> list[spec.Trial]:
-    out = []
-    for path in sorted(glob.glob(str(ROOT / "studies" / "*.toml"))):
-        for smoke in (False, True):
-            out.extend(spec.load(path, smoke=smoke).trials())
-    return out
 
 
 def test_every_example_trial_round_trips_through_the_typed_spec() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import example_study_files
+from helpers import example_trials
 
 from trainlab import spec
 from trainlab.data import params, prepare
@@ -170,18 +170,10 @@ def test_prepare_refuses_what_a_resolved_table_always_states(data: dict[str, Any
     assert "is required" in prepare_error(data).reason
 
 
-def study_trials() -> list[spec.Trial]:
-    out = []
-    for path in example_study_files():
-        for smoke in (False, True):
-            out.extend(spec.load(path, smoke=smoke).trials())
-    return out
-
-
 def test_every_resolved_data_table_of_the_example_studies_passes_prepares_check_unchanged() -> None:
     """What the study resolves, prepare reads as is: the check keeps every value, and the split
     parser gives back the very split the spec holds."""
-    trials = study_trials()
+    trials = example_trials()
     assert len(trials) > 100
     for trial in trials:
         data = trial.spec["data"]

@@ -261,8 +261,19 @@ def print_bench1(batch: int, row: dict[str, Any]) -> None:
     )
 
 
+MLP_MODEL = """[model]
+layers = [
+  { type = "Flatten" },
+  { type = "Dense", units = 128, activation = "relu" },
+  { type = "Dense", units = 64, activation = "relu" },
+  { type = "Dense", units = 10, activation = "softmax" },
+]
+"""
+"""The MLP 784-128-64-10 of report A, as a study's [model] table: every MNIST MLP benchmark's."""
+
 SIX = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
-SIX_STUDY = """
+SIX_STUDY = (
+    """
 [study]
 name = "six-optimizers"
 seeds = {seeds}
@@ -271,14 +282,9 @@ seeds = {seeds}
 name = "mnist"
 split = { kind = "first", validation = 5000 }
 
-[model]
-layers = [
-  { type = "Flatten" },
-  { type = "Dense", units = 128, activation = "relu" },
-  { type = "Dense", units = 64, activation = "relu" },
-  { type = "Dense", units = 10, activation = "softmax" },
-]
-
+"""
+    + MLP_MODEL
+    + """
 [train]
 epochs = {epochs}
 batch_size = 32
@@ -303,6 +309,7 @@ optimizer = "rmsprop"
 label = "adam"
 optimizer = "adam"
 """
+)
 
 
 def six_study(seeds: int, epochs: int) -> str:
@@ -392,7 +399,8 @@ def bench2(data_file: Path, folder: Path, seeds: int, epochs: int, repeats: int)
     return out
 
 
-ONE_STEP_STUDY = """
+ONE_STEP_STUDY = (
+    """
 [study]
 name = "one-step"
 seeds = [0]
@@ -404,14 +412,9 @@ train_limit = 32
 val_limit = 32
 test_limit = 32
 
-[model]
-layers = [
-  { type = "Flatten" },
-  { type = "Dense", units = 128, activation = "relu" },
-  { type = "Dense", units = 64, activation = "relu" },
-  { type = "Dense", units = 10, activation = "softmax" },
-]
-
+"""
+    + MLP_MODEL
+    + """
 [optimizer]
 name = "sgd"
 
@@ -419,6 +422,7 @@ name = "sgd"
 epochs = 1
 batch_size = 32
 """
+)
 
 
 def bench6(folder: Path, repeats: int) -> dict[str, Any]:
@@ -443,7 +447,8 @@ def bench6(folder: Path, repeats: int) -> dict[str, Any]:
     return out
 
 
-COMPILED_STUDY = """
+COMPILED_STUDY = (
+    """
 [study]
 name = "compiled-sweep"
 seeds = [0]
@@ -452,14 +457,9 @@ seeds = [0]
 name = "mnist"
 split = { kind = "first", validation = 5000 }
 
-[model]
-layers = [
-  { type = "Flatten" },
-  { type = "Dense", units = 128, activation = "relu" },
-  { type = "Dense", units = 64, activation = "relu" },
-  { type = "Dense", units = 10, activation = "softmax" },
-]
-
+"""
+    + MLP_MODEL
+    + """
 [train]
 epochs = 6
 batch_size = 128
@@ -474,6 +474,7 @@ optimizer = { name = "sgd", learning_rate = 0.01 }
 label = "sgd 0.03"
 optimizer = { name = "sgd", learning_rate = 0.03 }
 """
+)
 """Three SGD learning rates at one seed: one population of three, whose plan compiles its step
 (the nominal eager work ahead, six epochs of MNIST, passes the plan's threshold)."""
 

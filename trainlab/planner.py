@@ -75,8 +75,8 @@ CPU_CONVOLUTIONS_ALONE = (
 )
 """The reason a plan records for a convolutional trial on the CPU that trains alone.
 
-Measured, not assumed: a population of three of report A's CNN trained at 0.59x the speed of
-the same trials one at a time in channels_last (bench/README.md, benchmark 3). On a GPU stacked
+Measured, not assumed: a population of three of report A's CNN trained slower than the same
+trials one at a time in channels_last (bench/README.md, benchmark 3). On a GPU stacked
 convolutions are where populations pay, so there they keep them."""
 
 NOMINAL_STEP_SECONDS = 3e-4

@@ -229,3 +229,10 @@ def test_the_compared_point_is_the_median_repeats_best() -> None:
     assert median_best_case([0.7, 0.9], "val_accuracy") == 0.7  # the worse middle one
     assert median_best_case([0.3, 0.1, 0.2, 0.4], "val_loss") == 0.3  # a loss: lower is better
     assert median_best_case([], "val_accuracy") is None
+
+
+def test_a_smoke_run_tunes_with_three_points_and_at_most_two_repeats(tmp_path: Path) -> None:
+    text = TUNED.replace("trials = 4", "trials = 16").replace("repeats = 2", "repeats = 5")
+    tune = spec.load(write(tmp_path, text), smoke=True).stages[0].tune
+    assert tune is not None and (tune.search.trials, tune.search.batch, tune.repeats) == (3, 3, 2)
+    assert spec.load(write(tmp_path, text)).stages[0].tune.repeats == 5  # type: ignore[union-attr]

@@ -178,7 +178,7 @@ def _name(name: str) -> str:
 
 def _studies(value: Any, folder: Path, smoke: bool) -> list[spec.Study]:
     """The study files ``suite.studies`` lists, each read and validated; a missing file, one listed
-    twice, two files of one study name, or a staged study or search is refused."""
+    twice, two files of one study name, or a staged, searched or tuned study is refused."""
     if not value or not all(isinstance(item, str) and item for item in value):
         raise SpecError(f"expected a list of one or more study files, got {value!r}", path="suite.studies")
     studies: list[spec.Study] = []
@@ -196,7 +196,7 @@ def _studies(value: Any, folder: Path, smoke: bool) -> list[spec.Study]:
         study = spec.load(folder / item, smoke=smoke)
         if study.dynamic:
             raise SpecError(
-                f"{item} is a staged study or a search, whose variants depend on results; a suite ranks the "
+                f"{item} is a staged, searched or tuned study, whose variants depend on results; a suite ranks the "
                 "variants of plain studies ([[compare]] and [grid])",
                 path=where,
             )

@@ -46,6 +46,18 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 ONE_AT_A_TIME = ("--workers", "1", "--population", "1", "--checkpoint-every", "0")
 
 
+def kill_halfway_through_the_first_trial(proc: subprocess.Popen[str], store: Path) -> None:
+    """SIGKILL ``proc`` once half the first trial's epochs are in ``store``; the store then holds
+    some of the study's epochs, not all."""
+    wait_for(lambda: epochs_written(store) >= EPOCHS // 2, proc)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, stderr_of(proc)
+    stderr_of(proc)
+    assert 0 < epochs_written(store) < EPOCHS * TRIALS
+
+
 def test_a_factory_study_killed_mid_trial_resumes_to_the_uninterrupted_results(study: Path) -> None:
     folder = study.parent
     proc = start(study, folder / "reference.db", *ONE_AT_A_TIME)
@@ -55,14 +67,7 @@ def test_a_factory_study_killed_mid_trial_resumes_to_the_uninterrupted_results(s
     assert len(reference) == TRIALS
 
     store = folder / "killed.db"
-    proc = start(study, store, *ONE_AT_A_TIME)
-    wait_for(lambda: epochs_written(store) >= EPOCHS // 2, proc)  # halfway through the first trial
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, stderr_of(proc)
-    stderr_of(proc)
-    assert 0 < epochs_written(store) < EPOCHS * TRIALS
+    kill_halfway_through_the_first_trial(start(study, store, *ONE_AT_A_TIME), store)
     check_store(store, epochs=EPOCHS, trials=TRIALS)
 
     proc = start(study, store, *ONE_AT_A_TIME)
@@ -132,14 +137,7 @@ def test_a_script_defined_model_killed_mid_trial_resumes_to_the_uninterrupted_re
     assert len(reference) == TRIALS
 
     store = folder / "script-killed.db"
-    proc = run_script(folder, store)
-    wait_for(lambda: epochs_written(store) >= EPOCHS // 2, proc)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, stderr_of(proc)
-    stderr_of(proc)
-    assert 0 < epochs_written(store) < EPOCHS * TRIALS
+    kill_halfway_through_the_first_trial(run_script(folder, store), store)
 
     proc = run_script(folder, store)
     assert proc.wait(timeout=600) == 0, stderr_of(proc)

@@ -271,20 +271,21 @@ layers = [
 """
 """The MLP 784-128-64-10 of report A, as a study's [model] table: every MNIST MLP benchmark's."""
 
+
+def mlp_study(name: str, seeds: str, rest: str, data: str = "") -> str:
+    """A study of report A's MLP on MNIST's first 55000 / 5000 split: its ``[study]`` head,
+    ``[data]`` (with ``data``'s extra keys), :data:`MLP_MODEL`, then ``rest`` (the optimizer,
+    training and variants)."""
+    head = f'[study]\nname = "{name}"\nseeds = {seeds}\n\n'
+    table = '[data]\nname = "mnist"\nsplit = { kind = "first", validation = 5000 }\n' + data
+    return head + table + "\n" + MLP_MODEL + rest
+
+
 SIX = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
-SIX_STUDY = (
+SIX_STUDY = mlp_study(
+    "six-optimizers",
+    "{seeds}",
     """
-[study]
-name = "six-optimizers"
-seeds = {seeds}
-
-[data]
-name = "mnist"
-split = { kind = "first", validation = 5000 }
-
-"""
-    + MLP_MODEL
-    + """
 [train]
 epochs = {epochs}
 batch_size = 32
@@ -308,7 +309,7 @@ optimizer = "rmsprop"
 [[compare]]
 label = "adam"
 optimizer = "adam"
-"""
+""",
 )
 
 
@@ -399,29 +400,21 @@ def bench2(data_file: Path, folder: Path, seeds: int, epochs: int, repeats: int)
     return out
 
 
-ONE_STEP_STUDY = (
+ONE_STEP_STUDY = mlp_study(
+    "one-step",
+    "[0]",
     """
-[study]
-name = "one-step"
-seeds = [0]
-
-[data]
-name = "mnist"
-split = { kind = "first", validation = 5000 }
-train_limit = 32
-val_limit = 32
-test_limit = 32
-
-"""
-    + MLP_MODEL
-    + """
 [optimizer]
 name = "sgd"
 
 [train]
 epochs = 1
 batch_size = 32
-"""
+""",
+    data="""train_limit = 32
+val_limit = 32
+test_limit = 32
+""",
 )
 
 
@@ -447,19 +440,10 @@ def bench6(folder: Path, repeats: int) -> dict[str, Any]:
     return out
 
 
-COMPILED_STUDY = (
+COMPILED_STUDY = mlp_study(
+    "compiled-sweep",
+    "[0]",
     """
-[study]
-name = "compiled-sweep"
-seeds = [0]
-
-[data]
-name = "mnist"
-split = { kind = "first", validation = 5000 }
-
-"""
-    + MLP_MODEL
-    + """
 [train]
 epochs = 6
 batch_size = 128
@@ -473,7 +457,7 @@ optimizer = { name = "sgd", learning_rate = 0.01 }
 [[compare]]
 label = "sgd 0.03"
 optimizer = { name = "sgd", learning_rate = 0.03 }
-"""
+""",
 )
 """Three SGD learning rates at one seed: one population of three, whose plan compiles its step
 (the nominal eager work ahead, six epochs of MNIST, passes the plan's threshold)."""

@@ -238,15 +238,7 @@ SEARCHED = {
 reach the sampler, the budget and the space."""
 TUNED = {
     "study": {"name": "tuned", "seeds": 2},
-    "data": {"name": "npz", "path": "tiny.npz", "split": {"kind": "first", "validation": 20}},
-    "model": {
-        "layers": [
-            {"type": "Flatten"},
-            {"type": "Dense", "units": 8, "activation": "relu"},
-            {"type": "Dense", "units": 3, "activation": "softmax"},
-        ]
-    },
-    "train": {"epochs": 2, "batch_size": 8},
+    **{key: SEARCHED[key] for key in ("data", "model", "train")},
     "stage": [
         {"name": "width", "grid": {"model.layers[1].units": [4, 8]}},
         {
@@ -274,8 +266,8 @@ TUNED = {
         },
     ],
 }
-"""A staged study whose second stage tunes three optimizers, each with the common space and its
-own extra dimensions, so that edits reach the budget, the repeats and the conditional spaces."""
+"""The searched study's trial with a second stage that tunes three optimizers, each with the common
+space and its own extra dimensions, so that edits reach the budget, the repeats and the conditional spaces."""
 BASES = {
     "cnn": CNN,
     "searched": SEARCHED,

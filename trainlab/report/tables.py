@@ -29,7 +29,7 @@ from trainlab.errors import TrainlabError
 from trainlab.jsonio import finite
 from trainlab.report import stats
 from trainlab.report.budget import BUDGETS, ESTIMATOR, SOURCES, budget_curve, check_estimator
-from trainlab.store import FINISHED_STATUSES, Store, TrialRecord
+from trainlab.store import Store, TrialRecord
 
 FORMAT = "trainlab-report/1"
 FORMATS = ("table", "markdown", "csv", "json")
@@ -269,18 +269,10 @@ def _tune_block(
 
 
 def search_outcomes(points: Iterable[Sequence[TrialRecord]]) -> dict[str, Any]:
-    """How a search's points ended, each point by its trials: ``finished`` (every trial finished),
-    ``pruned`` and ``diverged`` (a trial was), and ``pruned_share``, pruned over finished (None
-    before any finished)."""
-    finished = pruned = diverged = 0
-    for trials in points:
-        statuses = {t.status for t in trials}
-        if statuses <= FINISHED_STATUSES:
-            finished += 1
-            pruned += "pruned" in statuses
-            diverged += "diverged" in statuses
-    share = pruned / finished if finished else None
-    return {"finished": finished, "pruned": pruned, "diverged": diverged, "pruned_share": share}
+    """How a search's points ended, each point by its trials (:func:`~trainlab.report.tuning.point_outcomes`)."""
+    from trainlab.report.tuning import point_outcomes
+
+    return point_outcomes({t.status for t in trials} for trials in points)
 
 
 def count_trials(sections: Sequence[tuple[str | None, Sequence[dict[str, Any]]]]) -> dict[str, Any]:

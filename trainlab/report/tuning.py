@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from trainlab.report.budget import ESTIMATOR, budget_curve
 from trainlab.spec import Dimension, TuneSpec
 from trainlab.spec.keypaths import get_path
+from trainlab.store import FINISHED_STATUSES
 
 EDGE = 0.05
 """A tuned value within this share of its range from a bound (on the dimension's own scale, a
@@ -55,23 +56,29 @@ def study_spread(bests: Sequence[float | None]) -> dict[str, Any] | None:
     }
 
 
-def outcomes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """How a variant's points ended, each point by its trials' statuses: finished, pruned and
-    diverged points, the shares of finished ones, and the trials trained."""
+def point_outcomes(points: Iterable[Collection[str]]) -> dict[str, Any]:
+    """How a search's points ended, each point by the statuses of its trials: ``finished`` (every
+    trial finished), ``pruned`` and ``diverged`` (a trial was), and ``pruned_share``, pruned over
+    finished (None before any finished)."""
     finished = pruned = diverged = 0
-    for row in rows:
-        statuses = set(row["status"])
-        if statuses and statuses <= {"done", "pruned", "diverged", "failed"}:
+    for statuses in points:
+        if set(statuses) <= FINISHED_STATUSES:
             finished += 1
             pruned += "pruned" in statuses
             diverged += "diverged" in statuses
+    share = pruned / finished if finished else None
+    return {"finished": finished, "pruned": pruned, "diverged": diverged, "pruned_share": share}
+
+
+def outcomes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How a variant's points ended (:func:`point_outcomes`, from each point row's status
+    counts), with the diverged share of finished points and the trials trained."""
+    counted = point_outcomes(row["status"] for row in rows)
+    finished = counted["finished"]
     return {
         "points": len(rows),
-        "finished": finished,
-        "pruned": pruned,
-        "diverged": diverged,
-        "pruned_share": pruned / finished if finished else None,
-        "diverged_share": diverged / finished if finished else None,
+        **counted,
+        "diverged_share": counted["diverged"] / finished if finished else None,
         "trials": sum(sum(row["status"].values()) for row in rows),
     }
 

@@ -236,3 +236,13 @@ def test_a_smoke_run_tunes_with_three_points_and_at_most_two_repeats(tmp_path: P
     tune = spec.load(write(tmp_path, text), smoke=True).stages[0].tune
     assert tune is not None and (tune.search.trials, tune.search.batch, tune.repeats) == (3, 3, 2)
     assert spec.load(write(tmp_path, text)).stages[0].tune.repeats == 5  # type: ignore[union-attr]
+
+
+def test_check_shows_each_variants_space_and_the_trials(tmp_path: Path) -> None:
+    from trainlab.api.check import check_lines
+
+    lines = check_lines(spec.load(write(tmp_path, TUNED)))
+    assert "  3 variants x 7 points x 2 seeds = 42 trials (folds multiply it)" in lines
+    assert "    momentum: optimizer.learning_rate, optimizer.momentum" in lines
+    assert "    adam: optimizer.beta_1, optimizer.learning_rate" in lines
+    assert any(line.startswith("  tune: each of 3 variants tuned on its own: 4 points each") for line in lines)

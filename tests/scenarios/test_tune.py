@@ -15,6 +15,8 @@ from factories import write_tiny_study_text as write
 from trainlab import orchestrate, selection, spec
 from trainlab.errors import SpecError
 from trainlab.report import render, study_report
+from trainlab.report.figures import StudyFigures
+from trainlab.report.html import render_html
 from trainlab.search import qmc_points
 from trainlab.seeding import derive
 from trainlab.store import Store
@@ -197,6 +199,15 @@ def test_the_report_compares_each_variant_at_its_tuned_best(tmp_path: Path) -> N
         assert "Tuned: each variant by its own qmc search of 4 points" in text
         assert "(study variance)" in text and "(trial variance)" in text
         assert json.loads(render(report, "json"))["stages"][0]["tune"]["variants"][0]["label"] == "sgd"
+        figure = StudyFigures(store, "tuned").make("budget").figure
+        assert figure is not None
+        (ax,) = figure.axes  # a plain study's one tuned stage: one panel
+        lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+        assert lines == {
+            f"{v['label']} (N={v['budget']['points']})": pytest.approx(v["budget"]["expected_best"])
+            for v in block["variants"]
+        }
+        assert 'id="fig-budget"' in render_html(store, "tuned", trial_figures=False)
         csv_text = render(report, "csv")
         assert csv_text.splitlines()[0].endswith(
             "tuned,study_median,study_min,study_max,best_at_1,best_at_4,best_at_16"

@@ -196,8 +196,8 @@ def _studies(value: Any, folder: Path, smoke: bool) -> list[spec.Study]:
         study = spec.load(folder / item, smoke=smoke)
         if study.dynamic:
             raise SpecError(
-                f"{item} is a staged, searched or tuned study, whose variants depend on results; a suite ranks the "
-                "variants of plain studies ([[compare]] and [grid])",
+                f"{item} is a staged study or a search, or tunes its variants, whose variants depend on results; "
+                "a suite ranks the variants of plain studies ([[compare]] and [grid])",
                 path=where,
             )
         for j, other in enumerate(studies):

@@ -6,8 +6,8 @@ is left stuck, and the final results equal those of an uninterrupted run.
 
 How the tests avoid timing assumptions (the machine may be loaded): progress is watched through
 what the store has committed (or the lines a run prints after each commit), never through
-sleeps; the SIGKILL study has more epochs than any plausible overshoot between a commit and the
-kill, so the kills it needs always fit; and the concurrent runs meet at a barrier inside the
+sleeps; the SIGKILL runs wait an extra 0.1 s before each epoch's commit, so that a kill aimed
+after a given epoch lands near it even when the test process is descheduled for a while; and the concurrent runs meet at a barrier inside the
 real command before either trains, so that they overlap however the scheduler treats them.
 """
 
@@ -223,6 +223,26 @@ def make_study(folder: Path, *, n_train: int = 1200, epochs: int = EPOCHS) -> Pa
 
 ONE_AT_A_TIME = ("--workers", "1", "--population", "1", "--checkpoint-every", "0")
 
+SLOW = """
+import sys, time
+from trainlab import cli
+from trainlab.store import Store
+
+original = Store.record_epoch
+
+def record_epoch(self, *args, **kwargs):
+    # Each epoch takes at least 0.1 s more before it is committed, in the driver and in any worker
+    # process (a spawned worker imports this module again): a kill aimed after a given epoch lands
+    # near it even when the test process is descheduled for a while on a loaded machine. Sleeping
+    # changes no number.
+    time.sleep(0.1)
+    return original(self, *args, **kwargs)
+
+Store.record_epoch = record_epoch
+if __name__ == "__main__":
+    sys.exit(cli.main(sys.argv[1:]))
+"""
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -252,11 +272,13 @@ def test_repeated_sigkill_loses_nothing_and_changes_nothing(
     targets = sorted(rng.sample(range(2, TOTAL - 1), 4))
     kills, rounds = 0, 0
     kept: dict[str, dict[str, Any]] = {}
+    slow = study.parent / "slow.py"
+    slow.write_text(SLOW)
     while rounds <= len(targets) and rounds < 12:
         before = epochs_written(store)
         if before >= TOTAL:
             break
-        proc = start(study, store, *options)
+        proc = start(study, store, *options, prefix=(str(slow),))
         if rounds == 0:
             # The first kill lands while the run claims, measures or trains its first epoch:
             # at a random moment after it holds a trial.

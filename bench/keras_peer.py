@@ -29,9 +29,19 @@ OPTIMIZERS = {
 }
 
 
-def build(kind: str) -> keras.Model:
-    """The benchmark models, layer for layer as the trainlab study files write them."""
-    if kind == "mlp":
+def build(kind: str, dropout: float = 0.0) -> keras.Model:
+    """The benchmark models, layer for layer as the trainlab study files write them; ``mlp-e`` is
+    report E's MLP grid row (512-256 with ``dropout`` after each hidden layer)."""
+    if kind == "mlp-e":
+        layers = [
+            keras.layers.Flatten(),
+            keras.layers.Dense(512, activation="relu"),
+            keras.layers.Dropout(dropout),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dropout(dropout),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    elif kind == "mlp":
         layers = [
             keras.layers.Flatten(),
             keras.layers.Dense(128, activation="relu"),
@@ -68,7 +78,8 @@ class EpochTimer(keras.callbacks.Callback):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", required=True)
-    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+    parser.add_argument("--model", choices=("mlp", "cnn", "mlp-e"), default="mlp")
+    parser.add_argument("--dropouts", default="0", help="dropout rates of the mlp-e model, one fit each")
     parser.add_argument("--batch", type=int, default=32, help="batch size; 0: the whole training set (full batch)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--optimizers", default="sgd")
@@ -85,10 +96,10 @@ def main() -> None:
     x_val, y_val = x_val[: args.val_limit], y_val[: args.val_limit]
     batch = len(x_train) if args.batch == 0 else args.batch
     runs = []
-    for name in args.optimizers.split(","):
+    for name, dropout in [(o, float(d)) for o in args.optimizers.split(",") for d in args.dropouts.split(",")]:
         for seed in map(int, args.seeds.split(",")):
             keras.utils.set_random_seed(seed)
-            model = build(args.model)
+            model = build(args.model, dropout)
             model.compile(optimizer=OPTIMIZERS[name](), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             timer = EpochTimer()
             history = model.fit(
@@ -103,6 +114,7 @@ def main() -> None:
             runs.append(
                 {
                     "optimizer": name,
+                    "dropout": dropout,
                     "seed": seed,
                     "epoch_seconds": timer.seconds,
                     "val_accuracy": history.history["val_accuracy"],

@@ -1,6 +1,6 @@
 """trainlab against its peers on the same work, in one run: medians and ratios.
 
-    .venv/bin/python bench/run.py              # all five benchmarks (about 20 minutes on 2 cores)
+    .venv/bin/python bench/run.py              # every benchmark (about 30 minutes on 2 cores)
     .venv/bin/python bench/run.py --only 1     # one of them
     .venv/bin/python bench/run.py --only 4,5   # pure SGD and full batch (about 10 minutes)
 
@@ -23,6 +23,13 @@
 6. Start-up: a whole ``trainlab run`` of a study that trains one step, MNIST cached, against a
    process that only imports torch; and a study whose plan compiles, run with a cold and a warm
    torch compile cache (``TORCHINDUCTOR_CACHE_DIR``).
+7. Report E's MLP grid row (512-256, dropout 0.2 / 0.25 / 0.3, Adam, batch 128): ``trainlab run``
+   with the three rates in one population against ``--population 1`` and against Keras on
+   TensorFlow fitting the three models, whole processes alternated ``--repeats`` times; and the
+   three rates one at a time against one population, per trial-epoch, for that row and report
+   A's MLP (128-64) at batch 32.
+8. Benchmark 2's population step by population size (the six optimizers stacked 1, 2 and 3
+   times): milliseconds per member-step, and the floor they set on benchmark 2's training time.
 
 The Keras peer runs in this Python, or in the one ``TRAINLAB_PEER_PYTHON`` names.
 
@@ -319,12 +326,18 @@ def six_study(seeds: int, epochs: int) -> str:
     return text
 
 
-def run_trainlab_study(study: Path, store: Path, env: dict[str, str] | None = None) -> float:
-    """Seconds of one whole ``trainlab run`` process on a fresh store; ``env`` adds to its environment."""
+def run_trainlab_study(
+    study: Path, store: Path, env: dict[str, str] | None = None, options: tuple[str, ...] = ()
+) -> float:
+    """Seconds of one whole ``trainlab run`` process on a fresh store; ``env`` adds to its
+    environment, ``options`` to its command line."""
     store.unlink(missing_ok=True)
     began = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "trainlab.cli", "run", str(study), "--store", str(store), "--quiet", "--format", "none"],
+        [
+            *(sys.executable, "-m", "trainlab.cli", "run", str(study), "--store", str(store)),
+            *("--quiet", "--format", "none", *options),
+        ],
         capture_output=True,
         text=True,
         timeout=3600,
@@ -755,9 +768,189 @@ def bench5(t: Tensors, data_file: Path, folder: Path, epochs: int) -> dict[str, 
     return row
 
 
+DROPOUTS = [0.2, 0.25, 0.3]
+GRID_ROW_STUDY = mlp_study(
+    "report-e-row",
+    "[0]",
+    "",
+).replace(
+    MLP_MODEL,
+    """[model]
+layers = [
+  { type = "Flatten" },
+  { type = "Dense", units = 512, activation = "relu" },
+  { type = "Dropout", rate = 0.2 },
+  { type = "Dense", units = 256, activation = "relu" },
+  { type = "Dropout", rate = 0.2 },
+  { type = "Dense", units = 10, activation = "softmax" },
+]
+
+[optimizer]
+name = "adam"
+
+[train]
+epochs = {epochs}
+batch_size = 128
+"""
+    + "".join(
+        f'\n[[compare]]\nlabel = "dropout {r}"\n"model.layers[2].rate" = {r}\n"model.layers[4].rate" = {r}\n'
+        for r in DROPOUTS
+    ),
+)
+"""Report E's MLP grid row: 512-256 with dropout 0.2 / 0.25 / 0.3 after each hidden layer, Adam,
+batch 128, on MNIST's shapes (Fashion-MNIST's are the same)."""
+
+
+def bench7(t: Tensors, data_file: Path, folder: Path, epochs: int, repeats: int) -> dict[str, Any]:
+    """Report E's MLP grid row: its three dropout rates as one population (the plan's default, the
+    rates living in tensors) against the same trials one at a time (``--population 1``) and
+    against Keras on TensorFlow fitting the three models in one process; whole processes,
+    alternated. Then the same three rates' seconds per trial-epoch in one process, for that
+    row and for report A's smaller MLP at batch 32 (:func:`dropout_trial_epochs`)."""
+    from trainlab.store import Store
+
+    study = folder / "report-e-row.toml"
+    study.write_text(GRID_ROW_STUDY.replace("{epochs}", str(epochs)))
+    together, alone, theirs = [], [], []
+    accuracy: dict[str, dict[str, float]] = {}
+    for _ in range(repeats):
+        together.append(run_trainlab_study(study, folder / "row-together.db"))
+        alone.append(run_trainlab_study(study, folder / "row-alone.db", options=("--population", "1")))
+        peer = keras(
+            "tensorflow",
+            data_file,
+            model="mlp-e",
+            batch=128,
+            epochs=epochs,
+            optimizers="adam",
+            dropouts=",".join(map(str, DROPOUTS)),
+        )
+        theirs.append(peer["process_seconds"])
+    for name in ("together", "alone"):
+        with Store.open(folder / f"row-{name}.db") as db:
+            record = db.study("report-e-row")
+            assert record is not None
+            for trial in db.trials(record.id):
+                plan = trial.plan or {}
+                accuracy.setdefault(trial.label, {})[f"trainlab {name}"] = db.epochs(trial.id)[-1].metrics[
+                    "val_accuracy"
+                ]  # type: ignore[assignment]
+                accuracy[trial.label][f"members {name}"] = plan.get("members", 0)
+    for run in peer["runs"]:
+        accuracy[f"dropout {run['dropout']}"]["keras"] = run["val_accuracy"][-1]
+    out = {
+        "epochs": epochs,
+        "trainlab_population_seconds": together,
+        "trainlab_alone_seconds": alone,
+        "keras_tensorflow_seconds": theirs,
+        "population_over_alone": median(alone) / median(together),
+        "keras_over_population": median(theirs) / median(together),
+        "by_variant": accuracy,
+    }
+    print(
+        f"\nbenchmark 7: report E's MLP grid row (512-256, dropout {DROPOUTS}, Adam, batch 128), "
+        f"{epochs} epochs, whole processes, median of {repeats} (min-max)"
+    )
+    for name, runs in (
+        ("trainlab run, one population of 3", together),
+        ("trainlab run --population 1", alone),
+        ("Keras/TensorFlow, 3 fits", theirs),
+    ):
+        print(f"  {name:<36} {median(runs):7.1f} s  ({min(runs):.1f}-{max(runs):.1f})")
+    print(f"  population over one at a time      {out['population_over_alone']:7.2f}x")
+    print(f"  Keras/TF over the population       {out['keras_over_population']:7.2f}x")
+    for label, row in accuracy.items():
+        print(f"  {label:<14} " + "  ".join(f"{k} {v:.4f}" if v < 1 else f"{k} {v:g}" for k, v in row.items()))
+    out["trial_epochs"] = dropout_trial_epochs(t, epochs + 1)
+    return out
+
+
+def dropout_layers(units: tuple[int, int], rate: float) -> list[dict[str, Any]]:
+    """An MLP with two hidden layers of ``units``, each followed by Dropout ``rate``."""
+    return [
+        {"type": "Flatten"},
+        {"type": "Dense", "units": units[0], "activation": "relu"},
+        {"type": "Dropout", "rate": rate},
+        {"type": "Dense", "units": units[1], "activation": "relu"},
+        {"type": "Dropout", "rate": rate},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ]
+
+
+def dropout_trial_epochs(t: Tensors, epochs: int, examples: int = 16000) -> dict[str, Any]:
+    """Seconds per trial-epoch of three dropout rates trained one at a time and as one compiled
+    population, in this process, for report E's row (512-256, batch 128) and report A's MLP
+    (128-64, batch 32), Adam; ``examples`` training images and 32 validation images (medians of
+    the epochs after the first)."""
+    data = Tensors(t.x_train[:examples], t.y_train[:examples], t.x_val[:32], t.y_val[:32], t.x_test, t.y_test)
+    out: dict[str, Any] = {}
+    print(f"  seconds per trial-epoch in one process ({examples} images, medians of {epochs - 1} epochs):")
+    for units, batch in (((512, 256), 128), ((128, 64), 32)):
+        specs = [trial_spec(dropout_layers(units, r), "adam", batch, epochs) for r in DROPOUTS]
+        alone = []
+        for s in specs:
+            net = models.build(s["model"], (1, 28, 28), 0)
+            opt = Optimizer([p for p in net.parameters() if p.requires_grad], s["optimizer"])
+            history = fit(net, opt, data, TrainSettings.of(s), "classification", seed=0).history
+            alone.append(median([h["seconds"] for h in history[1:]]))
+        members = [Member(models.build(s["model"], (1, 28, 28), 0), s["optimizer"], TrainSettings.of(s)) for s in specs]
+        history = fit_population(members, data, "classification", seed=0, compile=True)[0].history
+        row = {"alone": statistics.fmean(alone), "population of 3": median([h["seconds"] for h in history[1:]])}
+        name = f"{units[0]}-{units[1]}, batch {batch}"
+        out[name] = row
+        print(
+            f"    {name:<20} alone {row['alone']:6.3f}   population of 3 {row['population of 3']:6.3f}   "
+            f"population is {row['alone'] / row['population of 3']:4.2f}x as fast"
+        )
+    return out
+
+
+SIX_OPTIMIZERS: list[Any] = [
+    "sgd",
+    {"name": "sgd", "momentum": 0.9},
+    {"name": "sgd", "momentum": 0.9, "nesterov": True},
+    "adagrad",
+    "rmsprop",
+    "adam",
+]
+"""Benchmark 2's six optimizers as optimizer configs, in its order."""
+
+
+def bench8(t: Tensors, epochs: int, examples: int = 16000) -> dict[str, Any]:
+    """Benchmark 2's step by population size: the six optimizers stacked once, twice and three
+    times (K = 6, 12, 18, as one population per seed or, were seeds stacked too, one per study
+    at 2 or 3 seeds), compiled as the run plan compiles them, on ``examples`` training images at
+    batch 32 and 32 validation images (so that the epoch is nearly all steps). Prints each
+    size's milliseconds per step and per member-step (medians of the epochs after the first),
+    and what benchmark 2's work costs at that rate: the floor of its training time."""
+    data = Tensors(t.x_train[:examples], t.y_train[:examples], t.x_val[:32], t.y_val[:32], t.x_test, t.y_test)
+    steps = -(-examples // 32)
+    out: dict[str, Any] = {"examples": examples, "sizes": {}}
+    print(f"\nbenchmark 8: benchmark 2's population step, six optimizers x r, batch 32, compiled, {examples} images")
+    for copies in (1, 2, 3):
+        specs = [trial_spec(MLP, o, 32, epochs) for o in SIX_OPTIMIZERS * copies]
+        members = [
+            Member(models.build(s["model"], (1, 28, 28), i), s["optimizer"], TrainSettings.of(s))
+            for i, s in enumerate(specs)
+        ]
+        results = fit_population(members, data, "classification", seed=0, compile=True)
+        k = len(members)
+        per_member = median([h["seconds"] for h in results[0].history[1:]]) / steps
+        row = {"members": k, "ms_per_step": per_member * k * 1000, "ms_per_member_step": per_member * 1000}
+        for seeds, six_epochs in ((2, 3), (3, 5)):
+            row[f"{seeds}x{six_epochs} training floor s"] = per_member * 6 * seeds * six_epochs * 1719
+        out["sizes"][str(k)] = row
+        print(
+            f"  K = {k:2d}: {row['ms_per_step']:6.2f} ms a step, {row['ms_per_member_step']:5.3f} ms a member-step; "
+            f"benchmark 2's steps at this rate: 2x3 {row['2x3 training floor s']:5.1f} s, "
+            f"3x5 {row['3x5 training floor s']:5.1f} s"
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="which benchmarks, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="which benchmarks, e.g. 1,3")
     parser.add_argument(
         "--six", default="3x5", metavar="SEEDSxEPOCHS[,...]", help="sizes of benchmark 2, e.g. 2x3,3x5 (default 3x5)"
     )
@@ -793,7 +986,11 @@ def main() -> None:
         if 6 in which:
             results["benchmark 6"] = bench6(folder, args.repeats)
             results["benchmark 6b"] = bench6_compile_cache(folder, args.repeats)
-    suffix = "" if which == {1, 2, 3, 4, 5, 6} else "-" + "".join(str(b) for b in sorted(which))
+        if 7 in which:
+            results["benchmark 7"] = bench7(t, data_file, folder, max(2, args.epochs - 1), args.repeats)
+        if 8 in which:
+            results["benchmark 8"] = bench8(t, args.epochs)
+    suffix = "" if which == {1, 2, 3, 4, 5, 6, 7, 8} else "-" + "".join(str(b) for b in sorted(which))
     out = ROOT / "bench" / "results" / f"{results['date']}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -142,6 +142,23 @@ def test_spatial_dropout_drops_whole_channels_in_training_only() -> None:
     assert net.stochastic and not built([{"type": "LayerNormalization"}], (8, 3, 3)).stochastic
 
 
+def test_dropout_keeps_the_inputs_whose_uniform_draw_reaches_the_rate_scaled_as_keras() -> None:
+    """Keras' formula, ``where(mask, x / (1 - rate), 0)``, with the mask drawn here by hand from the
+    same generator state: the inputs whose uniform number is at least the rate are kept."""
+    net = built([{"type": "Flatten"}, {"type": "Dropout", "rate": 0.25}], (4, 3, 3))
+    x = torch.arange(1.0, 1 + 8 * 36).reshape(8, 4, 3, 3)
+    assert torch.equal(net(x), x.reshape(8, 36)), "the identity in inference"
+    torch.manual_seed(3)
+    out = net.train()(x)
+    torch.manual_seed(3)
+    u = torch.rand(8, 36)
+    expected = torch.where(u >= 0.25, x.reshape(8, 36) / 0.75, torch.zeros(()))
+    assert torch.equal(out, expected)
+    assert 0.15 < float((out == 0).float().mean()) < 0.35
+    assert net.stochastic
+    assert not any(name.endswith("rate") for name in net.state_dict()), "saved weights hold no rate"
+
+
 def correlate(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """'valid' cross-correlation of one 2-d map with one 2-d kernel, as a convolution layer computes."""
     kh, kw = kernel.shape

@@ -91,6 +91,42 @@ def test_group_key_separates_what_changes_the_batches_only() -> None:
     assert planner.batch_key(trial_spec(layers=wider), 0, 0) != key
 
 
+def test_dropout_rates_live_in_tensors_so_report_e_grid_rows_share_a_population() -> None:
+    """Report E's grid: architectures x dropout 0.2 / 0.25 / 0.3. The rates of one architecture
+    share a population (per seed); another architecture or another layer does not."""
+
+    def blocks(filters: int, rate: float) -> list[dict[str, Any]]:
+        return [
+            {"type": "Conv2D", "filters": filters, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "BatchNormalization"},
+            {"type": "MaxPooling2D", "padding": "same"},
+            {"type": "Dropout", "rate": rate},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+
+    grid = [(filters, rate) for filters in (4, 8) for rate in (0.2, 0.25, 0.3)]
+    trials = [
+        planner.Planned(f"{f}-{r}-{s}", s, trial_spec(optimizer="adam", batch_size=256, layers=blocks(f, r)))
+        for f, r in grid
+        for s in (0, 1)
+    ]
+    plans = plan(trials, population=8)
+    groups: dict[str, set[str]] = {}
+    for trial in trials:
+        groups.setdefault(plans[trial.hash].population or trial.hash, set()).add(trial.hash)
+    assert sorted(map(sorted, groups.values())) == sorted(
+        sorted(f"{f}-{r}-{s}" for r in (0.2, 0.25, 0.3)) for f in (4, 8) for s in (0, 1)
+    )
+    assert {plans[t.hash].members for t in trials} == {3}
+    without = [layer for layer in blocks(4, 0.2) if layer["type"] != "Dropout"]
+    assert planner.batch_key(trial_spec(layers=without), 0, 0) != planner.batch_key(
+        trial_spec(layers=blocks(4, 0.2)), 0, 0
+    )
+    for layer_type, options in planner.IN_TENSORS.items():
+        assert set(options) <= set(models.LAYER_DEFS[layer_type].params), "every row names a layer type and its options"
+
+
 def test_auto_workers_from_the_groups_of_the_whole_study() -> None:
     sweep = [planner.Planned(f"{o}{s}", s, trial_spec(optimizer=o)) for o in ("sgd", "adam") for s in (0, 1)]
     assert planner.auto_workers(sweep, cores=2) == 1  # two populations of two: one worker on every core

@@ -2,8 +2,8 @@
 
 Each module computes what its Keras 3 layer computes, on trainlab's channels-first layout
 (N, C, H, W); :mod:`trainlab.models` decides which module a layer table builds. Modules that
-draw noise in training (:class:`SpatialDropout`) draw it from torch's global generator, as
-``nn.Dropout`` does: the engine seeds it from the trial seed and the epoch, and a population's
+draw noise in training (:class:`Dropout`, :class:`SpatialDropout`) draw it from torch's global
+generator: the engine seeds it from the trial seed and the epoch, and a population's
 ``vmap(..., randomness="same")`` gives every member the draw a single model makes.
 """
 
@@ -95,6 +95,32 @@ class KerasLayerNorm(nn.Module):
         if self.bias is not None:
             out = out + self.bias.reshape(self.broadcast)
         return out
+
+
+class Dropout(nn.Module):
+    """Keras' ``Dropout``: in training, each input is kept with probability ``1 - rate`` and
+    scaled by ``1 / (1 - rate)``, or zeroed (Keras' ``where(mask, x / keep, 0)``); in inference
+    the identity.
+
+    The rate lives in a tensor (a buffer left out of the state dict), not in the module's
+    structure, so that trials differing only in their dropout rates share a population: the
+    stacked members each carry their own rate, and under ``vmap(..., randomness="same")`` they
+    draw the same uniform numbers a single model with the shared seed draws, each keeping the
+    inputs whose number is at least its rate. A member therefore drops what it would drop
+    trained alone (tests/engine/test_population.py). Saved weights hold no rate: the study's
+    layer table says it.
+    """
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate: torch.Tensor
+        self.register_buffer("rate", torch.tensor(float(rate)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        keep = torch.rand_like(x) >= self.rate
+        return torch.where(keep, x / (1 - self.rate), torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 class SpatialDropout(nn.Module):

@@ -25,7 +25,7 @@ from torch import nn
 from trainlab import augment, factory_models, initializers
 from trainlab.activations import ACTIVATIONS
 from trainlab.errors import SpecError
-from trainlab.layers import AveragePool, GlobalPool, KerasLayerNorm, SpatialDropout
+from trainlab.layers import AveragePool, Dropout, GlobalPool, KerasLayerNorm, SpatialDropout
 from trainlab.nets import MAX_PARAMETERS, MAX_VALUES, LayerSummary, Net, Shape
 from trainlab.registry import (
     Check,
@@ -568,7 +568,7 @@ def _flatten_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> 
 
 
 def _dropout_modules(layer: Layer, shape: Shape, generator: torch.Generator) -> list[nn.Module]:
-    return [nn.Dropout(layer["rate"])]
+    return [Dropout(layer["rate"])]
 
 
 def _batch_norm_weights(layer: Layer, shape: Shape) -> tuple[int, int]:

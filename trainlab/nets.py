@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainlab.layers import Dropout
+
 Shape = tuple[int, ...]
 
 MAX_PARAMETERS = 100_000_000
@@ -61,7 +63,9 @@ class Net(nn.Module):
     def stochastic(self) -> bool:
         """Whether training draws random noise per example (Dropout, SpatialDropout2D, RReLU, the
         augmentation layers)."""
-        return any(isinstance(m, (nn.Dropout, nn.RReLU)) or getattr(m, "draws_noise", False) for m in self.body)
+        return any(
+            isinstance(m, (Dropout, nn.Dropout, nn.RReLU)) or getattr(m, "draws_noise", False) for m in self.body
+        )
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

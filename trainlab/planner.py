@@ -54,7 +54,7 @@ from trainlab.engine.loop import EVAL_BATCH
 from trainlab.engine.lowered import ONE_THREAD_MAX_BATCH, lower
 from trainlab.engine.population import dry_step
 from trainlab.optim import Optimizer
-from trainlab.trial import TrialSpec, canonical_json
+from trainlab.trial import ModelSpec, TrialSpec, canonical_json
 from trainlab.version import __version__
 
 MAX_POPULATION = 16
@@ -144,18 +144,37 @@ def machine_cores() -> int:
     return os.cpu_count() or 1
 
 
+IN_TENSORS: dict[str, tuple[str, ...]] = {"Dropout": ("rate",)}
+"""Layer options a built model keeps in tensors rather than in its structure, by layer type:
+trials that differ only in them share a population (each stacked member carries its own value),
+as report E's grid of architectures x dropout rates needs."""
+
+
+def architecture(model: ModelSpec) -> dict[str, Any]:
+    """``model``'s layers without the options of :data:`IN_TENSORS`: what must be equal for
+    models to be stacked into one population."""
+    value = model.to_json()
+    if "layers" not in value:
+        return value
+    layers = [
+        {k: v for k, v in layer.items() if k not in IN_TENSORS.get(layer["type"], ())} for layer in value["layers"]
+    ]
+    return {**value, "layers": layers}
+
+
 def batch_key(spec: TrialSpec, seed: int, start_epoch: int) -> str:
     """Trials with equal keys can train as one population.
 
     They see exactly the same batches and differ only in what lives in tensors: same
-    architecture, data and split, batch size, shuffling, loss (and label smoothing) and seed (the seed fixes the batch
-    order and the dropout noise), and the same epoch to start from. Their optimizers and
-    hyper-parameters, initializers, epoch budgets and callbacks may differ.
+    architecture (:func:`architecture`), data and split, batch size, shuffling, loss (and label
+    smoothing) and seed (the seed fixes the batch order and the dropout noise), and the same
+    epoch to start from. Their optimizers and hyper-parameters, initializers, dropout rates,
+    epoch budgets and callbacks may differ.
     """
     train = spec.train
     return canonical_json(
         {
-            "model": spec.model.to_json(),
+            "model": architecture(spec.model),
             "data": spec.data.to_json(),
             "task": spec.task,
             "seed": seed,

@@ -110,6 +110,20 @@ def test_population_equals_one_at_a_time(tmp_path: Path, optimizer: str) -> None
     assert min(lrs) < 0.01 * 0.5 + 1e-9, "ReduceLROnPlateau must act on member c"
 
 
+def test_members_with_other_dropout_rates_train_as_they_do_alone(tmp_path: Path) -> None:
+    """Dropout rates live in tensors: variants that differ only in them share a population, and
+    each member drops what it drops trained alone (report E's grid of rates)."""
+    extra = "".join(
+        f'\n[[compare]]\nlabel = "rate {rate}"\n"model.layers[2].rate" = {rate}\n' for rate in (0.0, 0.5, 0.7)
+    )
+    together = run(tmp_path, "rates-together", population=6, optimizer="sgd", extra=extra)
+    alone = run(tmp_path, "rates-alone", population=1, optimizer="sgd", extra=extra)
+    assert_same(together, alone)
+    assert {v["result"]["population"] for v in together.values()} == {6}, "the six variants of a seed train together"
+    finals = {v["label"]: v["epochs"][-1]["loss"] for v in alone.values()}
+    assert len({round(finals[f"rate {rate}"], 6) for rate in (0.0, 0.5, 0.7)}) == 3, "each rate trains its own way"
+
+
 def test_one_diverging_member_stops_alone(tmp_path: Path) -> None:
     extra = '\n[[compare]]\nlabel = "boom"\n"optimizer.learning_rate" = 1e30\n'
     out = run(tmp_path, "div", population=4, optimizer="sgd", extra=extra)

@@ -81,6 +81,8 @@ class _Stack:
         params, buffers = stack_module_state(list(nets))
         self.params = {k: v.detach() for k, v in params.items()}
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
+        self.saved = set(nets[0].state_dict())
+        """The names a member's weights hold: its state dict's (a rate buffer, say, is left out)."""
         self.names = list(self.params)
         self.groups: list[tuple[int, int, PopulationOptimizer]] = []
         keys = [optimizer_key(c) for c in configs]
@@ -138,9 +140,10 @@ class _Stack:
         return group.member_state_dict(i, keys)
 
     def member_weights(self, j: int) -> Weights:
+        """Member ``j``'s state dict: its weights and the buffers it saves."""
         return {
             **{k: v[j].clone() for k, v in self.params.items()},
-            **{k: v[j].clone() for k, v in self.buffers.items()},
+            **{k: v[j].clone() for k, v in self.buffers.items() if k in self.saved},
         }
 
 

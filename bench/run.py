@@ -36,7 +36,8 @@ The Keras peer runs in this Python, or in the one ``TRAINLAB_PEER_PYTHON`` names
 Every epoch includes the validation pass, for every framework (benchmark 4 times training steps
 only: its validation pass is the same few hundredths of a second as in benchmark 1). Epochs that include a compile
 (Keras' tracing, trainlab's ``torch.compile``) are left out of the medians and reported apart.
-Results are printed and written to ``bench/results/DATE.json`` (``DATE-45.json`` for ``--only 4,5``).
+Results are printed and written to ``bench/results/DATE.json`` (``DATE-45.json`` for ``--only 4,5``;
+``-run2`` and so on for later runs of the same day).
 """
 
 from __future__ import annotations
@@ -993,6 +994,10 @@ def main() -> None:
     suffix = "" if which == {1, 2, 3, 4, 5, 6, 7, 8} else "-" + "".join(str(b) for b in sorted(which))
     out = ROOT / "bench" / "results" / f"{results['date']}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
+    run = 2
+    while out.exists():  # a second run of the same benchmarks on one day keeps the first's file
+        out = out.with_name(f"{results['date']}{suffix}-run{run}.json")
+        run += 1
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {out.relative_to(ROOT)}")
 

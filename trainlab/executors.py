@@ -59,6 +59,7 @@ class Reporter(Protocol):
     def epoch_finished(self, trial: TrialRecord, epoch: int, logs: Mapping[str, float]) -> None: ...
     def trial_finished(self, trial: TrialRecord, status: str, result: Mapping[str, Any]) -> None: ...
     def unit_retried(self, trials: Sequence[TrialRecord], resumed_at: int, reason: str) -> None: ...
+    def unit_split(self, trials: Sequence[TrialRecord], sizes: Sequence[int], reason: str) -> None: ...
 
 
 class Silent:
@@ -80,6 +81,9 @@ class Silent:
         pass
 
     def unit_retried(self, trials: Sequence[TrialRecord], resumed_at: int, reason: str) -> None:
+        pass
+
+    def unit_split(self, trials: Sequence[TrialRecord], sizes: Sequence[int], reason: str) -> None:
         pass
 
 
@@ -603,11 +607,15 @@ def run_population(
     Every epoch is recorded; its checkpoint only when ``checkpoints`` says so (default: every
     :data:`CHECKPOINT_EVERY` seconds).
 
-    A population that raises records its unfinished trials as ``failed`` with the error text. Ctrl-C
-    gives them back (their finished epochs stay) and propagates. ``pruner`` decides, epoch by
-    epoch, whether a search trial goes on. ``placement``: where this process trains (see :class:`Placement`).
+    A population that raises records its unfinished trials as ``failed`` with the error text,
+    except for want of device memory: then its unfinished trials train on in two halves, each
+    from its members' last checkpoints (:func:`_split_on_memory`), and only a trial alone that does
+    not fit fails. Ctrl-C gives them back (their finished epochs stay) and propagates. ``pruner``
+    decides, epoch by epoch, whether a search trial goes on. ``placement``: where this process
+    trains (see :class:`Placement`).
     """
     recorder = Recorder(trials, store, owner, reporter)
+    out_of_memory: str | None = None
     try:
         job = unit_job(trials, store)
         reporter.unit_started(trials, job.specs[0].train.epochs, job.start)
@@ -631,9 +639,46 @@ def run_population(
             except StoreError:
                 break
         raise
+    except torch.OutOfMemoryError as exc:
+        if len(recorder.unfinished) < 2:
+            recorder.fail(error_text(exc))
+        else:
+            out_of_memory = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
     except Exception as exc:
         recorder.fail(error_text(exc))
-    return recorder.statuses()
+    if out_of_memory is None:
+        return recorder.statuses()
+    # Outside the except block, so that the failed step's tensors are freed before the halves train.
+    return _split_on_memory(
+        recorder,
+        out_of_memory,
+        lambda part: run_population(part, store, owner, cache, reporter, pruner, checkpoints, placement),
+    )
+
+
+def _split_on_memory(recorder: Recorder, error: str, train: Callable[[Sequence[TrialRecord]], list[str]]) -> list[str]:
+    """A population ran out of device memory: its unfinished trials, still claimed, train on as two
+    populations of half the size (each halving again if it too does not fit), each resuming from its
+    members' last checkpoint, and the statuses of all come back in the population's order.
+
+    A member's numbers do not depend on the other members of its population (see
+    :mod:`trainlab.planner`), and a trial resumed from its checkpoint goes on as if never stopped,
+    so the split changes which trials train together, not what they compute. How much memory is
+    free is not a fixed property of the machine, so this is a fallback, not a plan: the plan sizes
+    populations from the device's total memory (:func:`planner.memory_limit`), and each trial's
+    result records the population it finished in.
+    """
+    import gc
+
+    left = recorder.unfinished
+    half = (len(left) + 1) // 2
+    parts = [left[:half], left[half:]]
+    recorder.reporter.unit_split(left, [len(p) for p in parts], error)
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    statuses = dict(zip((t.id for t in left), (s for part in parts for s in train(part))))
+    return [recorder.finished.get(i, statuses.get(t.id, "lost")) for i, t in enumerate(recorder.trials)]
 
 
 def _interrupt_once(signum: int, frame: Any) -> None:

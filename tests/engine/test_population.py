@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import torch
 from helpers import make_npz
 
 from trainlab import spec
+from trainlab.api.progress import LineReporter
 from trainlab.data.cache import DataCache
+from trainlab.engine import population as population_module
 from trainlab.engine.checkpoint import unpack
 from trainlab.executors import run_local
 from trainlab.store import WEIGHTS, Store
@@ -58,7 +61,9 @@ train = {{ reduce_lr_on_plateau = {{ monitor = "loss", patience = 0, factor = 0.
 """
 
 
-def run(tmp_path: Path, name: str, population: int, optimizer: str = "adam", extra: str = "") -> dict[str, Any]:
+def run(
+    tmp_path: Path, name: str, population: int, optimizer: str = "adam", extra: str = "", **options: Any
+) -> dict[str, Any]:
     if not (tmp_path / "tiny.npz").exists():
         make_npz(tmp_path / "tiny.npz")
     path = tmp_path / "pop.toml"
@@ -66,7 +71,7 @@ def run(tmp_path: Path, name: str, population: int, optimizer: str = "adam", ext
     study = spec.load(path)
     out = {}
     with Store.open(tmp_path / f"{name}.db") as store:
-        run_local(study, store, population=population, cache=DataCache())
+        run_local(study, store, population=population, cache=DataCache(), **options)
         record = store.study("pop")
         assert record is not None
         for trial in store.trials(record.id):
@@ -122,6 +127,64 @@ def test_members_with_other_dropout_rates_train_as_they_do_alone(tmp_path: Path)
     assert {v["result"]["population"] for v in together.values()} == {6}, "the six variants of a seed train together"
     finals = {v["label"]: v["epochs"][-1]["loss"] for v in alone.values()}
     assert len({round(finals[f"rate {rate}"], 6) for rate in (0.0, 0.5, 0.7)}) == 3, "each rate trains its own way"
+
+
+def test_a_population_out_of_device_memory_trains_on_in_halves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A population that does not fit the device's memory (torch.OutOfMemoryError, raised here for
+    stacks of more than two members at their third epoch) is not failed: its unfinished trials
+    train on as two populations of half the size, from the checkpoints of epoch 2, and end with
+    exactly the numbers of a run whose populations fit."""
+    extra = '\n[[compare]]\nlabel = "d"\n"optimizer.learning_rate" = 0.02\n'
+    fits = run(tmp_path, "fits", population=2, optimizer="sgd", extra=extra, checkpoint_every=0)
+
+    train_epoch = population_module._train_epoch
+    raised: list[int] = []
+
+    def tight(stack: Any, *args: Any) -> Any:
+        epoch = args[5]
+        if stack.size > 2 and epoch == 2:
+            raised.append(stack.size)
+            raise torch.OutOfMemoryError(f"CUDA out of memory (a stack of {stack.size})")
+        return train_epoch(stack, *args)
+
+    monkeypatch.setattr(population_module, "_train_epoch", tight)
+    lines = io.StringIO()
+    split = run(
+        tmp_path, "split", population=4, optimizer="sgd", extra=extra, checkpoint_every=0, reporter=LineReporter(lines)
+    )
+    assert raised, "the population of four must have run out of memory"
+    assert {v["status"] for v in split.values()} == {"done"}
+    for key, trial in fits.items():
+        assert split[key]["epochs"] == trial["epochs"], trial["label"]
+        assert all(torch.equal(w, split[key]["weights"][n]) for n, w in trial["weights"].items()), trial["label"]
+    assert {v["result"]["population"] for v in split.values() if len(v["epochs"]) == 6} <= {1, 2}
+    text = lines.getvalue()
+    assert "the population did not fit in the device's memory (CUDA out of memory (a stack of" in text, text
+    assert "training on as populations of" in text and "Traceback" not in text
+
+
+def test_a_trial_that_does_not_fit_even_alone_fails_with_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The halving ends: a trial whose stack runs out of memory alone is failed with the error,
+    and the trials that finished before stay done."""
+    train_epoch = population_module._train_epoch
+
+    def none_fits(stack: Any, *args: Any) -> Any:
+        if args[5] == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (every stack)")
+        return train_epoch(stack, *args)
+
+    monkeypatch.setattr(population_module, "_train_epoch", none_fits)
+    make_npz(tmp_path / "tiny.npz")
+    path = tmp_path / "pop.toml"
+    path.write_text(STUDY.format(optimizer="sgd", extra=""))
+    with Store.open(tmp_path / "none-fits.db") as store:
+        run_local(spec.load(path), store, population=3, cache=DataCache(), checkpoint_every=0)
+        trials = store.trials(store.study("pop").id)  # type: ignore[union-attr]
+    by_status = {status: sorted(t.label for t in trials if t.status == status) for status in {t.status for t in trials}}
+    assert by_status == {"done": ["b", "b"], "failed": ["a", "a", "c", "c"]}, by_status  # b stops early by itself
+    assert all("CUDA out of memory (every stack)" in (t.error or "") for t in trials if t.status == "failed")
 
 
 def test_one_diverging_member_stops_alone(tmp_path: Path) -> None:

@@ -68,11 +68,19 @@ class LineReporter:
 
     def unit_retried(self, trials: Sequence[Any], resumed_at: int, reason: str) -> None:
         after = f"after epoch {resumed_at}" if resumed_at else "from the start"
-        print(
-            f"  {', '.join(who(t) for t in trials)}: the task died ({reason}); handed out again, resuming {after}",
-            file=self.stream,
-            flush=True,
+        names = ", ".join(who(t) for t in trials)
+        self._say(f"  {names}: the task died ({reason}); handed out again, resuming {after}")
+
+    def unit_split(self, trials: Sequence[Any], sizes: Sequence[int], reason: str) -> None:
+        self.index -= len(trials)  # each part is started, and counted, again
+        parts = " and ".join(map(str, sizes))
+        self._say(
+            f"  {', '.join(who(t) for t in trials)}: the population did not fit in the device's memory "
+            f"({reason}); training on as populations of {parts}, each from its last checkpoint"
         )
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
 
 
 def plan_note(trial: Any) -> str:
@@ -141,6 +149,9 @@ class BarReporter(LineReporter):
 
     def batch(self, step: int, steps: int) -> None:
         self.progress.update(self.steps, completed=step, total=steps)
+
+    def _say(self, text: str) -> None:
+        self.progress.console.print(text, markup=False, highlight=False)
 
     def epoch_finished(self, trial: Any, epoch: int, logs: Mapping[str, float]) -> None:
         self.epoch, self.budget = epoch + 1, self.epochs.get(trial.id, self.budget)

@@ -70,6 +70,7 @@ class Watcher(Silent):
         self.started: list[list[str]] = []
         self.resumed_at: list[int] = []
         self.retried: list[tuple[list[str], int, str]] = []
+        self.split: list[tuple[list[str], list[int], str]] = []
         self.running: set[int] = set()
         self.most_running_units = 0
         self.units: list[set[int]] = []
@@ -86,6 +87,9 @@ class Watcher(Silent):
 
     def unit_retried(self, trials: Sequence[Any], resumed_at: int, reason: str) -> None:
         self.retried.append(([t.hash for t in trials], resumed_at, reason))
+
+    def unit_split(self, trials: Sequence[Any], sizes: Sequence[int], reason: str) -> None:
+        self.split.append(([t.hash for t in trials], list(sizes), reason))
 
 
 def results(store_path: Path, name: str = "tiny") -> dict[str, dict[str, Any]]:
@@ -283,6 +287,46 @@ def test_killed_workers_are_retried_from_the_last_recorded_epoch(cluster: str, t
     assert_same_results(got, reference(study_path, population=3))
     stops = [g for g in got.values() if g["label"] == "stops"]
     assert all(g["epochs"] == [0, 1] for g in stops)
+
+
+def test_a_population_out_of_device_memory_goes_out_again_in_halves(cluster: str, tmp_path: Path) -> None:
+    """A task whose population of three runs out of device memory after its first epoch
+    (torch.OutOfMemoryError in training) is not retried as a death: its trials go out again as
+    populations of two and one, from their checkpoints, and end as an uninterrupted run."""
+    study_path = study_file(tmp_path, extra=[STOPS])
+
+    def runs_out_of_memory(job: UnitJob) -> Iterator[Any]:
+        # Defined in here: a task's function travels by value. While it trains, training in the
+        # task's process raises torch.OutOfMemoryError where a stack of more than two starts its
+        # second epoch; the worker process is put back as it was after (later tests reuse it).
+        import torch
+
+        from trainlab.cluster import population_events
+        from trainlab.engine import population
+
+        train_epoch = population._train_epoch
+
+        def tight(stack: Any, *args: Any) -> Any:
+            if stack.size > 2 and args[5] == 1:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return train_epoch(stack, *args)
+
+        population._train_epoch = tight
+        try:
+            yield from population_events(job)
+        finally:
+            population._train_epoch = train_epoch
+
+    summary, watcher = run(study_path, "ray.db", population=3, worker=runs_out_of_memory)
+    assert summary.ran == {"done": 6}, [(g["label"], g["error"]) for g in results(tmp_path / "ray.db").values()]
+    assert watcher.retried == [], "running out of memory is not a death"
+    assert sorted(sizes for _, sizes, _ in watcher.split) == [[2, 1], [2, 1]]
+    assert {reason for _, _, reason in watcher.split} == {
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    }
+    assert sorted(len(hashes) for hashes in watcher.started) == [1, 1, 2, 2, 3, 3]
+    assert sorted(watcher.resumed_at) == [0, 0, 1, 1, 1, 1], "the parts resume after the first epoch"
+    assert_same_results(results(tmp_path / "ray.db"), reference(study_path, population=3))
 
 
 def test_a_trial_that_keeps_dying_fails_and_the_others_finish(cluster: str, tmp_path: Path) -> None:

@@ -52,6 +52,8 @@ from trainlab.executors import (
     check_data,
     claim_members,
     error_text,
+    memory_message,
+    memory_parts,
     plan_unplanned,
     register,
     start_epoch,
@@ -104,6 +106,8 @@ def population_events(job: UnitJob) -> Iterator[Event]:
     def work() -> None:
         try:
             train_population(job, worker_cache(), events.put)
+        except torch.OutOfMemoryError as exc:
+            events.put(UnitFailed(error_text(exc), out_of_memory=True))
         except BaseException as exc:  # noqa: BLE001 - whatever ends training is the population's failure
             events.put(UnitFailed(error_text(exc)))
         finally:
@@ -355,6 +359,9 @@ class _Driver:
             # The worker process or its node died, or the task's results were lost.
             self._died(stream, exc)
             return
+        if isinstance(event, UnitFailed) and event.out_of_memory and len(flight.recorder.unfinished) > 1:
+            self._split(stream, event.error)
+            return
         try:
             flight.recorder.record(event)
         except ClaimLostError:
@@ -396,6 +403,19 @@ class _Driver:
             attempt = max(self.deaths[t.id] for t in trials)
             self.reporter.unit_retried(trials, start, reason)
             self.again.append((trials, attempt))
+
+    def _split(self, stream: Any, error: str) -> None:
+        """A task's population ran out of device memory: its unfinished trials go out again as the
+        smaller populations of :func:`memory_parts`, from their last checkpoints (not counted as a
+        death: the task did not die, the population did not fit)."""
+        flight = self.flights.pop(stream)
+        self._count(list(flight.recorder.finished.values()))
+        left = flight.recorder.unfinished
+        parts = memory_parts(left, self.store)
+        self.reporter.unit_split(left, [len(p) for p in parts], memory_message(error))
+        for part in parts:
+            self.reporter.unit_started(part, _epochs(part[0]), start_epoch(self.store, part[0]))
+            self.again.append((part, flight.job.attempt))
 
     def _count(self, statuses: Sequence[str]) -> None:
         for status in statuses:

@@ -384,9 +384,12 @@ class TrialEnded:
 
 @dataclass(frozen=True)
 class UnitFailed:
-    """Training raised: every trial of the population without a :class:`TrialEnded` fails with ``error``."""
+    """Training raised: every trial of the population without a :class:`TrialEnded` fails with
+    ``error``, unless it ran ``out_of_memory`` on its device: then the driver trains it on in
+    smaller populations (:func:`memory_parts`)."""
 
     error: str
+    out_of_memory: bool = False
 
 
 Event = EpochEnded | TrialEnded | UnitFailed
@@ -643,7 +646,7 @@ def run_population(
         if len(recorder.unfinished) < 2:
             recorder.fail(error_text(exc))
         else:
-            out_of_memory = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+            out_of_memory = memory_message(str(exc))
     except Exception as exc:
         recorder.fail(error_text(exc))
     if out_of_memory is None:
@@ -656,23 +659,42 @@ def run_population(
     )
 
 
-def _split_on_memory(recorder: Recorder, error: str, train: Callable[[Sequence[TrialRecord]], list[str]]) -> list[str]:
-    """A population ran out of device memory: its unfinished trials, still claimed, train on as two
-    populations of half the size (each halving again if it too does not fit), each resuming from its
-    members' last checkpoint, and the statuses of all come back in the population's order.
+def memory_message(error: str) -> str:
+    """The line of an out-of-memory error (or its traceback) that says what ran out."""
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "out of memory"
+
+
+def memory_parts(trials: Sequence[TrialRecord], store: Store) -> list[list[TrialRecord]]:
+    """The populations the unfinished ``trials`` of a population that ran out of device memory
+    train on in: two of half the size, each resuming from its members' last checkpoint. Trials
+    whose checkpoints are of different epochs (a checkpoint written for some members only) go
+    apart by epoch instead, as a resume plans them.
 
     A member's numbers do not depend on the other members of its population (see
     :mod:`trainlab.planner`), and a trial resumed from its checkpoint goes on as if never stopped,
-    so the split changes which trials train together, not what they compute. How much memory is
+    so a split changes which trials train together, not what they compute. How much memory is
     free is not a fixed property of the machine, so this is a fallback, not a plan: the plan sizes
     populations from the device's total memory (:func:`planner.memory_limit`), and each trial's
     result records the population it finished in.
     """
+    by_start: dict[int, list[TrialRecord]] = {}
+    for trial in trials:
+        by_start.setdefault(start_epoch(store, trial), []).append(trial)
+    if len(by_start) > 1:
+        return [by_start[epoch] for epoch in sorted(by_start)]
+    half = (len(trials) + 1) // 2
+    return [list(trials[:half]), list(trials[half:])]
+
+
+def _split_on_memory(recorder: Recorder, error: str, train: Callable[[Sequence[TrialRecord]], list[str]]) -> list[str]:
+    """A population ran out of device memory: its unfinished trials, still claimed, train on in
+    the populations of :func:`memory_parts` (each splitting again if it too does not fit), and the
+    statuses of all come back in the population's order."""
     import gc
 
     left = recorder.unfinished
-    half = (len(left) + 1) // 2
-    parts = [left[:half], left[half:]]
+    parts = memory_parts(left, recorder.store)
     recorder.reporter.unit_split(left, [len(p) for p in parts], error)
     gc.collect()
     if torch.cuda.is_available():

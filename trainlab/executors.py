@@ -13,6 +13,7 @@ on the cluster and the second on the driver.
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing
 import os
@@ -691,8 +692,6 @@ def _split_on_memory(recorder: Recorder, error: str, train: Callable[[Sequence[T
     """A population ran out of device memory: its unfinished trials, still claimed, train on in
     the populations of :func:`memory_parts` (each splitting again if it too does not fit), and the
     statuses of all come back in the population's order."""
-    import gc
-
     left = recorder.unfinished
     parts = memory_parts(left, recorder.store)
     recorder.reporter.unit_split(left, [len(p) for p in parts], error)

@@ -161,6 +161,7 @@ def test_a_population_out_of_device_memory_trains_on_in_halves(tmp_path: Path, m
     text = lines.getvalue()
     assert "the population did not fit in the device's memory (CUDA out of memory (a stack of" in text, text
     assert "training on as populations of" in text and "Traceback" not in text
+    assert "(population of 2, eager, 1 thread; 4 planned) (resuming after epoch 2)" in text, text
 
 
 def test_a_trial_that_does_not_fit_even_alone_fails_with_the_error(

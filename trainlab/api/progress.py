@@ -39,7 +39,7 @@ class LineReporter:
         self.epochs.update((t.id, epochs) for t in trials)
         resumed = f" (resuming after epoch {resumed_at})" if resumed_at else ""
         span = f"{first}" if len(trials) == 1 else f"{first}-{self.index}"
-        together = plan_note(trials[0])
+        together = plan_note(trials[0], len(trials))
         print(
             f"trial {span}/{self.total}: {', '.join(who(t) for t in trials)}{together}{resumed}",
             file=self.stream,
@@ -83,11 +83,21 @@ class LineReporter:
         print(text, file=self.stream, flush=True)
 
 
-def plan_note(trial: Any) -> str:
-    """`` (population of 3, eager, 2 threads)``: how a population trains, from its recorded plan."""
+def plan_note(trial: Any, training: int | None = None) -> str:
+    """`` (population of 3, eager, 2 threads)``: how a population trains, from its recorded plan.
+    ``training``: how many of its trials train now; where fewer than the plan's (a population
+    resumed without its finished members, or split for want of device memory), that many, and
+    the planned size after: `` (population of 2, eager, 1 thread; 4 planned)``."""
+    from dataclasses import replace
+
     from trainlab.planner import Plan
 
-    return f" ({Plan.from_json(trial.plan).describe()})" if trial.plan else ""
+    if not trial.plan:
+        return ""
+    plan = Plan.from_json(trial.plan)
+    if training is None or plan.step != "population" or training >= plan.members:
+        return f" ({plan.describe()})"
+    return f" ({replace(plan, members=training).describe()}; {plan.members} planned)"
 
 
 def who(trial: Any) -> str:

@@ -143,9 +143,15 @@ def trial_spec(layers: list[dict[str, Any]], optimizer: Any, batch: int | str, e
 
 
 def trainlab_single(
-    t: Tensors, layers: list[dict[str, Any]], batch: int, epochs: int, channels_last: bool = False
+    t: Tensors,
+    layers: list[dict[str, Any]],
+    batch: int,
+    epochs: int,
+    channels_last: bool = False,
+    optimizer: Any = "sgd",
 ) -> list[float]:
-    s = trial_spec(layers, "sgd", batch, epochs)
+    """Seconds of each epoch of one model trained alone by trainlab's ``fit``."""
+    s = trial_spec(layers, optimizer, batch, epochs)
     net = models.build(s["model"], (1, 28, 28), 0)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -171,7 +177,19 @@ def trainlab_population(
     """Per-member share of each epoch's seconds, K members with different learning rates."""
     lrs = [0.01 * 2 ** (i / 2 - 2) for i in range(k)]
     specs = [trial_spec(layers or MLP, {"name": "sgd", "learning_rate": lr}, batch, epochs) for lr in lrs]
-    members = [Member(models.build(s["model"], (1, 28, 28), 0), s["optimizer"], TrainSettings.of(s)) for s in specs]
+    return population_seconds(t, specs, compile=compile)
+
+
+def population_seconds(
+    t: Tensors, specs: list[dict[str, Any]], compile: bool = True, distinct_inits: bool = False
+) -> list[float]:
+    """Per-member share of each epoch's seconds of ``specs`` trained as one population by
+    ``fit_population``; every member starts from init seed 0, or member i from seed i with
+    ``distinct_inits``."""
+    members = [
+        Member(models.build(s["model"], (1, 28, 28), i if distinct_inits else 0), s["optimizer"], TrainSettings.of(s))
+        for i, s in enumerate(specs)
+    ]
     results = fit_population(members, t, "classification", seed=0, compile=compile)
     return [h["seconds"] for h in results[0].history]
 
@@ -887,16 +905,10 @@ def dropout_trial_epochs(t: Tensors, epochs: int, examples: int = 16000) -> dict
     out: dict[str, Any] = {}
     print(f"  seconds per trial-epoch in one process ({examples} images, medians of {epochs - 1} epochs):")
     for units, batch in (((512, 256), 128), ((128, 64), 32)):
-        specs = [trial_spec(dropout_layers(units, r), "adam", batch, epochs) for r in DROPOUTS]
-        alone = []
-        for s in specs:
-            net = models.build(s["model"], (1, 28, 28), 0)
-            opt = Optimizer([p for p in net.parameters() if p.requires_grad], s["optimizer"])
-            history = fit(net, opt, data, TrainSettings.of(s), "classification", seed=0).history
-            alone.append(median([h["seconds"] for h in history[1:]]))
-        members = [Member(models.build(s["model"], (1, 28, 28), 0), s["optimizer"], TrainSettings.of(s)) for s in specs]
-        history = fit_population(members, data, "classification", seed=0, compile=True)[0].history
-        row = {"alone": statistics.fmean(alone), "population of 3": median([h["seconds"] for h in history[1:]])}
+        layers = [dropout_layers(units, r) for r in DROPOUTS]
+        alone = [median(trainlab_single(data, one, batch, epochs, optimizer="adam")[1:]) for one in layers]
+        together = population_seconds(data, [trial_spec(one, "adam", batch, epochs) for one in layers])
+        row = {"alone": statistics.fmean(alone), "population of 3": median(together[1:])}
         name = f"{units[0]}-{units[1]}, batch {batch}"
         out[name] = row
         print(
@@ -930,13 +942,8 @@ def bench8(t: Tensors, epochs: int, examples: int = 16000) -> dict[str, Any]:
     print(f"\nbenchmark 8: benchmark 2's population step, six optimizers x r, batch 32, compiled, {examples} images")
     for copies in (1, 2, 3):
         specs = [trial_spec(MLP, o, 32, epochs) for o in SIX_OPTIMIZERS * copies]
-        members = [
-            Member(models.build(s["model"], (1, 28, 28), i), s["optimizer"], TrainSettings.of(s))
-            for i, s in enumerate(specs)
-        ]
-        results = fit_population(members, data, "classification", seed=0, compile=True)
-        k = len(members)
-        per_member = median([h["seconds"] for h in results[0].history[1:]]) / steps
+        k = len(specs)
+        per_member = median(population_seconds(data, specs, distinct_inits=True)[1:]) / steps
         row = {"members": k, "ms_per_step": per_member * k * 1000, "ms_per_member_step": per_member * 1000}
         for seeds, six_epochs in ((2, 3), (3, 5)):
             row[f"{seeds}x{six_epochs} training floor s"] = per_member * 6 * seeds * six_epochs * 1719
